@@ -1,0 +1,89 @@
+using System.Runtime.InteropServices;
+using TorchSharp;
+
+namespace MiniGpt4.Runtime;
+
+/// <summary>
+/// Makes sure TorchSharp's native libraries load, once per process, and turns a load
+/// failure into one <see cref="MiniGptNativeRuntimeException"/> that names the missing piece.
+/// </summary>
+internal static class NativeRuntime
+{
+    private static readonly object Gate = new();
+    private static bool _ready;
+
+    /// <summary>Loads libtorch (idempotent); throws <see cref="MiniGptNativeRuntimeException"/> on failure.</summary>
+    public static void EnsureLoaded()
+    {
+        if (_ready) return;
+        lock (Gate)
+        {
+            if (_ready) return;
+            try
+            {
+                // Touching any torch API runs TorchSharp's static initialiser, which loads
+                // libLibTorchSharp and libtorch. A tiny tensor proves the backend works.
+                using var probe = torch.zeros(1);
+            }
+            catch (Exception ex) when (ex is TypeInitializationException or DllNotFoundException
+                                            or NotSupportedException or InvalidOperationException
+                                            or BadImageFormatException or EntryPointNotFoundException)
+            {
+                throw new MiniGptNativeRuntimeException(Diagnose(ex), ex);
+            }
+            _ready = true;
+        }
+    }
+
+    /// <summary>Builds the message: what failed, why (as far as we can tell) and the fix.</summary>
+    internal static string Diagnose(Exception ex)
+    {
+        var root = ex;
+        while (root.InnerException is not null) root = root.InnerException;
+        var detail = root.Message;
+        var lines = new List<string> { "TorchSharp's native runtime (libtorch) could not be loaded." };
+
+        if (RuntimeInformation.IsOSPlatform(OSPlatform.Linux) && LacksGlibcxx("GLIBCXX_3.4.32"))
+        {
+            lines.Add("Cause: the system libstdc++ lacks GLIBCXX_3.4.32, which TorchSharp 0.107 needs (GCC 13 or newer).");
+            lines.Add("Fix: run eng/bootstrap-linux.sh from the MiniGpt4.NET repository, or on Debian 12 add a trixie apt source " +
+                      "and run 'apt-get install -t trixie libstdc++6'; on Ubuntu 22.04 install libstdc++6 from the ubuntu-toolchain-r/test PPA.");
+        }
+        else if (detail.Contains("torch_cpu", StringComparison.OrdinalIgnoreCase) ||
+                 detail.Contains("LibTorchSharp", StringComparison.OrdinalIgnoreCase) ||
+                 ex is DllNotFoundException || root is DllNotFoundException)
+        {
+            lines.Add("Cause: no libtorch backend package is referenced by the application.");
+            lines.Add("Fix: add a backend next to MiniGpt4 in the application project: " +
+                      "'libtorch-cpu-linux-x64' 2.10.0 (CPU, Linux), 'libtorch-cpu-win-x64', 'libtorch-cpu-osx-arm64', " +
+                      "or a libtorch-cuda-12.8 package for NVIDIA GPUs.");
+        }
+        else
+        {
+            lines.Add("Fix: reference TorchSharp 0.107.0 plus one libtorch backend package (e.g. libtorch-cpu-linux-x64 2.10.0).");
+        }
+        lines.Add($"Underlying error: {root.GetType().Name}: {FirstLine(detail)}");
+        return string.Join(Environment.NewLine, lines);
+    }
+
+    private static string FirstLine(string s)
+    {
+        var i = s.IndexOf('\n');
+        return i < 0 ? s : s[..i].TrimEnd();
+    }
+
+    private static bool LacksGlibcxx(string version)
+    {
+        foreach (var path in new[] { "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib/aarch64-linux-gnu/libstdc++.so.6", "/usr/lib64/libstdc++.so.6" })
+        {
+            if (!File.Exists(path)) continue;
+            try
+            {
+                var bytes = File.ReadAllBytes(path);
+                return bytes.AsSpan().IndexOf(System.Text.Encoding.ASCII.GetBytes(version)) < 0;
+            }
+            catch (IOException) { return false; }
+        }
+        return false;
+    }
+}
