@@ -1,0 +1,168 @@
+namespace MiniGpt4;
+
+/// <summary>
+/// How an answer is generated. Defaults mirror the MiniGPT-4 demo (<c>Chat.answer</c>): sampling on,
+/// top-p 0.9, top-k 50 (Hugging Face's implicit default, which the reference applies), temperature 1.0,
+/// repetition penalty 1.05, 300 new tokens, one beam.
+/// </summary>
+public sealed record GenerationOptions
+{
+    /// <summary>Sample (true) or pick the most likely token (false). A <see cref="Temperature"/> of 0 also means greedy.</summary>
+    public bool DoSample { get; init; } = true;
+
+    /// <summary>Softmax temperature; 0 means greedy decoding.</summary>
+    public float Temperature { get; init; } = 1.0f;
+
+    /// <summary>Nucleus sampling: keep the smallest set of tokens whose probability mass reaches this value.</summary>
+    public float TopP { get; init; } = 0.9f;
+
+    /// <summary>Keep only the this many most likely tokens when sampling (0 disables).</summary>
+    public int TopK { get; init; } = 50;
+
+    /// <summary>Hugging Face repetition penalty (1 disables). The penalised set is BOS plus the generated tokens.</summary>
+    public float RepetitionPenalty { get; init; } = 1.05f;
+
+    /// <summary>Maximum number of new tokens.</summary>
+    public int MaxNewTokens { get; init; } = 300;
+
+    /// <summary>Minimum number of new tokens before EOS is allowed.</summary>
+    public int MinNewTokens { get; init; }
+
+    /// <summary>Beam search width (1 = no beam search).</summary>
+    public int NumBeams { get; init; } = 1;
+
+    /// <summary>Beam search length penalty (score = sum log-probs / length^penalty).</summary>
+    public float LengthPenalty { get; init; } = 1.0f;
+
+    /// <summary>Random seed for reproducible sampling; null picks a fresh seed per call.</summary>
+    public long? Seed { get; init; }
+
+    /// <summary>Stop when the decoded text contains one of these; the stop string is not part of the answer.</summary>
+    public IReadOnlyList<string> StopStrings { get; init; } = Array.Empty<string>();
+
+    /// <summary>Extra stop token ids (each a one-token stop).</summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = Array.Empty<int>();
+
+    /// <summary>
+    /// Stop when the generated ids end with one of these sequences (the stop ids are part of the result, as in the
+    /// reference). The pipeline adds the variant's template stops here when <see cref="UseTemplateStops"/> is on.
+    /// </summary>
+    public IReadOnlyList<IReadOnlyList<int>> StopTokenSequences { get; init; } = Array.Empty<IReadOnlyList<int>>();
+
+    /// <summary>Use the variant's template stops (the token spellings of <c>###</c> for MiniGPT-4). EOS always stops.</summary>
+    public bool UseTemplateStops { get; init; } = true;
+
+    /// <summary>
+    /// The reference's <c>max_length</c> (2000): when prompt plus <see cref="MaxNewTokens"/> exceeds it, the
+    /// prompt embeddings are cut from the left, as <c>Chat.answer_prepare</c> does. Reported in the usage.
+    /// </summary>
+    public int MaxContextLength { get; init; } = 2000;
+
+    /// <summary>Greedy decoding with the reference's greedy settings (repetition penalty 1.0).</summary>
+    public static GenerationOptions Greedy { get; } = new() { DoSample = false, RepetitionPenalty = 1.0f };
+
+    /// <summary>True when this request decodes greedily.</summary>
+    public bool IsGreedy => !DoSample || Temperature == 0f;
+
+    internal void Validate()
+    {
+        static void Check(bool ok, string message)
+        {
+            if (!ok) throw new ArgumentOutOfRangeException(message.Split(' ')[0], message);
+        }
+        Check(Temperature >= 0 && float.IsFinite(Temperature), "Temperature must be finite and >= 0.");
+        Check(TopP > 0 && TopP <= 1, "TopP must be in (0, 1].");
+        Check(TopK >= 0, "TopK must be >= 0.");
+        Check(RepetitionPenalty > 0 && float.IsFinite(RepetitionPenalty), "RepetitionPenalty must be finite and > 0.");
+        Check(MaxNewTokens > 0, "MaxNewTokens must be > 0.");
+        Check(MinNewTokens >= 0 && MinNewTokens <= MaxNewTokens, "MinNewTokens must be in [0, MaxNewTokens].");
+        Check(NumBeams >= 1, "NumBeams must be >= 1.");
+        Check(MaxContextLength > MaxNewTokens, "MaxContextLength must exceed MaxNewTokens.");
+        if (StopStrings.Any(string.IsNullOrEmpty)) throw new ArgumentException("Stop strings must be non-empty.", nameof(StopStrings));
+    }
+}
+
+/// <summary>Why generation ended.</summary>
+public enum MiniGptFinishReason
+{
+    /// <summary>EOS, a stop token sequence or a stop string.</summary>
+    Stop,
+    /// <summary>The maximum number of new tokens was reached.</summary>
+    Length,
+    /// <summary>The request was cancelled; the tokens so far are returned.</summary>
+    Cancelled,
+}
+
+/// <summary>Token accounting of one answer.</summary>
+/// <param name="PromptTokens">Positions of the prompt fed to the language model (text tokens plus image embeddings), after truncation.</param>
+/// <param name="GeneratedTokens">New tokens generated.</param>
+/// <param name="TruncatedPromptTokens">Positions cut from the left of the prompt because it exceeded the context (the reference's behaviour).</param>
+/// <param name="ReusedPromptTokens">Prompt positions whose keys/values came from the chat session's cache.</param>
+/// <param name="PrefilledPromptTokens">Prompt positions computed for this answer.</param>
+public sealed record MiniGptUsage(int PromptTokens, int GeneratedTokens, int TruncatedPromptTokens, int ReusedPromptTokens, int PrefilledPromptTokens);
+
+/// <summary>Where the time went.</summary>
+/// <param name="ImageEncodeMilliseconds">Decoding, preprocessing and encoding new images.</param>
+/// <param name="PrefillMilliseconds">Computing the prompt's keys/values and the first logits.</param>
+/// <param name="DecodeMilliseconds">Generating the new tokens after the first.</param>
+/// <param name="DecodeTokensPerSecond">New tokens per second of decoding.</param>
+public sealed record MiniGptTimings(double ImageEncodeMilliseconds, double PrefillMilliseconds, double DecodeMilliseconds, double DecodeTokensPerSecond);
+
+/// <summary>A finished answer.</summary>
+public sealed record MiniGptResponse
+{
+    /// <summary>The answer after the reference's clean-up (cut at <c>###</c>, after the last <c>Assistant:</c>, stripped).</summary>
+    public required string Text { get; init; }
+    /// <summary>The decoded new tokens before clean-up (special tokens skipped).</summary>
+    public required string RawText { get; init; }
+    /// <summary>The new token ids (a stop token sequence that ended generation is included, as the reference returns it).</summary>
+    public required IReadOnlyList<int> TokenIds { get; init; }
+    /// <summary>Why generation ended.</summary>
+    public required MiniGptFinishReason FinishReason { get; init; }
+    /// <summary>Token accounting.</summary>
+    public required MiniGptUsage Usage { get; init; }
+    /// <summary>Timings.</summary>
+    public required MiniGptTimings Timings { get; init; }
+    /// <summary>The whole rendered prompt, image placeholders included.</summary>
+    public required string Prompt { get; init; }
+    /// <summary>The token ids of each text segment of the prompt (split at the image placeholders).</summary>
+    public required IReadOnlyList<IReadOnlyList<int>> SegmentIds { get; init; }
+    /// <summary>Beam search: the returned hypothesis' score (sum of log-probs / length^penalty); null otherwise.</summary>
+    public double? SequenceScore { get; init; }
+}
+
+/// <summary>Numeric precision of the model weights and activations.</summary>
+public enum MiniGptDType
+{
+    /// <summary>32-bit float: the reference's numbers (parity), 2x the memory of bf16.</summary>
+    Float32,
+    /// <summary>bfloat16: the CPU default (fast GEMM, half the bytes).</summary>
+    BFloat16,
+    /// <summary>float16: for CUDA devices (slow on CPU).</summary>
+    Float16,
+}
+
+/// <summary>How a model is loaded.</summary>
+public sealed record MiniGptLoadOptions
+{
+    /// <summary>The device: <c>"cpu"</c> (default), <c>"cuda"</c> or <c>"cuda:N"</c>.</summary>
+    public string Device { get; init; } = "cpu";
+
+    /// <summary>Weights and activations dtype; default bfloat16. Use <see cref="MiniGptDType.Float32"/> for exact parity.</summary>
+    public MiniGptDType DType { get; init; } = MiniGptDType.BFloat16;
+
+    /// <summary>Intra-op CPU threads for libtorch (process-wide); null leaves libtorch's default.</summary>
+    public int? Threads { get; init; }
+
+    /// <summary>Image decoding limits and formats.</summary>
+    public ImageDecodingOptions Images { get; init; } = new();
+
+    /// <summary>Largest KV cache a session allocates, in positions (default: the reference's max_length 2000, capped by the model).</summary>
+    public int? ContextLength { get; init; }
+}
+
+/// <summary>Progress of a long operation such as loading.</summary>
+/// <param name="Stage">What is happening (e.g. "vision encoder", "language model").</param>
+/// <param name="Fraction">Overall completion in [0, 1].</param>
+/// <param name="File">The file being read, when any.</param>
+public sealed record MiniGptProgress(string Stage, double Fraction, string? File = null);

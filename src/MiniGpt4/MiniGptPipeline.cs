@@ -1,0 +1,151 @@
+using System.Runtime.CompilerServices;
+using MiniGpt4.Abstractions;
+using MiniGpt4.Prompting;
+
+namespace MiniGpt4;
+
+/// <summary>
+/// MiniGPT-4 behind one object: a vision encoder, a projector and a language model composed with the
+/// variant's prompt template. Load a released model with <see cref="LoadAsync"/>, then ask questions
+/// about images with <see cref="AskAsync"/> / <see cref="StreamAsync"/>, or hold a conversation with
+/// <see cref="CreateSession"/>. Thread-safe: concurrent requests are served one generation at a time.
+/// </summary>
+public sealed class MiniGptPipeline : IDisposable
+{
+    private readonly bool _ownsComponents;
+    private bool _disposed;
+
+    /// <summary>Composes a pipeline from components (for example your own implementations).</summary>
+    /// <param name="variant">Selects the prompt template and template stops.</param>
+    /// <param name="visionEncoder">The vision encoder; null for a text-only pipeline.</param>
+    /// <param name="projector">The projector; null for a text-only pipeline.</param>
+    /// <param name="languageModel">The language model.</param>
+    /// <param name="ownsComponents">Dispose the components with the pipeline.</param>
+    public MiniGptPipeline(ModelVariant variant, IVisionEncoder? visionEncoder, IProjector? projector, ILanguageModel languageModel, bool ownsComponents = true)
+    {
+        ArgumentNullException.ThrowIfNull(languageModel);
+        if ((visionEncoder is null) != (projector is null))
+            throw new ArgumentException("Give both a vision encoder and a projector, or neither.");
+        Variant = variant;
+        VisionEncoder = visionEncoder;
+        Projector = projector;
+        LanguageModel = languageModel;
+        Template = ConversationTemplate.For(variant);
+        _ownsComponents = ownsComponents;
+    }
+
+    /// <summary>The model variant.</summary>
+    public ModelVariant Variant { get; }
+
+    /// <summary>The vision encoder (null in a text-only pipeline).</summary>
+    public IVisionEncoder? VisionEncoder { get; }
+
+    /// <summary>The projector (null in a text-only pipeline).</summary>
+    public IProjector? Projector { get; }
+
+    /// <summary>The language model and tokenizer.</summary>
+    public ILanguageModel LanguageModel { get; }
+
+    internal ConversationTemplate Template { get; }
+
+    /// <summary>
+    /// Loads a model from a manifest (<c>minigpt4.json</c>, or a folder holding one, or a plain Hugging Face
+    /// LLaMA folder for text only). Everything is validated before the large parts are allocated.
+    /// </summary>
+    /// <exception cref="MiniGptConfigurationException">The manifest is invalid.</exception>
+    /// <exception cref="MiniGptWeightsException">A weight file is missing, corrupt or does not fit; the message names the file and key.</exception>
+    /// <exception cref="MiniGptNativeRuntimeException">libtorch cannot be loaded.</exception>
+    public static Task<MiniGptPipeline> LoadAsync(string manifestPath, MiniGptLoadOptions? options = null,
+        IProgress<MiniGptProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var manifest = ModelManifest.Load(manifestPath);
+        return LoadAsync(manifest, options, progress, cancellationToken);
+    }
+
+    /// <summary>Loads a model described by <paramref name="manifest"/>.</summary>
+    public static Task<MiniGptPipeline> LoadAsync(ModelManifest manifest, MiniGptLoadOptions? options = null,
+        IProgress<MiniGptProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(manifest);
+        return Task.Run(() => Models.ModelLoader.Load(manifest, options ?? new MiniGptLoadOptions(), progress, cancellationToken), cancellationToken);
+    }
+
+    /// <summary>Asks one question about one image.</summary>
+    public async Task<MiniGptResponse> AskAsync(ImageInput image, string question, GenerationOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        using var session = CreateSession();
+        session.AddImage(image, cancellationToken);
+        return await session.AskAsync(question, options, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Asks one question about one image and streams the answer text.</summary>
+    public async IAsyncEnumerable<string> StreamAsync(ImageInput image, string question, GenerationOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        using var session = CreateSession();
+        session.AddImage(image, cancellationToken);
+        await foreach (var delta in session.StreamAsync(question, options, cancellationToken).ConfigureAwait(false))
+            yield return delta;
+    }
+
+    /// <summary>Starts a conversation. Dispose it when done.</summary>
+    public ChatSession CreateSession()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return new ChatSession(this);
+    }
+
+    internal ImageEmbeddings EncodeImage(ImageInput image, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        if (VisionEncoder is null || Projector is null)
+            throw new InvalidOperationException("This pipeline has no vision encoder (it was loaded for text only).");
+        using var features = VisionEncoder.Encode(image, ct);
+        return Projector.Project(features);
+    }
+
+    /// <summary>A rendered turn: the prompt, its text segments' ids, what the language model is fed.</summary>
+    internal sealed record Turn(string Prompt, IReadOnlyList<IReadOnlyList<int>> SegmentIds, PromptSequence Sequence, GenerationOptions Options);
+
+    /// <summary>
+    /// Renders the conversation with the template, splits it at the image placeholders, tokenizes each
+    /// segment on its own (BOS on the first only), splices the images in, and applies the reference's
+    /// left truncation when prompt + MaxNewTokens exceeds MaxContextLength.
+    /// </summary>
+    internal Turn BuildPrompt(Conversation conversation, IReadOnlyList<ImageEmbeddings> images, GenerationOptions options)
+    {
+        var prompt = Template.Render(conversation.Messages);
+        var segments = prompt.Split(ConversationTemplate.ImagePlaceholder);
+        if (segments.Length != images.Count + 1)
+            throw new InvalidOperationException($"The prompt has {segments.Length - 1} image placeholders but the session holds {images.Count} images.");
+        var ids = new List<IReadOnlyList<int>>();
+        var seq = new PromptSequence();
+        for (var i = 0; i < segments.Length; i++)
+        {
+            var segIds = LanguageModel.Tokenize(segments[i], addBos: i == 0);
+            ids.Add(segIds);
+            seq.AddTokens(segIds);
+            if (i < images.Count) seq.AddImage(images[i]);
+        }
+        var current = seq.Length + options.MaxNewTokens;
+        if (current > options.MaxContextLength) seq.SkipLeft = current - options.MaxContextLength;
+        var effective = options;
+        if (options.UseTemplateStops && Variant != ModelVariant.MiniGptV2)
+            effective = options with { StopTokenSequences = options.StopTokenSequences.Concat(TemplateStops).ToArray() };
+        return new Turn(prompt, ids, seq, effective);
+    }
+
+    /// <summary>The demo's stops for both MiniGPT-4 variants: <c>▁###</c> (835) and <c>##</c>,<c>#</c> (2277, 29937).</summary>
+    internal static IReadOnlyList<IReadOnlyList<int>> TemplateStops { get; } = new IReadOnlyList<int>[] { new[] { 835 }, new[] { 2277, 29937 } };
+
+    /// <summary>Frees the components (when owned).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        if (!_ownsComponents) return;
+        VisionEncoder?.Dispose();
+        Projector?.Dispose();
+        LanguageModel.Dispose();
+    }
+}

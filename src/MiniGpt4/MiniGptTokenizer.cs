@@ -1,0 +1,51 @@
+using MiniGpt4.Text;
+
+namespace MiniGpt4;
+
+/// <summary>
+/// The model's SentencePiece tokenizer on its own (counting tokens, inspecting prompts), with the
+/// reference's ids (transformers 4.30's slow LlamaTokenizer). Thread-safe.
+/// </summary>
+public sealed class MiniGptTokenizer
+{
+    private readonly LlamaTextTokenizer _inner;
+
+    private MiniGptTokenizer(LlamaTextTokenizer inner) => _inner = inner;
+
+    /// <summary>
+    /// Loads a tokenizer from a <c>tokenizer.model</c> file, a Hugging Face folder holding one, or a model
+    /// manifest (its language model's tokenizer).
+    /// </summary>
+    public static MiniGptTokenizer Load(string path)
+    {
+        var full = Path.GetFullPath(path);
+        string model;
+        if (File.Exists(full) && !full.EndsWith(".json", StringComparison.OrdinalIgnoreCase)) model = full;
+        else if (Directory.Exists(full) && File.Exists(Path.Combine(full, "tokenizer.model"))) model = Path.Combine(full, "tokenizer.model");
+        else
+        {
+            var m = ModelManifest.Load(full);
+            model = m.Llm.Tokenizer is null ? Path.Combine(m.Resolve(m.Llm.Path), "tokenizer.model") : m.Resolve(m.Llm.Tokenizer);
+        }
+        if (!File.Exists(model)) throw new MiniGptConfigurationException($"Tokenizer not found: '{model}'.");
+        return new MiniGptTokenizer(LlamaTextTokenizer.FromFile(model, padToken: "$$"));
+    }
+
+    /// <summary>Beginning-of-sequence id.</summary>
+    public int BosId => _inner.BosId;
+
+    /// <summary>End-of-sequence id.</summary>
+    public int EosId => _inner.EosId;
+
+    /// <summary>Vocabulary size.</summary>
+    public int VocabSize => _inner.VocabSize;
+
+    /// <summary>Token ids of <paramref name="text"/>; special tokens written in the text become their ids.</summary>
+    public IReadOnlyList<int> Encode(string text, bool addBos = true) => _inner.Encode(text, addBos);
+
+    /// <summary>Text of <paramref name="ids"/>.</summary>
+    public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true) => _inner.Decode(ids, skipSpecialTokens);
+
+    /// <summary>The vocabulary piece of one id (e.g. <c>▁Hello</c>, <c>&lt;0x0A&gt;</c>).</summary>
+    public string Piece(int id) => _inner.IdToPiece(id);
+}

@@ -1,0 +1,253 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace MiniGpt4;
+
+/// <summary>
+/// A model manifest (<c>minigpt4.json</c>): which release files make up a model and the vision
+/// encoder's dimensions. Every field is optional and defaults to the real MiniGPT-4 with Vicuna-7B,
+/// so a user with the released files only writes the paths. Paths are relative to the manifest.
+/// </summary>
+public sealed record ModelManifest
+{
+    /// <summary>The variant; default <see cref="ModelVariant.MiniGpt4Vicuna0"/>.</summary>
+    public ModelVariant Variant { get; init; } = ModelVariant.MiniGpt4Vicuna0;
+
+    /// <summary>The EVA-ViT-g encoder.</summary>
+    public VisionSection Vision { get; init; } = new();
+
+    /// <summary>The Q-Former (MiniGPT-4 with Vicuna only); null for the other variants.</summary>
+    public QFormerSection? QFormer { get; init; }
+
+    /// <summary>The stage-2 checkpoint holding <c>llama_proj</c> (and the LoRA for MiniGPT-v2).</summary>
+    public ProjectionSection Projection { get; init; } = new();
+
+    /// <summary>The language model folder (Hugging Face layout) or file.</summary>
+    public LlmSection Llm { get; init; } = new();
+
+    /// <summary>LoRA settings (MiniGPT-v2).</summary>
+    public LoraSection? Lora { get; init; }
+
+    /// <summary>The folder that relative paths are resolved against (the manifest's folder).</summary>
+    public string BaseDirectory { get; init; } = Directory.GetCurrentDirectory();
+
+    /// <summary>EVA-ViT-g settings; defaults are the released encoder's (39 of its 40 blocks are used).</summary>
+    public sealed record VisionSection
+    {
+        /// <summary>The checkpoint (<c>eva_vit_g.pth</c> or a converted safetensors file).</summary>
+        public string Checkpoint { get; init; } = "eva_vit_g.pth";
+        /// <summary>Input size in pixels (224; 448 for MiniGPT-v2).</summary>
+        public int ImageSize { get; init; } = 224;
+        /// <summary>Patch size (14).</summary>
+        public int PatchSize { get; init; } = 14;
+        /// <summary>Transformer width (1408).</summary>
+        public int Width { get; init; } = 1408;
+        /// <summary>Blocks used (39; the file stores 40).</summary>
+        public int Depth { get; init; } = 39;
+        /// <summary>Attention heads (16).</summary>
+        public int Heads { get; init; } = 16;
+        /// <summary>MLP hidden size (6144).</summary>
+        public int MlpHidden { get; init; } = 6144;
+    }
+
+    /// <summary>Q-Former settings.</summary>
+    public sealed record QFormerSection
+    {
+        /// <summary>The BLIP-2 checkpoint (<c>blip2_pretrained_flant5xxl.pth</c>).</summary>
+        public string Checkpoint { get; init; } = "blip2_pretrained_flant5xxl.pth";
+        /// <summary>Learned query tokens (32).</summary>
+        public int NumQueryTokens { get; init; } = 32;
+        /// <summary>An optional BERT <c>config.json</c> overriding the bert-base defaults.</summary>
+        public string? Config { get; init; }
+    }
+
+    /// <summary>Projection (stage-2) checkpoint.</summary>
+    public sealed record ProjectionSection
+    {
+        /// <summary>The file; the official 7B name keeps its typo: <c>prerained_minigpt4_7b.pth</c>.</summary>
+        public string Checkpoint { get; init; } = "prerained_minigpt4_7b.pth";
+    }
+
+    /// <summary>Language model location.</summary>
+    public sealed record LlmSection
+    {
+        /// <summary>A Hugging Face folder (config.json, tokenizer.model, weights).</summary>
+        public string Path { get; init; } = "vicuna-7b";
+        /// <summary>An optional tokenizer.model path; default: <c>tokenizer.model</c> in <see cref="Path"/>.</summary>
+        public string? Tokenizer { get; init; }
+    }
+
+    /// <summary>LoRA settings (MiniGPT-v2).</summary>
+    public sealed record LoraSection
+    {
+        /// <summary>lora_alpha (16); the rank comes from the weight shapes.</summary>
+        public double Alpha { get; init; } = 16;
+    }
+
+    /// <summary>Resolves a manifest path against <see cref="BaseDirectory"/>.</summary>
+    public string Resolve(string path) => System.IO.Path.GetFullPath(System.IO.Path.IsPathRooted(path) ? path : System.IO.Path.Combine(BaseDirectory, path));
+
+    /// <summary>The manifest for the real MiniGPT-4 with Vicuna-7B, with paths relative to <paramref name="baseDirectory"/>.</summary>
+    public static ModelManifest Default(string baseDirectory) => new() { BaseDirectory = baseDirectory, QFormer = new QFormerSection() };
+
+    /// <summary>
+    /// Reads a manifest from a <c>minigpt4.json</c> file, from a folder holding one, or treats a plain
+    /// Hugging Face LLaMA folder (a <c>config.json</c> and no manifest) as a language-model-only manifest.
+    /// </summary>
+    /// <exception cref="MiniGptConfigurationException">The file is missing, not JSON, or has invalid values.</exception>
+    public static ModelManifest Load(string path)
+    {
+        var full = System.IO.Path.GetFullPath(path);
+        if (Directory.Exists(full))
+        {
+            var inFolder = System.IO.Path.Combine(full, "minigpt4.json");
+            if (File.Exists(inFolder)) return Load(inFolder);
+            if (File.Exists(System.IO.Path.Combine(full, "config.json")))
+                return new ModelManifest { BaseDirectory = full, Llm = new LlmSection { Path = "." }, IsLanguageModelOnly = true };
+            throw new MiniGptConfigurationException($"'{full}' holds neither a minigpt4.json manifest nor a Hugging Face config.json.");
+        }
+        if (!File.Exists(full)) throw new MiniGptConfigurationException($"Model manifest not found: '{full}'.");
+        string text;
+        try { text = File.ReadAllText(full); }
+        catch (IOException ex) { throw new MiniGptConfigurationException($"Cannot read model manifest '{full}': {ex.Message}", ex); }
+        return Parse(text, System.IO.Path.GetDirectoryName(full)!, full);
+    }
+
+    /// <summary>True for a manifest that names only a language model (no vision sections given).</summary>
+    public bool IsLanguageModelOnly { get; init; }
+
+    /// <summary>Parses manifest JSON; relative paths resolve against <paramref name="baseDirectory"/>.</summary>
+    public static ModelManifest Parse(string json, string baseDirectory, string? sourceName = null)
+    {
+        var where = sourceName ?? "model manifest";
+        JsonObject root;
+        try
+        {
+            root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }) as JsonObject
+                   ?? throw new MiniGptConfigurationException($"{where}: the top level must be a JSON object.");
+        }
+        catch (JsonException ex) { throw new MiniGptConfigurationException($"{where}: invalid JSON: {ex.Message}", ex); }
+
+        var variantName = Str(root, "variant", where) ?? "minigpt4-vicuna0";
+        var variant = variantName switch
+        {
+            "minigpt4-vicuna0" or "minigpt4" => ModelVariant.MiniGpt4Vicuna0,
+            "minigpt4-llama2" => ModelVariant.MiniGpt4Llama2,
+            "minigptv2" or "minigpt-v2" => ModelVariant.MiniGptV2,
+            _ => throw new MiniGptConfigurationException($"{where}: unknown variant '{variantName}' (expected minigpt4-vicuna0, minigpt4-llama2 or minigptv2)."),
+        };
+        var m = new ModelManifest { Variant = variant, BaseDirectory = baseDirectory };
+        var hasVision = root["vision"] is not null;
+
+        if (Obj(root, "vision", where) is { } v)
+        {
+            var d = new VisionSection { ImageSize = variant == ModelVariant.MiniGptV2 ? 448 : 224 };
+            m = m with
+            {
+                Vision = d with
+                {
+                    Checkpoint = Str(v, "checkpoint", where) ?? d.Checkpoint,
+                    ImageSize = Int(v, "image_size", where) ?? d.ImageSize,
+                    PatchSize = Int(v, "patch_size", where) ?? d.PatchSize,
+                    Width = Int(v, "width", where) ?? d.Width,
+                    Depth = Int(v, "depth", where) ?? d.Depth,
+                    Heads = Int(v, "heads", where) ?? d.Heads,
+                    MlpHidden = Int(v, "mlp_hidden", where) ?? d.MlpHidden,
+                },
+            };
+        }
+        else if (variant == ModelVariant.MiniGptV2) m = m with { Vision = new VisionSection { ImageSize = 448 } };
+
+        if (variant == ModelVariant.MiniGpt4Vicuna0)
+        {
+            var q = Obj(root, "qformer", where);
+            var d = new QFormerSection();
+            m = m with
+            {
+                QFormer = q is null ? d : d with
+                {
+                    Checkpoint = Str(q, "checkpoint", where) ?? d.Checkpoint,
+                    NumQueryTokens = Int(q, "num_query_tokens", where) ?? d.NumQueryTokens,
+                    Config = Str(q, "config", where),
+                },
+            };
+        }
+        else if (root["qformer"] is not null)
+            throw new MiniGptConfigurationException($"{where}: variant '{variantName}' has no Q-Former; remove the 'qformer' section.");
+
+        if (Obj(root, "projection", where) is { } p)
+            m = m with { Projection = new ProjectionSection { Checkpoint = Str(p, "checkpoint", where) ?? m.Projection.Checkpoint } };
+        else if (variant != ModelVariant.MiniGpt4Vicuna0)
+            m = m with { Projection = new ProjectionSection { Checkpoint = variant == ModelVariant.MiniGpt4Llama2 ? "pretrained_minigpt4_llama2_7b.pth" : "minigptv2_checkpoint.pth" } };
+
+        if (Obj(root, "llm", where) is { } l)
+            m = m with { Llm = new LlmSection { Path = Str(l, "path", where) ?? m.Llm.Path, Tokenizer = Str(l, "tokenizer", where) } };
+        else if (variant != ModelVariant.MiniGpt4Vicuna0)
+            m = m with { Llm = new LlmSection { Path = "Llama-2-7b-chat-hf" } };
+
+        if (Obj(root, "lora", where) is { } lo)
+            m = m with { Lora = new LoraSection { Alpha = Dbl(lo, "alpha", where) ?? 16 } };
+        else if (variant == ModelVariant.MiniGptV2) m = m with { Lora = new LoraSection() };
+
+        m = m with { IsLanguageModelOnly = !hasVision && root["projection"] is null && root["qformer"] is null && root["llm"] is not null };
+        m.Validate(where);
+        return m;
+    }
+
+    private void Validate(string where)
+    {
+        void Positive(int value, string name)
+        {
+            if (value <= 0) throw new MiniGptConfigurationException($"{where}: {name} must be positive (got {value}).");
+        }
+        Positive(Vision.ImageSize, "vision.image_size");
+        Positive(Vision.PatchSize, "vision.patch_size");
+        Positive(Vision.Width, "vision.width");
+        Positive(Vision.Depth, "vision.depth");
+        Positive(Vision.Heads, "vision.heads");
+        Positive(Vision.MlpHidden, "vision.mlp_hidden");
+        if (Vision.ImageSize % Vision.PatchSize != 0)
+            throw new MiniGptConfigurationException($"{where}: vision.image_size {Vision.ImageSize} is not a multiple of patch_size {Vision.PatchSize}.");
+        if (Vision.Width % Vision.Heads != 0)
+            throw new MiniGptConfigurationException($"{where}: vision.width {Vision.Width} is not divisible by heads {Vision.Heads}.");
+        if (QFormer is { NumQueryTokens: <= 0 })
+            throw new MiniGptConfigurationException($"{where}: qformer.num_query_tokens must be positive.");
+        if (Variant != ModelVariant.MiniGpt4Vicuna0)
+        {
+            var grid = Vision.ImageSize / Vision.PatchSize;
+            if (grid * grid % 4 != 0)
+                throw new MiniGptConfigurationException($"{where}: the concat projector needs a patch count divisible by 4 (got {grid * grid}).");
+        }
+    }
+
+    private static JsonObject? Obj(JsonObject o, string name, string where) => o[name] switch
+    {
+        null => null,
+        JsonObject j => j,
+        _ => throw new MiniGptConfigurationException($"{where}: '{name}' must be an object."),
+    };
+
+    private static string? Str(JsonObject o, string name, string where)
+    {
+        var n = o[name];
+        if (n is null) return null;
+        if (n is JsonValue v && v.TryGetValue<string>(out var s)) return s;
+        throw new MiniGptConfigurationException($"{where}: '{name}' must be a string.");
+    }
+
+    private static int? Int(JsonObject o, string name, string where)
+    {
+        var n = o[name];
+        if (n is null) return null;
+        if (n is JsonValue v && v.TryGetValue<int>(out var i)) return i;
+        throw new MiniGptConfigurationException($"{where}: '{name}' must be an integer.");
+    }
+
+    private static double? Dbl(JsonObject o, string name, string where)
+    {
+        var n = o[name];
+        if (n is null) return null;
+        if (n is JsonValue v && v.TryGetValue<double>(out var d)) return d;
+        throw new MiniGptConfigurationException($"{where}: '{name}' must be a number.");
+    }
+}

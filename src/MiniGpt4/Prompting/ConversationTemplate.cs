@@ -1,0 +1,92 @@
+namespace MiniGpt4.Prompting;
+
+/// <summary>
+/// A MiniGPT conversation template (the reference's <c>Conversation</c> with
+/// <c>SeparatorStyle.SINGLE</c>): <c>system + sep</c>, then per message <c>role + text + sep</c>,
+/// and the open assistant slot as the bare role.
+/// </summary>
+internal sealed record ConversationTemplate(string System, string UserRole, string AssistantRole, string Separator)
+{
+    /// <summary>The literal placeholder where image embeddings are spliced in.</summary>
+    public const string ImagePlaceholder = "<ImageHere>";
+
+    /// <summary>The user message an uploaded image becomes (<c>Chat.upload_img</c>).</summary>
+    public const string ImageMessage = "<Img><ImageHere></Img>";
+
+    private const string MiniGpt4System =
+        "Give the following image: <Img>ImageContent</Img>. You will be able to see the image once I provide it to you. Please answer my questions.";
+
+    /// <summary><c>CONV_VISION_Vicuna0</c> (MiniGPT-4 with Vicuna v0).</summary>
+    public static ConversationTemplate Vicuna0 { get; } = new(MiniGpt4System, "Human: ", "Assistant: ", "###");
+
+    /// <summary><c>CONV_VISION_LLama2</c> (MiniGPT-4 with Llama-2).</summary>
+    public static ConversationTemplate Llama2 { get; } = new(MiniGpt4System, "<s>[INST] ", " [/INST] ", "");
+
+    /// <summary><c>CONV_VISION_minigptv2</c>.</summary>
+    public static ConversationTemplate MiniGptV2 { get; } = new("", "<s>[INST] ", " [/INST]", "");
+
+    /// <summary>The template of a model variant.</summary>
+    public static ConversationTemplate For(ModelVariant variant) => variant switch
+    {
+        ModelVariant.MiniGpt4Vicuna0 => Vicuna0,
+        ModelVariant.MiniGpt4Llama2 => Llama2,
+        ModelVariant.MiniGptV2 => MiniGptV2,
+        _ => throw new ArgumentOutOfRangeException(nameof(variant)),
+    };
+
+    /// <summary>
+    /// Renders the messages (user, assistant, user, ...) followed by the open assistant slot, as
+    /// <c>Conversation.get_prompt()</c> does after <c>Chat.answer</c> appends it.
+    /// </summary>
+    public string Render(IReadOnlyList<ConversationMessage> messages)
+    {
+        var sb = new System.Text.StringBuilder(System).Append(Separator);
+        foreach (var m in messages)
+        {
+            var role = m.IsUser ? UserRole : AssistantRole;
+            if (string.IsNullOrEmpty(m.Text)) sb.Append(role);
+            else sb.Append(role).Append(m.Text).Append(Separator);
+        }
+        return sb.Append(AssistantRole).ToString();
+    }
+}
+
+/// <summary>One message of a conversation.</summary>
+internal sealed record ConversationMessage(bool IsUser, string Text);
+
+/// <summary>The chat state of the reference's <c>Chat</c>: image uploads and questions.</summary>
+internal sealed class Conversation
+{
+    private readonly List<ConversationMessage> _messages = new();
+
+    /// <summary>Messages so far (without the open assistant slot).</summary>
+    public IReadOnlyList<ConversationMessage> Messages => _messages;
+
+    /// <summary><c>Chat.upload_img</c>: a user message holding the image placeholder.</summary>
+    public void AddImage() => _messages.Add(new ConversationMessage(true, ConversationTemplate.ImageMessage));
+
+    /// <summary>
+    /// <c>Chat.ask</c>: a question after an image message is joined to it with one space;
+    /// otherwise it becomes a new user message.
+    /// </summary>
+    public void Ask(string text)
+    {
+        if (_messages.Count > 0 && _messages[^1] is { IsUser: true } last && last.Text.EndsWith("</Img>", StringComparison.Ordinal))
+            _messages[^1] = last with { Text = last.Text + " " + text };
+        else
+            _messages.Add(new ConversationMessage(true, text));
+    }
+
+    /// <summary>Stores the post-processed answer in the assistant slot (it is re-rendered next turn).</summary>
+    public void AddAnswer(string answer) => _messages.Add(new ConversationMessage(false, answer));
+
+    /// <summary>Undoes a failed turn: keeps the first <paramref name="count"/> messages and restores the last one.</summary>
+    public void Restore(int count, ConversationMessage? last)
+    {
+        if (_messages.Count > count) _messages.RemoveRange(count, _messages.Count - count);
+        if (last is not null && _messages.Count > 0) _messages[^1] = last;
+    }
+
+    /// <summary>Number of image placeholders in the conversation.</summary>
+    public int ImageCount => _messages.Count(m => m.IsUser && m.Text.Contains(ConversationTemplate.ImagePlaceholder, StringComparison.Ordinal));
+}
