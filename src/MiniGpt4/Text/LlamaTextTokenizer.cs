@@ -131,6 +131,15 @@ internal sealed class LlamaTextTokenizer
         return ids;
     }
 
+    /// <summary>Plain SentencePiece <c>encode</c> of the whole text: special-token strings are not split out, no BOS.</summary>
+    public IReadOnlyList<int> EncodeIgnoringSpecialTokens(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var ids = new List<int>(text.Length / 3 + 1);
+        EncodeText(text, ids);
+        return ids;
+    }
+
     private void EncodeText(string chunk, List<int> ids) => _bpe.EncodeNormalized(_bpe.Normalize(chunk), ids);
 
     /// <summary>
