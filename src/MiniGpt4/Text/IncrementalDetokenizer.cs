@@ -16,16 +16,18 @@ internal sealed class IncrementalDetokenizer
     private readonly LlamaTextTokenizer _tokenizer;
     private readonly bool _skipSpecialTokens;
     private readonly StringBuilder _out = new();
-    private readonly StringBuilder _heldRun = new(); // keep-special mode: decoded text of the open run
-    private SentencePieceDecoder _run;
-    private bool _runHasTokens;
+    private readonly StringBuilder _held = new(); // keep-special mode: decoded text of the open chunk
+    private SentencePieceDecoder _chunk;          // SentencePiece state of the text between special tokens
+    private bool _chunkHasTokens;
+    private bool _runOpen;                        // a run of non-added tokens is open (convert_tokens_to_string)
+    private int _parts;                           // parts joined with spaces (runs and added tokens)
     private bool _flushed;
 
     internal IncrementalDetokenizer(LlamaTextTokenizer tokenizer, bool skipSpecialTokens)
     {
         _tokenizer = tokenizer;
         _skipSpecialTokens = skipSpecialTokens;
-        _run = new SentencePieceDecoder(tokenizer);
+        _chunk = new SentencePieceDecoder(tokenizer);
     }
 
     /// <summary>Adds one id and returns the text that became final (possibly empty).</summary>
@@ -35,19 +37,35 @@ internal sealed class IncrementalDetokenizer
     {
         if (_flushed) throw new InvalidOperationException("The detokenizer was flushed; create a new one for a new sequence.");
         _tokenizer.CheckId(id);
-        if (_tokenizer.IsSpecialUnchecked(id))
+        bool special = _tokenizer.IsSpecialUnchecked(id);
+        if (special && _skipSpecialTokens) return "";
+        if (_tokenizer.IsAdded(id))
         {
-            if (_skipSpecialTokens) return "";
-            if (_runHasTokens) _out.Append(' ');
-            _run.Flush(_heldRun);
-            _out.Append(_heldRun).Append(_tokenizer.SpecialText(id));
-            _heldRun.Clear();
-            _run = new SentencePieceDecoder(_tokenizer);
-            _runHasTokens = false;
+            CloseRun();
+            if (_parts++ > 0) _out.Append(' ');
+            _out.Append(_tokenizer.AddedText(id));
             return Take();
         }
-        _runHasTokens = true;
-        _run.Append(id, _skipSpecialTokens ? _out : _heldRun);
+        if (!_runOpen)
+        {
+            if (_parts++ > 0) _out.Append(' ');
+            _runOpen = true;
+            _chunk = new SentencePieceDecoder(_tokenizer);
+            _chunkHasTokens = false;
+        }
+        if (special)
+        {
+            // convert_tokens_to_string: " " before a chunk that a special token closes, the chunk, the token.
+            if (_chunkHasTokens) _out.Append(' ');
+            _chunk.Flush(_held);
+            _out.Append(_held).Append(_tokenizer.SpecialText(id));
+            _held.Clear();
+            _chunk = new SentencePieceDecoder(_tokenizer);
+            _chunkHasTokens = false;
+            return Take();
+        }
+        _chunkHasTokens = true;
+        _chunk.Append(id, _skipSpecialTokens ? _out : _held);
         return Take();
     }
 
@@ -56,10 +74,17 @@ internal sealed class IncrementalDetokenizer
     {
         if (_flushed) return "";
         _flushed = true;
-        _run.Flush(_skipSpecialTokens ? _out : _heldRun);
-        _out.Append(_heldRun);
-        _heldRun.Clear();
+        CloseRun();
         return Take();
+    }
+
+    private void CloseRun()
+    {
+        if (!_runOpen) return;
+        _chunk.Flush(_skipSpecialTokens ? _out : _held);
+        _out.Append(_held);
+        _held.Clear();
+        _runOpen = false;
     }
 
     private string Take()

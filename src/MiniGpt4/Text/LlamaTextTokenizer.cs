@@ -28,13 +28,15 @@ internal sealed class LlamaTextTokenizer
     private readonly SentencePieceModel _model;
     private readonly SentencePieceBpe _bpe;
     private readonly Dictionary<string, int> _pieceToId;
-    private readonly (string Text, int Id)[] _splitTokens; // longest first
+    private readonly string[] _added;                      // added tokens (ids from _model.Pieces.Count on)
+    private readonly Dictionary<string, int> _addedToId;
+    private readonly (string Text, int Id, bool Strip)[] _splitTokens; // no-split tokens, longest first
     private readonly bool[] _special;
     private readonly string[] _surface;                    // piece with ▁ -> ' '
     private readonly bool[] _startsWithSpace;
     private readonly byte[] _byteValue;                    // for byte pieces
 
-    private LlamaTextTokenizer(SentencePieceModel model, string? padToken)
+    private LlamaTextTokenizer(SentencePieceModel model, string? padToken, IReadOnlyDictionary<string, int>? addedTokens, string source)
     {
         _model = model;
         int n = model.Pieces.Count;
@@ -45,15 +47,35 @@ internal sealed class LlamaTextTokenizer
             _pieceToId.TryAdd(model.Pieces[i].Piece, i);
             if (unk < 0 && model.Pieces[i].Type == PieceType.Unknown) unk = i;
         }
-        if (unk < 0) throw new MiniGptConfigurationException("The tokenizer model has no <unk> piece.");
+        if (unk < 0) throw new MiniGptConfigurationException($"The tokenizer model '{source}' has no <unk> piece.");
         UnkId = unk;
+
+        // Added tokens (transformers' added_tokens.json): consecutive ids after the SentencePiece vocabulary.
+        var added = (addedTokens ?? new Dictionary<string, int>()).OrderBy(kv => kv.Value).ToArray();
+        _added = new string[added.Length];
+        _addedToId = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int k = 0; k < added.Length; k++)
+        {
+            var (content, id) = (added[k].Key, added[k].Value);
+            if (string.IsNullOrEmpty(content) || id != n + k || _pieceToId.ContainsKey(content))
+                throw new MiniGptConfigurationException(
+                    $"Added token '{content}' -> {id} of '{source}' is invalid: added tokens must be new, non-empty strings with consecutive ids from {n}.");
+            _added[k] = content;
+            _addedToId[content] = id;
+        }
+
         BosId = PieceToId("<s>");
         EosId = PieceToId("</s>");
         PadId = padToken is null ? null : PieceToId(padToken);
         _bpe = new SentencePieceBpe(model, unk);
 
-        _splitTokens = new[] { ("<unk>", UnkId), ("</s>", EosId), ("<s>", BosId) }; // transformers' no-split tokens
-        _special = new bool[n];
+        // transformers' no-split tokens: bos/eos/unk as AddedToken(lstrip=False, rstrip=False), and the
+        // added tokens, which (not being special once MiniGPT-4 reassigns the pad token) strip the
+        // whitespace on both sides.
+        _splitTokens = new[] { ("<unk>", UnkId, false), ("</s>", EosId, false), ("<s>", BosId, false) }
+            .Concat(_added.Select((t, k) => (t, n + k, true)))
+            .OrderByDescending(t => t.Item1.Length).ToArray();
+        _special = new bool[n + _added.Length];
         _special[UnkId] = _special[BosId] = _special[EosId] = true;
         if (PadId is int pad) _special[pad] = true;
 
@@ -66,17 +88,19 @@ internal sealed class LlamaTextTokenizer
             _surface[i] = p.Replace(SpaceSymbol, ' ');
             _startsWithSpace[i] = p[0] == SpaceSymbol;
             if (model.Pieces[i].Type == PieceType.Byte && !SentencePieceBpe.TryParseBytePiece(p, out _byteValue[i]))
-                throw new MiniGptConfigurationException($"Byte piece {i} '{p}' is not of the form <0xNN>.");
+                throw new MiniGptConfigurationException($"Byte piece {i} '{p}' of '{source}' is not of the form <0xNN>.");
         }
     }
 
     /// <summary>
     /// Loads a SentencePiece <c>tokenizer.model</c>. <paramref name="padToken"/> is the pad token string as
     /// MiniGPT-4 assigns it (<c>"$$"</c>); its id is the piece's id, or <see cref="UnkId"/> when the vocabulary
-    /// lacks it (transformers' <c>convert_tokens_to_ids</c>).
+    /// lacks it (transformers' <c>convert_tokens_to_ids</c>). <paramref name="addedTokens"/> are the tokens
+    /// transformers adds after the SentencePiece vocabulary (<c>added_tokens.json</c>, e.g. Vicuna v0's
+    /// <c>[PAD]</c> = 32000).
     /// </summary>
-    /// <exception cref="MiniGptConfigurationException">The file is missing, unreadable, not a SentencePiece model, or uses a feature this tokenizer does not implement.</exception>
-    public static LlamaTextTokenizer FromFile(string tokenizerModelPath, string? padToken = null)
+    /// <exception cref="MiniGptConfigurationException">The file is missing, unreadable, not a SentencePiece model, uses a feature this tokenizer does not implement, or the added tokens are inconsistent.</exception>
+    public static LlamaTextTokenizer FromFile(string tokenizerModelPath, string? padToken = null, IReadOnlyDictionary<string, int>? addedTokens = null)
     {
         var model = SentencePieceModel.Load(tokenizerModelPath);
         string? problem =
@@ -85,7 +109,27 @@ internal sealed class LlamaTextTokenizer
             : model.TreatWhitespaceAsSuffix ? "treat_whitespace_as_suffix" : null;
         if (problem is not null)
             throw new MiniGptConfigurationException($"The tokenizer model '{tokenizerModelPath}' uses {problem}.");
-        return new LlamaTextTokenizer(model, padToken);
+        return new LlamaTextTokenizer(model, padToken, addedTokens, tokenizerModelPath);
+    }
+
+    /// <summary>
+    /// Loads a Hugging Face tokenizer folder: <c>tokenizer.model</c> plus <c>added_tokens.json</c> when present.
+    /// </summary>
+    /// <exception cref="MiniGptConfigurationException">A file is missing or invalid.</exception>
+    public static LlamaTextTokenizer FromDirectory(string folder, string? padToken = null)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        string addedPath = Path.Combine(folder, "added_tokens.json");
+        Dictionary<string, int>? added = null;
+        if (File.Exists(addedPath))
+        {
+            try { added = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(addedPath)); }
+            catch (Exception e) when (e is System.Text.Json.JsonException or IOException or UnauthorizedAccessException)
+            {
+                throw new MiniGptConfigurationException($"Cannot read '{addedPath}' (expected a JSON object of token -> id): {e.Message}", e);
+            }
+        }
+        return FromFile(Path.Combine(folder, "tokenizer.model"), padToken, added);
     }
 
     /// <summary>Id of <c>&lt;s&gt;</c>.</summary>
@@ -100,8 +144,11 @@ internal sealed class LlamaTextTokenizer
     /// <summary>Id of the pad token when one was given (the unknown id when the vocabulary lacks it).</summary>
     public int? PadId { get; }
 
-    /// <summary>Number of pieces in the model (ids are 0..VocabSize-1).</summary>
-    public int VocabSize => _model.Pieces.Count;
+    /// <summary>Number of ids (transformers' <c>len(tokenizer)</c>): the SentencePiece pieces plus the added tokens; ids are 0..VocabSize-1.</summary>
+    public int VocabSize => _model.Pieces.Count + _added.Length;
+
+    /// <summary>Number of SentencePiece pieces (transformers' <c>vocab_size</c>).</summary>
+    public int PieceCount => _model.Pieces.Count;
 
     /// <summary>transformers 4.30 slow <c>LlamaTokenizer.encode(text, add_special_tokens: addBos)</c>.</summary>
     public IReadOnlyList<int> Encode(string text, bool addBos)
@@ -109,26 +156,50 @@ internal sealed class LlamaTextTokenizer
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<int>(text.Length / 3 + 2);
         if (addBos) ids.Add(BosId);
+
+        // tokens_trie.split: text pieces and no-split tokens (id >= 0), leftmost-longest.
+        var parts = new List<(string Text, int Id, bool Strip)>();
         int chunkStart = 0;
-        for (int i = text.IndexOf('<'); i >= 0 && i < text.Length; i = text.IndexOf('<', i))
+        for (int i = 0; i < text.Length;)
         {
-            int matched = -1;
-            foreach (var (token, id) in _splitTokens)
+            int hit = -1;
+            for (int t = 0; t < _splitTokens.Length; t++)
             {
-                if (string.CompareOrdinal(text, i, token, 0, token.Length) == 0)
-                {
-                    if (i > chunkStart) EncodeText(text.Substring(chunkStart, i - chunkStart), ids);
-                    ids.Add(id);
-                    matched = token.Length;
-                    break;
-                }
+                var tok = _splitTokens[t].Text;
+                if (tok[0] == text[i] && string.CompareOrdinal(text, i, tok, 0, tok.Length) == 0) { hit = t; break; }
             }
-            if (matched < 0) { i++; continue; }
-            i += matched;
+            if (hit < 0) { i++; continue; }
+            if (i > chunkStart) parts.Add((text.Substring(chunkStart, i - chunkStart), -1, false));
+            parts.Add(_splitTokens[hit]);
+            i += _splitTokens[hit].Text.Length;
             chunkStart = i;
         }
-        if (chunkStart < text.Length) EncodeText(chunkStart == 0 ? text : text.Substring(chunkStart), ids);
+        if (chunkStart < text.Length) parts.Add((chunkStart == 0 ? text : text.Substring(chunkStart), -1, false));
+
+        // Whitespace stripping around no-split tokens that are not AddedToken(lstrip=False, rstrip=False).
+        for (int k = 0; k < parts.Count; k++)
+        {
+            if (!parts[k].Strip) continue;
+            if (k + 1 < parts.Count && parts[k + 1].Id < 0) parts[k + 1] = (TrimPython(parts[k + 1].Text, start: true), -1, false);
+            if (k > 0 && parts[k - 1].Id < 0) parts[k - 1] = (TrimPython(parts[k - 1].Text, start: false), -1, false);
+        }
+
+        foreach (var (chunk, id, _) in parts)
+        {
+            if (id >= 0) ids.Add(id);
+            else if (chunk.Length > 0) EncodeText(chunk, ids);
+        }
         return ids;
+    }
+
+    // Python's str.lstrip()/rstrip(): Unicode whitespace, including U+001C..U+001F.
+    private static string TrimPython(string s, bool start)
+    {
+        static bool Ws(char c) => char.IsWhiteSpace(c) || c is >= '\u001C' and <= '\u001F';
+        int a = 0, b = s.Length;
+        if (start) while (a < b && Ws(s[a])) a++;
+        else while (b > a && Ws(s[b - 1])) b--;
+        return s.Substring(a, b - a);
     }
 
     /// <summary>Plain SentencePiece <c>encode</c> of the whole text: special-token strings are not split out, no BOS.</summary>
@@ -149,31 +220,57 @@ internal sealed class LlamaTextTokenizer
     public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true)
     {
         ArgumentNullException.ThrowIfNull(ids);
+        // PreTrainedTokenizer._decode: drop special ids when skipping; added tokens stand alone, the runs
+        // between them go through convert_tokens_to_string; the parts are joined with single spaces.
         var sb = new StringBuilder();
         var run = new List<int>();
-        bool previousSpecial = false, first = true;
+        int parts = 0;
+        bool runOpen = false;
         foreach (int id in ids)
         {
             CheckId(id);
+            if (skipSpecialTokens && _special[id]) continue;
+            if (IsAdded(id))
+            {
+                if (runOpen) { ConvertTokensToString(run, sb); run.Clear(); runOpen = false; }
+                if (parts++ > 0) sb.Append(' ');
+                sb.Append(_added[id - _model.Pieces.Count]);
+                continue;
+            }
+            if (!runOpen)
+            {
+                if (parts++ > 0) sb.Append(' ');
+                runOpen = true;
+            }
+            run.Add(id);
+        }
+        if (runOpen) ConvertTokensToString(run, sb);
+        return sb.ToString();
+    }
+
+    /// <summary>LlamaTokenizer.convert_tokens_to_string (4.30): special tokens literal, a space before a run a special token closes.</summary>
+    private void ConvertTokensToString(List<int> tokens, StringBuilder sb)
+    {
+        var chunk = new List<int>();
+        bool previousSpecial = false;
+        for (int i = 0; i < tokens.Count; i++)
+        {
+            int id = tokens[i];
             if (_special[id])
             {
-                if (skipSpecialTokens) continue;
-                // convert_tokens_to_string: " " before a run that a special token closes, then the run, then the token.
-                if (!previousSpecial && !first) sb.Append(' ');
-                DecodeRun(run, sb);
-                run.Clear();
+                if (!previousSpecial && i != 0) sb.Append(' ');
+                DecodeRun(chunk, sb);
+                chunk.Clear();
                 sb.Append(_model.Pieces[id].Piece);
                 previousSpecial = true;
             }
             else
             {
-                run.Add(id);
+                chunk.Add(id);
                 previousSpecial = false;
             }
-            first = false;
         }
-        DecodeRun(run, sb);
-        return sb.ToString();
+        DecodeRun(chunk, sb);
     }
 
     /// <summary>SentencePiece <c>DecodeIds</c> of one run of ids (batch form of <see cref="SentencePieceDecoder"/>).</summary>
@@ -241,14 +338,14 @@ internal sealed class LlamaTextTokenizer
     public string IdToPiece(int id)
     {
         CheckId(id);
-        return _model.Pieces[id].Piece;
+        return IsAdded(id) ? _added[id - _model.Pieces.Count] : _model.Pieces[id].Piece;
     }
 
-    /// <summary>SentencePiece <c>piece_to_id</c>: the id of <paramref name="piece"/>, or <see cref="UnkId"/> when absent.</summary>
+    /// <summary>transformers' <c>convert_tokens_to_ids</c>: an added token's id, else SentencePiece <c>piece_to_id</c> (<see cref="UnkId"/> when absent).</summary>
     public int PieceToId(string piece)
     {
         ArgumentNullException.ThrowIfNull(piece);
-        return _pieceToId.TryGetValue(piece, out int id) ? id : UnkId;
+        return _addedToId.TryGetValue(piece, out int a) ? a : _pieceToId.TryGetValue(piece, out int id) ? id : UnkId;
     }
 
     /// <summary>Whether <see cref="Decode"/> with <c>skipSpecialTokens</c> drops <paramref name="id"/> (BOS, EOS, unk, pad).</summary>
@@ -263,9 +360,13 @@ internal sealed class LlamaTextTokenizer
 
     internal void CheckId(int id)
     {
-        if ((uint)id >= (uint)_model.Pieces.Count)
-            throw new ArgumentOutOfRangeException(nameof(id), id, $"Token id {id} is outside the vocabulary (0..{_model.Pieces.Count - 1}).");
+        if ((uint)id >= (uint)VocabSize)
+            throw new ArgumentOutOfRangeException(nameof(id), id, $"Token id {id} is outside the vocabulary (0..{VocabSize - 1}).");
     }
+
+    internal bool IsAdded(int id) => id >= _model.Pieces.Count;
+
+    internal string AddedText(int id) => _added[id - _model.Pieces.Count];
 
     internal PieceType KindOf(int id) => _model.Pieces[id].Type;
 
@@ -273,7 +374,7 @@ internal sealed class LlamaTextTokenizer
 
     internal bool IsSpecialUnchecked(int id) => _special[id];
 
-    internal string SpecialText(int id) => _model.Pieces[id].Piece;
+    internal string SpecialText(int id) => IdToPiece(id);
 
     internal string Surface(int id) => _surface[id];
 

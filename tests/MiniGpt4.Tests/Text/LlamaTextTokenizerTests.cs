@@ -231,3 +231,85 @@ public sealed class LlamaTextTokenizerTests
         finally { File.Delete(junk); }
     }
 }
+
+/// <summary>transformers' added tokens (Vicuna v0's <c>[PAD]</c> = 32000 from added_tokens.json).</summary>
+public sealed class AddedTokenTests
+{
+    private static LlamaTextTokenizer WithPad(string? padToken = "$$") => LlamaTextTokenizer.FromFile(
+        MiniGpt4.Tests.Support.Fixtures.Require(LlamaModel), padToken, new Dictionary<string, int> { ["[PAD]"] = 32000 });
+
+    [SkippableFact]
+    public void Added_token_is_split_out_with_the_whitespace_around_it_stripped()
+    {
+        var tok = WithPad();
+        Assert.Equal(32001, tok.VocabSize);
+        Assert.Equal(32000, tok.PieceCount);
+        Assert.Equal(32000, tok.PieceToId("[PAD]"));
+        Assert.Equal("[PAD]", tok.IdToPiece(32000));
+        var hello = tok.Encode("Hello", false);
+        var world = tok.Encode("world", false);
+        Assert.Equal(hello.Append(32000).Concat(world), tok.Encode("Hello [PAD]\n world", false));
+        Assert.Equal(new[] { 1, 32000 }, tok.Encode(" [PAD] ", true));
+        // <s> keeps its neighbours' spaces; [PAD] strips them (it is not an AddedToken of the slow LlamaTokenizer).
+        Assert.Equal(tok.Encode("a ", false).Append(1).Append(32000).Concat(tok.Encode("b", false)), tok.Encode("a <s>[PAD] b", false));
+    }
+
+    [SkippableFact]
+    public void Added_token_decodes_as_its_own_part_joined_with_spaces()
+    {
+        var tok = WithPad();
+        var ids = tok.Encode("Hello", false).Append(32000).Concat(tok.Encode("world", false)).ToArray();
+        Assert.Equal("Hello [PAD] world", tok.Decode(ids));
+        Assert.Equal("[PAD] [PAD]", tok.Decode(new[] { 32000, 32000 }));
+        Assert.Equal("[PAD]", tok.Decode(new[] { 1, 32000, 2 }));
+        Assert.Equal("<s> [PAD] </s>", tok.Decode(new[] { 1, 32000, 2 }, skipSpecialTokens: false));
+
+        var padIsAdded = WithPad("[PAD]");
+        Assert.Equal(32000, padIsAdded.PadId);
+        Assert.Equal("Hello world", padIsAdded.Decode(ids));
+        Assert.Equal("Hello [PAD] world", padIsAdded.Decode(ids, skipSpecialTokens: false));
+    }
+
+    [SkippableFact]
+    public void Streaming_with_added_tokens_equals_decode()
+    {
+        var rng = new Random(99);
+        foreach (var tok in new[] { WithPad(), WithPad("[PAD]") })
+        {
+            int[] pool = { 0, 1, 2, 32000, 32000, 229, 155, 152, 160, 29871, 15043, 3186, 2046, tok.PieceToId("$$") };
+            for (int n = 0; n < 300; n++)
+            {
+                var ids = Enumerable.Range(0, rng.Next(0, 10)).Select(_ => pool[rng.Next(pool.Length)]).ToArray();
+                foreach (bool skip in new[] { true, false })
+                {
+                    var d = tok.CreateDetokenizer(skip);
+                    string streamed = string.Concat(ids.Select(d.Append)) + d.Flush();
+                    Assert.Equal(tok.Decode(ids, skip), streamed);
+                }
+            }
+        }
+    }
+
+    [SkippableFact]
+    public void From_directory_reads_added_tokens_json_and_rejects_inconsistent_ones()
+    {
+        string model = MiniGpt4.Tests.Support.Fixtures.Require(LlamaModel);
+        string dir = Directory.CreateTempSubdirectory("minigpt4-tok-").FullName;
+        try
+        {
+            File.CreateSymbolicLink(Path.Combine(dir, "tokenizer.model"), model);
+            Assert.Equal(32000, LlamaTextTokenizer.FromDirectory(dir).VocabSize);
+            File.WriteAllText(Path.Combine(dir, "added_tokens.json"), "{\"[PAD]\": 32000}");
+            var tok = LlamaTextTokenizer.FromDirectory(dir, "$$");
+            Assert.Equal(32001, tok.VocabSize);
+            Assert.Equal(32000, tok.Encode("[PAD]", false).Single());
+            File.WriteAllText(Path.Combine(dir, "added_tokens.json"), "{\"[PAD]\": 32005}");
+            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(dir));
+            File.WriteAllText(Path.Combine(dir, "added_tokens.json"), "{\"<s>\": 32000}");
+            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(dir));
+            File.WriteAllText(Path.Combine(dir, "added_tokens.json"), "[1,2");
+            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(dir));
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+}
