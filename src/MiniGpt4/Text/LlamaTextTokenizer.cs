@@ -10,12 +10,14 @@ namespace MiniGpt4.Text;
 /// out as their ids (no whitespace stripped around them); every other piece of text is encoded on its
 /// own by SentencePiece, so each gets the dummy-prefix <c>▁</c> (also right after <c>&lt;s&gt;</c>); BOS is
 /// prepended only when asked, EOS never. The pad token is not split out (transformers assigns it after
-/// loading, so it is not a no-split token).</item>
+/// loading, so it is not a no-split token). Added tokens (<c>added_tokens.json</c>, e.g. Vicuna v0's <c>[PAD]</c>)
+/// are split out too, with the whitespace on both sides stripped.</item>
 /// <item>Decode: SentencePiece decoding (byte pieces to UTF-8, one U+FFFD per invalid byte, the leading
 /// space of the first piece dropped); <c>skipSpecialTokens</c> drops BOS, EOS, <c>&lt;unk&gt;</c> and the pad
 /// token's id. Keeping them reproduces transformers 4.30's <c>convert_tokens_to_string</c>: a special
 /// token is written literally and a space is put in front of a non-empty text run that a special
-/// token closes.</item>
+/// token closes. Added tokens are separate parts joined to their neighbours with single spaces
+/// (transformers' <c>_decode</c> with <c>spaces_between_special_tokens</c>). No clean-up of tokenization spaces.</item>
 /// </list>
 /// The vocabulary and the BPE merges are read from the model file itself (pieces, scores, types), not
 /// from Microsoft.ML.Tokenizers, whose BPE does not reproduce SentencePiece's merge order for runs such
