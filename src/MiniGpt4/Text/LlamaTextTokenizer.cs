@@ -1,0 +1,392 @@
+using System.Text;
+
+namespace MiniGpt4.Text;
+
+/// <summary>
+/// The LLaMA/Vicuna tokenizer exactly as MiniGPT-4's reference uses it: transformers 4.30's slow
+/// <c>LlamaTokenizer</c> ("legacy" behaviour) over a SentencePiece BPE <c>tokenizer.model</c>.
+/// <list type="bullet">
+/// <item>Encode: the literal strings <c>&lt;s&gt;</c>, <c>&lt;/s&gt;</c> and <c>&lt;unk&gt;</c> in the text are split
+/// out as their ids (no whitespace stripped around them); every other piece of text is encoded on its
+/// own by SentencePiece, so each gets the dummy-prefix <c>▁</c> (also right after <c>&lt;s&gt;</c>); BOS is
+/// prepended only when asked, EOS never. The pad token is not split out (transformers assigns it after
+/// loading, so it is not a no-split token). Added tokens (<c>added_tokens.json</c>, e.g. Vicuna v0's <c>[PAD]</c>)
+/// are split out too, with the whitespace on both sides stripped.</item>
+/// <item>Decode: SentencePiece decoding (byte pieces to UTF-8, one U+FFFD per invalid byte, the leading
+/// space of the first piece dropped); <c>skipSpecialTokens</c> drops BOS, EOS, <c>&lt;unk&gt;</c> and the pad
+/// token's id. Keeping them reproduces transformers 4.30's <c>convert_tokens_to_string</c>: a special
+/// token is written literally and a space is put in front of a non-empty text run that a special
+/// token closes. Added tokens are separate parts joined to their neighbours with single spaces
+/// (transformers' <c>_decode</c> with <c>spaces_between_special_tokens</c>). No clean-up of tokenization spaces.</item>
+/// </list>
+/// The vocabulary and the BPE merges are read from the model file itself (pieces, scores, types), not
+/// from Microsoft.ML.Tokenizers, whose BPE does not reproduce SentencePiece's merge order for runs such
+/// as <c>###</c>. Instances are immutable and safe for concurrent <see cref="Encode"/>/<see cref="Decode"/>.
+/// </summary>
+internal sealed class LlamaTextTokenizer
+{
+    private const char SpaceSymbol = '\u2581';
+
+    private readonly SentencePieceModel _model;
+    private readonly SentencePieceBpe _bpe;
+    private readonly Dictionary<string, int> _pieceToId;
+    private readonly string[] _added;                      // added tokens (ids from _model.Pieces.Count on)
+    private readonly Dictionary<string, int> _addedToId;
+    private readonly (string Text, int Id, bool Strip)[] _splitTokens; // no-split tokens, longest first
+    private readonly bool[] _special;
+    private readonly string[] _surface;                    // piece with ▁ -> ' '
+    private readonly bool[] _startsWithSpace;
+    private readonly byte[] _byteValue;                    // for byte pieces
+
+    private LlamaTextTokenizer(SentencePieceModel model, string? padToken, IReadOnlyDictionary<string, int>? addedTokens, string source)
+    {
+        _model = model;
+        int n = model.Pieces.Count;
+        _pieceToId = new Dictionary<string, int>(n, StringComparer.Ordinal);
+        int unk = -1;
+        for (int i = 0; i < n; i++)
+        {
+            _pieceToId.TryAdd(model.Pieces[i].Piece, i);
+            if (unk < 0 && model.Pieces[i].Type == PieceType.Unknown) unk = i;
+        }
+        if (unk < 0) throw new MiniGptConfigurationException($"The tokenizer model '{source}' has no <unk> piece.");
+        UnkId = unk;
+
+        // Added tokens (transformers' added_tokens.json): consecutive ids after the SentencePiece vocabulary.
+        var added = (addedTokens ?? new Dictionary<string, int>()).OrderBy(kv => kv.Value).ToArray();
+        _added = new string[added.Length];
+        _addedToId = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (int k = 0; k < added.Length; k++)
+        {
+            var (content, id) = (added[k].Key, added[k].Value);
+            if (string.IsNullOrEmpty(content) || id != n + k || _pieceToId.ContainsKey(content))
+                throw new MiniGptConfigurationException(
+                    $"Added token '{content}' -> {id} of '{source}' is invalid: added tokens must be new, non-empty strings with consecutive ids from {n}.");
+            _added[k] = content;
+            _addedToId[content] = id;
+        }
+
+        BosId = PieceToId("<s>");
+        EosId = PieceToId("</s>");
+        PadId = padToken is null ? null : PieceToId(padToken);
+        _bpe = new SentencePieceBpe(model, unk);
+
+        // transformers' no-split tokens: bos/eos/unk as AddedToken(lstrip=False, rstrip=False), and the
+        // added tokens, which (not being special once MiniGPT-4 reassigns the pad token) strip the
+        // whitespace on both sides.
+        _splitTokens = new[] { ("<unk>", UnkId, false), ("</s>", EosId, false), ("<s>", BosId, false) }
+            .Concat(_added.Select((t, k) => (t, n + k, true)))
+            .OrderByDescending(t => t.Item1.Length).ToArray();
+        _special = new bool[n + _added.Length];
+        _special[UnkId] = _special[BosId] = _special[EosId] = true;
+        if (PadId is int pad) _special[pad] = true;
+
+        _surface = new string[n];
+        _startsWithSpace = new bool[n];
+        _byteValue = new byte[n];
+        for (int i = 0; i < n; i++)
+        {
+            string p = model.Pieces[i].Piece;
+            _surface[i] = p.Replace(SpaceSymbol, ' ');
+            _startsWithSpace[i] = p[0] == SpaceSymbol;
+            if (model.Pieces[i].Type == PieceType.Byte && !SentencePieceBpe.TryParseBytePiece(p, out _byteValue[i]))
+                throw new MiniGptConfigurationException($"Byte piece {i} '{p}' of '{source}' is not of the form <0xNN>.");
+        }
+    }
+
+    /// <summary>
+    /// Loads a SentencePiece <c>tokenizer.model</c>. <paramref name="padToken"/> is the pad token string as
+    /// MiniGPT-4 assigns it (<c>"$$"</c>); its id is the piece's id, or <see cref="UnkId"/> when the vocabulary
+    /// lacks it (transformers' <c>convert_tokens_to_ids</c>). <paramref name="addedTokens"/> are the tokens
+    /// transformers adds after the SentencePiece vocabulary (<c>added_tokens.json</c>, e.g. Vicuna v0's
+    /// <c>[PAD]</c> = 32000).
+    /// </summary>
+    /// <exception cref="MiniGptConfigurationException">The file is missing, unreadable, not a SentencePiece model, uses a feature this tokenizer does not implement, or the added tokens are inconsistent.</exception>
+    public static LlamaTextTokenizer FromFile(string tokenizerModelPath, string? padToken = null, IReadOnlyDictionary<string, int>? addedTokens = null)
+    {
+        var model = SentencePieceModel.Load(tokenizerModelPath);
+        string? problem =
+            model.ModelType != SentencePieceModel.ModelTypeBpe ? $"model type {model.ModelType} (only BPE, type 2, is supported)"
+            : model.HasPrecompiledCharsMap ? $"normalizer '{model.NormalizerName}' with a character map (only identity normalization is supported)"
+            : model.TreatWhitespaceAsSuffix ? "treat_whitespace_as_suffix" : null;
+        if (problem is not null)
+            throw new MiniGptConfigurationException($"The tokenizer model '{tokenizerModelPath}' uses {problem}.");
+        return new LlamaTextTokenizer(model, padToken, addedTokens, tokenizerModelPath);
+    }
+
+    /// <summary>
+    /// Loads a Hugging Face tokenizer folder: <c>tokenizer.model</c> plus <c>added_tokens.json</c> when present.
+    /// </summary>
+    /// <exception cref="MiniGptConfigurationException">A file is missing or invalid.</exception>
+    public static LlamaTextTokenizer FromDirectory(string folder, string? padToken = null)
+    {
+        ArgumentNullException.ThrowIfNull(folder);
+        string addedPath = Path.Combine(folder, "added_tokens.json");
+        Dictionary<string, int>? added = null;
+        if (File.Exists(addedPath))
+        {
+            try { added = System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, int>>(File.ReadAllText(addedPath)); }
+            catch (Exception e) when (e is System.Text.Json.JsonException or IOException or UnauthorizedAccessException)
+            {
+                throw new MiniGptConfigurationException($"Cannot read '{addedPath}' (expected a JSON object of token -> id): {e.Message}", e);
+            }
+        }
+        return FromFile(Path.Combine(folder, "tokenizer.model"), padToken, added);
+    }
+
+    /// <summary>Id of <c>&lt;s&gt;</c>.</summary>
+    public int BosId { get; }
+
+    /// <summary>Id of <c>&lt;/s&gt;</c>.</summary>
+    public int EosId { get; }
+
+    /// <summary>Id of <c>&lt;unk&gt;</c>.</summary>
+    public int UnkId { get; }
+
+    /// <summary>Id of the pad token when one was given (the unknown id when the vocabulary lacks it).</summary>
+    public int? PadId { get; }
+
+    /// <summary>Number of ids (transformers' <c>len(tokenizer)</c>): the SentencePiece pieces plus the added tokens; ids are 0..VocabSize-1.</summary>
+    public int VocabSize => _model.Pieces.Count + _added.Length;
+
+    /// <summary>Number of SentencePiece pieces (transformers' <c>vocab_size</c>).</summary>
+    public int PieceCount => _model.Pieces.Count;
+
+    /// <summary>transformers 4.30 slow <c>LlamaTokenizer.encode(text, add_special_tokens: addBos)</c>.</summary>
+    public IReadOnlyList<int> Encode(string text, bool addBos)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var ids = new List<int>(text.Length / 3 + 2);
+        if (addBos) ids.Add(BosId);
+
+        // tokens_trie.split: text pieces and no-split tokens (id >= 0), leftmost-longest.
+        var parts = new List<(string Text, int Id, bool Strip)>();
+        int chunkStart = 0;
+        for (int i = 0; i < text.Length;)
+        {
+            int hit = -1;
+            for (int t = 0; t < _splitTokens.Length; t++)
+            {
+                var tok = _splitTokens[t].Text;
+                if (tok[0] == text[i] && string.CompareOrdinal(text, i, tok, 0, tok.Length) == 0) { hit = t; break; }
+            }
+            if (hit < 0) { i++; continue; }
+            if (i > chunkStart) parts.Add((text.Substring(chunkStart, i - chunkStart), -1, false));
+            parts.Add(_splitTokens[hit]);
+            i += _splitTokens[hit].Text.Length;
+            chunkStart = i;
+        }
+        if (chunkStart < text.Length) parts.Add((chunkStart == 0 ? text : text.Substring(chunkStart), -1, false));
+
+        // Whitespace stripping around no-split tokens that are not AddedToken(lstrip=False, rstrip=False).
+        for (int k = 0; k < parts.Count; k++)
+        {
+            if (!parts[k].Strip) continue;
+            if (k + 1 < parts.Count && parts[k + 1].Id < 0) parts[k + 1] = (TrimPython(parts[k + 1].Text, start: true), -1, false);
+            if (k > 0 && parts[k - 1].Id < 0) parts[k - 1] = (TrimPython(parts[k - 1].Text, start: false), -1, false);
+        }
+
+        foreach (var (chunk, id, _) in parts)
+        {
+            if (id >= 0) ids.Add(id);
+            else if (chunk.Length > 0) EncodeText(chunk, ids);
+        }
+        return ids;
+    }
+
+    // Python's str.lstrip()/rstrip(): Unicode whitespace, including U+001C..U+001F.
+    private static string TrimPython(string s, bool start)
+    {
+        static bool Ws(char c) => char.IsWhiteSpace(c) || c is >= '\u001C' and <= '\u001F';
+        int a = 0, b = s.Length;
+        if (start) while (a < b && Ws(s[a])) a++;
+        else while (b > a && Ws(s[b - 1])) b--;
+        return s.Substring(a, b - a);
+    }
+
+    /// <summary>Plain SentencePiece <c>encode</c> of the whole text: special-token strings are not split out, no BOS.</summary>
+    public IReadOnlyList<int> EncodeIgnoringSpecialTokens(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var ids = new List<int>(text.Length / 3 + 1);
+        EncodeText(text, ids);
+        return ids;
+    }
+
+    private void EncodeText(string chunk, List<int> ids) => _bpe.EncodeNormalized(_bpe.Normalize(chunk), ids);
+
+    /// <summary>
+    /// transformers 4.30 slow <c>LlamaTokenizer.decode(ids, skip_special_tokens)</c> (no clean-up of
+    /// tokenization spaces). An id outside the vocabulary throws <see cref="ArgumentOutOfRangeException"/>.
+    /// </summary>
+    public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        // PreTrainedTokenizer._decode: drop special ids when skipping; added tokens stand alone, the runs
+        // between them go through convert_tokens_to_string; the parts are joined with single spaces.
+        var sb = new StringBuilder();
+        var run = new List<int>();
+        int parts = 0;
+        bool runOpen = false;
+        foreach (int id in ids)
+        {
+            CheckId(id);
+            if (skipSpecialTokens && _special[id]) continue;
+            if (IsAdded(id))
+            {
+                if (runOpen) { ConvertTokensToString(run, sb); run.Clear(); runOpen = false; }
+                if (parts++ > 0) sb.Append(' ');
+                sb.Append(_added[id - _model.Pieces.Count]);
+                continue;
+            }
+            if (!runOpen)
+            {
+                if (parts++ > 0) sb.Append(' ');
+                runOpen = true;
+            }
+            run.Add(id);
+        }
+        if (runOpen) ConvertTokensToString(run, sb);
+        return sb.ToString();
+    }
+
+    /// <summary>LlamaTokenizer.convert_tokens_to_string (4.30): special tokens literal, a space before a run a special token closes.</summary>
+    private void ConvertTokensToString(List<int> tokens, StringBuilder sb)
+    {
+        var chunk = new List<int>();
+        bool previousSpecial = false;
+        for (int i = 0; i < tokens.Count; i++)
+        {
+            int id = tokens[i];
+            if (_special[id])
+            {
+                if (!previousSpecial && i != 0) sb.Append(' ');
+                DecodeRun(chunk, sb);
+                chunk.Clear();
+                sb.Append(_model.Pieces[id].Piece);
+                previousSpecial = true;
+            }
+            else
+            {
+                chunk.Add(id);
+                previousSpecial = false;
+            }
+        }
+        DecodeRun(chunk, sb);
+    }
+
+    /// <summary>SentencePiece <c>DecodeIds</c> of one run of ids (batch form of <see cref="SentencePieceDecoder"/>).</summary>
+    private void DecodeRun(List<int> run, StringBuilder sb)
+    {
+        int textStart = sb.Length;
+        bool isBosWs = true, bosWsSeen = false;
+        var bytes = new List<byte>();
+        foreach (int id in run)
+        {
+            var type = KindOf(id);
+            if (type == PieceType.Byte) { bytes.Add(ByteOf(id)); continue; }
+            AppendBytes(bytes, sb);
+            if (bosWsSeen || sb.Length > textStart) isBosWs = false;
+            switch (type)
+            {
+                case PieceType.Control: bosWsSeen = false; break;
+                case PieceType.Unknown: sb.Append(UnknownSurface(id)); bosWsSeen = false; break;
+                default:
+                    bosWsSeen = isBosWs && StripsLeadingSpace && _startsWithSpace[id];
+                    sb.Append(bosWsSeen ? SurfaceWithoutLeadingSpace(id) : _surface[id]);
+                    if (RemovesExtraWhitespaces) bosWsSeen = false;
+                    break;
+            }
+        }
+        AppendBytes(bytes, sb);
+    }
+
+    // SentencePiece's ProcessBytePieces: one character at a time; an invalid lead consumes one byte as U+FFFD.
+    private static void AppendBytes(List<byte> bytes, StringBuilder sb)
+    {
+        int offset = 0;
+        while (offset < bytes.Count)
+        {
+            int len = bytes.Count - offset;
+            byte b0 = bytes[offset];
+            int cp = -1, consumed = 1;
+            static bool T(byte b) => (b & 0xC0) == 0x80;
+            static bool Valid(int c) => c < 0xD800 || (c >= 0xE000 && c <= 0x10FFFF);
+            if (b0 < 0x80) cp = b0;
+            else if (len >= 2 && (b0 & 0xE0) == 0xC0)
+            {
+                int c = ((b0 & 0x1F) << 6) | (bytes[offset + 1] & 0x3F);
+                if (T(bytes[offset + 1]) && c >= 0x80 && Valid(c)) { cp = c; consumed = 2; }
+            }
+            else if (len >= 3 && (b0 & 0xF0) == 0xE0)
+            {
+                int c = ((b0 & 0x0F) << 12) | ((bytes[offset + 1] & 0x3F) << 6) | (bytes[offset + 2] & 0x3F);
+                if (T(bytes[offset + 1]) && T(bytes[offset + 2]) && c >= 0x800 && Valid(c)) { cp = c; consumed = 3; }
+            }
+            else if (len >= 4 && (b0 & 0xF8) == 0xF0)
+            {
+                int c = ((b0 & 0x07) << 18) | ((bytes[offset + 1] & 0x3F) << 12) | ((bytes[offset + 2] & 0x3F) << 6) | (bytes[offset + 3] & 0x3F);
+                if (T(bytes[offset + 1]) && T(bytes[offset + 2]) && T(bytes[offset + 3]) && c >= 0x10000 && Valid(c)) { cp = c; consumed = 4; }
+            }
+            if (cp < 0) sb.Append('\uFFFD');
+            else if (cp < 0x10000) sb.Append((char)cp);
+            else sb.Append(char.ConvertFromUtf32(cp));
+            offset += consumed;
+        }
+        bytes.Clear();
+    }
+
+    /// <summary>The piece string of <paramref name="id"/> (e.g. <c>▁Hello</c>, <c>&lt;0x0A&gt;</c>, <c>&lt;s&gt;</c>).</summary>
+    public string IdToPiece(int id)
+    {
+        CheckId(id);
+        return IsAdded(id) ? _added[id - _model.Pieces.Count] : _model.Pieces[id].Piece;
+    }
+
+    /// <summary>transformers' <c>convert_tokens_to_ids</c>: an added token's id, else SentencePiece <c>piece_to_id</c> (<see cref="UnkId"/> when absent).</summary>
+    public int PieceToId(string piece)
+    {
+        ArgumentNullException.ThrowIfNull(piece);
+        return _addedToId.TryGetValue(piece, out int a) ? a : _pieceToId.TryGetValue(piece, out int id) ? id : UnkId;
+    }
+
+    /// <summary>Whether <see cref="Decode"/> with <c>skipSpecialTokens</c> drops <paramref name="id"/> (BOS, EOS, unk, pad).</summary>
+    public bool IsSpecial(int id)
+    {
+        CheckId(id);
+        return _special[id];
+    }
+
+    /// <summary>A streaming decoder whose concatenated outputs equal <see cref="Decode"/> of all ids appended.</summary>
+    public IncrementalDetokenizer CreateDetokenizer(bool skipSpecialTokens = true) => new(this, skipSpecialTokens);
+
+    internal void CheckId(int id)
+    {
+        if ((uint)id >= (uint)VocabSize)
+            throw new ArgumentOutOfRangeException(nameof(id), id, $"Token id {id} is outside the vocabulary (0..{VocabSize - 1}).");
+    }
+
+    internal bool IsAdded(int id) => id >= _model.Pieces.Count;
+
+    internal string AddedText(int id) => _added[id - _model.Pieces.Count];
+
+    internal PieceType KindOf(int id) => _model.Pieces[id].Type;
+
+    internal byte ByteOf(int id) => _byteValue[id];
+
+    internal bool IsSpecialUnchecked(int id) => _special[id];
+
+    internal string SpecialText(int id) => IdToPiece(id);
+
+    internal string Surface(int id) => _surface[id];
+
+    internal string SurfaceWithoutLeadingSpace(int id) => _surface[id].Substring(1);
+
+    internal bool StartsWithSpaceSymbol(int id) => _startsWithSpace[id];
+
+    internal string UnknownSurface(int id) => _model.UnknownSurface;
+
+    internal bool StripsLeadingSpace => _model.AddDummyPrefix || _model.RemoveExtraWhitespaces;
+
+    internal bool RemovesExtraWhitespaces => _model.RemoveExtraWhitespaces;
+}

@@ -1,0 +1,192 @@
+using System.Text;
+
+namespace MiniGpt4.Text;
+
+/// <summary>
+/// SentencePiece's BPE encoder (<c>bpe_model.cc</c>) over a model's pieces and scores: the text is
+/// normalised (dummy prefix, spaces to U+2581), split into code points (user-defined pieces kept whole),
+/// then adjacent symbols are merged, always the pair whose merged piece has the highest score first
+/// and the leftmost pair on ties, until no adjacent pair forms a piece. Symbols that are not pieces
+/// become their UTF-8 bytes (byte fallback) or the unknown id. O(n log n) per call through a priority
+/// queue; the instance is immutable and safe for concurrent use.
+/// </summary>
+internal sealed class SentencePieceBpe
+{
+    private const char SpaceSymbol = '\u2581';
+
+    private readonly SentencePieceModel _model;
+    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _pieces; // NORMAL, USER_DEFINED, UNUSED
+    private readonly HashSet<string>.AlternateLookup<ReadOnlySpan<char>> _userDefined;
+    private readonly int _maxUserDefinedLength;
+    private readonly float[] _scores;
+    private readonly bool[] _unused;
+    private readonly int[] _byteIds = new int[256];
+    private readonly int _unkId;
+
+    private static readonly Comparer<(float Score, int Left)> AgendaOrder = Comparer<(float Score, int Left)>.Create(
+        static (a, b) => a.Score != b.Score ? b.Score.CompareTo(a.Score) : a.Left.CompareTo(b.Left));
+
+    public SentencePieceBpe(SentencePieceModel model, int unkId)
+    {
+        _model = model;
+        _unkId = unkId;
+        var pieces = new Dictionary<string, int>(StringComparer.Ordinal);
+        var userDefined = new HashSet<string>(StringComparer.Ordinal);
+        _scores = new float[model.Pieces.Count];
+        _unused = new bool[model.Pieces.Count];
+        Array.Fill(_byteIds, -1);
+        for (int i = 0; i < model.Pieces.Count; i++)
+        {
+            var p = model.Pieces[i];
+            _scores[i] = p.Score;
+            _unused[i] = p.Type == PieceType.Unused;
+            switch (p.Type)
+            {
+                case PieceType.Normal or PieceType.UserDefined or PieceType.Unused:
+                    pieces.TryAdd(p.Piece, i);
+                    if (p.Type == PieceType.UserDefined)
+                    {
+                        userDefined.Add(p.Piece);
+                        _maxUserDefinedLength = Math.Max(_maxUserDefinedLength, p.Piece.Length);
+                    }
+                    break;
+                case PieceType.Byte when TryParseBytePiece(p.Piece, out byte b):
+                    _byteIds[b] = i;
+                    break;
+            }
+        }
+        _pieces = pieces.GetAlternateLookup<ReadOnlySpan<char>>();
+        _userDefined = userDefined.GetAlternateLookup<ReadOnlySpan<char>>();
+    }
+
+    /// <summary>Parses a byte-fallback piece <c>&lt;0xNN&gt;</c>.</summary>
+    public static bool TryParseBytePiece(string piece, out byte value)
+    {
+        value = 0;
+        return piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece[5] == '>'
+            && byte.TryParse(piece.AsSpan(3, 2), System.Globalization.NumberStyles.AllowHexSpecifier, null, out value);
+    }
+
+    /// <summary>SentencePiece's normaliser without a character map (LLaMA's <c>identity</c>).</summary>
+    public string Normalize(string text)
+    {
+        bool removeExtra = _model.RemoveExtraWhitespaces;
+        int start = 0;
+        if (removeExtra) while (start < text.Length && text[start] == ' ') start++;
+        if (start == text.Length) return "";
+
+        var sb = new StringBuilder(text.Length - start + 1);
+        char space = _model.EscapeWhitespaces ? SpaceSymbol : ' ';
+        if (_model.AddDummyPrefix) sb.Append(space);
+        bool prevSpace = removeExtra;
+        for (int i = start; i < text.Length; i++)
+        {
+            char c = text[i];
+            if (c == ' ')
+            {
+                if (!prevSpace) sb.Append(space);
+                prevSpace = removeExtra;
+            }
+            else
+            {
+                sb.Append(c);
+                prevSpace = false;
+            }
+        }
+        if (removeExtra) while (sb.Length > 0 && sb[^1] == space) sb.Length--;
+        return sb.ToString();
+    }
+
+    private struct Symbol
+    {
+        public int Start, Length, Prev, Next;
+        public bool Freeze;
+    }
+
+    /// <summary>Encodes already-normalised text, appending the ids to <paramref name="output"/>.</summary>
+    public void EncodeNormalized(string normalized, List<int> output)
+    {
+        if (normalized.Length == 0) return;
+
+        // Split into symbols: user-defined pieces (longest match, frozen) or single code points.
+        var symbols = new List<Symbol>(normalized.Length);
+        for (int pos = 0; pos < normalized.Length;)
+        {
+            int len = 0;
+            bool freeze = false;
+            for (int l = Math.Min(_maxUserDefinedLength, normalized.Length - pos); l > 0; l--)
+            {
+                if (_userDefined.Contains(normalized.AsSpan(pos, l))) { len = l; freeze = true; break; }
+            }
+            if (len == 0) len = char.IsHighSurrogate(normalized[pos]) && pos + 1 < normalized.Length && char.IsLowSurrogate(normalized[pos + 1]) ? 2 : 1;
+            int index = symbols.Count;
+            symbols.Add(new Symbol { Start = pos, Length = len, Prev = index - 1, Next = pos + len < normalized.Length ? index + 1 : -1, Freeze = freeze });
+            pos += len;
+        }
+
+        var syms = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(symbols);
+        var agenda = new PriorityQueue<(int Left, int Right, int Size), (float Score, int Left)>(symbols.Count, AgendaOrder);
+        Dictionary<string, (string Left, string Right)>? revMerge = null;
+
+        void MaybeAdd(Span<Symbol> s, int left, int right)
+        {
+            if (left < 0 || right < 0 || s[left].Freeze || s[right].Freeze) return;
+            int size = s[left].Length + s[right].Length;
+            var merged = normalized.AsSpan(s[left].Start, size);
+            if (!_pieces.TryGetValue(merged, out int id)) return;
+            agenda.Enqueue((left, right, size), (_scores[id], left));
+            if (_unused[id])
+            {
+                revMerge ??= new Dictionary<string, (string, string)>(StringComparer.Ordinal);
+                revMerge[merged.ToString()] = (normalized.Substring(s[left].Start, s[left].Length), normalized.Substring(s[right].Start, s[right].Length));
+            }
+        }
+
+        for (int i = 1; i < syms.Length; i++) MaybeAdd(syms, i - 1, i);
+
+        while (agenda.TryDequeue(out var top, out _))
+        {
+            ref var l = ref syms[top.Left];
+            ref var r = ref syms[top.Right];
+            if (l.Length == 0 || r.Length == 0 || l.Length + r.Length != top.Size) continue; // stale pair
+            l.Length += r.Length;
+            l.Next = r.Next;
+            if (r.Next >= 0) syms[r.Next].Prev = top.Left;
+            r.Length = 0;
+            MaybeAdd(syms, l.Prev, top.Left);
+            MaybeAdd(syms, top.Left, l.Next);
+        }
+
+        for (int i = 0; i >= 0 && i < syms.Length; i = syms[i].Next)
+        {
+            Resegment(normalized.AsSpan(syms[i].Start, syms[i].Length), revMerge, output);
+        }
+    }
+
+    private void Resegment(ReadOnlySpan<char> piece, Dictionary<string, (string Left, string Right)>? revMerge, List<int> output)
+    {
+        if (_pieces.TryGetValue(piece, out int id))
+        {
+            if (_unused[id] && revMerge is not null && revMerge.TryGetValue(piece.ToString(), out var parts))
+            {
+                Resegment(parts.Left, revMerge, output);
+                Resegment(parts.Right, revMerge, output);
+                return;
+            }
+            output.Add(id);
+            return;
+        }
+        if (!_model.ByteFallback)
+        {
+            output.Add(_unkId);
+            return;
+        }
+        Span<byte> utf8 = stackalloc byte[8];
+        int n = Encoding.UTF8.GetBytes(piece, utf8); // a lone surrogate becomes EF BF BD
+        for (int k = 0; k < n; k++)
+        {
+            int b = _byteIds[utf8[k]];
+            output.Add(b >= 0 ? b : _unkId);
+        }
+    }
+}

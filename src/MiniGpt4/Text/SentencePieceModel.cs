@@ -1,0 +1,207 @@
+using System.Text;
+
+namespace MiniGpt4.Text;
+
+/// <summary>Kind of a vocabulary entry, as SentencePiece's <c>ModelProto.SentencePiece.Type</c>.</summary>
+internal enum PieceType
+{
+    Normal = 1,
+    Unknown = 2,
+    Control = 3,
+    UserDefined = 4,
+    Unused = 5,
+    Byte = 6,
+}
+
+/// <summary>One vocabulary entry of a SentencePiece model.</summary>
+internal readonly record struct SentencePiece(string Piece, float Score, PieceType Type);
+
+/// <summary>
+/// The parts of a SentencePiece <c>tokenizer.model</c> (a <c>ModelProto</c> protobuf) that encoding
+/// and decoding depend on: the pieces with their scores and types, the model type, the byte-fallback
+/// switch and the normaliser settings. Read with a minimal protobuf reader; unknown fields are skipped.
+/// </summary>
+internal sealed class SentencePieceModel
+{
+    /// <summary>SentencePiece's <c>TrainerSpec.ModelType.BPE</c>.</summary>
+    public const int ModelTypeBpe = 2;
+
+    public required IReadOnlyList<SentencePiece> Pieces { get; init; }
+    public int ModelType { get; init; } = 1;               // TrainerSpec.model_type, default UNIGRAM
+    public bool ByteFallback { get; init; }                // TrainerSpec.byte_fallback
+    public bool TreatWhitespaceAsSuffix { get; init; }     // TrainerSpec.treat_whitespace_as_suffix
+    public string UnknownSurface { get; init; } = " \u2047 "; // TrainerSpec.unk_surface
+    public string NormalizerName { get; init; } = "";
+    public bool HasPrecompiledCharsMap { get; init; }
+    public bool AddDummyPrefix { get; init; } = true;
+    public bool RemoveExtraWhitespaces { get; init; } = true;
+    public bool EscapeWhitespaces { get; init; } = true;
+
+    /// <summary>Reads <paramref name="path"/>; a missing, truncated or non-SentencePiece file throws <see cref="MiniGptConfigurationException"/>.</summary>
+    public static SentencePieceModel Load(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        byte[] data;
+        try { data = File.ReadAllBytes(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new MiniGptConfigurationException($"Cannot read the tokenizer model '{path}': {e.Message}", e);
+        }
+        try { return Parse(data); }
+        catch (FormatException e)
+        {
+            throw new MiniGptConfigurationException($"'{path}' is not a valid SentencePiece model: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Parses a serialized <c>ModelProto</c>; malformed input throws <see cref="FormatException"/>.</summary>
+    public static SentencePieceModel Parse(ReadOnlySpan<byte> data)
+    {
+        var pieces = new List<SentencePiece>();
+        int modelType = 1;
+        bool byteFallback = false, suffix = false, addDummy = true, removeExtra = true, escape = true, charsMap = false;
+        string unkSurface = " \u2047 ", normalizerName = "";
+
+        var top = new ProtoReader(data);
+        while (top.Next(out int field, out int wire))
+        {
+            switch (field)
+            {
+                case 1 when wire == 2:
+                    pieces.Add(ReadPiece(top.ReadBytes()));
+                    break;
+                case 2 when wire == 2:
+                {
+                    var t = new ProtoReader(top.ReadBytes());
+                    while (t.Next(out int f, out int w))
+                    {
+                        if (f == 3 && w == 0) modelType = (int)t.ReadVarint();
+                        else if (f == 24 && w == 0) suffix = t.ReadVarint() != 0;
+                        else if (f == 35 && w == 0) byteFallback = t.ReadVarint() != 0;
+                        else if (f == 44 && w == 2) unkSurface = Encoding.UTF8.GetString(t.ReadBytes());
+                        else t.Skip(w);
+                    }
+                    break;
+                }
+                case 3 when wire == 2:
+                {
+                    var n = new ProtoReader(top.ReadBytes());
+                    while (n.Next(out int f, out int w))
+                    {
+                        if (f == 1 && w == 2) normalizerName = Encoding.UTF8.GetString(n.ReadBytes());
+                        else if (f == 2 && w == 2) charsMap = n.ReadBytes().Length > 0;
+                        else if (f == 3 && w == 0) addDummy = n.ReadVarint() != 0;
+                        else if (f == 4 && w == 0) removeExtra = n.ReadVarint() != 0;
+                        else if (f == 5 && w == 0) escape = n.ReadVarint() != 0;
+                        else n.Skip(w);
+                    }
+                    break;
+                }
+                default:
+                    top.Skip(wire);
+                    break;
+            }
+        }
+        if (pieces.Count == 0) throw new FormatException("the model has no pieces");
+        return new SentencePieceModel
+        {
+            Pieces = pieces,
+            ModelType = modelType,
+            ByteFallback = byteFallback,
+            TreatWhitespaceAsSuffix = suffix,
+            UnknownSurface = unkSurface,
+            NormalizerName = normalizerName,
+            HasPrecompiledCharsMap = charsMap,
+            AddDummyPrefix = addDummy,
+            RemoveExtraWhitespaces = removeExtra,
+            EscapeWhitespaces = escape,
+        };
+    }
+
+    private static SentencePiece ReadPiece(ReadOnlySpan<byte> data)
+    {
+        var r = new ProtoReader(data);
+        string piece = "";
+        float score = 0;
+        var type = PieceType.Normal;
+        while (r.Next(out int f, out int w))
+        {
+            if (f == 1 && w == 2) piece = Encoding.UTF8.GetString(r.ReadBytes());
+            else if (f == 2 && w == 5) score = BitConverter.Int32BitsToSingle((int)r.ReadFixed32());
+            else if (f == 3 && w == 0)
+            {
+                ulong t = r.ReadVarint();
+                if (t is < 1 or > 6) throw new FormatException($"unknown piece type {t}");
+                type = (PieceType)t;
+            }
+            else r.Skip(w);
+        }
+        if (piece.Length == 0) throw new FormatException("a piece is empty");
+        return new SentencePiece(piece, score, type);
+    }
+
+    /// <summary>Minimal protobuf wire-format reader (varint, fixed32/64, length-delimited).</summary>
+    private ref struct ProtoReader(ReadOnlySpan<byte> data)
+    {
+        private readonly ReadOnlySpan<byte> _data = data;
+        private int _pos;
+
+        public bool Next(out int field, out int wire)
+        {
+            if (_pos >= _data.Length) { field = 0; wire = 0; return false; }
+            ulong key = ReadVarint();
+            field = (int)(key >> 3);
+            wire = (int)(key & 7);
+            if (field == 0) throw new FormatException("field number 0");
+            return true;
+        }
+
+        public ulong ReadVarint()
+        {
+            ulong result = 0;
+            for (int shift = 0; shift < 64; shift += 7)
+            {
+                if (_pos >= _data.Length) throw new FormatException("truncated varint");
+                byte b = _data[_pos++];
+                result |= (ulong)(b & 0x7F) << shift;
+                if ((b & 0x80) == 0) return result;
+            }
+            throw new FormatException("varint too long");
+        }
+
+        public uint ReadFixed32()
+        {
+            if (_pos + 4 > _data.Length) throw new FormatException("truncated fixed32");
+            uint v = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(_data.Slice(_pos, 4));
+            _pos += 4;
+            return v;
+        }
+
+        public ReadOnlySpan<byte> ReadBytes()
+        {
+            ulong len = ReadVarint();
+            if (len > (ulong)(_data.Length - _pos)) throw new FormatException("truncated length-delimited field");
+            var s = _data.Slice(_pos, (int)len);
+            _pos += (int)len;
+            return s;
+        }
+
+        public void Skip(int wire)
+        {
+            switch (wire)
+            {
+                case 0: ReadVarint(); break;
+                case 1: Advance(8); break;
+                case 2: ReadBytes(); break;
+                case 5: Advance(4); break;
+                default: throw new FormatException($"unsupported wire type {wire}");
+            }
+        }
+
+        private void Advance(int n)
+        {
+            if (_pos + n > _data.Length) throw new FormatException("truncated field");
+            _pos += n;
+        }
+    }
+}
