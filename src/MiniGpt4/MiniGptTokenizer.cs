@@ -19,16 +19,19 @@ public sealed class MiniGptTokenizer
     public static MiniGptTokenizer Load(string path)
     {
         var full = Path.GetFullPath(path);
-        string model;
-        if (File.Exists(full) && !full.EndsWith(".json", StringComparison.OrdinalIgnoreCase)) model = full;
-        else if (Directory.Exists(full) && File.Exists(Path.Combine(full, "tokenizer.model"))) model = Path.Combine(full, "tokenizer.model");
+        if (File.Exists(full) && !full.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
+            return new MiniGptTokenizer(LlamaTextTokenizer.FromFile(full, padToken: "$$"));
+        string folder;
+        if (Directory.Exists(full) && File.Exists(Path.Combine(full, "tokenizer.model"))) folder = full;
         else
         {
             var m = ModelManifest.Load(full);
-            model = m.Llm.Tokenizer is null ? Path.Combine(m.Resolve(m.Llm.Path), "tokenizer.model") : m.Resolve(m.Llm.Tokenizer);
+            if (m.Llm.Tokenizer is not null) return Load(m.Resolve(m.Llm.Tokenizer));
+            folder = m.Resolve(m.Llm.Path);
         }
-        if (!File.Exists(model)) throw new MiniGptConfigurationException($"Tokenizer not found: '{model}'.");
-        return new MiniGptTokenizer(LlamaTextTokenizer.FromFile(model, padToken: "$$"));
+        if (!File.Exists(Path.Combine(folder, "tokenizer.model")))
+            throw new MiniGptConfigurationException($"Tokenizer not found: '{Path.Combine(folder, "tokenizer.model")}'.");
+        return new MiniGptTokenizer(LlamaTextTokenizer.FromDirectory(folder, padToken: "$$"));
     }
 
     /// <summary>Beginning-of-sequence id.</summary>

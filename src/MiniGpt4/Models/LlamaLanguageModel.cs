@@ -36,7 +36,10 @@ internal sealed class LlamaLanguageModel : ILanguageModel
         var tokPath = tokenizerPath ?? Path.Combine(folder, "tokenizer.model");
         if (!File.Exists(tokPath))
             throw new MiniGptConfigurationException($"Tokenizer not found: '{tokPath}' (a SentencePiece tokenizer.model is expected beside the language model).");
-        var tokenizer = LlamaTextTokenizer.FromFile(tokPath, padToken: "$$");
+        // MiniGPT-4's init_llm sets pad_token = "$$"; added_tokens.json (Vicuna v0's [PAD]) is honoured.
+        var tokenizer = tokenizerPath is null
+            ? LlamaTextTokenizer.FromDirectory(folder, padToken: "$$")
+            : LlamaTextTokenizer.FromFile(tokPath, padToken: "$$");
         var model = LlamaForCausalLM.Load(folder, dtype, device, progress);
         var maxPos = model.Config.MaxPositionEmbeddings;
         var ctx = Math.Min(contextLength ?? maxPos, maxPos);
