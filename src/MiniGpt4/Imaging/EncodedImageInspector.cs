@@ -87,7 +87,7 @@ internal static class EncodedImageInspector
         };
         string name = Name(format);
         if (walk.Width < 0 || walk.Height < 0)
-            throw new MiniGptImageException($"Invalid {name} image: {walk.Problem ?? "no size in the header"}.");
+            throw new MiniGptImageException($"{(walk.Truncated ? "Truncated" : "Invalid")} {name} image: {walk.Problem ?? "no size in the header"}.");
         if (walk.Width == 0 || walk.Height == 0)
             throw new MiniGptImageException($"Invalid {name} image: its header declares an empty size {walk.Width}x{walk.Height}.");
         CheckBudget(name, walk.Width, walk.Height, options.MaxPixels);
