@@ -10,6 +10,16 @@ internal static class Orientation
         bool swap = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
         int outW = swap ? height : width, outH = swap ? width : height;
         var rgb = new byte[checked(outW * outH * 3)];
+        if (origin == SKEncodedOrigin.TopLeft)
+        {
+            for (int s = 0, d = 0; d < rgb.Length; s += 4, d += 3)
+            {
+                rgb[d] = rgba[s];
+                rgb[d + 1] = rgba[s + 1];
+                rgb[d + 2] = rgba[s + 2];
+            }
+            return new DecodedImage(width, height, rgb);
+        }
         int o = 0;
         for (int y = 0; y < outH; y++)
         {

@@ -1,3 +1,7 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
 namespace MiniGpt4.Imaging;
 
 /// <summary>
@@ -127,28 +131,32 @@ internal static class PillowBicubicResampler
     {
         const int half = 1 << (PrecisionBits - 1);
         int inStride = inWidth * Channels, outStride = outWidth * Channels;
-        int[] firstArr = c.First, countArr = c.Count, weightsArr = c.Weights;
+        // Index arithmetic below stays inside the buffers: the tables were built with First + Count <= inWidth.
+        ref byte srcBase = ref MemoryMarshal.GetReference(src.Slice(firstRow * inStride, rows * inStride));
+        ref byte dstBase = ref MemoryMarshal.GetReference(dst[..(rows * outStride)]);
+        ref int weights = ref MemoryMarshal.GetArrayDataReference(c.Weights);
+        int[] first = c.First, count = c.Count;
         int kStride = c.Stride;
         for (int yy = 0; yy < rows; yy++)
         {
-            var srcRow = src.Slice((firstRow + yy) * inStride, inStride);
-            var dstRow = dst.Slice(yy * outStride, outStride);
-            for (int xx = 0; xx < outWidth; xx++)
+            ref byte srcRow = ref Unsafe.Add(ref srcBase, yy * inStride);
+            ref byte dstPixel = ref Unsafe.Add(ref dstBase, yy * outStride);
+            for (int xx = 0; xx < outWidth; xx++, dstPixel = ref Unsafe.Add(ref dstPixel, Channels))
             {
-                var k = weightsArr.AsSpan(xx * kStride, countArr[xx]);
-                var px = srcRow.Slice(firstArr[xx] * Channels, k.Length * Channels);
+                ref int k = ref Unsafe.Add(ref weights, xx * kStride);
+                ref byte px = ref Unsafe.Add(ref srcRow, first[xx] * Channels);
+                int taps = count[xx];
                 int s0 = half, s1 = half, s2 = half;
-                for (int x = 0, p = 0; x < k.Length; x++, p += 3)
+                for (int x = 0; x < taps; x++, px = ref Unsafe.Add(ref px, Channels))
                 {
-                    int kx = k[x];
-                    s0 += px[p] * kx;
-                    s1 += px[p + 1] * kx;
-                    s2 += px[p + 2] * kx;
+                    int kx = Unsafe.Add(ref k, x);
+                    s0 += px * kx;
+                    s1 += Unsafe.Add(ref px, 1) * kx;
+                    s2 += Unsafe.Add(ref px, 2) * kx;
                 }
-                int o = xx * Channels;
-                dstRow[o] = Clip8(s0);
-                dstRow[o + 1] = Clip8(s1);
-                dstRow[o + 2] = Clip8(s2);
+                dstPixel = Clip8(s0);
+                Unsafe.Add(ref dstPixel, 1) = Clip8(s1);
+                Unsafe.Add(ref dstPixel, 2) = Clip8(s2);
             }
         }
     }
@@ -165,16 +173,36 @@ internal static class PillowBicubicResampler
             acc.AsSpan().Fill(half);
             int ymin = c.First[yy] - srcFirstRow;
             var k = c.Weights.AsSpan(yy * c.Stride, c.Count[yy]);
+            // Integer addition is exact and associative, so summing row by row gives Pillow's per-pixel sums.
             for (int y = 0; y < k.Length; y++)
-            {
-                int ky = k[y];
-                var row = src.Slice((ymin + y) * stride, stride);
-                // Integer addition is exact and associative, so summing row by row gives Pillow's per-pixel sums.
-                for (int i = 0; i < row.Length; i++) acc[i] += row[i] * ky;
-            }
+                MultiplyAdd(src.Slice((ymin + y) * stride, stride), k[y], acc);
             var dstRow = dst.AsSpan(yy * stride, stride);
             for (int i = 0; i < dstRow.Length; i++) dstRow[i] = Clip8(acc[i]);
         }
         return dst;
+    }
+
+    /// <summary><c>acc[i] += row[i] * k</c>, vectorised where the hardware allows.</summary>
+    private static void MultiplyAdd(ReadOnlySpan<byte> row, int k, Span<int> acc)
+    {
+        int i = 0;
+        if (Vector.IsHardwareAccelerated && row.Length >= Vector<byte>.Count)
+        {
+            var kv = new Vector<int>(k);
+            var accInts = acc;
+            int n = Vector<int>.Count;
+            for (; i <= row.Length - Vector<byte>.Count; i += Vector<byte>.Count)
+            {
+                Vector.Widen(new Vector<byte>(row[i..]), out var lo16, out var hi16);
+                Vector.Widen(lo16, out var a, out var b);
+                Vector.Widen(hi16, out var c, out var d);
+                var dest = accInts[i..];
+                (new Vector<int>(dest) + Vector.AsVectorInt32(a) * kv).CopyTo(dest);
+                (new Vector<int>(dest[n..]) + Vector.AsVectorInt32(b) * kv).CopyTo(dest[n..]);
+                (new Vector<int>(dest[(2 * n)..]) + Vector.AsVectorInt32(c) * kv).CopyTo(dest[(2 * n)..]);
+                (new Vector<int>(dest[(3 * n)..]) + Vector.AsVectorInt32(d) * kv).CopyTo(dest[(3 * n)..]);
+            }
+        }
+        for (; i < row.Length; i++) acc[i] += row[i] * k;
     }
 }
