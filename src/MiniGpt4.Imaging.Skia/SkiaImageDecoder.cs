@@ -25,9 +25,7 @@ public sealed class SkiaImageDecoder : IImageDecoder
         ArgumentNullException.ThrowIfNull(options);
         if (encoded.IsEmpty) throw new MiniGptImageException("The image is empty (0 bytes).");
         using var data = SKData.CreateCopy(encoded.Span);
-        using var codec = SKCodec.Create(data)
-            ?? throw new MiniGptImageException(
-                $"Not a supported image: Skia does not recognise the data ({encoded.Length} bytes, starting {Convert.ToHexString(encoded.Span[..Math.Min(8, encoded.Length)])}).");
+        using var codec = SKCodec.Create(data) ?? throw Unrecognised(encoded.Span);
 
         var format = codec.EncodedFormat;
         switch (format)
@@ -66,5 +64,13 @@ public sealed class SkiaImageDecoder : IImageDecoder
 
         var origin = options.ApplyExifOrientation ? codec.EncodedOrigin : SKEncodedOrigin.TopLeft;
         return Orientation.ToRgb(rgba, width, height, origin);
+    }
+
+    private static MiniGptImageException Unrecognised(ReadOnlySpan<byte> d)
+    {
+        bool tiff = d.Length >= 4 && ((d[0] == 'I' && d[1] == 'I' && d[3] == 0) || (d[0] == 'M' && d[1] == 'M' && d[2] == 0));
+        return tiff
+            ? new MiniGptImageException("TIFF images are not supported by the Skia decoder; use the default (ImageSharp) decoder with ImageDecodingOptions.AllowTiff = true.")
+            : new MiniGptImageException($"Not a supported image: Skia does not recognise the data ({d.Length} bytes, starting {Convert.ToHexString(d[..Math.Min(8, d.Length)])}).");
     }
 }

@@ -38,7 +38,8 @@ public sealed class ImageInput
 
     /// <summary>
     /// An encoded image in a stream. The stream is read from its current position to its end when the
-    /// image is used (up to <see cref="ImageDecodingOptions.MaxEncodedBytes"/>); it is not disposed.
+    /// image is used (up to <see cref="ImageDecodingOptions.MaxEncodedBytes"/>), so such an input can be
+    /// used once; the stream is not disposed.
     /// </summary>
     /// <param name="stream">A readable stream.</param>
     /// <exception cref="ArgumentNullException">The stream is null.</exception>

@@ -12,13 +12,23 @@ internal static class ImagePreprocessor
     public static float[] ToPixelValues(ImageInput image, int size, ImageDecodingOptions options)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        var values = new float[checked(3 * size * size)];
+        ToPixelValues(image, size, options, values);
+        return values;
+    }
+
+    /// <summary>Writes the <c>3 * size * size</c> CHW pixel values into <paramref name="destination"/> (e.g. one slot of a batch).</summary>
+    /// <exception cref="MiniGptImageException">The image cannot be read, is refused or cannot be decoded.</exception>
+    public static void ToPixelValues(ImageInput image, int size, ImageDecodingOptions options, Span<float> destination)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        if (destination.Length != 3L * size * size)
+            throw new ArgumentException($"destination holds {destination.Length} floats; 3 x {size} x {size} = {3L * size * size} are needed", nameof(destination));
         var decoded = Decode(image, options);
         var resized = decoded.Width == size && decoded.Height == size
             ? decoded.Rgb24.Span // Pillow: a same-size resize is a copy
             : ResizeBicubic(decoded, size, size);
-        var values = new float[3 * size * size];
-        ClipNormalizer.ToChw(resized, values);
-        return values;
+        ClipNormalizer.ToChw(resized, destination);
     }
 
     /// <summary>Pillow-exact <c>resize((width, height), BICUBIC)</c> of RGB pixels; returns HWC uint8.</summary>

@@ -153,6 +153,8 @@ public class HostileImageTests
         Assert.Equal(rgb, decoded.Rgb24.ToArray());
         var cut = Refused(tiff[..(tiff.Length - 100)], For("imagesharp", tiff: true)).Message;
         Assert.True(cut.Contains("Truncated TIFF"), cut);
+        var skia = Refused(tiff, new ImageDecodingOptions { Decoder = SkiaImageDecoder.Instance, AllowTiff = true }).Message;
+        Assert.Contains("not supported by the Skia decoder", skia);
     }
 
     [Theory]
