@@ -1,0 +1,137 @@
+namespace MiniGpt4.Imaging;
+
+/// <summary>
+/// The reference's image pipeline (<c>Blip2ImageEvalProcessor</c> after <c>convert("RGB")</c>):
+/// decode -> Pillow-exact bicubic resize to size x size (aspect ratio ignored) -> CLIP normalisation
+/// -> float32 CHW.
+/// </summary>
+internal static class ImagePreprocessor
+{
+    /// <summary>The <c>[3 * size * size]</c> CHW pixel values the vision encoder takes for <paramref name="image"/>.</summary>
+    /// <exception cref="MiniGptImageException">The image cannot be read, is refused or cannot be decoded.</exception>
+    public static float[] ToPixelValues(ImageInput image, int size, ImageDecodingOptions options)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        var values = new float[checked(3 * size * size)];
+        ToPixelValues(image, size, options, values);
+        return values;
+    }
+
+    /// <summary>Writes the <c>3 * size * size</c> CHW pixel values into <paramref name="destination"/> (e.g. one slot of a batch).</summary>
+    /// <exception cref="MiniGptImageException">The image cannot be read, is refused or cannot be decoded.</exception>
+    public static void ToPixelValues(ImageInput image, int size, ImageDecodingOptions options, Span<float> destination)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        if (destination.Length != 3L * size * size)
+            throw new ArgumentException($"destination holds {destination.Length} floats; 3 x {size} x {size} = {3L * size * size} are needed", nameof(destination));
+        var decoded = Decode(image, options);
+        var resized = decoded.Width == size && decoded.Height == size
+            ? decoded.Rgb24.Span // Pillow: a same-size resize is a copy
+            : ResizeBicubic(decoded, size, size);
+        ClipNormalizer.ToChw(resized, destination);
+    }
+
+    /// <summary>Pillow-exact <c>resize((width, height), BICUBIC)</c> of RGB pixels; returns HWC uint8.</summary>
+    public static byte[] ResizeBicubic(DecodedImage image, int width, int height)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        return PillowBicubicResampler.Resize(image.Rgb24.Span, image.Width, image.Height, width, height);
+    }
+
+    /// <summary>Decodes <paramref name="image"/> to RGB24 with <paramref name="options"/> (RGB input is returned as is).</summary>
+    public static DecodedImage Decode(ImageInput image, ImageDecodingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        ArgumentNullException.ThrowIfNull(options);
+        if (image.Kind == ImageInput.InputKind.Rgb) return new DecodedImage(image.Width, image.Height, image.Data);
+
+        var encoded = ReadEncoded(image, options);
+        try
+        {
+            // Every decoder gets bytes that passed the same checks (format, budget, completeness).
+            var header = EncodedImageInspector.Inspect(encoded.Span, options);
+            DecodedImage decoded;
+            try
+            {
+                decoded = options.Decoder.Decode(encoded, options);
+            }
+            catch (Exception e) when (e is not MiniGptImageException and not OutOfMemoryException)
+            {
+                throw new MiniGptImageException($"The {EncodedImageInspector.Name(header.Format)} image could not be decoded: {e.Message}", e);
+            }
+            Validate(decoded, options);
+            return decoded;
+        }
+        catch (MiniGptImageException e)
+        {
+            throw new MiniGptImageException($"{Capitalise(image.ToString())}: {e.Message}", e);
+        }
+    }
+
+    private static void Validate(DecodedImage? d, ImageDecodingOptions options)
+    {
+        if (d is null) throw new MiniGptImageException("The decoder returned no image.");
+        if (d.Width <= 0 || d.Height <= 0)
+            throw new MiniGptImageException($"The decoder returned an empty image ({d.Width}x{d.Height}).");
+        EncodedImageInspector.CheckBudget("decoded", d.Width, d.Height, options.MaxPixels);
+        if (d.Rgb24.Length != (long)d.Width * d.Height * 3)
+            throw new MiniGptImageException(
+                $"The decoder returned {d.Rgb24.Length} bytes for {d.Width}x{d.Height} pixels; RGB24 needs {(long)d.Width * d.Height * 3}.");
+    }
+
+    /// <summary>The encoded bytes of a file, stream or memory input, at most <see cref="ImageDecodingOptions.MaxEncodedBytes"/>.</summary>
+    internal static ReadOnlyMemory<byte> ReadEncoded(ImageInput image, ImageDecodingOptions options)
+    {
+        long max = options.MaxEncodedBytes;
+        switch (image.Kind)
+        {
+            case ImageInput.InputKind.Encoded:
+                return image.Data;
+            case ImageInput.InputKind.File:
+                try
+                {
+                    using var file = new FileStream(image.Path!, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+                    return ReadAll(file, max, $"image file '{image.Path}'");
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
+                {
+                    throw new MiniGptImageException($"Cannot read image file '{image.Path}': {e.Message}", e);
+                }
+            default:
+                try
+                {
+                    return ReadAll(image.Stream!, max, "image stream");
+                }
+                catch (Exception e) when (e is IOException or ObjectDisposedException or NotSupportedException)
+                {
+                    throw new MiniGptImageException($"Cannot read the image stream: {e.Message}", e);
+                }
+        }
+    }
+
+    private static byte[] ReadAll(Stream stream, long max, string what)
+    {
+        if (stream.CanSeek)
+        {
+            long remaining = stream.Length - stream.Position;
+            if (remaining > max) throw TooLarge(what, remaining, max);
+            var buffer = new byte[Math.Max(0, remaining)];
+            stream.ReadExactly(buffer);
+            return buffer;
+        }
+        using var copy = new MemoryStream();
+        var chunk = new byte[81920];
+        int n;
+        while ((n = stream.Read(chunk, 0, chunk.Length)) > 0)
+        {
+            if (copy.Length + n > max) throw TooLarge(what, copy.Length + n, max);
+            copy.Write(chunk, 0, n);
+        }
+        return copy.ToArray();
+    }
+
+    private static MiniGptImageException TooLarge(string what, long size, long max)
+        => new($"The {what} holds more than {max:N0} bytes ({size:N0} read), over ImageDecodingOptions.MaxEncodedBytes.");
+
+    private static string Capitalise(string s) => s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..];
+}

@@ -1,0 +1,94 @@
+using System.Collections.Concurrent;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.Formats;
+using SixLabors.ImageSharp.Formats.Bmp;
+using SixLabors.ImageSharp.Formats.Gif;
+using SixLabors.ImageSharp.Formats.Jpeg;
+using SixLabors.ImageSharp.Formats.Png;
+using SixLabors.ImageSharp.Formats.Tiff;
+using SixLabors.ImageSharp.Formats.Webp;
+using SixLabors.ImageSharp.Memory;
+using SixLabors.ImageSharp.Metadata;
+using SixLabors.ImageSharp.PixelFormats;
+using SixLabors.ImageSharp.Processing;
+
+namespace MiniGpt4.Imaging;
+
+/// <summary>
+/// The default decoder: SixLabors.ImageSharp 2.1 (managed code), run with a restricted
+/// <see cref="Configuration"/> per option set: only the JPEG, PNG, WebP and BMP decoders (GIF and
+/// TIFF only when allowed, first frame only), and a memory allocator whose per-buffer limit follows
+/// the pixel budget. The bytes are checked by <see cref="EncodedImageInspector"/> first, then the
+/// header is identified by ImageSharp itself and checked again before decoding.
+/// Its JPEG decoder is not libjpeg-turbo: decoded JPEG pixels differ from Pillow's (docs/imaging.md).
+/// </summary>
+internal sealed class ImageSharpDecoder : IImageDecoder
+{
+    public static ImageSharpDecoder Instance { get; } = new();
+
+    private static readonly ConcurrentDictionary<(bool Gif, bool Tiff, int LimitMb), Configuration> Configurations = new();
+
+    /// <summary>Bytes per pixel the allocator limit allows for one buffer (Rgba32/float intermediates), plus slack.</summary>
+    private const int BudgetBytesPerPixel = 4;
+    private const int SlackMegabytes = 32;
+
+    public DecodedImage Decode(ReadOnlyMemory<byte> encoded, ImageDecodingOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var header = EncodedImageInspector.Inspect(encoded.Span, options);
+        string name = EncodedImageInspector.Name(header.Format);
+        var config = ConfigurationFor(options);
+        try
+        {
+            var info = Image.Identify(config, AsStream(encoded), out _)
+                ?? throw new MiniGptImageException($"The {name} image could not be read: ImageSharp does not recognise its header.");
+            if (info.Width <= 0 || info.Height <= 0)
+                throw new MiniGptImageException($"Invalid {name} image: its header declares an empty size {info.Width}x{info.Height}.");
+            EncodedImageInspector.CheckBudget(name, info.Width, info.Height, options.MaxPixels);
+
+            using var image = Image.Load<Rgb24>(config, AsStream(encoded));
+            if (options.ApplyExifOrientation) image.Mutate(x => x.AutoOrient());
+            var rgb = new byte[checked(image.Width * image.Height * 3)];
+            image.CopyPixelDataTo(rgb);
+            return new DecodedImage(image.Width, image.Height, rgb);
+        }
+        catch (MiniGptImageException) { throw; }
+        catch (Exception e) when (e is ImageFormatException or InvalidMemoryOperationException or NotSupportedException
+                                       or InvalidDataException or ArgumentException or IndexOutOfRangeException
+                                       or InvalidOperationException or OverflowException or OutOfMemoryException)
+        {
+            throw new MiniGptImageException($"The {name} image could not be decoded: {e.Message}", e);
+        }
+    }
+
+    private static MemoryStream AsStream(ReadOnlyMemory<byte> encoded)
+        => System.Runtime.InteropServices.MemoryMarshal.TryGetArray(encoded, out var segment)
+            ? new MemoryStream(segment.Array!, segment.Offset, segment.Count, writable: false)
+            : new MemoryStream(encoded.ToArray(), writable: false);
+
+    private static Configuration ConfigurationFor(ImageDecodingOptions options)
+    {
+        long limitMb = options.MaxPixels * BudgetBytesPerPixel / (1024 * 1024) + SlackMegabytes;
+        int limit = (int)Math.Min(limitMb, int.MaxValue);
+        return Configurations.GetOrAdd((options.AllowGif, options.AllowTiff, limit), static key => Create(key.Gif, key.Tiff, key.LimitMb));
+    }
+
+    private static Configuration Create(bool gif, bool tiff, int limitMb)
+    {
+        var modules = new List<IConfigurationModule>
+        {
+            new JpegConfigurationModule(), new PngConfigurationModule(), new WebpConfigurationModule(), new BmpConfigurationModule(),
+        };
+        if (gif) modules.Add(new GifConfigurationModule());
+        if (tiff) modules.Add(new TiffConfigurationModule());
+        var config = new Configuration([.. modules])
+        {
+            MemoryAllocator = MemoryAllocator.Create(new MemoryAllocatorOptions { AllocationLimitMegabytes = limitMb }),
+        };
+        // Decode only the first frame/page: MiniGPT-4 sees one image, and every further frame costs memory.
+        if (gif) config.ImageFormatsManager.SetDecoder(GifFormat.Instance, new GifDecoder { DecodingMode = FrameDecodingMode.First });
+        if (tiff) config.ImageFormatsManager.SetDecoder(TiffFormat.Instance, new TiffDecoder { DecodingMode = FrameDecodingMode.First });
+        // ImageSharp 2.1 decodes every frame of an animated WebP; EncodedImageInspector charges all frames to the budget.
+        return config;
+    }
+}
