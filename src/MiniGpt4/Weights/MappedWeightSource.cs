@@ -65,6 +65,8 @@ internal sealed class MappedWeightSource : IWeightSource
             // Each Load maps the file anew (private, copy-on-write): the caller may modify its tensor
             // without touching the file or any other loaded tensor; only the pages it reads become resident.
             using var map = MapFile(loc.File, info.DType);
+            if (map.NumberOfElements < loc.Offset / elem + info.NumElements)
+                throw new MiniGptWeightsException($"{loc.File}: file shrank below tensor '{key}' (modified while open?)", loc.File, key);
             using var flat = map.narrow(0, loc.Offset / elem, info.NumElements);
             return flat.view(info.Shape);
         }
@@ -187,7 +189,7 @@ internal sealed class MappedWeightSource : IWeightSource
     private torch.Tensor MapFile(string file, torch.ScalarType dtype)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var length = new FileInfo(file).Length;
+        var length = RandomAccess.GetLength(HandleOf(file)); // follows symlinks, unlike FileInfo.Length
         try
         {
             return torch.from_file(file, shared: false, size: length / DTypes.ElementSize(dtype), dtype: dtype);
