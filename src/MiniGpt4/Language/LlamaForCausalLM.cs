@@ -8,7 +8,7 @@ namespace MiniGpt4.Language;
 /// (transformers 4.30), so its state-dict keys equal the checkpoint's: <c>model.embed_tokens.weight</c>,
 /// <c>model.layers.N.…</c>, <c>model.norm.weight</c>, <c>lm_head.weight</c> (absent when the config ties
 /// the output projection to the embeddings). Parameters are created uninitialised on the target
-/// device and dtype; <c>Load</c> fills them. Inference runs through a <see cref="LlamaSession"/>.
+/// device and dtype; <see cref="Load(string, ScalarType, Device, IProgress{double}?)"/> fills them. Inference runs through a <see cref="LlamaSession"/>.
 /// </summary>
 internal sealed partial class LlamaForCausalLM : nn.Module
 {
@@ -19,7 +19,8 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     /// <summary>Creates an uninitialised model (weights are garbage until loaded).</summary>
     public LlamaForCausalLM(LlamaConfig config, ScalarType dtype, Device device) : base("LlamaForCausalLM")
     {
-        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16))
+        // float64 is accepted for exactness tests only.
+        if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
             throw new MiniGptConfigurationException($"LLaMA dtype {dtype} is not supported (float32, bfloat16 or float16).");
         Config = config.Validate();
         DType = dtype;

@@ -35,7 +35,7 @@ internal sealed class Proj : nn.Module<Tensor, Tensor>
     /// <summary>Creates an uninitialised <c>[outFeatures, inFeatures]</c> projection.</summary>
     public Proj(string name, long inFeatures, long outFeatures, ScalarType dtype, Device device) : base(name)
     {
-        weight = new Parameter(empty(outFeatures, inFeatures, dtype: dtype, device: device), requires_grad: false);
+        weight = Uninitialised.Parameter([outFeatures, inFeatures], dtype, device);
         RegisterComponents();
     }
 

@@ -17,7 +17,7 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     /// <summary>Creates an uninitialised norm of width <paramref name="size"/>.</summary>
     public RmsNorm(string name, long size, double eps, ScalarType dtype, Device device) : base(name)
     {
-        weight = new Parameter(empty(size, dtype: dtype, device: device), requires_grad: false);
+        weight = Uninitialised.Parameter([size], dtype, device);
         _eps = eps;
         RegisterComponents();
     }

@@ -12,7 +12,7 @@ internal sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     /// <summary>Creates an uninitialised <c>[vocab, hidden]</c> table.</summary>
     public TokenEmbedding(string name, long vocab, long hidden, ScalarType dtype, Device device) : base(name)
     {
-        weight = new Parameter(empty(vocab, hidden, dtype: dtype, device: device), requires_grad: false);
+        weight = Uninitialised.Parameter([vocab, hidden], dtype, device);
         RegisterComponents();
     }
 
