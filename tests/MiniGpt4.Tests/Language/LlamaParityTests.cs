@@ -1,6 +1,7 @@
 using System.Text.Json;
 using MiniGpt4.Tests.Support;
 using Xunit;
+using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace MiniGpt4.Tests.Language;
@@ -8,7 +9,13 @@ namespace MiniGpt4.Tests.Language;
 /// <summary>Parity with transformers 4.30 <c>LlamaForCausalLM</c> through the oracle's tiny model and a real trained model.</summary>
 public sealed class LlamaParityTests
 {
-    public LlamaParityTests() => set_num_threads(1);
+    private readonly ITestOutputHelper _out;
+
+    public LlamaParityTests(ITestOutputHelper output)
+    {
+        _out = output;
+        set_num_threads(1);
+    }
 
     private static JsonElement Reference => LlamaFixtures.Json("oracle/tiny/reference.json");
 
@@ -30,6 +37,7 @@ public sealed class LlamaParityTests
         using (var logits = session.ForwardAllLogits(embeds))
         {
             var diff = LlamaFixtures.MaxAbsDiff(logits[0], expected);
+            _out.WriteLine($"text-only logits max abs diff {diff}");
             Assert.True(diff <= 1e-4, $"text-only logits max abs diff {diff}");
         }
 
@@ -70,11 +78,13 @@ public sealed class LlamaParityTests
         using var session = lm.CreateSession(len + steps);
         var cached = new List<Tensor> { session.Prefill(embeds) };
         var first = LlamaFixtures.MaxAbsDiff(cached[0][0], firstExpected);
+        _out.WriteLine($"first-step logits max abs diff {first}");
         Assert.True(first <= 1e-4, $"first-step logits max abs diff {first}");
         for (var i = 0; i < steps - 1; i++) cached.Add(session.Step([generated[i]]));
         using var cachedAll = cat(cached.Select(c => c).ToArray(), 0);
         foreach (var c in cached) c.Dispose();
         var kvDiff = LlamaFixtures.MaxAbsDiff(cachedAll, cachedExpected);
+        _out.WriteLine($"KV-cache logits max abs diff {kvDiff}");
         Assert.True(kvDiff <= 1e-4, $"KV-cache logits max abs diff {kvDiff}");
 
         // Without a cache: one pass over prompt + generated tokens.
@@ -85,8 +95,10 @@ public sealed class LlamaParityTests
         using var full = fresh.ForwardAllLogits(all);
         using var tail = full[0].narrow(0, len - 1, steps);
         var fullDiff = LlamaFixtures.MaxAbsDiff(tail, fullExpected);
+        _out.WriteLine($"no-cache logits max abs diff {fullDiff}");
         Assert.True(fullDiff <= 1e-4, $"no-cache logits max abs diff {fullDiff}");
         var selfDiff = LlamaFixtures.MaxAbsDiff(tail, cachedAll);
+        _out.WriteLine($"KV cache vs one pass max abs diff {selfDiff}");
         Assert.True(selfDiff <= 1e-5, $"KV cache vs one pass max abs diff {selfDiff}");
     }
 
@@ -106,6 +118,7 @@ public sealed class LlamaParityTests
             for (var i = 0; i < states.Length; i++)
             {
                 var d = LlamaFixtures.MaxAbsDiff(states[i][0], expected[i]);
+                _out.WriteLine($"hidden state {i} max abs diff {d}");
                 Assert.True(d <= 1e-4, $"hidden state {i} max abs diff {d}");
             }
         }
