@@ -69,6 +69,13 @@ internal sealed partial class LlamaForCausalLM : nn.Module
         return model.EmbedTokens.call(onDevice).MoveToOuterDisposeScope();
     }
 
+    /// <summary>Embeddings of ids already checked against the vocabulary and on the model's device (no device sync).</summary>
+    internal Tensor EmbedCheckedTokens(Tensor ids)
+    {
+        using var _ = inference_mode();
+        return model.EmbedTokens.call(ids);
+    }
+
     /// <summary>Creates a session with a KV cache for <paramref name="maxTokens"/> positions and <paramref name="rows"/> sequences.</summary>
     public LlamaSession CreateSession(int maxTokens, int rows = 1) => new(this, maxTokens, rows);
 

@@ -197,7 +197,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
             values[i] = ids[i];
         }
         using var t = tensor(values, perRow ? [ids.Length, 1L] : [ids.Length], ScalarType.Int64, _lm.Device);
-        return _lm.EmbedTokens(t);
+        return _lm.EmbedCheckedTokens(t);
     }
 
     private (Tensor[] Keys, Tensor[] Values) Allocate(int rows)

@@ -214,3 +214,33 @@ public sealed class LlamaSessionTests
         }
     }
 }
+
+/// <summary>The projection seam: a replacement kernel sees every projection product.</summary>
+public sealed class LinearKernelSeamTests
+{
+    private sealed class CountingKernel : ILinearKernel
+    {
+        public int Calls;
+        public Tensor Forward(Tensor x, Tensor weight)
+        {
+            Calls++;
+            return nn.functional.linear(x, weight);
+        }
+    }
+
+    [SkippableFact]
+    public void A_replacement_kernel_computes_every_projection()
+    {
+        using var scope = NewDisposeScope();
+        using var lm = LlamaFixtures.Load(LlamaFixtures.TinyFolder);
+        using var s1 = lm.CreateSession(8);
+        var expected = s1.PrefillTokens([1, 5, 9]);
+
+        var kernel = new CountingKernel();
+        foreach (var p in lm.Projections) p.Kernel = kernel;
+        using var s2 = lm.CreateSession(8);
+        var actual = s2.PrefillTokens([1, 5, 9]);
+        Assert.Equal(7 * lm.Config.NumHiddenLayers + 1, kernel.Calls); // q k v o gate up down per block, plus lm_head
+        Assert.Equal(0.0, LlamaFixtures.MaxAbsDiff(actual, expected));
+    }
+}
