@@ -207,8 +207,10 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         var values = new Tensor[cfg.NumHiddenLayers];
         for (var l = 0; l < keys.Length; l++)
         {
-            keys[l] = zeros([rows, cfg.NumKeyValueHeads, Capacity, cfg.HeadDim], _lm.DType, _lm.Device).DetachFromDisposeScope();
-            values[l] = zeros([rows, cfg.NumKeyValueHeads, Capacity, cfg.HeadDim], _lm.DType, _lm.Device).DetachFromDisposeScope();
+            // Uninitialised: a position is always written before it is read (reads stop at Length),
+            // and untouched pages of a long context cost no memory until the conversation gets there.
+            keys[l] = empty([rows, cfg.NumKeyValueHeads, Capacity, cfg.HeadDim], _lm.DType, _lm.Device).DetachFromDisposeScope();
+            values[l] = empty([rows, cfg.NumKeyValueHeads, Capacity, cfg.HeadDim], _lm.DType, _lm.Device).DetachFromDisposeScope();
         }
         return (keys, values);
     }
