@@ -22,12 +22,14 @@ internal static class EmptyInit
     public static Linear Linear(long inFeatures, long outFeatures, bool hasBias, torch.ScalarType dtype, torch.Device? device = null) =>
         torch.nn.Linear(Parameter([outFeatures, inFeatures], dtype, device), hasBias ? Parameter([outFeatures], dtype, device) : null);
 
-    /// <summary><c>nn.Embedding(numEmbeddings, dim)</c>, weight <c>[num, dim]</c>, uninitialised (no padding index, frozen).</summary>
-    public static Embedding Embedding(long numEmbeddings, long dim, torch.ScalarType dtype, torch.Device? device = null)
-    {
-        using var weight = torch.empty([numEmbeddings, dim], dtype, device ?? torch.CPU);
-        return torch.nn.Embedding_from_pretrained(weight, freeze: true);
-    }
+    /// <summary>
+    /// An embedding table (key <c>weight</c>, shape <c>[num, dim]</c>), uninitialised. Not TorchSharp's
+    /// <c>nn.Embedding</c>: its constructor initialises an fp32 table natively, and
+    /// <c>Embedding_from_pretrained</c> (0.107) leaves that initialised fp32 tensor registered as the
+    /// state_dict's "weight" while forward uses the given one, so a loader would fill the wrong tensor.
+    /// </summary>
+    public static EmbeddingTable Embedding(long numEmbeddings, long dim, torch.ScalarType dtype, torch.Device? device = null) =>
+        new(Parameter([numEmbeddings, dim], dtype, device));
 
     /// <summary><c>nn.LayerNorm(dim, eps)</c> in <paramref name="dtype"/> (its ones/zeros init is tiny, so it is kept).</summary>
     public static LayerNorm LayerNorm(long dim, double eps, torch.ScalarType dtype, torch.Device? device = null, bool bias = true) =>
@@ -40,5 +42,31 @@ internal static class EmptyInit
         conv.weight = Parameter([outChannels, inChannels, kernelSize, kernelSize], dtype, device);
         if (hasBias) conv.bias = Parameter([outChannels], dtype, device);
         return conv;
+    }
+}
+
+/// <summary>A lookup table: <c>forward(ids)</c> = <c>weight[ids]</c>, shape <c>ids.shape + [dim]</c>. State-dict key: <c>weight</c>.</summary>
+internal sealed class EmbeddingTable : torch.nn.Module<torch.Tensor, torch.Tensor>
+{
+    // Field name = state_dict key (registered by RegisterComponents).
+    private readonly Parameter weight;
+
+    /// <summary>Wraps <paramref name="weight"/> (<c>[num, dim]</c>).</summary>
+    public EmbeddingTable(Parameter weight) : base(nameof(EmbeddingTable))
+    {
+        if (weight.dim() != 2) throw new ArgumentException("embedding weight must be 2-D", nameof(weight));
+        this.weight = weight;
+        RegisterComponents();
+    }
+
+    /// <summary>The table, <c>[num, dim]</c>.</summary>
+    public Parameter Weight => weight;
+
+    /// <summary>Rows of the table for <paramref name="ids"/> (int64 of any shape).</summary>
+    public override torch.Tensor forward(torch.Tensor ids)
+    {
+        using var flat = ids.reshape(-1);
+        using var rows = weight.index_select(0, flat);
+        return rows.view([.. ids.shape, weight.shape[1]]);
     }
 }

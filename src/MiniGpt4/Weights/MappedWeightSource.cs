@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 using TorchSharp;
 
@@ -18,7 +19,6 @@ internal sealed class MappedWeightSource : IWeightSource
     private readonly Dictionary<string, (TensorInfo Info, TensorLocation Location)> _entries;
     private readonly List<string> _keys;
     private readonly Dictionary<string, SafeFileHandle> _handles = new();
-    private readonly Dictionary<(string, torch.ScalarType), torch.Tensor> _maps = new();
     private readonly object _gate = new();
     private bool _disposed;
 
@@ -62,7 +62,11 @@ internal sealed class MappedWeightSource : IWeightSource
         var elem = DTypes.ElementSize(info.DType);
         if (onCpu && target == info.DType && loc.Strides is null && info.NumElements > 0 && loc.Offset % elem == 0)
         {
-            var map = MapOf(loc.File, info.DType);
+            // Each Load maps the file anew (private, copy-on-write): the caller may modify its tensor
+            // without touching the file or any other loaded tensor; only the pages it reads become resident.
+            using var map = MapFile(loc.File, info.DType);
+            if (map.NumberOfElements < loc.Offset / elem + info.NumElements)
+                throw new MiniGptWeightsException($"{loc.File}: file shrank below tensor '{key}' (modified while open?)", loc.File, key);
             using var flat = map.narrow(0, loc.Offset / elem, info.NumElements);
             return flat.view(info.Shape);
         }
@@ -182,18 +186,17 @@ internal sealed class MappedWeightSource : IWeightSource
         }
     }
 
-    private torch.Tensor MapOf(string file, torch.ScalarType dtype)
+    private torch.Tensor MapFile(string file, torch.ScalarType dtype)
     {
-        lock (_gate)
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var length = RandomAccess.GetLength(HandleOf(file)); // follows symlinks, unlike FileInfo.Length
+        try
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_maps.TryGetValue((file, dtype), out var map)) return map;
-            var length = new FileInfo(file).Length;
-            // A private (copy-on-write) mapping of the whole file; views keep it alive after we drop it.
-            map = torch.from_file(file, shared: false, size: length / DTypes.ElementSize(dtype), dtype: dtype);
-            map.DetachFromDisposeScope();
-            _maps[(file, dtype)] = map;
-            return map;
+            return torch.from_file(file, shared: false, size: length / DTypes.ElementSize(dtype), dtype: dtype);
+        }
+        catch (Exception ex) when (ex is ExternalException or IOException)
+        {
+            throw new MiniGptWeightsException($"{file}: cannot memory-map: {ex.Message}", file, null, ex);
         }
     }
 
@@ -205,9 +208,7 @@ internal sealed class MappedWeightSource : IWeightSource
             if (_disposed) return;
             _disposed = true;
             foreach (var h in _handles.Values) h.Dispose();
-            foreach (var m in _maps.Values) m.Dispose();
             _handles.Clear();
-            _maps.Clear();
         }
     }
 }

@@ -46,6 +46,7 @@ internal static class SafetensorsReader
         var entries = new List<(TensorInfo, TensorLocation)>();
         var ranges = new List<(long Begin, long End, string Key)>();
         var meta = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (!System.Text.Unicode.Utf8.IsValid(header)) throw Bad(path, "header is not valid UTF-8 JSON");
         JsonDocument doc;
         try
         {

@@ -36,9 +36,22 @@ internal static class WeightFiles
         throw new MiniGptWeightsException($"{folder}: no weights found (looked for {string.Join(", ", candidates)})", folder);
     }
 
-    /// <summary>Entries of one file, by content: safetensors unless it is a zip archive.</summary>
-    private static List<(TensorInfo Info, TensorLocation Location)> ReadFile(string path) =>
-        ZipDirectory.LooksLikeZip(path) ? TorchZipReader.ReadEntries(path) : SafetensorsReader.ReadEntries(path, out _);
+    private static readonly string[] TorchExtensions = [".pth", ".bin", ".pt", ".ckpt"];
+
+    /// <summary>Entries of one file: <c>.safetensors</c> by name, a torch zip by name or content, else safetensors.</summary>
+    private static List<(TensorInfo Info, TensorLocation Location)> ReadFile(string path)
+    {
+        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return SafetensorsReader.ReadEntries(path, out _);
+        bool zip;
+        try { zip = ZipDirectory.LooksLikeZip(path); }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new MiniGptWeightsException($"{path}: cannot open: {ex.Message}", path, null, ex);
+        }
+        return zip || TorchExtensions.Any(e => path.EndsWith(e, StringComparison.OrdinalIgnoreCase))
+            ? TorchZipReader.ReadEntries(path)
+            : SafetensorsReader.ReadEntries(path, out _);
+    }
 
     private static IWeightSource OpenIndex(string indexPath)
     {
@@ -48,7 +61,9 @@ internal static class WeightFiles
         var weightMap = new List<(string Key, string File)>();
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllBytes(indexPath), new JsonDocumentOptions { MaxDepth = 16 });
+            var json = File.ReadAllBytes(indexPath);
+            if (!System.Text.Unicode.Utf8.IsValid(json)) throw new MiniGptWeightsException($"{indexPath}: index is not valid UTF-8 JSON", indexPath);
+            using var doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 16 });
             if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                 throw new MiniGptWeightsException($"{indexPath}: index has no \"weight_map\" object", indexPath);
             foreach (var p in map.EnumerateObject())
