@@ -1,0 +1,64 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MiniGpt4.Language;
+
+/// <summary>
+/// Multi-head self-attention with rotary embeddings and grouped-query attention, reading and
+/// writing one layer of a preallocated KV cache. Field names equal the HF keys
+/// (<c>self_attn.{q,k,v,o}_proj.weight</c>).
+/// </summary>
+internal sealed class LlamaAttention : nn.Module
+{
+    private readonly Proj q_proj, k_proj, v_proj, o_proj;
+    private readonly int _heads, _kvHeads, _headDim;
+
+    /// <summary>Creates the (uninitialised) projections for <paramref name="config"/>.</summary>
+    public LlamaAttention(LlamaConfig config, ScalarType dtype, Device device) : base("self_attn")
+    {
+        _heads = config.NumAttentionHeads;
+        _kvHeads = config.NumKeyValueHeads;
+        _headDim = config.HeadDim;
+        long h = config.HiddenSize, kv = (long)_kvHeads * _headDim;
+        q_proj = new Proj("q_proj", h, h, dtype, device);
+        k_proj = new Proj("k_proj", h, kv, dtype, device);
+        v_proj = new Proj("v_proj", h, kv, dtype, device);
+        o_proj = new Proj("o_proj", h, h, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>The four projections (for kernel selection and benchmarks).</summary>
+    public IEnumerable<Proj> Projections => [q_proj, k_proj, v_proj, o_proj];
+
+    /// <summary>
+    /// Attends <paramref name="x"/> <c>[B, T, H]</c> (positions <c>start .. start+T-1</c>) to the cached
+    /// positions <c>0 .. start-1</c> and to itself. Writes this chunk's keys and values into
+    /// <paramref name="cacheK"/>/<paramref name="cacheV"/> <c>[B, kvHeads, capacity, headDim]</c> first.
+    /// <paramref name="mask"/> (bool, true = attend, <c>[1, 1, groups·T, start+T]</c>) is null for a single query.
+    /// </summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor cacheK, Tensor cacheV, long start, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        long b = x.shape[0], t = x.shape[1], total = start + t;
+        var groups = _heads / _kvHeads;
+
+        var q = q_proj.call(x).view(b, t, _heads, _headDim).transpose(1, 2);
+        var k = k_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        var v = v_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
+        q = RotaryEmbedding.Apply(q, cos, sin);
+        k = RotaryEmbedding.Apply(k, cos, sin);
+
+        cacheK.narrow(2, start, t).copy_(k);
+        cacheV.narrow(2, start, t).copy_(v);
+        var keys = cacheK.narrow(2, 0, total);
+        var values = cacheV.narrow(2, 0, total);
+
+        // Grouped-query attention without copying the cache: the query heads that share one KV head
+        // are consecutive, so [B, heads, T, d] regroups to [B, kvHeads, groups·T, d] (rows ordered
+        // head-major, matching the mask rows).
+        var grouped = q.reshape(b, _kvHeads, groups * t, _headDim);
+        var context = nn.functional.scaled_dot_product_attention(grouped, keys, values, attn_mask: mask);
+        var merged = context.reshape(b, _heads, t, _headDim).transpose(1, 2).reshape(b, t, _heads * _headDim);
+        return o_proj.call(merged).MoveToOuterDisposeScope();
+    }
+}

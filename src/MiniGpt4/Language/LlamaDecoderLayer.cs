@@ -1,0 +1,33 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MiniGpt4.Language;
+
+/// <summary>One pre-norm decoder block: <c>h = x + attn(norm(x))</c>, <c>out = h + mlp(norm(h))</c>.</summary>
+internal sealed class LlamaDecoderLayer : nn.Module
+{
+    private readonly LlamaAttention self_attn;
+    private readonly LlamaMlp mlp;
+    private readonly RmsNorm input_layernorm, post_attention_layernorm;
+
+    /// <summary>Creates an uninitialised block.</summary>
+    public LlamaDecoderLayer(string name, LlamaConfig config, ScalarType dtype, Device device) : base(name)
+    {
+        self_attn = new LlamaAttention(config, dtype, device);
+        mlp = new LlamaMlp(config, dtype, device);
+        input_layernorm = new RmsNorm("input_layernorm", config.HiddenSize, config.RmsNormEps, dtype, device);
+        post_attention_layernorm = new RmsNorm("post_attention_layernorm", config.HiddenSize, config.RmsNormEps, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>The block's projections (for kernel selection and benchmarks).</summary>
+    public IEnumerable<Proj> Projections => self_attn.Projections.Concat(mlp.Projections);
+
+    /// <summary>Runs the block on <paramref name="x"/> <c>[B, T, H]</c>; see <see cref="LlamaAttention.Forward"/>.</summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor cacheK, Tensor cacheV, long start, Tensor? mask)
+    {
+        using var scope = NewDisposeScope();
+        var h = x + self_attn.Forward(input_layernorm.call(x), cos, sin, cacheK, cacheV, start, mask);
+        return (h + mlp.call(post_attention_layernorm.call(h))).MoveToOuterDisposeScope();
+    }
+}

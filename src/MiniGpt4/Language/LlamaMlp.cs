@@ -1,0 +1,32 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MiniGpt4.Language;
+
+/// <summary>The SwiGLU feed-forward block: <c>down(silu(gate(x)) ⊙ up(x))</c>, keys <c>mlp.{gate,up,down}_proj.weight</c>.</summary>
+internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
+{
+    private readonly Proj gate_proj, up_proj, down_proj;
+
+    /// <summary>Creates the (uninitialised) projections for <paramref name="config"/>.</summary>
+    public LlamaMlp(LlamaConfig config, ScalarType dtype, Device device) : base("mlp")
+    {
+        gate_proj = new Proj("gate_proj", config.HiddenSize, config.IntermediateSize, dtype, device);
+        up_proj = new Proj("up_proj", config.HiddenSize, config.IntermediateSize, dtype, device);
+        down_proj = new Proj("down_proj", config.IntermediateSize, config.HiddenSize, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>The three projections (for kernel selection and benchmarks).</summary>
+    public IEnumerable<Proj> Projections => [gate_proj, up_proj, down_proj];
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x)
+    {
+        using var gate = gate_proj.call(x);
+        using var act = nn.functional.silu(gate);
+        using var up = up_proj.call(x);
+        using var prod = act * up;
+        return down_proj.call(prod);
+    }
+}

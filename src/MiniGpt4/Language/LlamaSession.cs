@@ -1,0 +1,244 @@
+using MiniGpt4.Generation;
+using static TorchSharp.torch;
+
+namespace MiniGpt4.Language;
+
+/// <summary>
+/// One decoding state over a <see cref="LlamaForCausalLM"/>: a KV cache preallocated for
+/// <see cref="Capacity"/> positions and <see cref="Rows"/> sequences (<c>[rows, kvHeads, capacity, headDim]</c>
+/// per layer, keys and values), written in place. All rows hold the same number of positions
+/// (<see cref="Length"/>). A prompt is prefilled in one pass (or in chunks, each on top of what is
+/// cached, with a causal mask aligned to the cache), then tokens are appended one per row per
+/// <see cref="Step"/>. Every call runs synchronously under its own dispose scope and inference mode.
+/// Not thread-safe.
+/// </summary>
+internal sealed class LlamaSession : ITokenStepper, IDisposable
+{
+    private readonly LlamaForCausalLM _lm;
+    private Tensor[] _keys, _values;
+    private bool _disposed;
+
+    internal LlamaSession(LlamaForCausalLM lm, int maxTokens, int rows)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxTokens, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
+        _lm = lm;
+        Capacity = maxTokens;
+        lm.Rotary.EnsureLength(maxTokens);
+        (_keys, _values) = Allocate(rows);
+    }
+
+    /// <summary>Positions the cache can hold.</summary>
+    public int Capacity { get; }
+
+    /// <summary>Number of sequences (batch rows).</summary>
+    public int Rows => (int)_keys[0].shape[0];
+
+    /// <summary>Tokens (positions) currently in the cache, the same for every row.</summary>
+    public int Length { get; private set; }
+
+    /// <inheritdoc />
+    public int VocabSize => _lm.Config.VocabSize;
+
+    /// <summary>
+    /// Appends the embeddings <paramref name="inputEmbeds"/> (<c>[rows, T, H]</c>, or <c>[T, H]</c> for
+    /// every row) after the cached positions and returns the logits of the last position,
+    /// <c>[rows, V]</c> float32 on the CPU (the caller owns them). Throws
+    /// <see cref="MiniGptContextOverflowException"/> when the cache would overflow.
+    /// </summary>
+    public Tensor Prefill(Tensor inputEmbeds) => Run(inputEmbeds, allLogits: false);
+
+    /// <summary>Like <see cref="Prefill"/> for token ids (the same ids appended to every row).</summary>
+    public Tensor PrefillTokens(ReadOnlySpan<int> ids)
+    {
+        using var embeds = EmbedIds(ids, perRow: false);
+        return Run(embeds, allLogits: false);
+    }
+
+    /// <summary>Like <see cref="Prefill"/> but returns the logits of every new position, <c>[rows, T, V]</c> (parity tests).</summary>
+    public Tensor ForwardAllLogits(Tensor inputEmbeds) => Run(inputEmbeds, allLogits: true);
+
+    /// <inheritdoc />
+    public Tensor Step(ReadOnlySpan<int> tokenPerRow)
+    {
+        if (tokenPerRow.Length != Rows)
+            throw new ArgumentException($"Step needs one token per row: got {tokenPerRow.Length}, the session has {Rows} rows.", nameof(tokenPerRow));
+        using var embeds = EmbedIds(tokenPerRow, perRow: true);
+        return Run(embeds, allLogits: false);
+    }
+
+    /// <summary>Forgets every cached position from <paramref name="length"/> on (keeps a prefix for the next turn).</summary>
+    public void Truncate(int length)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, Length);
+        Length = length;
+    }
+
+    /// <inheritdoc />
+    public void ReorderRows(ReadOnlySpan<int> source)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (source.Length < 1) throw new ArgumentException("ReorderRows needs at least one row.", nameof(source));
+        var rows = Rows;
+        var identity = source.Length == rows;
+        for (var i = 0; i < source.Length; i++)
+        {
+            if ((uint)source[i] >= (uint)rows)
+                throw new ArgumentOutOfRangeException(nameof(source), $"row {source[i]} does not exist (the session has {rows} rows).");
+            identity &= source[i] == i;
+        }
+        if (identity) return;
+
+        using var scope = NewDisposeScope();
+        using var guard = inference_mode();
+        using var index = tensor(source.ToArray().Select(i => (long)i).ToArray(), ScalarType.Int64, _lm.Device);
+        if (source.Length == rows)
+        {
+            // Same shape: gather the live prefix and write it back in place.
+            for (var l = 0; l < _keys.Length; l++)
+            {
+                foreach (var cache in new[] { _keys[l], _values[l] })
+                {
+                    var live = cache.narrow(2, 0, Length);
+                    live.copy_(live.index_select(0, index));
+                }
+            }
+            return;
+        }
+
+        var (keys, values) = Allocate(source.Length);
+        for (var l = 0; l < _keys.Length; l++)
+        {
+            keys[l].narrow(2, 0, Length).copy_(_keys[l].narrow(2, 0, Length).index_select(0, index));
+            values[l].narrow(2, 0, Length).copy_(_values[l].narrow(2, 0, Length).index_select(0, index));
+        }
+        DisposeCache();
+        (_keys, _values) = (keys, values);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        DisposeCache();
+    }
+
+    /// <summary>
+    /// Debug/parity view in transformers' <c>output_hidden_states</c> convention: appends the
+    /// embeddings like <see cref="ForwardAllLogits"/> and returns N+1 tensors <c>[rows, T, H]</c>
+    /// (float32, CPU): the input, the output of layers 0..N-2, then the final-norm output.
+    /// </summary>
+    internal Tensor[] HiddenStates(Tensor inputEmbeds)
+    {
+        var states = new List<Tensor>();
+        using var logits = Run(inputEmbeds, allLogits: true, states);
+        return states.ToArray();
+    }
+
+    private Tensor Run(Tensor inputEmbeds, bool allLogits, List<Tensor>? states = null)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var cfg = _lm.Config;
+        if (inputEmbeds.dim() is not (2 or 3) || inputEmbeds.shape[^1] != cfg.HiddenSize)
+            throw new ArgumentException($"embeddings must be [rows, T, {cfg.HiddenSize}] or [T, {cfg.HiddenSize}], got [{string.Join(", ", inputEmbeds.shape)}].", nameof(inputEmbeds));
+        if (inputEmbeds.dim() == 3 && inputEmbeds.shape[0] != Rows)
+            throw new ArgumentException($"embeddings have {inputEmbeds.shape[0]} rows, the session has {Rows}.", nameof(inputEmbeds));
+        var t = inputEmbeds.shape[^2];
+        if (t < 1) throw new ArgumentException("no positions to prefill.", nameof(inputEmbeds));
+        if (Length + t > Capacity)
+            throw new MiniGptContextOverflowException(Length, t, Capacity);
+
+        using var scope = NewDisposeScope();
+        using var guard = inference_mode();
+        var x = inputEmbeds.to(_lm.DType, _lm.Device);
+        x = x.dim() == 2 ? x.unsqueeze(0).expand(Rows, -1, -1) : x;
+
+        long start = Length;
+        var (cos, sin) = _lm.Rotary.Slice(start, t);
+        var mask = t == 1 ? null : CausalMask(start, t);
+        var layers = _lm.Model.Layers;
+        for (var l = 0; l < layers.Count; l++)
+        {
+            states?.Add(x.to(ScalarType.Float32).cpu().MoveToOuterDisposeScope());
+            var next = layers[l].Forward(x, cos, sin, _keys[l], _values[l], start, mask);
+            if (l > 0) x.Dispose();
+            x = next;
+        }
+        states?.Add(_lm.Model.Norm.call(x).to(ScalarType.Float32).cpu().MoveToOuterDisposeScope());
+        Length += (int)t;
+
+        var hidden = allLogits ? x : x.narrow(1, t - 1, 1).squeeze(1);
+        return _lm.Head(hidden).cpu().MoveToOuterDisposeScope();
+    }
+
+    // Query i (absolute position start+i) may attend key j iff j <= start+i. Rows are repeated
+    // once per query head of a KV group (see LlamaAttention). True = attend.
+    private Tensor CausalMask(long start, long t)
+    {
+        var groups = _lm.Config.QueriesPerKeyValue;
+        var keys = arange(start + t, dtype: ScalarType.Int64, device: _lm.Device).unsqueeze(0);
+        var queries = arange(start, start + t, dtype: ScalarType.Int64, device: _lm.Device).unsqueeze(1);
+        var mask = keys <= queries;
+        if (groups > 1) mask = mask.repeat(groups, 1);
+        return mask.view(1, 1, groups * t, start + t);
+    }
+
+    private Tensor EmbedIds(ReadOnlySpan<int> ids, bool perRow)
+    {
+        if (ids.Length == 0) throw new ArgumentException("no token ids.", nameof(ids));
+        var values = new long[ids.Length];
+        for (var i = 0; i < ids.Length; i++)
+        {
+            if ((uint)ids[i] >= (uint)VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(ids), $"token id {ids[i]} is outside the vocabulary [0, {VocabSize}).");
+            values[i] = ids[i];
+        }
+        using var t = tensor(values, perRow ? [ids.Length, 1L] : [ids.Length], ScalarType.Int64, _lm.Device);
+        return _lm.EmbedCheckedTokens(t);
+    }
+
+    private (Tensor[] Keys, Tensor[] Values) Allocate(int rows)
+    {
+        var cfg = _lm.Config;
+        var keys = new Tensor[cfg.NumHiddenLayers];
+        var values = new Tensor[cfg.NumHiddenLayers];
+        for (var l = 0; l < keys.Length; l++)
+        {
+            // Uninitialised: a position is always written before it is read (reads stop at Length),
+            // and untouched pages of a long context cost no memory until the conversation gets there.
+            keys[l] = empty([rows, cfg.NumKeyValueHeads, Capacity, cfg.HeadDim], _lm.DType, _lm.Device).DetachFromDisposeScope();
+            values[l] = empty([rows, cfg.NumKeyValueHeads, Capacity, cfg.HeadDim], _lm.DType, _lm.Device).DetachFromDisposeScope();
+        }
+        return (keys, values);
+    }
+
+    private void DisposeCache()
+    {
+        foreach (var t in _keys) t.Dispose();
+        foreach (var t in _values) t.Dispose();
+    }
+}
+
+/// <summary>A prefill or step would put more positions in a session than its KV cache holds.</summary>
+internal sealed class MiniGptContextOverflowException : MiniGptException
+{
+    /// <summary>Creates the exception for <paramref name="adding"/> positions on top of <paramref name="length"/>.</summary>
+    public MiniGptContextOverflowException(int length, long adding, int capacity)
+        : base($"The context is full: {length} cached + {adding} new positions exceed the session's capacity of {capacity}. " +
+               "Truncate the conversation or create a session with a larger maxTokens.")
+    {
+        Length = length; Adding = adding; Capacity = capacity;
+    }
+
+    /// <summary>Positions already cached.</summary>
+    public int Length { get; }
+
+    /// <summary>Positions the call tried to add.</summary>
+    public long Adding { get; }
+
+    /// <summary>The session's capacity.</summary>
+    public int Capacity { get; }
+}

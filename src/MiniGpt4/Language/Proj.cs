@@ -1,0 +1,50 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MiniGpt4.Language;
+
+/// <summary>
+/// How a bias-free projection <c>y = x · Wᵀ</c> is computed. The seam exists so that decode-time
+/// matrix-vector products on the CPU can get a dedicated kernel without touching the model code.
+/// </summary>
+internal interface ILinearKernel
+{
+    /// <summary>Returns <c>x · weightᵀ</c>; <paramref name="x"/> is <c>[..., in]</c>, <paramref name="weight"/> <c>[out, in]</c>.</summary>
+    Tensor Forward(Tensor x, Tensor weight);
+}
+
+/// <summary>The default kernel: libtorch's <c>linear</c>.</summary>
+internal sealed class TorchLinearKernel : ILinearKernel
+{
+    /// <summary>The shared instance.</summary>
+    public static readonly TorchLinearKernel Instance = new();
+
+    /// <inheritdoc />
+    public Tensor Forward(Tensor x, Tensor weight) => nn.functional.linear(x, weight);
+}
+
+/// <summary>
+/// A bias-free linear layer whose only state is <c>weight [out, in]</c> (key <c>…_proj.weight</c>),
+/// allocated uninitialised: the loader fills it.
+/// </summary>
+internal sealed class Proj : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;
+
+    /// <summary>Creates an uninitialised <c>[outFeatures, inFeatures]</c> projection.</summary>
+    public Proj(string name, long inFeatures, long outFeatures, ScalarType dtype, Device device) : base(name)
+    {
+        weight = Uninitialised.Parameter([outFeatures, inFeatures], dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>The weight matrix <c>[out, in]</c>.</summary>
+    public Tensor Weight => weight;
+
+    /// <summary>The kernel that computes the product (default: <see cref="TorchLinearKernel"/>).</summary>
+    public ILinearKernel Kernel { get; set; } = TorchLinearKernel.Instance;
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x) => Kernel.Forward(x, weight);
+}

@@ -1,0 +1,34 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MiniGpt4.Language;
+
+/// <summary>
+/// LLaMA's RMSNorm as transformers 4.30 computes it: statistics in float32,
+/// <c>y = w ⊙ cast(x₃₂ · rsqrt(mean(x₃₂²) + eps))</c>, the cast going to the weight's dtype when
+/// that is a half type (so an fp32 activation with bf16 weights also ends in bf16).
+/// </summary>
+internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
+{
+    private readonly Parameter weight;
+    private readonly double _eps;
+
+    /// <summary>Creates an uninitialised norm of width <paramref name="size"/>.</summary>
+    public RmsNorm(string name, long size, double eps, ScalarType dtype, Device device) : base(name)
+    {
+        weight = Uninitialised.Parameter([size], dtype, device);
+        _eps = eps;
+        RegisterComponents();
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor x)
+    {
+        using var scope = NewDisposeScope();
+        var x32 = x.to(ScalarType.Float32);
+        var normed = x32 * rsqrt(x32.pow(2).mean([-1L], keepdim: true) + _eps);
+        if (weight.dtype is ScalarType.BFloat16 or ScalarType.Float16) normed = normed.to(weight.dtype);
+        return (weight * normed).MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,77 @@
+using static TorchSharp.torch;
+
+namespace MiniGpt4.Language;
+
+/// <summary>
+/// Rotary position embedding in the Hugging Face "rotate-half" convention (dimension j pairs with
+/// j + d/2, which is what HF-converted q/k weights expect). As in transformers 4.30,
+/// <c>inv_freq = 1 / theta^(2j/d)</c> and the angle table <c>t · inv_freq</c> are computed in float32
+/// and cos/sin are cast to the activation dtype before they are applied.
+/// Not a module: the tables are constants created on the model's device, never loaded
+/// (checkpoint <c>rotary_emb.inv_freq</c> buffers are ignored).
+/// </summary>
+internal sealed class RotaryEmbedding : IDisposable
+{
+    private readonly int _headDim;
+    private readonly double _theta;
+    private readonly Device _device;
+    private readonly ScalarType _dtype;
+    private Tensor _cos, _sin;
+
+    /// <summary>Builds tables for positions <c>0 .. length-1</c>.</summary>
+    public RotaryEmbedding(int headDim, double theta, int length, ScalarType dtype, Device device)
+    {
+        _headDim = headDim; _theta = theta; _dtype = dtype; _device = device;
+        (_cos, _sin) = Build(length);
+    }
+
+    /// <summary>Number of positions the tables cover.</summary>
+    public long Length => _cos.shape[0];
+
+    /// <summary>Grows the tables (as HF does past <c>max_position_embeddings</c>) so they cover <paramref name="length"/> positions.</summary>
+    public void EnsureLength(int length)
+    {
+        if (length <= Length) return;
+        var (cos, sin) = Build(length);
+        _cos.Dispose(); _sin.Dispose();
+        (_cos, _sin) = (cos, sin);
+    }
+
+    /// <summary>cos and sin rows <c>[count, headDim]</c> for positions <c>start .. start+count-1</c>, in the activation dtype.</summary>
+    public (Tensor Cos, Tensor Sin) Slice(long start, long count)
+        => (_cos.narrow(0, start, count), _sin.narrow(0, start, count));
+
+    /// <summary>Rotates <paramref name="x"/> <c>[..., T, headDim]</c> by the angles in cos/sin <c>[T, headDim]</c>.</summary>
+    public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
+    {
+        var half = x.shape[^1] / 2;
+        using var x1 = x.narrow(-1, 0, half);
+        using var x2 = x.narrow(-1, half, half);
+        using var neg = x2.neg();
+        using var rotated = cat([neg, x1], -1);
+        using var a = x * cos;
+        using var b = rotated * sin;
+        return a + b;
+    }
+
+    private (Tensor Cos, Tensor Sin) Build(int length)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var exponents = arange(0, _headDim, 2, dtype: ScalarType.Int64, device: _device).to(ScalarType.Float32) / _headDim;
+        var invFreq = 1.0f / pow(tensor((float)_theta, ScalarType.Float32, _device), exponents);
+        var t = arange(length, dtype: ScalarType.Float32, device: _device);
+        var freqs = outer(t, invFreq);
+        var emb = cat([freqs, freqs], -1);
+        var cos = emb.cos().to(_dtype).DetachFromDisposeScope();
+        var sin = emb.sin().to(_dtype).DetachFromDisposeScope();
+        return (cos, sin);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _cos.Dispose();
+        _sin.Dispose();
+    }
+}
