@@ -62,6 +62,9 @@ internal sealed class BeamSearch
         _hypotheses = new BeamHypotheses(_k, settings.LengthPenalty);
     }
 
+    /// <summary>Diagnostics hook, see <see cref="Generator.OnProcessedScores"/>.</summary>
+    public ProcessedScoresObserver? Observer { get; set; }
+
     /// <summary>Ids of the currently best running beam.</summary>
     public IReadOnlyList<int> BestRunning => _tokens[0];
 
@@ -77,6 +80,7 @@ internal sealed class BeamSearch
             _logProbs.AsSpan(_rowOfBeam[b] * _vocab, _vocab).CopyTo(row);
             LogitsProcessors.RepetitionPenalty(row, _penalised[b].Ids, _s.RepetitionPenalty);
             LogitsProcessors.MinNewTokens(row, _tokens[b].Count, _s.MinNewTokens, _s.EosId);
+            Observer?.Invoke(_tokens[b].Count, b, row);
             float beamScore = _beamScores[b];
             for (int v = 0; v < row.Length; v++) row[v] += beamScore;
         }

@@ -75,6 +75,20 @@ internal sealed class Generator : IDisposable
         }
     }
 
+    /// <summary>
+    /// Optional diagnostics hook: sees each step's scores after the logits processors (repetition
+    /// penalty, min new tokens) and before the warpers - HF's <c>scores</c> for greedy (and
+    /// <c>step_top5</c> in the oracle); for beams the processed log-probs of each beam before its
+    /// running score is added (the oracle's <c>step_beam_top5</c>). Must not keep the span.
+    /// </summary>
+    public ProcessedScoresObserver? OnProcessedScores
+    {
+        get => _observer;
+        set { _observer = value; if (_beams is not null) _beams.Observer = value; }
+    }
+
+    private ProcessedScoresObserver? _observer;
+
     /// <summary>True for beam search (no token stream; use <see cref="TryBeamStep"/> or <see cref="RunToEnd"/>).</summary>
     public bool IsBeamSearch => _beams is not null;
 
@@ -130,6 +144,7 @@ internal sealed class Generator : IDisposable
         var scores = _scores!.AsSpan();
         LogitsProcessors.RepetitionPenalty(scores, _penalised!.Ids, s.RepetitionPenalty);
         LogitsProcessors.MinNewTokens(scores, _generated.Count, s.MinNewTokens, s.EosId);
+        _observer?.Invoke(_generated.Count, 0, scores);
         if (_sampler is null) return LogitsProcessors.ArgMax(scores);
         _warpers!.Warp(scores, s.Temperature, s.TopK, s.TopP);
         return _sampler.Sample(scores, _warpers.Candidates);
