@@ -23,6 +23,8 @@ internal static class LogitsRows
         if (t.dtype != torch.float32) t = t.to(torch.float32);
         if (logSoftmax) t = torch.nn.functional.log_softmax(t, -1);
         if (t.device_type != DeviceType.CPU) t = t.cpu();
-        t.contiguous().data<float>().CopyTo(destination);
+        t = t.contiguous();
+        // one memcpy out of the native buffer (TensorAccessor.CopyTo walks element by element)
+        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.bytes).CopyTo(destination);
     }
 }

@@ -5,8 +5,8 @@ namespace MiniGpt4.Generation;
 /// row of float32 scores, in place; filtered tokens get -inf (HF's <c>filter_value</c>), and
 /// <c>min_tokens_to_keep</c> is 1 (single-sequence sampling). Keeps its scratch buffers, so a step
 /// allocates nothing; not thread-safe.
-/// <para>After top-k only the kept tokens are finite, so top-p sorts those few instead of the whole
-/// vocabulary (the -inf entries add exact zeros to HF's ascending cumulative sum).</para>
+/// <para>After top-k only the kept tokens are finite, so top-p works on those few (the -inf
+/// entries add exact zeros to HF's ascending cumulative sum).</para>
 /// </summary>
 internal sealed class LogitsWarpers
 {
@@ -14,13 +14,14 @@ internal sealed class LogitsWarpers
     private readonly ulong[] _sortKeys;
     private float[] _heap = [];
     private int _count;
-    private double _tailExp; // sum of exp(score - max) over the tokens removed up front
+    private readonly double[] _mass;
 
     /// <summary>Creates scratch space for a vocabulary of <paramref name="vocabSize"/>.</summary>
     public LogitsWarpers(int vocabSize)
     {
         _candidates = new int[vocabSize];
         _sortKeys = new ulong[vocabSize];
+        _mass = new double[vocabSize];
     }
 
     /// <summary>Ids still finite after the last <see cref="Warp"/>, unordered (a superset of the tokens with non-zero probability).</summary>
@@ -31,9 +32,8 @@ internal sealed class LogitsWarpers
     {
         if (temperature != 1f)
             for (int i = 0; i < scores.Length; i++) scores[i] /= temperature;
-        _tailExp = 0;
         if (topK > 0 && topK < scores.Length) TopK(scores, topK);
-        else AllCandidates(scores, topP);
+        else AllCandidates(scores.Length);
         if (topP < 1f) TopP(scores, topP);
     }
 
@@ -57,62 +57,77 @@ internal sealed class LogitsWarpers
         }
     }
 
-    /// <summary>
-    /// Without top-k every token is a candidate. For top-p, tokens with probability below (1-p)/V
-    /// have a total mass below 1-p, so HF's ascending cumulative sum removes each of them: they are
-    /// removed up front and their mass seeds the cumulative sum, so only the rest is sorted.
-    /// </summary>
-    private void AllCandidates(Span<float> scores, float topP)
+    private void AllCandidates(int vocab)
     {
-        _count = 0;
-        if (topP >= 1f)
-        {
-            for (int i = 0; i < scores.Length; i++) _candidates[_count++] = i;
-            return;
-        }
-        float max = Max(scores);
-        double z = 0;
-        foreach (var s in scores) z += Math.Exp((double)s - max);
-        double tau = (1.0 - (double)(decimal)topP) / scores.Length;
-        for (int i = 0; i < scores.Length; i++)
-        {
-            double e = Math.Exp((double)scores[i] - max);
-            if (e / z < tau && scores[i] != max)
-            {
-                _tailExp += e;
-                scores[i] = float.NegativeInfinity;
-            }
-            else _candidates[_count++] = i;
-        }
+        for (int i = 0; i < vocab; i++) _candidates[i] = i;
+        _count = vocab;
     }
 
     /// <summary>
     /// <c>TopPLogitsWarper</c>: sort ascending, cumulative softmax, remove tokens whose cumulative
     /// probability is &lt;= 1 - p, keep at least the most likely one. Equivalently: keep, from the
     /// top, the smallest set whose mass reaches p.
+    /// <para>Instead of sorting every candidate, a quickselect guided by mass finds the cut: when a
+    /// partition's lower part fits in the remaining 1 - p budget all of it is removed (each of its
+    /// ascending cumulative sums is within the budget), otherwise the upper part is all kept; only
+    /// the last small range is sorted and walked. Expected O(candidates).</para>
     /// </summary>
     private void TopP(Span<float> scores, float topP)
     {
         int n = _count;
         var ids = _candidates.AsSpan(0, n);
         var keys = _sortKeys.AsSpan(0, n);
-        for (int j = 0; j < n; j++) keys[j] = SortKey(scores[ids[j]], ids[j]);
-        keys.Sort(); // ascending score; among equal scores the larger id first (the smaller id is kept longer)
-        float max = scores[KeyId(keys[n - 1])];
-        double z = _tailExp; // the tail removed up front is part of the softmax
-        for (int j = 0; j < n; j++) z += Math.Exp((double)scores[KeyId(keys[j])] - max);
-        // HF compares float32 cumulative probabilities with the Python float 1 - top_p (a float32 in the op)
-        float threshold = (float)(1.0 - (double)(decimal)topP);
-        double cumulative = _tailExp / z;
-        int kept = 0;
+        var mass = _mass.AsSpan(0, n);
+        float max = float.NegativeInfinity;
+        foreach (var id in ids) if (scores[id] > max) max = scores[id];
+        double z = 0;
         for (int j = 0; j < n; j++)
         {
-            int id = KeyId(keys[j]);
-            cumulative += Math.Exp((double)scores[id] - max) / z;
-            if ((float)cumulative <= threshold && j < n - 1) scores[id] = float.NegativeInfinity;
-            else ids[kept++] = id;
+            keys[j] = SortKey(scores[ids[j]], ids[j]);
+            mass[j] = MathF.Exp(scores[ids[j]] - max); // float32, like the softmax HF runs
+            z += mass[j];
         }
-        _count = kept;
+        // HF compares float32 cumulative probabilities with the Python float 1 - top_p (a float32 in the op)
+        double budget = (float)(1.0 - (double)(decimal)topP) * z;
+        double removed = 0;
+        int lo = 0, hi = n; // [0, lo) removed, [hi, n) kept, [lo, hi) undecided; ranges ordered by key
+        while (hi - lo > 32)
+        {
+            ulong pivot = MedianOfThree(keys[lo], keys[(lo + hi) / 2], keys[hi - 1]);
+            int m = Partition(keys, mass, lo, hi, pivot);
+            double lower = 0;
+            for (int j = lo; j < m; j++) lower += mass[j];
+            if (removed + lower <= budget) { removed += lower; lo = m; }
+            else hi = m;
+        }
+        keys[lo..hi].Sort(mass[lo..hi]);
+        int cut = hi;
+        for (int j = lo; j < hi; j++)
+        {
+            removed += mass[j];
+            if (removed > budget) { cut = j; break; }
+        }
+        if (cut == n) cut = n - 1; // min_tokens_to_keep = 1: the most likely token stays
+        for (int j = 0; j < cut; j++) scores[KeyId(keys[j])] = float.NegativeInfinity;
+        _count = 0;
+        for (int j = cut; j < n; j++) _candidates[_count++] = KeyId(keys[j]);
+    }
+
+    private static ulong MedianOfThree(ulong a, ulong b, ulong c) =>
+        a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+
+    /// <summary>Moves keys &lt; pivot to the front of [lo, hi) (with their masses); returns the split.</summary>
+    private static int Partition(Span<ulong> keys, Span<double> mass, int lo, int hi, ulong pivot)
+    {
+        int m = lo;
+        for (int j = lo; j < hi; j++)
+        {
+            if (keys[j] >= pivot) continue;
+            (keys[m], keys[j]) = (keys[j], keys[m]);
+            (mass[m], mass[j]) = (mass[j], mass[m]);
+            m++;
+        }
+        return m;
     }
 
     private static ulong SortKey(float score, int id)
