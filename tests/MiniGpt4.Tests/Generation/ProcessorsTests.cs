@@ -62,22 +62,27 @@ public class ProcessorsTests
     }
 
     [Theory]
-    [InlineData(0, 0.9f)]
-    [InlineData(0, 0.5f)]
-    [InlineData(50, 0.9f)]
-    [InlineData(50, 0.3f)]
-    public void Top_k_then_top_p_on_a_32000_vocabulary_matches_a_brute_force_ranking(int topK, float p)
+    [InlineData(0, 0.9f, false)]
+    [InlineData(0, 0.5f, false)]
+    [InlineData(0, 0.99f, false)]
+    [InlineData(0, 0.05f, false)]
+    [InlineData(0, 0.9f, true)]
+    [InlineData(50, 0.9f, false)]
+    [InlineData(50, 0.3f, false)]
+    [InlineData(50, 0.9f, true)]
+    public void Top_k_then_top_p_on_a_32000_vocabulary_matches_a_brute_force_ranking(int topK, float p, bool ties)
     {
         var rng = new Random(7);
         int v = 32000;
-        // peaked, LLM-like logits
+        // peaked, LLM-like logits; with ties: quantized to 1/4 so many tokens share a value
         var logits = Enumerable.Range(0, v).Select(_ => (float)(rng.NextDouble() * 4 + (rng.NextDouble() < 0.01 ? 6 : 0))).ToArray();
+        if (ties) logits = logits.Select(x => MathF.Round(x * 4) / 4).ToArray();
         var s = (float[])logits.Clone();
         var w = new LogitsWarpers(v);
         w.Warp(s, 1f, topK, p);
 
-        // first principles: rank by logit, keep the top k (ties at the kth stay), then walk from
-        // the top, keeping tokens until the kept softmax mass reaches p
+        // first principles: rank by logit (equal logits: lower id first), keep the top k (ties at
+        // the kth stay), then walk from the top, keeping tokens until the kept mass reaches p
         var ranked = Enumerable.Range(0, v).OrderByDescending(i => logits[i]).ToArray();
         var pool = topK > 0 ? ranked.Where(i => logits[i] >= logits[ranked[topK - 1]]).ToArray() : ranked;
         double max = logits[ranked[0]];
