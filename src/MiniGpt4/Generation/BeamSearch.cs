@@ -1,0 +1,183 @@
+using TorchSharp;
+
+namespace MiniGpt4.Generation;
+
+/// <summary>
+/// transformers 4.30 <c>beam_search</c> + <c>BeamSearchScorer</c> for one prompt with k beams.
+/// Per step: log_softmax of each beam's logits, logits processors (repetition penalty over the
+/// beam's {BOS} + ids, min new tokens), + the beam's running score (float32; start
+/// <c>[0, -1e9, ...]</c>), top 2k over k*V; walking them best first, an EOS candidate ranked
+/// within the top k becomes a finished hypothesis (ids so far, without the EOS), others are
+/// skipped; the first k non-EOS candidates continue. Done when the scorer's <c>is_done</c>
+/// heuristic holds, every running beam ends with the same stop suffix, or the beams reach
+/// <see cref="SamplingSettings.MaxNewTokens"/>; at the end the running beams are added as
+/// hypotheses unless the scorer was done, and the best hypothesis is returned.
+/// <para>Step 0 keeps one model row: the k beams HF would expand from identical prompt rows are
+/// virtual copies of that row (the -1e9 scores keep their candidates last), and
+/// <see cref="ITokenStepper.ReorderRows"/> then grows the model to k rows.</para>
+/// </summary>
+internal sealed class BeamSearch
+{
+    private readonly ITokenStepper _model;
+    private readonly SamplingSettings _s;
+    private readonly StopSuffixes _stops;
+    private readonly int _k, _vocab;
+    private readonly float[] _logProbs; // [k * V]; row r = model row r
+    private readonly float[] _work;     // [k * V] processed scores + beam score
+    private readonly float[] _topValues;
+    private readonly int[] _topIndices;
+    private List<int>[] _tokens;
+    private PenalisedIds[] _penalised;
+    private readonly float[] _beamScores;
+    private readonly int[] _rowOfBeam; // model row holding each beam's state
+    private readonly BeamHypotheses _hypotheses;
+    private bool _done;
+    private int[]? _feedRows, _feedTokens;
+    private int _modelRows = 1;
+    private IReadOnlyList<BeamHypothesis>? _final;
+
+    /// <summary>Starts from the prefill's <c>[1, V]</c> logits (copied).</summary>
+    public BeamSearch(ITokenStepper model, torch.Tensor firstLogits, SamplingSettings settings, StopSuffixes stops)
+    {
+        _model = model;
+        _s = settings;
+        _stops = stops;
+        _k = settings.NumBeams;
+        _vocab = model.VocabSize;
+        _logProbs = new float[_k * _vocab];
+        _work = new float[_k * _vocab];
+        _topValues = new float[2 * _k];
+        _topIndices = new int[2 * _k];
+        using (torch.no_grad()) LogitsRows.CopyTo(firstLogits, 1, _vocab, _logProbs, logSoftmax: true);
+        _tokens = new List<int>[_k];
+        _penalised = new PenalisedIds[_k];
+        _beamScores = new float[_k];
+        _rowOfBeam = new int[_k]; // all beams read model row 0 at step 0
+        for (int b = 0; b < _k; b++)
+        {
+            _tokens[b] = [];
+            _penalised[b] = new PenalisedIds(settings.BosId);
+            _beamScores[b] = b == 0 ? 0f : -1e9f;
+        }
+        _hypotheses = new BeamHypotheses(_k, settings.LengthPenalty);
+    }
+
+    /// <summary>Diagnostics hook, see <see cref="Generator.OnProcessedScores"/>.</summary>
+    public ProcessedScoresObserver? Observer { get; set; }
+
+    /// <summary>Ids of the currently best running beam.</summary>
+    public IReadOnlyList<int> BestRunning => _tokens[0];
+
+    /// <summary>One beam step; returns the finish reason when the search ended with it, else null.</summary>
+    public FinishReason? Step(ref int modelSteps)
+    {
+        if (_feedTokens is not null) Feed(ref modelSteps);
+
+        int curLen = 1 + _tokens[0].Count; // HF input_ids length: BOS + generated
+        for (int b = 0; b < _k; b++)
+        {
+            var row = _work.AsSpan(b * _vocab, _vocab);
+            _logProbs.AsSpan(_rowOfBeam[b] * _vocab, _vocab).CopyTo(row);
+            LogitsProcessors.RepetitionPenalty(row, _penalised[b].Ids, _s.RepetitionPenalty);
+            LogitsProcessors.MinNewTokens(row, _tokens[b].Count, _s.MinNewTokens, _s.EosId);
+            Observer?.Invoke(_tokens[b].Count, b, row);
+            float beamScore = _beamScores[b];
+            for (int v = 0; v < row.Length; v++) row[v] += beamScore;
+        }
+        int m = SelectTop(_work, _topValues, _topIndices);
+
+        var nextTokens = new int[_k];
+        var nextSource = new int[_k];
+        var nextScores = new float[_k];
+        int n = 0;
+        for (int rank = 0; rank < m && n < _k; rank++)
+        {
+            int beam = _topIndices[rank] / _vocab, token = _topIndices[rank] % _vocab;
+            if (token == _s.EosId)
+            {
+                if (rank >= _k) continue;
+                _hypotheses.Add([.. _tokens[beam], token], _topValues[rank], curLen, endedWithEos: true);
+            }
+            else
+            {
+                nextTokens[n] = token;
+                nextSource[n] = beam;
+                nextScores[n] = _topValues[rank];
+                n++;
+            }
+        }
+        if (n < _k) throw new InvalidOperationException($"Beam search: fewer than {_k} non-EOS candidates (vocabulary too small).");
+        _done = _done || _hypotheses.IsDone(_topValues[0], curLen);
+
+        var tokens = new List<int>[_k];
+        var penalised = new PenalisedIds[_k];
+        var feedRows = new int[_k];
+        for (int i = 0; i < _k; i++)
+        {
+            int src = nextSource[i];
+            tokens[i] = [.. _tokens[src], nextTokens[i]];
+            penalised[i] = _penalised[src].Clone();
+            penalised[i].Add(nextTokens[i]);
+            feedRows[i] = _rowOfBeam[src];
+            _beamScores[i] = nextScores[i];
+        }
+        _tokens = tokens;
+        _penalised = penalised;
+
+        bool suffixStop = _stops.Any && _stops.AllEndWithSameSuffix(_tokens);
+        bool lengthStop = _tokens[0].Count >= _s.MaxNewTokens;
+        if (_done || suffixStop || lengthStop)
+        {
+            _final = Finalize(_hypotheses);
+            return _final[0].EndedWithEos || suffixStop ? FinishReason.Stop : FinishReason.Length;
+        }
+        _feedRows = feedRows;
+        _feedTokens = nextTokens;
+        return null;
+    }
+
+    private void Feed(ref int modelSteps)
+    {
+        bool identity = _modelRows == _k;
+        for (int i = 0; identity && i < _k; i++) identity = _feedRows![i] == i;
+        if (!identity) _model.ReorderRows(_feedRows);
+        _modelRows = _k;
+        using var logits = _model.Step(_feedTokens);
+        modelSteps++;
+        LogitsRows.CopyTo(logits, _k, _vocab, _logProbs, logSoftmax: true);
+        for (int b = 0; b < _k; b++) _rowOfBeam[b] = b;
+        _feedRows = _feedTokens = null;
+    }
+
+    /// <summary>The final hypotheses, best first (provisional - running beams included - before the end).</summary>
+    public IReadOnlyList<BeamHypothesis> FinalHypotheses() => _final ?? Finalize(_hypotheses.Clone());
+
+    /// <summary><c>finalize</c>: unless done, every running beam joins the hypotheses; best first.</summary>
+    private IReadOnlyList<BeamHypothesis> Finalize(BeamHypotheses hypotheses)
+    {
+        if (!_done)
+            for (int b = 0; b < _k; b++)
+                hypotheses.Add(_tokens[b].ToArray(), _beamScores[b], 1 + _tokens[b].Count, endedWithEos: false);
+        return hypotheses.BestFirst();
+    }
+
+    /// <summary>Top 2k scores (descending; equal scores by lower flat index) of the k*V candidates.</summary>
+    private static int SelectTop(ReadOnlySpan<float> scores, float[] values, int[] indices)
+    {
+        int cap = values.Length, count = 0;
+        for (int i = 0; i < scores.Length; i++)
+        {
+            float v = scores[i];
+            if (float.IsNaN(v)) continue;
+            if (count == cap && !(v > values[cap - 1])) continue;
+            int pos = count < cap ? count : cap - 1;
+            while (pos > 0 && values[pos - 1] < v) pos--;
+            int end = count < cap ? count : cap - 1;
+            for (int j = end; j > pos; j--) { values[j] = values[j - 1]; indices[j] = indices[j - 1]; }
+            values[pos] = v;
+            indices[pos] = i;
+            if (count < cap) count++;
+        }
+        return count;
+    }
+}

@@ -1,0 +1,210 @@
+using System.Diagnostics;
+using TorchSharp;
+
+namespace MiniGpt4.Generation;
+
+/// <summary>
+/// One generation over an already prefilled <see cref="ITokenStepper"/>, with transformers 4.30
+/// <c>generate()</c> semantics (MiniGPT-4 generates from <c>inputs_embeds</c>, so HF's
+/// <c>input_ids</c> start as <c>[bos]</c>). Greedy and sampling stream one token per
+/// <see cref="TryStep"/>; beam search (<see cref="SamplingSettings.NumBeams"/> &gt; 1) runs
+/// through <see cref="RunToEnd"/> or <see cref="TryBeamStep"/>.
+/// <para>Per token: copy the logits row, repetition penalty over {BOS} + generated ids, EOS masked
+/// below <see cref="SamplingSettings.MinNewTokens"/>, then argmax or temperature / top-k / top-p and
+/// a draw. After appending: EOS, a stop-token suffix or the text stopper end the run with that
+/// token included; <see cref="SamplingSettings.MaxNewTokens"/> ends it with
+/// <see cref="FinishReason.Length"/>.</para>
+/// <para>The model is stepped lazily: the token chosen by one call is fed at the start of the
+/// next, so the last generated token is never fed (as in HF) and a stopped run wastes no forward.
+/// Each call does its tensor work inside its own dispose scope and no-grad guard, so calls may
+/// come from different threads one after another (never concurrently).</para>
+/// </summary>
+internal sealed class Generator : IDisposable
+{
+    private readonly ITokenStepper _model;
+    private readonly SamplingSettings _settings;
+    private readonly ITextStopper? _text;
+    private readonly PrefillInfo _prefill;
+    private readonly int _vocab;
+    private readonly StopSuffixes _stops;
+    private readonly Stopwatch _decode = new();
+    private int _modelSteps;
+
+    // single sequence
+    private readonly float[]? _scores;
+    private readonly List<int> _generated = [];
+    private readonly PenalisedIds? _penalised;
+    private readonly LogitsWarpers? _warpers;
+    private readonly TokenSampler? _sampler;
+    private int? _pending;
+
+    // beams
+    private readonly BeamSearch? _beams;
+
+    /// <summary>
+    /// Starts a generation from the prefill's last-position logits <paramref name="firstLogits"/>
+    /// (<c>[1, V]</c>; copied, the caller keeps ownership). Throws
+    /// <see cref="MiniGptConfigurationException"/> for invalid settings.
+    /// </summary>
+    public Generator(ITokenStepper model, torch.Tensor firstLogits, SamplingSettings settings,
+        ITextStopper? text = null, PrefillInfo prefill = default)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(firstLogits);
+        ArgumentNullException.ThrowIfNull(settings);
+        _vocab = model.VocabSize;
+        settings.Validate(_vocab);
+        _model = model;
+        _settings = settings;
+        _text = text;
+        _prefill = prefill;
+        _stops = new StopSuffixes(settings.StopTokenSuffixes);
+
+        if (settings.NumBeams > 1)
+        {
+            _beams = new BeamSearch(model, firstLogits, settings, _stops);
+            return;
+        }
+        _scores = new float[_vocab];
+        using (torch.no_grad()) LogitsRows.CopyTo(firstLogits, 1, _vocab, _scores);
+        _penalised = new PenalisedIds(settings.BosId);
+        if (settings.IsSampling)
+        {
+            _warpers = new LogitsWarpers(_vocab);
+            _sampler = new TokenSampler(settings.Seed ?? TokenSampler.NewSeed());
+        }
+    }
+
+    /// <summary>
+    /// Optional diagnostics hook: sees each step's scores after the logits processors (repetition
+    /// penalty, min new tokens) and before the warpers - HF's <c>scores</c> for greedy (and
+    /// <c>step_top5</c> in the oracle); for beams the processed log-probs of each beam before its
+    /// running score is added (the oracle's <c>step_beam_top5</c>). Must not keep the span.
+    /// </summary>
+    public ProcessedScoresObserver? OnProcessedScores
+    {
+        get => _observer;
+        set { _observer = value; if (_beams is not null) _beams.Observer = value; }
+    }
+
+    private ProcessedScoresObserver? _observer;
+
+    /// <summary>True for beam search (no token stream; use <see cref="TryBeamStep"/> or <see cref="RunToEnd"/>).</summary>
+    public bool IsBeamSearch => _beams is not null;
+
+    /// <summary>Why the run ended, or null while it is running.</summary>
+    public FinishReason? Finish { get; private set; }
+
+    /// <summary>Ids generated so far (single sequence); for beams, the current best running beam.</summary>
+    public IReadOnlyList<int> Generated => _beams?.BestRunning ?? _generated;
+
+    /// <summary>
+    /// Greedy / sampling: produces the next token (feeding the previous one to the model first).
+    /// Returns false once the run has finished (the stopping token itself is still returned by the
+    /// call that produced it, with <see cref="Finish"/> already set).
+    /// </summary>
+    public bool TryStep(out int token)
+    {
+        if (_beams is not null)
+            throw new InvalidOperationException("Beam search has no token stream: use TryBeamStep or RunToEnd.");
+        token = -1;
+        if (Finish is not null) return false;
+        _decode.Start();
+        try
+        {
+            using var scope = torch.NewDisposeScope();
+            using var noGrad = torch.no_grad();
+            if (_pending is int previous)
+            {
+                using var logits = _model.Step([previous]);
+                _modelSteps++;
+                LogitsRows.CopyTo(logits, 1, _vocab, _scores!);
+                _pending = null;
+            }
+            token = NextToken();
+        }
+        finally { _decode.Stop(); }
+
+        _generated.Add(token);
+        _penalised!.Add(token);
+        if (token == _settings.EosId || _stops.Match(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_generated)) >= 0)
+            Finish = FinishReason.Stop;
+        else if (_text?.ShouldStop(token) == true)
+            Finish = FinishReason.Stop;
+        else if (_generated.Count >= _settings.MaxNewTokens)
+            Finish = FinishReason.Length;
+        else
+            _pending = token;
+        return true;
+    }
+
+    private int NextToken()
+    {
+        var s = _settings;
+        var scores = _scores!.AsSpan();
+        LogitsProcessors.RepetitionPenalty(scores, _penalised!.Ids, s.RepetitionPenalty);
+        LogitsProcessors.MinNewTokens(scores, _generated.Count, s.MinNewTokens, s.EosId);
+        _observer?.Invoke(_generated.Count, 0, scores);
+        if (_sampler is null) return LogitsProcessors.ArgMax(scores);
+        _warpers!.Warp(scores, s.Temperature, s.TopK, s.TopP);
+        return _sampler.Sample(scores, _warpers.Candidates);
+    }
+
+    /// <summary>Beam search: runs one beam step; false once finished.</summary>
+    public bool TryBeamStep()
+    {
+        if (_beams is null) throw new InvalidOperationException("Not a beam search: use TryStep.");
+        if (Finish is not null) return false;
+        _decode.Start();
+        try
+        {
+            using var scope = torch.NewDisposeScope();
+            using var noGrad = torch.no_grad();
+            Finish = _beams.Step(ref _modelSteps);
+        }
+        finally { _decode.Stop(); }
+        return true;
+    }
+
+    /// <summary>Ends a running generation as <see cref="FinishReason.Cancelled"/> (no-op once finished).</summary>
+    public void Cancel() => Finish ??= FinishReason.Cancelled;
+
+    /// <summary>
+    /// Runs until a stop rule fires or <paramref name="ct"/> is cancelled (checked between steps;
+    /// then <see cref="FinishReason.Cancelled"/> with the tokens so far - for beams, the best
+    /// hypothesis so far) and returns the result.
+    /// </summary>
+    public GenerationResult RunToEnd(CancellationToken ct = default)
+    {
+        while (Finish is null)
+        {
+            if (ct.IsCancellationRequested) { Cancel(); break; }
+            if (_beams is not null) TryBeamStep();
+            else TryStep(out _);
+        }
+        return Result;
+    }
+
+    /// <summary>The result so far (final once <see cref="Finish"/> is set).</summary>
+    public GenerationResult Result
+    {
+        get
+        {
+            if (_beams is not null)
+            {
+                var hyps = _beams.FinalHypotheses();
+                var best = hyps[0];
+                return new GenerationResult(best.TokenIds, Finish ?? FinishReason.Cancelled, best.Score,
+                    Stats(best.TokenIds.Count), null, hyps);
+            }
+            return new GenerationResult(_generated.ToArray(), Finish ?? FinishReason.Cancelled, null,
+                Stats(_generated.Count), _sampler?.Seed);
+        }
+    }
+
+    private GenerationStats Stats(int generated) =>
+        new(_prefill.PromptTokens, generated, _prefill.Elapsed, _decode.Elapsed, _modelSteps);
+
+    /// <summary>Releases the sampler's native generator (the model is the caller's).</summary>
+    public void Dispose() => _sampler?.Dispose();
+}

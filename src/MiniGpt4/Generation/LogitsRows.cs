@@ -1,0 +1,30 @@
+using TorchSharp;
+
+namespace MiniGpt4.Generation;
+
+/// <summary>Copies a stepper's <c>[rows, V]</c> logits into a managed buffer (one copy per step).</summary>
+internal static class LogitsRows
+{
+    /// <summary>
+    /// Checks the shape and copies row-major float32 values into <paramref name="destination"/>
+    /// (rows * V). Converts a non-float32 or non-CPU tensor first, so a model that breaks the
+    /// CPU/float32 contract still works, only slower.
+    /// </summary>
+    public static void CopyTo(torch.Tensor logits, int rows, int vocabSize, float[] destination, bool logSoftmax = false)
+    {
+        var shape = logits.shape;
+        bool ok = shape.Length == 2 && shape[0] == rows && shape[1] == vocabSize;
+        if (!ok && shape.Length == 3 && shape[0] == rows && shape[1] == 1 && shape[2] == vocabSize) ok = true;
+        if (!ok)
+            throw new InvalidOperationException(
+                $"The model returned logits of shape [{string.Join(", ", shape)}]; expected [{rows}, {vocabSize}].");
+        using var scope = torch.NewDisposeScope();
+        var t = logits.reshape(rows, vocabSize);
+        if (t.dtype != torch.float32) t = t.to(torch.float32);
+        if (logSoftmax) t = torch.nn.functional.log_softmax(t, -1);
+        if (t.device_type != DeviceType.CPU) t = t.cpu();
+        t = t.contiguous();
+        // one memcpy out of the native buffer (TensorAccessor.CopyTo walks element by element)
+        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.bytes).CopyTo(destination);
+    }
+}

@@ -1,0 +1,85 @@
+using System.Text.Json;
+using MiniGpt4.Generation;
+using MiniGpt4.Tests.Support;
+using TorchSharp;
+using Xunit;
+
+namespace MiniGpt4.Tests.Generation;
+
+/// <summary>
+/// Replays the reference LLM's own logits along its greedy path (oracle <c>logits_kvcache</c>:
+/// row 0 = prefill logits, row t = logits after feeding greedy token t-1) and checks that the
+/// engine's processed scores (HF <c>step_top5</c>) and chosen ids equal transformers 4.30's, for
+/// repetition penalty 1.0 and 1.05. Where rp 1.05 leaves the greedy path, the replay covers the
+/// steps up to and including the first differing token.
+/// </summary>
+public class OracleReplayTests
+{
+    private sealed class ReplayStepper(float[][] rows, int[] path) : ITokenStepper
+    {
+        private int _t;
+        public int VocabSize => rows[0].Length;
+        public torch.Tensor Step(ReadOnlySpan<int> tokenPerRow)
+        {
+            Assert.Equal(1, tokenPerRow.Length);
+            Assert.Equal(path[_t], tokenPerRow[0]); // the replay only knows the greedy path
+            _t++;
+            return torch.tensor(rows[_t], [1, VocabSize]);
+        }
+        public void ReorderRows(ReadOnlySpan<int> source) => throw new NotSupportedException();
+    }
+
+    [SkippableTheory]
+    [InlineData("vicuna0", "a_gradient_shapes_640x480.png", "rp_1.0")]
+    [InlineData("vicuna0", "a_gradient_shapes_640x480.png", "rp_1.05")]
+    [InlineData("vicuna0", "b_tall_100x300.jpg", "rp_1.0")]
+    [InlineData("vicuna0", "b_tall_100x300.jpg", "rp_1.05")]
+    [InlineData("llama2", "a_gradient_shapes_640x480.png", "rp_1.0")]
+    [InlineData("llama2", "a_gradient_shapes_640x480.png", "rp_1.05")]
+    [InlineData("llama2", "b_tall_100x300.jpg", "rp_1.0")]
+    [InlineData("llama2", "b_tall_100x300.jpg", "rp_1.05")]
+    public void Processed_scores_and_greedy_ids_match_transformers(string variant, string image, string run)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Fixtures.Require("oracle/tiny/reference.json")));
+        var chat = doc.RootElement.GetProperty("variants").GetProperty(variant).GetProperty("chat").GetProperty(image);
+        var stem = Path.GetFileNameWithoutExtension(image);
+        var npy = Npy.Read(Fixtures.Require($"oracle/tiny/arrays/{variant}/chat/{stem}.logits_kvcache.npy"));
+        int steps = (int)npy.Shape[0], v = (int)npy.Shape[1];
+        var flat = npy.ToFloat();
+        var rows = Enumerable.Range(0, steps).Select(i => flat.AsSpan(i * v, v).ToArray()).ToArray();
+
+        static int[] Ids(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt32()).ToArray();
+        var greedyPath = Ids(chat.GetProperty("runs").GetProperty("rp_1.0").GetProperty("generated_ids"));
+        var r = chat.GetProperty("runs").GetProperty(run);
+        var expected = Ids(r.GetProperty("generated_ids"));
+        var top5 = r.GetProperty("step_top5").EnumerateArray().ToArray();
+        float rp = float.Parse(r.GetProperty("repetition_penalty").ToString()!, System.Globalization.CultureInfo.InvariantCulture);
+
+        var model = new ReplayStepper(rows, greedyPath);
+        using var first = torch.tensor(rows[0], [1, v]);
+        var settings = new SamplingSettings(DoSample: false, RepetitionPenalty: rp, MaxNewTokens: 20);
+        using var g = new Generator(model, first, settings);
+        var observed = new List<(int[] Ids, float[] Values)>();
+        g.OnProcessedScores = (step, beam, s) =>
+        {
+            var copy = s.ToArray();
+            var ids = Enumerable.Range(0, copy.Length).OrderByDescending(i => copy[i]).Take(5).ToArray();
+            observed.Add((ids, ids.Select(i => copy[i]).ToArray()));
+        };
+        var produced = new List<int>();
+        while (g.TryStep(out var token))
+        {
+            produced.Add(token);
+            if (token != greedyPath[produced.Count - 1]) break; // off the replayable path
+        }
+        int n = produced.Count;
+        Assert.Equal(expected.Take(n), produced);
+        Assert.True(n == 20 || expected[n - 1] != greedyPath[n - 1]);
+        for (int t = 0; t < n; t++)
+        {
+            Assert.Equal(Ids(top5[t].GetProperty("ids")), observed[t].Ids);
+            var want = top5[t].GetProperty("values").EnumerateArray().Select(x => (float)x.GetDouble()).ToArray();
+            Assert.Equal(want, observed[t].Values); // bit-exact: same logits, same float32 formula
+        }
+    }
+}
