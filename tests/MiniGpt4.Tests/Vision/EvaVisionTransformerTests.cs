@@ -23,6 +23,22 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
     }
 
     [SkippableFact]
+    public void Hugging_Face_Blip2VisionModel_names_and_fused_qkv_bias_load_to_the_same_model()
+    {
+        const string img = "a_gradient_shapes_640x480";
+        using var hf = new HuggingFaceVisionView(MiniGpt4.Weights.WeightFiles.Open(Oracle.EvaVit));
+        Assert.Contains("vision_model.encoder.layers.0.self_attn.qkv.bias", hf.Keys);
+        Assert.DoesNotContain(hf.Keys, k => k.Contains("q_bias"));
+        using var vit = EvaVisionTransformer.Load(hf, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var pixels = Oracle.Pixels(img);
+        using var actual = vit.Encode(pixels);
+        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
+        var diff = Oracle.MaxAbsDiff(actual, expected);
+        output.WriteLine($"HF-named vit_out max abs diff {diff:E2}");
+        Assert.True(diff <= Tolerance, $"vit_out differs by {diff}");
+    }
+
+    [SkippableFact]
     public void Depth_comes_from_the_configuration_and_later_blocks_in_the_file_are_ignored()
     {
         // The tiny file stores 2 blocks; a depth-1 model must ignore block 1 and equal the reference after block 0.
