@@ -98,7 +98,7 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
         var ignore = new List<string>();
         var allowMissing = new List<string>();
         for (var i = config.Depth; i < fileDepth; i++) ignore.Add($"blocks.{i}.*");
-        if (resize) { ignore.Add("pos_embed"); allowMissing.Add("pos_embed"); }
+        if (resize) allowMissing.Add("pos_embed"); // filled below from the resized checkpoint tensor
         if (fusedQkvBias)
         {
             ignore.Add("blocks.*.attn.qkv.bias");
@@ -109,7 +109,9 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
         var model = new EvaVisionTransformer(config, dtype, device);
         try
         {
-            ModuleLoader.Load(model, view, new LoadRules { Ignore = ignore, AllowMissing = allowMissing, DType = dtype, Device = device }, progress);
+            // The checkpoint's pos_embed has the other grid's shape: hide it from the loader, resize it below.
+            var loadView = resize ? view.Renamed(k => k == "pos_embed" ? null : k) : view;
+            ModuleLoader.Load(model, loadView, new LoadRules { Ignore = ignore, AllowMissing = allowMissing, DType = dtype, Device = device }, progress);
             using var _ = no_grad();
             if (resize)
             {
