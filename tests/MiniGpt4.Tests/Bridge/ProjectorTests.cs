@@ -87,6 +87,26 @@ public class ProjectorTests(ITestOutputHelper output)
     }
 
     [SkippableFact]
+    public void Projectors_treat_each_image_of_a_batch_alone()
+    {
+        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var qformer = LoadVicuna0();
+        using var concat = ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), ScalarType.Float32, CPU);
+        using var a = Oracle.Pixels("a_gradient_shapes_640x480");
+        using var d = Oracle.Pixels("d_rgba_300x180");
+        using var ad = cat([a, d]);
+        using var tokens = vit.Encode(ad);
+        foreach (var (projector, variant) in new (IVisionProjector, string)[] { (qformer, "vicuna0"), (concat, "llama2") })
+        {
+            using var proj = projector.Project(tokens);
+            using var row0 = proj.narrow(0, 0, 1);
+            using var row1 = proj.narrow(0, 1, 1);
+            AssertClose(row0, $"tiny/arrays/{variant}/encode/a_gradient_shapes_640x480.proj_out.npy");
+            AssertClose(row1, $"tiny/arrays/{variant}/encode/d_rgba_300x180.proj_out.npy");
+        }
+    }
+
+    [SkippableFact]
     public void QFormer_configuration_is_read_from_the_BERT_config_json()
     {
         var cfg = Oracle.QFormer();

@@ -53,6 +53,69 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
     }
 
     [SkippableFact]
+    public void An_extra_block_appended_to_the_file_changes_nothing()
+    {
+        const string img = "a_gradient_shapes_640x480";
+        var cfg = Oracle.Vision();
+        using var extra = new ExtraBlockView(MiniGpt4.Weights.WeightFiles.Open(Oracle.EvaVit), cfg.Depth);
+        Assert.Contains($"blocks.{cfg.Depth}.attn.qkv.weight", extra.Keys);
+        using var vit = EvaVisionTransformer.Load(extra, cfg, ScalarType.Float32, CPU);
+        using var pixels = Oracle.Pixels(img);
+        using var actual = vit.Encode(pixels);
+        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
+        var diff = Oracle.MaxAbsDiff(actual, expected);
+        output.WriteLine($"vit_out with an extra block in the file: max abs diff {diff:E2}");
+        Assert.True(diff <= Tolerance, $"vit_out differs by {diff}");
+    }
+
+    [SkippableFact]
+    public void A_batch_gives_the_same_tokens_as_single_images()
+    {
+        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var a = Oracle.Pixels("a_gradient_shapes_640x480");
+        using var b = Oracle.Pixels("b_tall_100x300");
+        using var ab = cat([a, b]);
+        using var batch = vit.Encode(ab);
+        using var ea = Oracle.Array("tiny/arrays/vicuna0/encode/a_gradient_shapes_640x480.vit_out.npy");
+        using var row0 = batch.narrow(0, 0, 1);
+        Assert.True(Oracle.MaxAbsDiff(row0, ea) <= Tolerance);
+        using var row1 = batch.narrow(0, 1, 1);
+        using var single = vit.Encode(b);
+        Assert.True(Oracle.MaxAbsDiff(row1, single) <= 1e-5);
+    }
+
+    [SkippableFact]
+    public void Float16_model_runs_and_stays_close_to_float32()
+    {
+        const string img = "a_gradient_shapes_640x480";
+        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float16, CPU);
+        using var pixels = Oracle.Pixels(img);
+        using var actual = vit.Encode(pixels);
+        Assert.Equal(ScalarType.Float16, actual.dtype);
+        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
+        var diff = Oracle.MaxAbsDiff(actual, expected);
+        output.WriteLine($"fp16 vit_out max abs diff {diff:E2}");
+        Assert.True(diff <= 0.02, $"fp16 vit_out differs by {diff}");
+    }
+
+    [Fact]
+    public void The_real_EVA_ViT_g_shapes_run()
+    {
+        // Real dimensions (width 1408, 16 heads of 88, MLP 6144), one block to stay small: shapes only.
+        var cfg = new VisionConfig(Depth: 1);
+        using var vit = new EvaVisionTransformer(cfg, ScalarType.BFloat16, CPU);
+        using (no_grad()) foreach (var (_, p) in vit.named_parameters()) p.normal_(0, 0.02);
+        using var pixels = randn(2, 3, 224, 224);
+        using var tokens = vit.Encode(pixels);
+        Assert.Equal(new long[] { 2, 257, 1408 }, tokens.shape);
+        Assert.Contains("blocks.0.attn.qkv.weight", vit.state_dict().Keys);
+        Assert.Equal(new long[] { 4224, 1408 }, vit.state_dict()["blocks.0.attn.qkv.weight"].shape);
+        Assert.Equal(new long[] { 6144, 1408 }, vit.state_dict()["blocks.0.mlp.fc1.weight"].shape);
+        using var finite = tokens.isfinite().all();
+        Assert.True(finite.item<bool>());
+    }
+
+    [SkippableFact]
     public void Position_embedding_is_interpolated_bicubically_for_448_pixels()
     {
         using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(448), ScalarType.Float32, CPU);
