@@ -1,0 +1,214 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+using TorchSharp;
+
+namespace MiniGpt4.Weights;
+
+/// <summary>
+/// A weight source over tensors at known byte ranges of one or more files (safetensors, the stored
+/// records of a torch zip archive, or the shards of an index). Reading goes straight from the file
+/// into the destination tensor (one copy from the page cache) or, for <see cref="Load"/> with the
+/// file's dtype on CPU, is a zero-copy view of a private memory map.
+/// </summary>
+internal sealed class MappedWeightSource : IWeightSource
+{
+    /// <summary>Conversion chunk: bounds the temporary memory of a dtype/device conversion.</summary>
+    internal const long ChunkBytes = 32L << 20;
+    private const long MaxSpanBytes = 1L << 30;
+
+    private readonly Dictionary<string, (TensorInfo Info, TensorLocation Location)> _entries;
+    private readonly List<string> _keys;
+    private readonly Dictionary<string, SafeFileHandle> _handles = new();
+    private readonly object _gate = new();
+    private bool _disposed;
+
+    /// <summary>Creates the source; <paramref name="entries"/> must already be validated against the files.</summary>
+    public MappedWeightSource(string description, IEnumerable<(TensorInfo Info, TensorLocation Location)> entries)
+    {
+        Description = description;
+        _entries = new Dictionary<string, (TensorInfo, TensorLocation)>(StringComparer.Ordinal);
+        _keys = new List<string>();
+        foreach (var e in entries)
+        {
+            if (!_entries.TryAdd(e.Info.Key, e))
+                throw new MiniGptWeightsException($"{description}: tensor '{e.Info.Key}' appears twice", description, e.Info.Key);
+            _keys.Add(e.Info.Key);
+        }
+    }
+
+    /// <inheritdoc />
+    public string Description { get; }
+
+    /// <inheritdoc />
+    public IReadOnlyCollection<string> Keys => _keys;
+
+    /// <summary>The location of <paramref name="key"/> (tests and diagnostics).</summary>
+    internal TensorLocation LocationOf(string key) => Entry(key).Location;
+
+    /// <inheritdoc />
+    public bool TryGetInfo(string key, out TensorInfo info)
+    {
+        if (_entries.TryGetValue(key, out var e)) { info = e.Info; return true; }
+        info = null!;
+        return false;
+    }
+
+    /// <inheritdoc />
+    public torch.Tensor Load(string key, torch.ScalarType? dtype = null, torch.Device? device = null)
+    {
+        var (info, loc) = Entry(key);
+        var target = dtype ?? info.DType;
+        var onCpu = device is null || device.type == DeviceType.CPU;
+        var elem = DTypes.ElementSize(info.DType);
+        if (onCpu && target == info.DType && loc.Strides is null && info.NumElements > 0 && loc.Offset % elem == 0)
+        {
+            // Each Load maps the file anew (private, copy-on-write): the caller may modify its tensor
+            // without touching the file or any other loaded tensor; only the pages it reads become resident.
+            using var map = MapFile(loc.File, info.DType);
+            if (map.NumberOfElements < loc.Offset / elem + info.NumElements)
+                throw new MiniGptWeightsException($"{loc.File}: file shrank below tensor '{key}' (modified while open?)", loc.File, key);
+            using var flat = map.narrow(0, loc.Offset / elem, info.NumElements);
+            return flat.view(info.Shape);
+        }
+        var result = torch.empty(info.Shape, target, device ?? torch.CPU);
+        try
+        {
+            ReadInto(key, result);
+            return result;
+        }
+        catch
+        {
+            result.Dispose();
+            throw;
+        }
+    }
+
+    /// <inheritdoc />
+    public long ReadInto(string key, torch.Tensor destination)
+    {
+        var (info, loc) = Entry(key);
+        if (!destination.shape.SequenceEqual(info.Shape))
+            throw new MiniGptWeightsException(
+                $"{loc.File}: tensor '{key}' has shape {DTypes.FormatShape(info.Shape)}, the destination {DTypes.FormatShape(destination.shape)}",
+                loc.File, key);
+        var n = info.NumElements;
+        if (n == 0) return 0;
+        using var noGrad = torch.no_grad();
+        var elem = DTypes.ElementSize(info.DType);
+        var direct = destination.device_type == DeviceType.CPU && destination.dtype == info.DType && destination.is_contiguous();
+
+        if (loc.Strides is not null)
+        {
+            // Rare (a saved non-contiguous view): read its storage region, then let torch gather it.
+            using var region = torch.empty(loc.ByteLength / elem, info.DType);
+            ReadBytes(loc.File, loc.Offset, region);
+            using var view = region.as_strided(info.Shape, loc.Strides, 0);
+            destination.copy_(view);
+            return destination.NumberOfElements * destination.ElementSize;
+        }
+
+        if (direct)
+        {
+            using var flat = destination.view(-1);
+            ReadBytes(loc.File, loc.Offset, flat);
+            return n * elem;
+        }
+
+        // Convert (dtype and/or device) in bounded chunks: the only extra memory is one chunk.
+        if (!destination.is_contiguous())
+        {
+            using var whole = torch.empty(info.Shape, info.DType);
+            using var wholeFlat = whole.view(-1);
+            ReadBytes(loc.File, loc.Offset, wholeFlat);
+            destination.copy_(whole);
+            return destination.NumberOfElements * destination.ElementSize;
+        }
+        var chunk = Math.Max(1, ChunkBytes / elem);
+        using var buffer = torch.empty(Math.Min(chunk, n), info.DType);
+        using var dstFlat = destination.view(-1);
+        for (long start = 0; start < n; start += chunk)
+        {
+            var count = Math.Min(chunk, n - start);
+            using var src = buffer.narrow(0, 0, count);
+            ReadBytes(loc.File, loc.Offset + start * elem, src);
+            using var dst = dstFlat.narrow(0, start, count);
+            dst.copy_(src);
+        }
+        return n * destination.ElementSize;
+    }
+
+    /// <summary>Fills the contiguous CPU tensor <paramref name="target"/> with its byte count from <paramref name="file"/> at <paramref name="offset"/>.</summary>
+    private void ReadBytes(string file, long offset, torch.Tensor target)
+    {
+        var handle = HandleOf(file);
+        var elem = (long)target.ElementSize;
+        var n = target.NumberOfElements;
+        var perSpan = MaxSpanBytes / elem;
+        using var flat = target.view(-1);
+        for (long first = 0; first < n; first += perSpan)
+        {
+            using var part = flat.narrow(0, first, Math.Min(perSpan, n - first));
+            var span = part.bytes;
+            var at = offset + first * elem;
+            while (span.Length > 0)
+            {
+                int read;
+                try { read = RandomAccess.Read(handle, span, at); }
+                catch (IOException ex) { throw new MiniGptWeightsException($"{file}: read failed at byte {at}: {ex.Message}", file, null, ex); }
+                if (read == 0)
+                    throw new MiniGptWeightsException($"{file}: file ends at byte {at}, expected more data (truncated?)", file);
+                span = span[read..];
+                at += read;
+            }
+        }
+    }
+
+    private (TensorInfo Info, TensorLocation Location) Entry(string key)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_entries.TryGetValue(key, out var e)) return e;
+        throw new MiniGptWeightsException($"{Description}: no tensor named '{key}'", Description, key);
+    }
+
+    private SafeFileHandle HandleOf(string file)
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_handles.TryGetValue(file, out var h)) return h;
+            try { h = File.OpenHandle(file, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.RandomAccess); }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                throw new MiniGptWeightsException($"{file}: cannot open: {ex.Message}", file, null, ex);
+            }
+            _handles[file] = h;
+            return h;
+        }
+    }
+
+    private torch.Tensor MapFile(string file, torch.ScalarType dtype)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var length = RandomAccess.GetLength(HandleOf(file)); // follows symlinks, unlike FileInfo.Length
+        try
+        {
+            return torch.from_file(file, shared: false, size: length / DTypes.ElementSize(dtype), dtype: dtype);
+        }
+        catch (Exception ex) when (ex is ExternalException or IOException)
+        {
+            throw new MiniGptWeightsException($"{file}: cannot memory-map: {ex.Message}", file, null, ex);
+        }
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            foreach (var h in _handles.Values) h.Dispose();
+            _handles.Clear();
+        }
+    }
+}

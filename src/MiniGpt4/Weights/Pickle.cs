@@ -1,0 +1,332 @@
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Text;
+using TorchSharp;
+
+namespace MiniGpt4.Weights;
+
+/// <summary>A Python dict (or OrderedDict) read from a pickle: entries in insertion order.</summary>
+internal sealed class PyDict
+{
+    /// <summary>Entries, in the order the pickle set them (a later duplicate key replaces the value in place).</summary>
+    public List<KeyValuePair<object?, object?>> Items { get; } = new();
+
+    /// <summary>Sets <paramref name="key"/> like Python's <c>d[key] = value</c>.</summary>
+    public void Set(object? key, object? value)
+    {
+        for (var i = 0; i < Items.Count; i++)
+            if (Equals(Items[i].Key, key)) { Items[i] = new(key, value); return; }
+        Items.Add(new(key, value));
+    }
+
+    /// <summary>The value of a string key, or null.</summary>
+    public object? Get(string key) => Items.FirstOrDefault(kv => kv.Key is string s && s == key).Value;
+}
+
+/// <summary>A Python tuple.</summary>
+internal sealed record PyTuple(object?[] Items);
+
+/// <summary>A global name the pickle referred to (only allow-listed ones ever get here).</summary>
+internal sealed record PyGlobal(string Module, string Name)
+{
+    /// <inheritdoc />
+    public override string ToString() => Module + "." + Name;
+}
+
+/// <summary>An allow-listed object we do not need (torch.device, a set, ...), kept as an inert placeholder.</summary>
+internal sealed record PyPlaceholder(string Type, object? State);
+
+/// <summary>A tensor storage named by the pickle's persistent id: record <c>data/&lt;Key&gt;</c> of the archive.</summary>
+internal sealed record StorageRef(string Key, torch.ScalarType DType, long NumElements, string Location);
+
+/// <summary>A tensor: a view of a storage.</summary>
+internal sealed record TensorRef(StorageRef Storage, long StorageOffset, long[] Shape, long[] Strides);
+
+/// <summary>
+/// A data-only unpickler for the pickles <c>torch.save</c> writes (protocol 2; protocols up to 4
+/// read too). It never imports or calls anything: GLOBAL may only name an allow-listed constructor
+/// (OrderedDict, the tensor rebuild functions, torch storage types, ...) whose effect is emulated
+/// here as data; anything else is refused with <see cref="MiniGptWeightsException"/>.
+/// </summary>
+internal sealed class PickleReader
+{
+    private static readonly HashSet<string> Callables = new(StringComparer.Ordinal)
+    {
+        "collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor",
+        "torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state",
+        "torch.Size", "torch.device", "_codecs.encode", "builtins.set", "builtins.frozenset",
+        "__builtin__.set", "__builtin__.frozenset",
+    };
+
+    private static readonly HashSet<string> DTypeNames = new(StringComparer.Ordinal)
+    {
+        "float16", "float32", "float64", "bfloat16", "half", "float", "double", "int8", "int16", "int32",
+        "int64", "uint8", "bool", "long", "int", "short",
+    };
+
+    private const int MaxStack = 1 << 24;
+    private readonly byte[] _data;
+    private readonly string _file;
+    private int _pos;
+    private readonly List<object?> _stack = new();
+    private readonly Stack<int> _marks = new();
+    private readonly Dictionary<long, object?> _memo = new();
+    private readonly Dictionary<string, StorageRef> _storages = new(StringComparer.Ordinal);
+
+    private PickleReader(byte[] data, string file) { _data = data; _file = file; }
+
+    /// <summary>The object the pickle in <paramref name="data"/> describes.</summary>
+    public static object? Load(byte[] data, string file) => new PickleReader(data, file).Run();
+
+
+    private object? Run()
+    {
+        while (true)
+        {
+            var at = _pos;
+            var op = ReadByte();
+            switch (op)
+            {
+                case 0x80: ReadByte(); break; // PROTO
+                case 0x95: Take(8); break; // FRAME
+                case (byte)'.': // STOP
+                    if (_stack.Count != 1) throw Bad($"STOP with {_stack.Count} objects on the stack");
+                    return _stack[0];
+                case (byte)'(': _marks.Push(_stack.Count); break; // MARK
+                case (byte)'0': Pop(); break; // POP
+                case (byte)'1': PopMark(); break; // POP_MARK
+                case (byte)'2': Push(Peek()); break; // DUP
+                case (byte)'N': Push(null); break;
+                case 0x88: Push(true); break;
+                case 0x89: Push(false); break;
+                case (byte)'J': Push((long)BinaryPrimitives.ReadInt32LittleEndian(Take(4))); break; // BININT
+                case (byte)'K': Push((long)ReadByte()); break; // BININT1
+                case (byte)'M': Push((long)BinaryPrimitives.ReadUInt16LittleEndian(Take(2))); break; // BININT2
+                case 0x8a: Push(ReadLong(ReadByte())); break; // LONG1
+                case 0x8b: Push(ReadLong(ReadLength(BinaryPrimitives.ReadInt32LittleEndian(Take(4))))); break; // LONG4
+                case (byte)'G': Push(BinaryPrimitives.ReadDoubleBigEndian(Take(8))); break; // BINFLOAT
+                case (byte)'X': Push(Utf8(ReadLength(BinaryPrimitives.ReadUInt32LittleEndian(Take(4))))); break; // BINUNICODE
+                case 0x8c: Push(Utf8(ReadByte())); break; // SHORT_BINUNICODE
+                case 0x8d: Push(Utf8(ReadLength(BinaryPrimitives.ReadInt64LittleEndian(Take(8))))); break; // BINUNICODE8
+                case (byte)'T': Push(Latin1(ReadLength(BinaryPrimitives.ReadInt32LittleEndian(Take(4))))); break; // BINSTRING
+                case (byte)'U': Push(Latin1(ReadByte())); break; // SHORT_BINSTRING
+                case (byte)'B': Push(Take(ReadLength(BinaryPrimitives.ReadUInt32LittleEndian(Take(4)))).ToArray()); break; // BINBYTES
+                case (byte)'C': Push(Take(ReadByte()).ToArray()); break; // SHORT_BINBYTES
+                case 0x8e: Push(Take(ReadLength(BinaryPrimitives.ReadInt64LittleEndian(Take(8)))).ToArray()); break; // BINBYTES8
+                case (byte)'}': Push(new PyDict()); break; // EMPTY_DICT
+                case (byte)']': Push(new List<object?>()); break; // EMPTY_LIST
+                case (byte)')': Push(new PyTuple([])); break; // EMPTY_TUPLE
+                case 0x8f: Push(new List<object?>()); break; // EMPTY_SET (kept as a list)
+                case (byte)'t': Push(new PyTuple(PopMark().ToArray())); break; // TUPLE
+                case 0x85: Push(new PyTuple([Pop()])); break; // TUPLE1
+                case 0x86: { var b = Pop(); var a = Pop(); Push(new PyTuple([a, b])); break; } // TUPLE2
+                case 0x87: { var c = Pop(); var b = Pop(); var a = Pop(); Push(new PyTuple([a, b, c])); break; } // TUPLE3
+                case (byte)'l': Push(PopMark()); break; // LIST
+                case 0x91: Push(PopMark()); break; // FROZENSET (kept as a list)
+                case (byte)'d': // DICT
+                {
+                    var items = PopMark();
+                    var d = new PyDict();
+                    for (var i = 0; i + 1 < items.Count; i += 2) d.Set(items[i], items[i + 1]);
+                    Push(d);
+                    break;
+                }
+                case (byte)'a': { var v = Pop(); AsList(Peek(), "APPEND").Add(v); break; } // APPEND
+                case (byte)'e': { var items = PopMark(); AsList(Peek(), "APPENDS").AddRange(items); break; } // APPENDS
+                case 0x90: { var items = PopMark(); AsList(Peek(), "ADDITEMS").AddRange(items); break; } // ADDITEMS
+                case (byte)'s': { var v = Pop(); var k = Pop(); AsDict(Peek(), "SETITEM").Set(k, v); break; } // SETITEM
+                case (byte)'u': // SETITEMS
+                {
+                    var items = PopMark();
+                    if (items.Count % 2 != 0) throw Bad("SETITEMS with an odd number of items");
+                    var d = AsDict(Peek(), "SETITEMS");
+                    for (var i = 0; i < items.Count; i += 2) d.Set(items[i], items[i + 1]);
+                    break;
+                }
+                case (byte)'q': _memo[ReadByte()] = Peek(); break; // BINPUT
+                case (byte)'r': _memo[BinaryPrimitives.ReadUInt32LittleEndian(Take(4))] = Peek(); break; // LONG_BINPUT
+                case 0x94: _memo[_memo.Count] = Peek(); break; // MEMOIZE
+                case (byte)'h': Push(Memo(ReadByte())); break; // BINGET
+                case (byte)'j': Push(Memo(BinaryPrimitives.ReadUInt32LittleEndian(Take(4)))); break; // LONG_BINGET
+                case (byte)'c': Push(Global(ReadLine(), ReadLine())); break; // GLOBAL
+                case 0x93: // STACK_GLOBAL
+                {
+                    var name = Pop() as string; var module = Pop() as string;
+                    if (name is null || module is null) throw Bad("STACK_GLOBAL without module and name strings");
+                    Push(Global(module, name));
+                    break;
+                }
+                case (byte)'R': { var args = Pop(); var fn = Pop(); Push(Call(fn, args)); break; } // REDUCE
+                case 0x81: { var args = Pop(); var cls = Pop(); Push(Call(cls, args)); break; } // NEWOBJ
+                case (byte)'b': Pop(); break; // BUILD: state is data only; nothing to apply (e.g. OrderedDict _metadata)
+                case (byte)'Q': Push(PersistentLoad(Pop())); break; // BINPERSID
+                default:
+                    throw Bad($"unsupported pickle opcode 0x{op:x2} at byte {at} (not a torch.save file, or one we refuse to interpret)");
+            }
+        }
+    }
+
+    private object Global(string module, string name)
+    {
+        var full = module + "." + name;
+        if (Callables.Contains(full)) return new PyGlobal(module, name);
+        if (module == "torch" && (name.EndsWith("Storage", StringComparison.Ordinal) || DTypeNames.Contains(name)))
+            return new PyGlobal(module, name);
+        throw Bad($"pickle tries to call '{full}', which is not allowed (a weight file may only hold tensors and plain containers)");
+    }
+
+    private object? Call(object? fn, object? args)
+    {
+        if (fn is not PyGlobal g || !Callables.Contains(g.ToString()))
+            throw Bad($"pickle tries to call '{fn}', which is not allowed (a weight file may only hold tensors and plain containers)");
+        var a = (args as PyTuple)?.Items ?? throw Bad($"arguments of {g} are not a tuple");
+        switch (g.ToString())
+        {
+            case "collections.OrderedDict":
+            {
+                var d = new PyDict();
+                if (a.Length > 0 && a[0] is List<object?> pairs)
+                    foreach (var p in pairs)
+                        if (p is PyTuple { Items.Length: 2 } kv) d.Set(kv.Items[0], kv.Items[1]);
+                return d;
+            }
+            case "torch._utils._rebuild_tensor_v2":
+            case "torch._utils._rebuild_tensor":
+            {
+                if (a.Length < 4 || a[0] is not StorageRef storage || a[1] is not long offset)
+                    throw Bad($"{g} called with unexpected arguments");
+                var shape = Longs(a[2], "size");
+                var strides = Longs(a[3], "stride");
+                if (shape.Length != strides.Length) throw Bad($"tensor with size {DTypes.FormatShape(shape)} and stride {DTypes.FormatShape(strides)}");
+                return new TensorRef(storage, offset, shape, strides);
+            }
+            case "torch._utils._rebuild_parameter":
+            case "torch._utils._rebuild_parameter_with_state":
+                return a.Length > 0 && a[0] is TensorRef t ? t : throw Bad($"{g} called without a tensor");
+            case "torch.Size":
+                return a.Length > 0 && a[0] is PyTuple size ? size : new PyTuple([]);
+            case "_codecs.encode":
+                return a.Length > 0 && a[0] is string s ? Encoding.Latin1.GetBytes(s) : throw Bad("_codecs.encode without a string");
+            default:
+                return new PyPlaceholder(g.ToString(), a.Length > 0 ? a[0] : null);
+        }
+    }
+
+    private object PersistentLoad(object? pid)
+    {
+        if (pid is not PyTuple { Items: [string kind, PyGlobal type, string key, string location, long numel, ..] })
+            throw Bad($"unexpected persistent id {Describe(pid)} (expected ('storage', torch.XStorage, key, location, numel))");
+        if (kind != "storage") throw Bad($"unexpected persistent id kind '{kind}'");
+        var dtype = type.Module == "torch" ? DTypes.FromTorchStorage(type.Name) : null;
+        if (dtype is null) throw Bad($"storage '{key}' has type {type}, which is not supported");
+        if (numel < 0) throw Bad($"storage '{key}' has negative size {numel}");
+        if (_storages.TryGetValue(key, out var known)) return known;
+        var s = new StorageRef(key, dtype.Value, numel, location);
+        _storages[key] = s;
+        return s;
+    }
+
+    private static long[] Longs(object? o, string what)
+    {
+        if (o is not PyTuple t) throw new MiniGptWeightsException($"tensor {what} is not a tuple");
+        var r = new long[t.Items.Length];
+        for (var i = 0; i < r.Length; i++)
+            r[i] = t.Items[i] is long v ? v : throw new MiniGptWeightsException($"tensor {what} holds a non-integer");
+        return r;
+    }
+
+    private static string Describe(object? o) => o switch
+    {
+        null => "None",
+        PyTuple t => "(" + string.Join(", ", t.Items.Select(Describe)) + ")",
+        string s => "'" + s + "'",
+        _ => o.ToString() ?? "?",
+    };
+
+    private object ReadLong(int n)
+    {
+        var bytes = Take(n);
+        if (n <= 8)
+        {
+            long v = 0;
+            for (var i = n - 1; i >= 0; i--) v = (v << 8) | bytes[i];
+            if (n > 0 && n < 8 && (bytes[n - 1] & 0x80) != 0) v -= 1L << (8 * n);
+            return v;
+        }
+        return new BigInteger(bytes, isUnsigned: false, isBigEndian: false);
+    }
+
+    private int ReadLength(long n)
+    {
+        if (n < 0 || n > _data.Length - _pos) throw Bad($"length {n} at byte {_pos} runs past the end of the pickle");
+        return (int)n;
+    }
+
+    private byte ReadByte()
+    {
+        if (_pos >= _data.Length) throw Bad("pickle ends without STOP (truncated)");
+        return _data[_pos++];
+    }
+
+    private ReadOnlySpan<byte> Take(int n)
+    {
+        if (n < 0 || n > _data.Length - _pos) throw Bad("pickle ends in the middle of an instruction (truncated)");
+        var s = _data.AsSpan(_pos, n);
+        _pos += n;
+        return s;
+    }
+
+    private string ReadLine()
+    {
+        var end = Array.IndexOf(_data, (byte)'\n', _pos);
+        if (end < 0 || end - _pos > 1024) throw Bad("GLOBAL name not terminated");
+        var s = Encoding.UTF8.GetString(_data, _pos, end - _pos);
+        _pos = end + 1;
+        return s;
+    }
+
+    private string Utf8(int n)
+    {
+        try { return new UTF8Encoding(false, true).GetString(Take(n)); }
+        catch (DecoderFallbackException ex) { throw new MiniGptWeightsException($"{_file}: invalid UTF-8 string in pickle", _file, null, ex); }
+    }
+
+    private string Latin1(int n) => Encoding.Latin1.GetString(Take(n));
+
+    private void Push(object? o)
+    {
+        if (_stack.Count >= MaxStack) throw Bad("pickle stack too deep");
+        _stack.Add(o);
+    }
+
+    private object? Pop()
+    {
+        if (_stack.Count == 0 || (_marks.Count > 0 && _marks.Peek() == _stack.Count)) throw Bad("pickle pops from an empty stack");
+        var o = _stack[^1];
+        _stack.RemoveAt(_stack.Count - 1);
+        return o;
+    }
+
+    private object? Peek()
+    {
+        if (_stack.Count == 0) throw Bad("pickle reads from an empty stack");
+        return _stack[^1];
+    }
+
+    private List<object?> PopMark()
+    {
+        if (_marks.Count == 0) throw Bad("pickle uses a MARK that was never set");
+        var m = _marks.Pop();
+        var items = _stack.GetRange(m, _stack.Count - m);
+        _stack.RemoveRange(m, _stack.Count - m);
+        return items;
+    }
+
+    private object? Memo(long i) => _memo.TryGetValue(i, out var o) ? o : throw Bad($"pickle refers to memo {i}, which was never stored");
+
+    private List<object?> AsList(object? o, string op) => o as List<object?> ?? throw Bad($"{op} on a {o?.GetType().Name ?? "None"}, not a list");
+
+    private PyDict AsDict(object? o, string op) => o as PyDict ?? throw Bad($"{op} on a {o?.GetType().Name ?? "None"}, not a dict");
+
+    private MiniGptWeightsException Bad(string message) => new($"{_file}: {message}", _file);
+}

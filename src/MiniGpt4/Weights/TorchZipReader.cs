@@ -1,0 +1,103 @@
+using System.Text;
+
+namespace MiniGpt4.Weights;
+
+/// <summary>
+/// Reads a PyTorch zip checkpoint (<c>torch.save</c>, torch &gt;= 1.6: <c>.pth</c>/<c>.bin</c>):
+/// unpickles <c>&lt;stem&gt;/data.pkl</c> with <see cref="PickleReader"/> and locates every tensor
+/// in the stored records <c>&lt;stem&gt;/data/&lt;key&gt;</c>. The state dict is the root dict, or the
+/// dict under "model" / "state_dict" (LAVIS, MiniGPT-4 checkpoints); entries that are not tensors
+/// (optimizer, config, scaler, epoch, nested dicts) are skipped.
+/// </summary>
+internal static class TorchZipReader
+{
+    private const long MaxPickleBytes = 512L << 20;
+
+    /// <summary>Parses and validates <paramref name="path"/>; returns its tensors in pickle order.</summary>
+    public static List<(TensorInfo Info, TensorLocation Location)> ReadEntries(string path)
+    {
+        if (!ZipDirectory.LooksLikeZip(path))
+            throw new MiniGptWeightsException(
+                $"{path}: not a zip archive. Only torch.save files written by torch >= 1.6 (zip format) and safetensors are supported; re-save legacy files with a current torch.", path);
+        var records = ZipDirectory.Read(path);
+        var pkl = records.Values.Where(r => r.Name.EndsWith("data.pkl", StringComparison.Ordinal))
+            .OrderBy(r => r.Name.Length).FirstOrDefault()
+            ?? throw new MiniGptWeightsException($"{path}: zip archive has no data.pkl record (not a torch checkpoint)", path);
+        var prefix = pkl.Name[..^"data.pkl".Length];
+        if (records.TryGetValue(prefix + "byteorder", out var bo))
+        {
+            var order = Encoding.ASCII.GetString(ZipDirectory.ReadSmall(path, bo, 64)).Trim();
+            if (order != "little") throw new MiniGptWeightsException($"{path}: byte order '{order}' is not supported (little-endian only)", path);
+        }
+        var root = PickleReader.Load(ZipDirectory.ReadSmall(path, pkl, MaxPickleBytes), path);
+        var dict = StateDict(root) ?? throw new MiniGptWeightsException(
+            $"{path}: the checkpoint holds no state dict (expected a dict of tensors, or one under 'model' or 'state_dict')", path);
+
+        var entries = new List<(TensorInfo, TensorLocation)>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var (k, v) in dict.Items)
+        {
+            if (v is not TensorRef t) continue; // optimizer, config, epoch, _metadata ...: not weights
+            if (k is not string key) throw new MiniGptWeightsException($"{path}: a tensor has a non-string key '{k}'", path);
+            if (!seen.Add(key)) continue;
+            entries.Add(Locate(path, prefix, records, key, t));
+        }
+        return entries;
+    }
+
+    private static PyDict? StateDict(object? root)
+    {
+        if (root is not PyDict d) return null;
+        foreach (var name in new[] { "model", "state_dict" })
+            if (d.Get(name) is PyDict inner && inner.Items.Any(kv => kv.Value is TensorRef)) return inner;
+        return d;
+    }
+
+    private static (TensorInfo, TensorLocation) Locate(string path, string prefix, Dictionary<string, ZipRecord> records, string key, TensorRef t)
+    {
+        var s = t.Storage;
+        var recordName = prefix + "data/" + s.Key;
+        if (!records.TryGetValue(recordName, out var r))
+            throw new MiniGptWeightsException($"{path}: tensor '{key}' refers to record '{recordName}', which is missing from the archive", path, key);
+        if (r.Method != 0)
+            throw new MiniGptWeightsException($"{path}: record '{recordName}' of tensor '{key}' is compressed; torch writes storages uncompressed (re-save the file with torch.save)", path, key);
+        var elem = DTypes.ElementSize(s.DType);
+        long storageBytes;
+        try { storageBytes = checked(s.NumElements * elem); }
+        catch (OverflowException) { throw new MiniGptWeightsException($"{path}: storage of tensor '{key}' is impossibly large", path, key); }
+        if (storageBytes > r.Size)
+            throw new MiniGptWeightsException($"{path}: tensor '{key}': storage of {s.NumElements} {s.DType} needs {storageBytes} bytes, record '{recordName}' has {r.Size}", path, key);
+
+        var info = new TensorInfo(key, s.DType, t.Shape);
+        long numel;
+        try { numel = DTypes.NumElements(t.Shape); }
+        catch (OverflowException) { throw new MiniGptWeightsException($"{path}: tensor '{key}' shape {DTypes.FormatShape(t.Shape)} overflows", path, key); }
+        if (t.StorageOffset < 0 || t.Strides.Any(x => x < 0))
+            throw new MiniGptWeightsException($"{path}: tensor '{key}' has a negative storage offset or stride", path, key);
+        if (numel == 0) return (info, new TensorLocation(path, r.DataOffset, 0));
+
+        // Extent in elements: last element index + 1.
+        long extent = 1;
+        try { for (var i = 0; i < t.Shape.Length; i++) extent = checked(extent + (t.Shape[i] - 1) * t.Strides[i]); }
+        catch (OverflowException) { throw new MiniGptWeightsException($"{path}: tensor '{key}' strides overflow", path, key); }
+        if (t.StorageOffset > s.NumElements || extent > s.NumElements - t.StorageOffset)
+            throw new MiniGptWeightsException(
+                $"{path}: tensor '{key}' (offset {t.StorageOffset}, shape {DTypes.FormatShape(t.Shape)}, stride {DTypes.FormatShape(t.Strides)}) reaches beyond its storage of {s.NumElements} elements", path, key);
+        var offset = r.DataOffset + t.StorageOffset * elem;
+        return IsContiguous(t.Shape, t.Strides)
+            ? (info, new TensorLocation(path, offset, numel * elem))
+            : (info, new TensorLocation(path, offset, extent * elem, t.Strides));
+    }
+
+    private static bool IsContiguous(long[] shape, long[] strides)
+    {
+        long expected = 1;
+        for (var i = shape.Length - 1; i >= 0; i--)
+        {
+            if (shape[i] == 1) continue;
+            if (strides[i] != expected) return false;
+            expected *= shape[i];
+        }
+        return true;
+    }
+}

@@ -1,0 +1,60 @@
+using TorchSharp;
+
+namespace MiniGpt4.Weights;
+
+/// <summary>Views of a weight source under other names (a sub-module's prefix, a LAVIS/HF name map).</summary>
+internal static class WeightSourceExtensions
+{
+    /// <summary>Only the keys starting with <paramref name="prefix"/>, with the prefix stripped ("llama_model." -> "").</summary>
+    public static IWeightSource WithPrefix(this IWeightSource s, string prefix) =>
+        new RenamedSource(s, k => k.StartsWith(prefix, StringComparison.Ordinal) ? k[prefix.Length..] : null, $"{s.Description} [prefix '{prefix}']");
+
+    /// <summary>Keys renamed by <paramref name="map"/> (file key -> new key); a null result drops the key.</summary>
+    public static IWeightSource Renamed(this IWeightSource s, Func<string, string?> map) =>
+        new RenamedSource(s, map, s.Description);
+
+    /// <summary>
+    /// A renamed view. It does not own the inner source: disposing the view does nothing, so several
+    /// views of one open file can be handed to different loaders; dispose the file's source yourself.
+    /// </summary>
+    private sealed class RenamedSource : IWeightSource
+    {
+        private readonly IWeightSource _inner;
+        private readonly Dictionary<string, string> _toInner = new(StringComparer.Ordinal);
+        private readonly List<string> _keys = new();
+
+        public RenamedSource(IWeightSource inner, Func<string, string?> map, string description)
+        {
+            _inner = inner;
+            Description = description;
+            foreach (var k in inner.Keys)
+            {
+                var n = map(k);
+                if (n is null) continue;
+                if (!_toInner.TryAdd(n, k))
+                    throw new MiniGptWeightsException($"{inner.Description}: keys '{_toInner[n]}' and '{k}' both map to '{n}'", inner.Description, k);
+                _keys.Add(n);
+            }
+        }
+
+        public string Description { get; }
+
+        public IReadOnlyCollection<string> Keys => _keys;
+
+        public bool TryGetInfo(string key, out TensorInfo info)
+        {
+            if (_toInner.TryGetValue(key, out var k) && _inner.TryGetInfo(k, out var i)) { info = i with { Key = key }; return true; }
+            info = null!;
+            return false;
+        }
+
+        public torch.Tensor Load(string key, torch.ScalarType? dtype = null, torch.Device? device = null) => _inner.Load(Inner(key), dtype, device);
+
+        public long ReadInto(string key, torch.Tensor destination) => _inner.ReadInto(Inner(key), destination);
+
+        private string Inner(string key) => _toInner.TryGetValue(key, out var k) ? k
+            : throw new MiniGptWeightsException($"{Description}: no tensor named '{key}'", Description, key);
+
+        public void Dispose() { }
+    }
+}

@@ -1,0 +1,19 @@
+using TorchSharp;
+using Xunit;
+
+namespace MiniGpt4.Tests.Weights;
+
+internal static class TensorAssert
+{
+    /// <summary>Same dtype, same shape, bit-identical bytes.</summary>
+    public static bool BitEqual(torch.Tensor a, torch.Tensor b)
+    {
+        if (a.dtype != b.dtype || !a.shape.SequenceEqual(b.shape)) return false;
+        using var ca = a.cpu().contiguous();
+        using var cb = b.cpu().contiguous();
+        return ca.bytes.SequenceEqual(cb.bytes);
+    }
+
+    public static void Equal(torch.Tensor expected, torch.Tensor actual, string? what = null) =>
+        Assert.True(BitEqual(expected, actual), $"{what}: tensors differ ({expected.dtype} {string.Join(",", expected.shape)} vs {actual.dtype} {string.Join(",", actual.shape)})");
+}
