@@ -28,7 +28,7 @@ internal sealed class ConcatProjector : nn.Module<Tensor, Tensor>, IVisionProjec
         Device = device;
         OutputDim = outputDim;
         ln_vision = new VisionLayerNorm(visionWidth, device);
-        llama_proj = Layers.Linear((long)group * visionWidth, outputDim, bias: true, dtype, device);
+        llama_proj = EmptyInit.Linear((long)group * visionWidth, outputDim, true, dtype, device);
         RegisterComponents();
     }
 

@@ -1,4 +1,4 @@
-using MiniGpt4.Vision;
+using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -46,7 +46,7 @@ internal sealed class QFormerEmbeddings : nn.Module<Tensor, Tensor>
 
     public QFormerEmbeddings(QFormerConfig cfg, ScalarType dtype, Device device) : base(nameof(QFormerEmbeddings))
     {
-        LayerNorm = Layers.LayerNorm(cfg.Hidden, cfg.Eps, dtype, device);
+        LayerNorm = EmptyInit.LayerNorm(cfg.Hidden, cfg.Eps, dtype, device);
         RegisterComponents();
     }
 

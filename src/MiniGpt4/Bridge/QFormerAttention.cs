@@ -1,4 +1,4 @@
-using MiniGpt4.Vision;
+using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -36,9 +36,9 @@ internal sealed class QFormerSelfAttention : nn.Module<Tensor, Tensor, Tensor>
     public QFormerSelfAttention(int hidden, int contextWidth, int heads, ScalarType dtype, Device device) : base(nameof(QFormerSelfAttention))
     {
         _heads = heads;
-        query = Layers.Linear(hidden, hidden, bias: true, dtype, device);
-        key = Layers.Linear(contextWidth, hidden, bias: true, dtype, device);
-        value = Layers.Linear(contextWidth, hidden, bias: true, dtype, device);
+        query = EmptyInit.Linear(hidden, hidden, true, dtype, device);
+        key = EmptyInit.Linear(contextWidth, hidden, true, dtype, device);
+        value = EmptyInit.Linear(contextWidth, hidden, true, dtype, device);
         RegisterComponents();
     }
 
@@ -62,8 +62,8 @@ internal sealed class QFormerSelfOutput : nn.Module<Tensor, Tensor, Tensor>
 
     public QFormerSelfOutput(int hidden, double eps, ScalarType dtype, Device device, int inFeatures = 0) : base(nameof(QFormerSelfOutput))
     {
-        dense = Layers.Linear(inFeatures > 0 ? inFeatures : hidden, hidden, bias: true, dtype, device);
-        LayerNorm = Layers.LayerNorm(hidden, eps, dtype, device);
+        dense = EmptyInit.Linear(inFeatures > 0 ? inFeatures : hidden, hidden, true, dtype, device);
+        LayerNorm = EmptyInit.LayerNorm(hidden, eps, dtype, device);
         RegisterComponents();
     }
 

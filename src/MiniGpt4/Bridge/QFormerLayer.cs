@@ -1,4 +1,4 @@
-using MiniGpt4.Vision;
+using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -42,7 +42,7 @@ internal sealed class QFormerIntermediate : nn.Module<Tensor, Tensor>
 
     public QFormerIntermediate(int hidden, int intermediate, ScalarType dtype, Device device) : base(nameof(QFormerIntermediate))
     {
-        dense = Layers.Linear(hidden, intermediate, bias: true, dtype, device);
+        dense = EmptyInit.Linear(hidden, intermediate, true, dtype, device);
         RegisterComponents();
     }
 

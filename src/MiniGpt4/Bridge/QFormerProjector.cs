@@ -1,4 +1,3 @@
-using MiniGpt4.Vision;
 using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -24,9 +23,9 @@ internal sealed class QFormerProjector : nn.Module<Tensor, Tensor>, IVisionProje
         Device = device;
         OutputDim = outputDim;
         ln_vision = new VisionLayerNorm(config.EncoderWidth, device);
-        query_tokens = Layers.Empty(dtype, device, 1, config.NumQueryTokens, config.Hidden);
+        query_tokens = EmptyInit.Parameter([1, config.NumQueryTokens, config.Hidden], dtype, device);
         Qformer = new QFormer(config, dtype, device);
-        llama_proj = Layers.Linear(config.Hidden, outputDim, bias: true, dtype, device);
+        llama_proj = EmptyInit.Linear(config.Hidden, outputDim, true, dtype, device);
         RegisterComponents();
     }
 

@@ -1,3 +1,4 @@
+using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -20,10 +21,10 @@ internal sealed class EvaAttention : nn.Module<Tensor, Tensor>
     public EvaAttention(int width, int heads, ScalarType dtype, Device device) : base(nameof(EvaAttention))
     {
         _heads = heads;
-        qkv = Layers.Linear(width, 3L * width, bias: false, dtype, device);
-        q_bias = Layers.Empty(dtype, device, width);
-        v_bias = Layers.Empty(dtype, device, width);
-        proj = Layers.Linear(width, width, bias: true, dtype, device);
+        qkv = EmptyInit.Linear(width, 3L * width, hasBias: false, dtype, device);
+        q_bias = EmptyInit.Parameter([width], dtype, device);
+        v_bias = EmptyInit.Parameter([width], dtype, device);
+        proj = EmptyInit.Linear(width, width, true, dtype, device);
         RegisterComponents();
     }
 

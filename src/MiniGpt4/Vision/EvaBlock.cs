@@ -1,3 +1,4 @@
+using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -14,9 +15,9 @@ internal sealed class EvaBlock : nn.Module<Tensor, Tensor>
 
     public EvaBlock(VisionConfig cfg, ScalarType dtype, Device device) : base(nameof(EvaBlock))
     {
-        norm1 = Layers.LayerNorm(cfg.Width, cfg.Eps, dtype, device);
+        norm1 = EmptyInit.LayerNorm(cfg.Width, cfg.Eps, dtype, device);
         attn = new EvaAttention(cfg.Width, cfg.Heads, dtype, device);
-        norm2 = Layers.LayerNorm(cfg.Width, cfg.Eps, dtype, device);
+        norm2 = EmptyInit.LayerNorm(cfg.Width, cfg.Eps, dtype, device);
         mlp = new EvaMlp(cfg.Width, cfg.MlpHidden, dtype, device);
         RegisterComponents();
     }
@@ -36,8 +37,8 @@ internal sealed class EvaMlp : nn.Module<Tensor, Tensor>
 
     public EvaMlp(int width, int hidden, ScalarType dtype, Device device) : base(nameof(EvaMlp))
     {
-        fc1 = Layers.Linear(width, hidden, bias: true, dtype, device);
-        fc2 = Layers.Linear(hidden, width, bias: true, dtype, device);
+        fc1 = EmptyInit.Linear(width, hidden, true, dtype, device);
+        fc2 = EmptyInit.Linear(hidden, width, true, dtype, device);
         RegisterComponents();
     }
 

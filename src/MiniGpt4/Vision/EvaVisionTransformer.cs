@@ -23,8 +23,8 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
         DType = dtype;
         Device = device;
         patch_embed = new PatchEmbed(config.PatchSize, config.Width, dtype, device);
-        cls_token = Layers.Empty(dtype, device, 1, 1, config.Width);
-        pos_embed = Layers.Empty(dtype, device, 1, config.Tokens, config.Width);
+        cls_token = EmptyInit.Parameter([1, 1, config.Width], dtype, device);
+        pos_embed = EmptyInit.Parameter([1, config.Tokens, config.Width], dtype, device);
         blocks = new ModuleList<EvaBlock>(Enumerable.Range(0, config.Depth).Select(_ => new EvaBlock(config, dtype, device)).ToArray());
         RegisterComponents();
     }

@@ -1,3 +1,4 @@
+using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -10,7 +11,7 @@ internal sealed class PatchEmbed : nn.Module<Tensor, Tensor>
 
     public PatchEmbed(int patchSize, int width, ScalarType dtype, Device device) : base(nameof(PatchEmbed))
     {
-        proj = nn.Conv2d(3, width, patchSize, stride: patchSize, bias: true, device: device, dtype: dtype);
+        proj = EmptyInit.Conv2d(3, width, patchSize, patchSize, hasBias: true, dtype, device);
         RegisterComponents();
     }
 
