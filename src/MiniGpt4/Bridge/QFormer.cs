@@ -1,0 +1,72 @@
+using MiniGpt4.Weights;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace MiniGpt4.Bridge;
+
+/// <summary>
+/// LAVIS's <c>Qformer</c> (a BertLMHeadModel whose MLM head, word and position embeddings MiniGPT-4 deletes):
+/// only <c>bert</c> remains, so the parameter names are <c>bert.embeddings.LayerNorm.*</c> and
+/// <c>bert.encoder.layer.N.*</c> as in the BLIP-2 checkpoint.
+/// </summary>
+internal sealed class QFormer : nn.Module<Tensor, Tensor, Tensor>
+{
+    private readonly QFormerBert bert;
+
+    public QFormer(QFormerConfig cfg, ScalarType dtype, Device device) : base(nameof(QFormer))
+    {
+        bert = new QFormerBert(cfg, dtype, device);
+        RegisterComponents();
+    }
+
+    /// <summary>Query embeddings <c>[B, Q, D]</c> and vision tokens <c>[B, T, encoder width]</c> -> last hidden state <c>[B, Q, D]</c>.</summary>
+    public override Tensor forward(Tensor queryEmbeds, Tensor visionTokens) => bert.call(queryEmbeds, visionTokens);
+}
+
+/// <summary>The Q-Former BERT: embeddings LayerNorm on the query tokens (no word or position embeddings), then the layers.</summary>
+internal sealed class QFormerBert : nn.Module<Tensor, Tensor, Tensor>
+{
+    private readonly QFormerEmbeddings embeddings;
+    private readonly QFormerEncoder encoder;
+
+    public QFormerBert(QFormerConfig cfg, ScalarType dtype, Device device) : base(nameof(QFormerBert))
+    {
+        embeddings = new QFormerEmbeddings(cfg, dtype, device);
+        encoder = new QFormerEncoder(cfg, dtype, device);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor queryEmbeds, Tensor visionTokens) => encoder.call(embeddings.call(queryEmbeds), visionTokens);
+}
+
+/// <summary>BertEmbeddings for query-only input: just <c>LayerNorm</c> (eps 1e-12).</summary>
+internal sealed class QFormerEmbeddings : nn.Module<Tensor, Tensor>
+{
+    private readonly LayerNorm LayerNorm;
+
+    public QFormerEmbeddings(QFormerConfig cfg, ScalarType dtype, Device device) : base(nameof(QFormerEmbeddings))
+    {
+        LayerNorm = EmptyInit.LayerNorm(cfg.Hidden, cfg.Eps, dtype, device);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor queryEmbeds) => LayerNorm.call(queryEmbeds);
+}
+
+/// <summary>The stack of <see cref="QFormerLayer"/>s (<c>encoder.layer.N</c>).</summary>
+internal sealed class QFormerEncoder : nn.Module<Tensor, Tensor, Tensor>
+{
+    private readonly ModuleList<QFormerLayer> layer;
+
+    public QFormerEncoder(QFormerConfig cfg, ScalarType dtype, Device device) : base(nameof(QFormerEncoder))
+    {
+        layer = new ModuleList<QFormerLayer>(Enumerable.Range(0, cfg.Layers).Select(i => new QFormerLayer(cfg, i, dtype, device)).ToArray());
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Tensor hidden, Tensor visionTokens)
+    {
+        foreach (var l in layer) hidden = l.call(hidden, visionTokens);
+        return hidden;
+    }
+}

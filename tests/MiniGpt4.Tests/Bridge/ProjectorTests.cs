@@ -1,0 +1,220 @@
+using MiniGpt4.Bridge;
+using MiniGpt4.Tests.Vision;
+using MiniGpt4.Vision;
+using TorchSharp;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace MiniGpt4.Tests.Bridge;
+
+public class ProjectorTests(ITestOutputHelper output)
+{
+    private const double Tolerance = 1e-4; // oracle README: ln_vision / Q-Former / projection outputs, fp32
+
+    public static TheoryData<string> Images() => new(Oracle.Images);
+
+    private static QFormerProjector LoadVicuna0(ScalarType dtype = ScalarType.Float32)
+        => QFormerProjector.Load(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"), Oracle.Tiny("pretrained_minigpt4.pth"), Oracle.QFormer(), dtype, CPU);
+
+    private void AssertClose(Tensor actual, string array, double tolerance = Tolerance)
+    {
+        using var expected = Oracle.Array(array);
+        var diff = Oracle.MaxAbsDiff(actual, expected);
+        output.WriteLine($"{Path.GetFileName(array)}: max abs diff {diff:E2}");
+        Assert.True(diff <= tolerance, $"{array} differs by {diff}");
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Images))]
+    public void QFormer_path_matches_the_Vicuna0_reference(string img)
+    {
+        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var projector = LoadVicuna0();
+        using var pixels = Oracle.Pixels(img);
+        using var tokens = vit.Encode(pixels);
+        using (inference_mode())
+        {
+            using var ln = projector.LnVision(tokens);
+            AssertClose(ln, $"tiny/arrays/vicuna0/encode/{img}.ln_vision_out.npy");
+            using var q = projector.QFormerOutput(tokens);
+            AssertClose(q, $"tiny/arrays/vicuna0/encode/{img}.qformer_out.npy");
+        }
+        using var proj = projector.Project(tokens);
+        AssertClose(proj, $"tiny/arrays/vicuna0/encode/{img}.proj_out.npy");
+        Assert.Equal(new long[] { 1, projector.TokensPerImage, projector.OutputDim }, proj.shape);
+    }
+
+    [SkippableTheory]
+    [MemberData(nameof(Images))]
+    public void Concat_path_matches_the_Llama2_reference(string img)
+    {
+        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var projector = ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), ScalarType.Float32, CPU);
+        Assert.Equal(4, projector.Group);
+        using var pixels = Oracle.Pixels(img);
+        using var tokens = vit.Encode(pixels);
+        if (img.StartsWith('a'))
+        {
+            using var _ = inference_mode();
+            using var input = projector.ProjectionInput(tokens);
+            AssertClose(input, $"tiny/arrays/llama2/encode/{img}.proj_in.npy");
+        }
+        using var proj = projector.Project(tokens);
+        AssertClose(proj, $"tiny/arrays/llama2/encode/{img}.proj_out.npy");
+        Assert.Equal(new long[] { 1, projector.TokensPerImage, projector.OutputDim }, proj.shape);
+    }
+
+    [SkippableTheory]
+    [InlineData("a_gradient_shapes_640x480")]
+    [InlineData("b_tall_100x300")]
+    public void Concat_path_at_448_pixels_matches_the_MiniGPT_v2_reference(string img)
+    {
+        var cfg = Oracle.Vision(448);
+        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, cfg, ScalarType.Float32, CPU);
+        using var projector = ConcatProjector.Load(Oracle.Tiny("minigptv2/minigptv2_checkpoint.pth"), cfg, ScalarType.Float32, CPU);
+        Assert.Equal(256, projector.TokensPerImage);
+        using var pixels = Oracle.Pixels(img, 448);
+        using var tokens = vit.Encode(pixels);
+        if (img.StartsWith('a'))
+        {
+            using var _ = inference_mode();
+            using var input = projector.ProjectionInput(tokens);
+            AssertClose(input, $"tiny/arrays/minigptv2/encode/{img}.proj_in.npy");
+        }
+        using var proj = projector.Project(tokens);
+        AssertClose(proj, $"tiny/arrays/minigptv2/encode/{img}.proj_out.npy");
+    }
+
+    [SkippableFact]
+    public void Projectors_treat_each_image_of_a_batch_alone()
+    {
+        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var qformer = LoadVicuna0();
+        using var concat = ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), ScalarType.Float32, CPU);
+        using var a = Oracle.Pixels("a_gradient_shapes_640x480");
+        using var d = Oracle.Pixels("d_rgba_300x180");
+        using var ad = cat([a, d]);
+        using var tokens = vit.Encode(ad);
+        foreach (var (projector, variant) in new (IVisionProjector, string)[] { (qformer, "vicuna0"), (concat, "llama2") })
+        {
+            using var proj = projector.Project(tokens);
+            using var row0 = proj.narrow(0, 0, 1);
+            using var row1 = proj.narrow(0, 1, 1);
+            AssertClose(row0, $"tiny/arrays/{variant}/encode/a_gradient_shapes_640x480.proj_out.npy");
+            AssertClose(row1, $"tiny/arrays/{variant}/encode/d_rgba_300x180.proj_out.npy");
+        }
+    }
+
+    [SkippableFact]
+    public void QFormer_configuration_is_read_from_the_BERT_config_json()
+    {
+        var cfg = Oracle.QFormer();
+        Assert.Equal(new QFormerConfig(Hidden: 48, Layers: 4, Heads: 4, Intermediate: 112, CrossAttentionFreq: 2, Eps: 1e-12,
+            NumQueryTokens: 32, EncoderWidth: 32), cfg);
+        Assert.True(cfg.HasCrossAttention(0));
+        Assert.False(cfg.HasCrossAttention(1));
+        Assert.True(cfg.HasCrossAttention(2));
+    }
+
+    [Fact]
+    public void A_BERT_config_with_another_activation_is_refused()
+    {
+        var path = Path.GetTempFileName();
+        try
+        {
+            File.WriteAllText(path, """{"hidden_size": 48, "num_attention_heads": 4, "hidden_act": "gelu_new"}""");
+            var ex = Assert.Throws<MiniGptConfigurationException>(() => QFormerConfig.FromBertConfigJson(path));
+            Assert.Contains("gelu_new", ex.Message);
+            File.WriteAllText(path, """{"hidden_size": 50, "num_attention_heads": 4}""");
+            Assert.Throws<MiniGptConfigurationException>(() => QFormerConfig.FromBertConfigJson(path));
+            File.WriteAllText(path, "not json");
+            Assert.Throws<MiniGptConfigurationException>(() => QFormerConfig.FromBertConfigJson(path));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    [SkippableFact]
+    public void A_stage_checkpoint_of_another_variant_is_refused_naming_llama_proj()
+    {
+        // The Vicuna-0 projection takes the Q-Former's 48 outputs, not whole 32-wide ViT tokens.
+        var ex = Assert.Throws<MiniGptWeightsException>(() =>
+            ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4.pth"), Oracle.Vision(), ScalarType.Float32, CPU));
+        output.WriteLine(ex.Message);
+        Assert.Equal("llama_proj.weight", ex.Key);
+        // And the Llama-2 projection (128 inputs) does not fit the Q-Former's 48-wide output.
+        var ex2 = Assert.Throws<MiniGptWeightsException>(() =>
+            QFormerProjector.Load(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"), Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.QFormer(), ScalarType.Float32, CPU));
+        Assert.Equal("llama_proj.weight", ex2.Key);
+    }
+
+    [SkippableFact]
+    public void A_QFormer_configuration_that_does_not_fit_the_file_is_refused_naming_the_key()
+    {
+        var cfg = Oracle.QFormer() with { Intermediate = 113 };
+        var ex = Assert.Throws<MiniGptWeightsException>(() =>
+            QFormerProjector.Load(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"), Oracle.Tiny("pretrained_minigpt4.pth"), cfg, ScalarType.Float32, CPU));
+        output.WriteLine(ex.Message);
+        Assert.Contains("intermediate_query", ex.Message);
+    }
+
+    [SkippableFact]
+    public void Bfloat16_projectors_run_with_ln_vision_in_float32()
+    {
+        const string img = "a_gradient_shapes_640x480";
+        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.BFloat16, CPU);
+        using var qformer = LoadVicuna0(ScalarType.BFloat16);
+        using var concat = ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), ScalarType.BFloat16, CPU);
+        Assert.Equal(ScalarType.Float32, qformer.state_dict()["ln_vision.weight"].dtype);
+        Assert.Equal(ScalarType.BFloat16, qformer.state_dict()["llama_proj.weight"].dtype);
+        Assert.Equal(ScalarType.Float32, concat.state_dict()["ln_vision.weight"].dtype);
+        using var pixels = Oracle.Pixels(img);
+        using var tokens = vit.Encode(pixels);
+        foreach (var (projector, array) in new (IVisionProjector, string)[]
+                 {
+                     (qformer, $"tiny/arrays/vicuna0/encode/{img}.proj_out.npy"),
+                     (concat, $"tiny/arrays/llama2/encode/{img}.proj_out.npy"),
+                 })
+        {
+            using var proj = projector.Project(tokens);
+            Assert.Equal(ScalarType.BFloat16, proj.dtype);
+            using var expected = Oracle.Array(array);
+            using var scale = expected.abs().max();
+            var diff = Oracle.MaxAbsDiff(proj, expected);
+            output.WriteLine($"bf16 {Path.GetFileName(array)}: max abs diff {diff:E2} (max |x| {scale.item<float>():F2})");
+            Assert.True(diff <= 0.05 * scale.item<float>(), $"bf16 {array} differs by {diff}");
+        }
+    }
+
+    [SkippableFact]
+    public void Projecting_leaves_no_tensor_behind()
+    {
+        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var qformer = LoadVicuna0();
+        using var concat = ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), ScalarType.Float32, CPU);
+        using var pixels = Oracle.Pixels("c_square_224x224");
+        // Warm up once, then count: each call must leave exactly its result alive.
+        using (var t = vit.Encode(pixels)) { qformer.Project(t).Dispose(); concat.Project(t).Dispose(); }
+        var before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        for (var i = 0; i < 3; i++)
+        {
+            using var t = vit.Encode(pixels);
+            qformer.Project(t).Dispose();
+            concat.Project(t).Dispose();
+        }
+        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+    }
+
+    [SkippableFact]
+    public void Tokens_of_the_wrong_width_are_refused()
+    {
+        using var concat = ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), ScalarType.Float32, CPU);
+        using var bad = zeros(1, 257, 33);
+        Assert.Throws<ArgumentException>(() => concat.Project(bad));
+        using var fewer = zeros(1, 17, 32);
+        Assert.Throws<ArgumentException>(() => concat.Project(fewer));
+    }
+}
