@@ -12,11 +12,17 @@ namespace MiniGpt4.Generation;
 /// heuristic holds, every running beam ends with the same stop suffix, or the beams reach
 /// <see cref="SamplingSettings.MaxNewTokens"/>; at the end the running beams are added as
 /// hypotheses unless the scorer was done, and the best hypothesis is returned.
+/// <para>With sampling (HF <c>beam_sample</c>): the warpers (temperature, top-k, top-p with
+/// min_tokens_to_keep 2) run on each beam's row after its running score was added, then 2k
+/// candidates are drawn without replacement from softmax over all k*V warped scores and sorted by
+/// warped score; these warped values are what the scorer and the running scores carry (so the
+/// temperature compounds over steps, as in HF 4.30). Where fewer than 2k candidates have non-zero
+/// probability (HF's multinomial raises there), the best-scored remaining ones fill up.</para>
 /// <para>Step 0 keeps one model row: the k beams HF would expand from identical prompt rows are
 /// virtual copies of that row (the -1e9 scores keep their candidates last), and
 /// <see cref="ITokenStepper.ReorderRows"/> then grows the model to k rows.</para>
 /// </summary>
-internal sealed class BeamSearch
+internal sealed class BeamSearch : IDisposable
 {
     private readonly ITokenStepper _model;
     private readonly SamplingSettings _s;
@@ -35,6 +41,9 @@ internal sealed class BeamSearch
     private int[]? _feedRows, _feedTokens;
     private int _modelRows = 1;
     private IReadOnlyList<BeamHypothesis>? _final;
+    private readonly LogitsWarpers? _warpers;
+    private readonly TokenSampler? _sampler;
+    private readonly List<int> _pool = [];
 
     /// <summary>Starts from the prefill's <c>[1, V]</c> logits (copied).</summary>
     public BeamSearch(ITokenStepper model, torch.Tensor firstLogits, SamplingSettings settings, StopSuffixes stops)
@@ -60,7 +69,18 @@ internal sealed class BeamSearch
             _beamScores[b] = b == 0 ? 0f : -1e9f;
         }
         _hypotheses = new BeamHypotheses(_k, settings.LengthPenalty);
+        if (settings.IsSampling)
+        {
+            _warpers = new LogitsWarpers(_vocab);
+            _sampler = new TokenSampler(settings.Seed ?? TokenSampler.NewSeed());
+        }
     }
+
+    /// <summary>The sampling seed (beam-sample), else null.</summary>
+    public long? Seed => _sampler?.Seed;
+
+    /// <summary>Releases the sampler's generator.</summary>
+    public void Dispose() => _sampler?.Dispose();
 
     /// <summary>Diagnostics hook, see <see cref="Generator.OnProcessedScores"/>.</summary>
     public ProcessedScoresObserver? Observer { get; set; }
@@ -84,7 +104,7 @@ internal sealed class BeamSearch
             float beamScore = _beamScores[b];
             for (int v = 0; v < row.Length; v++) row[v] += beamScore;
         }
-        int m = SelectTop(_work, _topValues, _topIndices);
+        int m = _sampler is null ? SelectTop(_work, _topValues, _topIndices) : SampleCandidates();
 
         var nextTokens = new int[_k];
         var nextSource = new int[_k];
@@ -159,6 +179,60 @@ internal sealed class BeamSearch
             for (int b = 0; b < _k; b++)
                 hypotheses.Add(_tokens[b].ToArray(), _beamScores[b], 1 + _tokens[b].Count, endedWithEos: false);
         return hypotheses.BestFirst();
+    }
+
+    /// <summary>
+    /// beam_sample: warp each row, then draw 2k flat candidates without replacement from the
+    /// softmax over all warped scores, sorted by warped score (draw order among equal scores).
+    /// </summary>
+    private int SampleCandidates()
+    {
+        _pool.Clear();
+        for (int b = 0; b < _k; b++)
+        {
+            var row = _work.AsSpan(b * _vocab, _vocab);
+            _warpers!.Warp(row, _s.Temperature, _s.TopK, _s.TopP, minTokensToKeep: 2);
+            foreach (var id in _warpers.Candidates) _pool.Add(b * _vocab + id);
+        }
+        float max = float.NegativeInfinity;
+        foreach (var f in _pool) if (_work[f] > max) max = _work[f];
+        var weights = _pool.Select(f => Math.Exp((double)_work[f] - max)).ToList();
+        var picked = new List<int>(_topValues.Length);
+        while (picked.Count < _topValues.Length && _pool.Count > 0)
+        {
+            double total = 0;
+            foreach (var w in weights) total += w;
+            if (!(total > 0)) break;
+            double target = _sampler!.NextUniform() * total, cumulative = 0;
+            int chosen = weights.Count - 1;
+            for (int j = 0; j < weights.Count; j++)
+            {
+                cumulative += weights[j];
+                if (target < cumulative && weights[j] > 0) { chosen = j; break; }
+            }
+            if (weights[chosen] == 0) chosen = weights.FindLastIndex(w => w > 0);
+            picked.Add(_pool[chosen]);
+            _pool.RemoveAt(chosen);
+            weights.RemoveAt(chosen);
+        }
+        if (picked.Count < _topValues.Length) // HF would raise: fill with the best-scored rest
+        {
+            var chosenSet = picked.ToHashSet();
+            int need = _topValues.Length - picked.Count;
+            var values = new float[_topValues.Length];
+            var indices = new int[_topValues.Length];
+            var masked = (float[])_work.Clone();
+            foreach (var f in chosenSet) masked[f] = float.NaN; // SelectTop skips NaN
+            int got = SelectTop(masked, values, indices);
+            for (int j = 0; j < got && need > 0; j++, need--) picked.Add(indices[j]);
+        }
+        var ordered = picked.Select((f, order) => (f, order)).OrderByDescending(p => _work[p.f]).ThenBy(p => p.order).ToArray();
+        for (int j = 0; j < ordered.Length; j++)
+        {
+            _topIndices[j] = ordered[j].f;
+            _topValues[j] = _work[ordered[j].f];
+        }
+        return ordered.Length;
     }
 
     /// <summary>Top 2k scores (descending; equal scores by lower flat index) of the k*V candidates.</summary>

@@ -25,8 +25,11 @@ internal sealed record BeamHypothesis(IReadOnlyList<int> TokenIds, double Score,
 /// <param name="ModelSteps">Calls of <see cref="ITokenStepper.Step"/> (the first token comes from the prefill logits).</param>
 internal sealed record GenerationStats(int PromptTokens, int GeneratedTokens, TimeSpan Prefill, TimeSpan Decode, int ModelSteps)
 {
-    /// <summary>Model steps per second of decode time (0 when nothing was measured).</summary>
+    /// <summary>Model steps per second of decode time (0 when nothing was measured); for beams one step advances every beam.</summary>
     public double DecodeStepsPerSecond => Decode > TimeSpan.Zero ? ModelSteps / Decode.TotalSeconds : 0;
+
+    /// <summary>Returned tokens per second of decode time (0 when nothing was measured).</summary>
+    public double DecodeTokensPerSecond => Decode > TimeSpan.Zero ? GeneratedTokens / Decode.TotalSeconds : 0;
 }
 
 /// <summary>
@@ -38,7 +41,7 @@ internal sealed record GenerationStats(int PromptTokens, int GeneratedTokens, Ti
 /// <param name="Finish">Why the generation ended.</param>
 /// <param name="SequenceScore">Beam search: the returned hypothesis' score (HF <c>sequences_scores</c>); null otherwise.</param>
 /// <param name="Stats">Counts and timings.</param>
-/// <param name="Seed">The sampling seed used (null for greedy and beam search).</param>
+/// <param name="Seed">The sampling seed used (sampling and beam-sample; null for greedy and beam search).</param>
 /// <param name="Hypotheses">Beam search: every kept final hypothesis, best first; null otherwise.</param>
 internal sealed record GenerationResult(
     IReadOnlyList<int> TokenIds,

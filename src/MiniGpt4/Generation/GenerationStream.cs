@@ -15,6 +15,7 @@ internal static class GenerationStream
     /// <see cref="Generator.Finish"/> is <see cref="FinishReason.Cancelled"/>, its
     /// <see cref="Generator.Result"/> holding exactly the tokens yielded. Beam search has no token
     /// stream: its steps run the same way and the best hypothesis is yielded at the end.
+    /// A consumer that stops enumerating early also leaves the run <see cref="FinishReason.Cancelled"/>.
     /// <paramref name="offload"/> = false runs steps on the caller's thread.
     /// </summary>
     public static async IAsyncEnumerable<int> StreamAsync(Generator generator,
@@ -32,14 +33,21 @@ internal static class GenerationStream
             foreach (var id in generator.Result.TokenIds) yield return id;
             yield break;
         }
-        while (true)
+        try
         {
-            if (ct.IsCancellationRequested) { generator.Cancel(); yield break; }
-            var (produced, token) = offload
-                ? await Task.Run(() => (generator.TryStep(out var t), t)).ConfigureAwait(false)
-                : (generator.TryStep(out var t2), t2);
-            if (!produced) yield break;
-            yield return token;
+            while (true)
+            {
+                if (ct.IsCancellationRequested) { generator.Cancel(); yield break; }
+                var (produced, token) = offload
+                    ? await Task.Run(() => (generator.TryStep(out var t), t)).ConfigureAwait(false)
+                    : (generator.TryStep(out var t2), t2);
+                if (!produced) yield break;
+                yield return token;
+            }
+        }
+        finally
+        {
+            generator.Cancel(); // a consumer that stops enumerating early ends the run as Cancelled (no-op once finished)
         }
     }
 }

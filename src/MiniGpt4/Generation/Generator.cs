@@ -7,8 +7,8 @@ namespace MiniGpt4.Generation;
 /// One generation over an already prefilled <see cref="ITokenStepper"/>, with transformers 4.30
 /// <c>generate()</c> semantics (MiniGPT-4 generates from <c>inputs_embeds</c>, so HF's
 /// <c>input_ids</c> start as <c>[bos]</c>). Greedy and sampling stream one token per
-/// <see cref="TryStep"/>; beam search (<see cref="SamplingSettings.NumBeams"/> &gt; 1) runs
-/// through <see cref="RunToEnd"/> or <see cref="TryBeamStep"/>.
+/// <see cref="TryStep"/>; beam search (<see cref="SamplingSettings.NumBeams"/> &gt; 1; with
+/// sampling HF's beam-sample) runs through <see cref="RunToEnd"/> or <see cref="TryBeamStep"/>.
 /// <para>Per token: copy the logits row, repetition penalty over {BOS} + generated ids, EOS masked
 /// below <see cref="SamplingSettings.MinNewTokens"/>, then argmax or temperature / top-k / top-p and
 /// a draw. After appending: EOS, a stop-token suffix or the text stopper end the run with that
@@ -195,7 +195,7 @@ internal sealed class Generator : IDisposable
                 var hyps = _beams.FinalHypotheses();
                 var best = hyps[0];
                 return new GenerationResult(best.TokenIds, Finish ?? FinishReason.Cancelled, best.Score,
-                    Stats(best.TokenIds.Count), null, hyps);
+                    Stats(best.TokenIds.Count), _beams.Seed, hyps);
             }
             return new GenerationResult(_generated.ToArray(), Finish ?? FinishReason.Cancelled, null,
                 Stats(_generated.Count), _sampler?.Seed);
@@ -206,5 +206,9 @@ internal sealed class Generator : IDisposable
         new(_prefill.PromptTokens, generated, _prefill.Elapsed, _decode.Elapsed, _modelSteps);
 
     /// <summary>Releases the sampler's native generator (the model is the caller's).</summary>
-    public void Dispose() => _sampler?.Dispose();
+    public void Dispose()
+    {
+        _sampler?.Dispose();
+        _beams?.Dispose();
+    }
 }

@@ -3,18 +3,19 @@ namespace MiniGpt4.Generation;
 /// <summary>
 /// HF 4.30 sampling warpers in <c>_get_logits_warper</c>'s order (temperature, top-k, top-p) on one
 /// row of float32 scores, in place; filtered tokens get -inf (HF's <c>filter_value</c>), and
-/// <c>min_tokens_to_keep</c> is 1 (single-sequence sampling). Keeps its scratch buffers, so a step
-/// allocates nothing; not thread-safe.
+/// <c>min_tokens_to_keep</c> is HF's (1 for sampling, 2 for beam-sample). Keeps its scratch
+/// buffers, so a step allocates nothing; not thread-safe.
 /// <para>After top-k only the kept tokens are finite, so top-p works on those few (the -inf
 /// entries add exact zeros to HF's ascending cumulative sum).</para>
 /// </summary>
 internal sealed class LogitsWarpers
 {
-    private readonly int[] _candidates;
-    private readonly ulong[] _sortKeys;
-    private float[] _heap = [];
+    private readonly int[] _candidates;  // ids still finite, [0, _count)
+    private readonly ulong[] _sortKeys;  // top-p: (score, id) packed so ulong order = HF's ascending order
+    private readonly double[] _mass;     // top-p: exp(score - max) beside each key
+    private float[] _heap = [];          // top-k: min-heap of the k largest scores
     private int _count;
-    private readonly double[] _mass;
+    private int _minKeep = 1;
 
     /// <summary>Creates scratch space for a vocabulary of <paramref name="vocabSize"/>.</summary>
     public LogitsWarpers(int vocabSize)
@@ -28,11 +29,12 @@ internal sealed class LogitsWarpers
     public ReadOnlySpan<int> Candidates => _candidates.AsSpan(0, _count);
 
     /// <summary>Temperature (if != 1), top-k (if 0 &lt; k &lt; V), top-p (if p &lt; 1).</summary>
-    public void Warp(Span<float> scores, float temperature, int topK, float topP)
+    public void Warp(Span<float> scores, float temperature, int topK, float topP, int minTokensToKeep = 1)
     {
+        _minKeep = Math.Max(1, minTokensToKeep);
         if (temperature != 1f)
             for (int i = 0; i < scores.Length; i++) scores[i] /= temperature;
-        if (topK > 0 && topK < scores.Length) TopK(scores, topK);
+        if (topK > 0 && topK < scores.Length) TopK(scores, Math.Min(Math.Max(topK, _minKeep), scores.Length));
         else AllCandidates(scores.Length);
         if (topP < 1f) TopP(scores, topP);
     }
@@ -107,7 +109,7 @@ internal sealed class LogitsWarpers
             removed += mass[j];
             if (removed > budget) { cut = j; break; }
         }
-        if (cut == n) cut = n - 1; // min_tokens_to_keep = 1: the most likely token stays
+        cut = Math.Max(0, Math.Min(cut, n - _minKeep)); // min_tokens_to_keep: the most likely ones stay
         for (int j = 0; j < cut; j++) scores[KeyId(keys[j])] = float.NegativeInfinity;
         _count = 0;
         for (int j = cut; j < n; j++) _candidates[_count++] = KeyId(keys[j]);
@@ -138,13 +140,6 @@ internal sealed class LogitsWarpers
     }
 
     private static int KeyId(ulong key) => int.MaxValue - (int)(uint)key;
-
-    private static float Max(ReadOnlySpan<float> s)
-    {
-        float m = float.NegativeInfinity;
-        foreach (var v in s) if (v > m) m = v;
-        return m;
-    }
 
     private static void SiftUp(Span<float> h, int i)
     {

@@ -44,8 +44,6 @@ internal sealed record SamplingSettings(
         if (!(RepetitionPenalty > 0f) || float.IsInfinity(RepetitionPenalty)) Fail($"RepetitionPenalty must be a positive finite number (got {RepetitionPenalty}).");
         if (float.IsNaN(Temperature) || float.IsInfinity(Temperature)) Fail($"Temperature must be finite (got {Temperature}).");
         if (NumBeams < 1) Fail($"NumBeams must be at least 1 (got {NumBeams}).");
-        if (NumBeams > 1 && IsSampling)
-            Fail("NumBeams > 1 with sampling (HF beam-sample) is not supported; set DoSample = false for beam search.");
         if (!float.IsFinite(LengthPenalty)) Fail($"LengthPenalty must be finite (got {LengthPenalty}).");
         if (EosId < 0 || EosId >= vocabSize) Fail($"EosId {EosId} is outside the vocabulary [0, {vocabSize}).");
         if (BosId < 0 || BosId >= vocabSize) Fail($"BosId {BosId} is outside the vocabulary [0, {vocabSize}).");

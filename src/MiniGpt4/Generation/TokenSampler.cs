@@ -50,7 +50,8 @@ internal sealed class TokenSampler : IDisposable
         return last; // rounding: target landed on the total
     }
 
-    private double NextUniform()
+    /// <summary>The next uniform draw in [0, 1) from this generation's generator.</summary>
+    public double NextUniform()
     {
         if (_next == _uniforms.Length)
         {

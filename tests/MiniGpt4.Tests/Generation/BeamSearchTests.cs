@@ -200,4 +200,54 @@ public class BeamSearchTests
         Assert.Equal([A, A], r.TokenIds);
         Assert.Equal(Math.Log(.25) / 3, r.SequenceScore!.Value, 5);
     }
+
+    /// <summary>
+    /// HF 4.30 beam_sample warps the scores after the running beam score was added and keeps the
+    /// warped values as running scores, so the temperature compounds. At T = 0.01: step 0 keeps
+    /// a (ln .5 / T) and b (ln .4 / T); step 1: every continuation of a scores (ln .2 + ln .5 / T) / T
+    /// = -7.09e3, b c only (ln .9 + ln .4 / T) / T = -9.17e3, so the result starts with a, unlike plain
+    /// beam search (b c), with score (ln .2 + ln .5 / T) / T / 3.
+    /// </summary>
+    [Fact]
+    public void Beam_sample_warps_after_adding_the_running_score_so_temperature_compounds()
+    {
+        var t = new Dictionary<string, double[]>
+        {
+            [""] = [.5, .05, .04, .4, .01],
+            ["b"] = [.025, .025, .025, .025, .9],
+        };
+        const float T = 0.01f;
+        for (long seed = 0; seed < 5; seed++)
+        {
+            var model = new HistoryStepper(5, Table(t));
+            using var first = model.FirstLogits();
+            var s = new SamplingSettings(DoSample: true, Temperature: T, NumBeams: 2, MaxNewTokens: 2, RepetitionPenalty: 1f, EosId: Eos, BosId: Bos, Seed: seed);
+            using var g = new Generator(model, first, s);
+            var r = g.RunToEnd();
+            Assert.Equal(2, r.TokenIds.Count);
+            Assert.Equal(A, r.TokenIds[0]);
+            Assert.NotEqual(Eos, r.TokenIds[1]);
+            double expected = (Math.Log(.2) + Math.Log(.5) / T) / T / 3;
+            Assert.Equal(expected, r.SequenceScore!.Value, Math.Abs(expected) * 1e-5);
+            Assert.Equal(seed, r.Seed);
+        }
+    }
+
+    [Fact]
+    public void Beam_sample_is_reproducible_by_seed()
+    {
+        var rng = new Random(11);
+        var table = Enumerable.Range(0, 41).Select(_ => Enumerable.Range(0, 40).Select(_ => (float)(rng.NextDouble() * 3)).ToArray()).ToArray();
+        GenerationResult Run(long seed)
+        {
+            var model = new HistoryStepper(40, h => (float[])table[h.Count == 0 ? 40 : h[^1]].Clone());
+            using var first = model.FirstLogits();
+            using var g = new Generator(model, first, new SamplingSettings(NumBeams: 3, MaxNewTokens: 12, EosId: 39, Seed: seed));
+            return g.RunToEnd();
+        }
+        var a = Run(1);
+        Assert.Equal(a.TokenIds, Run(1).TokenIds);
+        Assert.Equal(a.SequenceScore, Run(1).SequenceScore);
+        Assert.Contains(Enumerable.Range(2, 4), seed => !Run(seed).TokenIds.SequenceEqual(a.TokenIds));
+    }
 }

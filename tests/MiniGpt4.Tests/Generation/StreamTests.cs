@@ -59,6 +59,18 @@ public class StreamTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Leaving_the_stream_early_cancels_the_run()
+    {
+        var model = Counting();
+        using var first = model.FirstLogits();
+        using var g = new Generator(model, first, new SamplingSettings(DoSample: false, MaxNewTokens: 100, RepetitionPenalty: 1f));
+        await foreach (var t in GenerationStream.StreamAsync(g))
+            if (t == 12) break;
+        Assert.Equal(FinishReason.Cancelled, g.Finish);
+        Assert.Equal([10, 11, 12], g.Result.TokenIds);
+    }
+
+    [Fact]
     public void Run_to_end_with_a_cancelled_token_returns_cancelled_without_tokens()
     {
         var model = Counting();
