@@ -6,8 +6,8 @@ namespace MiniGpt4;
 
 /// <summary>
 /// MiniGPT-4 behind one object: a vision encoder, a projector and a language model composed with the
-/// variant's prompt template. Load a released model with <see cref="LoadAsync"/>, then ask questions
-/// about images with <see cref="AskAsync"/> / <see cref="StreamAsync"/>, or hold a conversation with
+/// variant's prompt template. Load a released model with <see cref="LoadAsync(string, MiniGptLoadOptions?, IProgress{MiniGptProgress}?, CancellationToken)"/>, then ask questions
+/// about images with <c>AskAsync</c> / <c>StreamAsync</c>, or hold a conversation with
 /// <see cref="CreateSession"/>. Thread-safe: concurrent requests are served one generation at a time.
 /// </summary>
 public sealed class MiniGptPipeline : IDisposable

@@ -7,6 +7,7 @@ using MiniGpt4.Runtime;
 using MiniGpt4.Text;
 using TorchSharp;
 using static TorchSharp.torch;
+using Generator = MiniGpt4.Generation.Generator;
 
 namespace MiniGpt4.Models;
 
@@ -202,7 +203,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel
             _cache.SetKeys(_keys);
             _reused = common;
             _prefilled = _keys.Length - common;
-            _generator = new Generator(session, logits.MoveToOuterDisposeScope(), Settings(), null);
+            _generator = new Generator(session, logits, Settings());
             _prefillMs = sw.Elapsed.TotalMilliseconds;
         }
 
@@ -267,7 +268,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel
                 var emitted = _stops.Push(text, out var stopped);
                 text = stopped ? emitted : emitted + _stops.Flush();
             }
-            return Finish(Map(result.Finish), text, null, result.SequenceScore, allTokens: true);
+            return Finish(result.Finish, text, null, result.SequenceScore, allTokens: true);
         }
 
         public GenerationUpdate Cancel() => Finish(FinishReason.Cancelled);
@@ -276,6 +277,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel
         {
             if (_finished) throw new InvalidOperationException("generation already finished");
             _finished = true;
+            _generator?.Dispose();
             if (reason != FinishReason.Stop || lastToken is null)
             {
                 // Flush whatever the detokenizer and the stop matcher still hold.

@@ -51,10 +51,11 @@ internal static class ModelLoader
                 progress?.Report(new MiniGptProgress("projector", 0.1, m.Resolve(m.Projection.Checkpoint)));
                 IVisionProjector inner = m.QFormer is { } q
                     ? QFormerProjector.Load(m.Resolve(q.Checkpoint), m.Resolve(m.Projection.Checkpoint),
-                        (q.Config is null ? new QFormerConfig() : QFormerConfig.FromBertConfigJson(m.Resolve(q.Config))) with
-                        { NumQueryTokens = q.NumQueryTokens, EncoderWidth = m.Vision.Width },
+                        q.Config is null
+                            ? new QFormerConfig(NumQueryTokens: q.NumQueryTokens, EncoderWidth: m.Vision.Width)
+                            : QFormerConfig.FromBertConfigJson(m.Resolve(q.Config), q.NumQueryTokens, encoderWidth: m.Vision.Width),
                         dtype, device)
-                    : ConcatProjector.Load(m.Resolve(m.Projection.Checkpoint), m.Vision.Width, dtype, device);
+                    : ConcatProjector.Load(m.Resolve(m.Projection.Checkpoint), vcfg, dtype, device);
                 projector = new VisionProjector(inner);
                 ct.ThrowIfCancellationRequested();
             }
