@@ -22,7 +22,8 @@ public sealed class LlamaModelTests
         Assert.Equal(4096, c.HiddenSize);
         Assert.Equal(32, c.NumKeyValueHeads);          // defaults to the head count
         Assert.Equal(10000.0, c.RopeTheta);            // default theta
-        Assert.Equal(2048, c.MaxPositionEmbeddings);   // default when only max_sequence_length is given
+        Assert.Equal(2048, c.MaxPositionEmbeddings);   // from max_sequence_length, Vicuna v0's spelling
+        Assert.Equal(4096, LlamaConfig.FromJson(Vicuna7B.Replace("\"max_sequence_length\":2048", "\"max_sequence_length\":4096", StringComparison.Ordinal)).MaxPositionEmbeddings);
         Assert.Equal(32001, c.VocabSize);              // FastChat's extra [PAD] row
         Assert.False(c.TieWordEmbeddings);
         Assert.Equal(0, c.BosTokenId);                 // as declared (wrong: the tokenizer's BOS is 1)
