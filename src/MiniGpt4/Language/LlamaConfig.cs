@@ -101,7 +101,7 @@ internal sealed record LlamaConfig(
             NumKeyValueHeads: Int(root, "num_key_value_heads") ?? heads,
             RmsNormEps: Num(root, "rms_norm_eps") ?? 1e-6,
             RopeTheta: Num(root, "rope_theta") ?? 10000.0,
-            MaxPositionEmbeddings: Int(root, "max_position_embeddings") ?? 2048,
+            MaxPositionEmbeddings: Int(root, "max_position_embeddings") ?? Int(root, "max_sequence_length") ?? 2048, // Vicuna v0 (4.28.dev) spells it max_sequence_length
             VocabSize: Int(root, "vocab_size") ?? throw Missing("vocab_size"),
             TieWordEmbeddings: root.TryGetProperty("tie_word_embeddings", out var tie) && tie.ValueKind == JsonValueKind.True,
             BosTokenId: FirstInt(root, "bos_token_id"),

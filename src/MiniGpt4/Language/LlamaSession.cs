@@ -26,13 +26,14 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         Capacity = maxTokens;
         lm.Rotary.EnsureLength(maxTokens);
         (_keys, _values) = Allocate(rows);
+        Rows = rows;
     }
 
     /// <summary>Positions the cache can hold.</summary>
     public int Capacity { get; }
 
     /// <summary>Number of sequences (batch rows).</summary>
-    public int Rows => (int)_keys[0].shape[0];
+    public int Rows { get; private set; }
 
     /// <summary>Tokens (positions) currently in the cache, the same for every row.</summary>
     public int Length { get; private set; }
@@ -51,6 +52,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
     /// <summary>Like <see cref="Prefill"/> for token ids (the same ids appended to every row).</summary>
     public Tensor PrefillTokens(ReadOnlySpan<int> ids)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         using var embeds = EmbedIds(ids, perRow: false);
         return Run(embeds, allLogits: false);
     }
@@ -61,6 +63,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
     /// <inheritdoc />
     public Tensor Step(ReadOnlySpan<int> tokenPerRow)
     {
+        ObjectDisposedException.ThrowIf(_disposed, this);
         if (tokenPerRow.Length != Rows)
             throw new ArgumentException($"Step needs one token per row: got {tokenPerRow.Length}, the session has {Rows} rows.", nameof(tokenPerRow));
         using var embeds = EmbedIds(tokenPerRow, perRow: true);
@@ -116,6 +119,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         }
         DisposeCache();
         (_keys, _values) = (keys, values);
+        Rows = source.Length;
     }
 
     /// <inheritdoc />
@@ -142,6 +146,8 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var cfg = _lm.Config;
+        if (!inputEmbeds.is_floating_point())
+            throw new ArgumentException($"embeddings must be a floating-point tensor, got {inputEmbeds.dtype}.", nameof(inputEmbeds));
         if (inputEmbeds.dim() is not (2 or 3) || inputEmbeds.shape[^1] != cfg.HiddenSize)
             throw new ArgumentException($"embeddings must be [rows, T, {cfg.HiddenSize}] or [T, {cfg.HiddenSize}], got [{string.Join(", ", inputEmbeds.shape)}].", nameof(inputEmbeds));
         if (inputEmbeds.dim() == 3 && inputEmbeds.shape[0] != Rows)

@@ -22,7 +22,8 @@ public sealed class LlamaModelTests
         Assert.Equal(4096, c.HiddenSize);
         Assert.Equal(32, c.NumKeyValueHeads);          // defaults to the head count
         Assert.Equal(10000.0, c.RopeTheta);            // default theta
-        Assert.Equal(2048, c.MaxPositionEmbeddings);   // default when only max_sequence_length is given
+        Assert.Equal(2048, c.MaxPositionEmbeddings);   // from max_sequence_length, Vicuna v0's spelling
+        Assert.Equal(4096, LlamaConfig.FromJson(Vicuna7B.Replace("\"max_sequence_length\":2048", "\"max_sequence_length\":4096", StringComparison.Ordinal)).MaxPositionEmbeddings);
         Assert.Equal(32001, c.VocabSize);              // FastChat's extra [PAD] row
         Assert.False(c.TieWordEmbeddings);
         Assert.Equal(0, c.BosTokenId);                 // as declared (wrong: the tokenizer's BOS is 1)
@@ -62,6 +63,22 @@ public sealed class LlamaModelTests
     [Fact]
     public void Missing_config_file_throws_a_configuration_exception()
         => Assert.Throws<MiniGptConfigurationException>(() => LlamaConfig.FromFile(Path.Combine(Path.GetTempPath(), "no-such-llama-folder")));
+
+    [SkippableFact]
+    public void Building_a_7B_shaped_model_touches_no_weight_memory()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "reads /proc/self/status");
+        static long RssBytes() => long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal))
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture) * 1024;
+        // Two 7B blocks plus a 32000-row embedding and head in float32: ~2.9 GB of parameters.
+        var config = new LlamaConfig(4096, 11008, 2, 32, 32, 1e-6, 10000, 2048, 32000, TieWordEmbeddings: false);
+        var before = RssBytes();
+        using var lm = new LlamaForCausalLM(config, ScalarType.Float32, CPU);
+        using var session = lm.CreateSession(2048); // 2 × 2 × 32 × 2048 × 128 × 4 B = 268 MB of cache, also untouched
+        var bytes = lm.parameters().Sum(p => p.NumberOfElements * p.ElementSize);
+        var grown = RssBytes() - before;
+        Assert.True(grown < bytes / 20, $"resident memory grew by {grown >> 20} MB for {bytes >> 20} MB of parameters");
+    }
 
     [Fact]
     public void State_dict_keys_are_the_hugging_face_keys()

@@ -158,7 +158,12 @@ public sealed class LlamaSessionTests
         using var wrong = zeros(1, 3, 5);
         Assert.Throws<ArgumentException>(() => other.Prefill(wrong));
         Assert.Throws<ArgumentOutOfRangeException>(() => other.Truncate(1));
+        using var ints = zeros([1, 3, lm.Config.HiddenSize], ScalarType.Int64);
+        Assert.Throws<ArgumentException>(() => other.Prefill(ints));
         Assert.Equal(0, other.Length);
+        other.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => other.Step([1]));
+        Assert.Throws<ObjectDisposedException>(() => other.PrefillTokens([1]));
     }
 
     [SkippableTheory]
