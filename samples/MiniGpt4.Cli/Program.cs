@@ -17,7 +17,7 @@ internal static class Cli
                     [--temperature 0] [--top-p P] [--top-k K] [--repetition-penalty R] [--num-beams N]
                     [--length-penalty L] [--max-new-tokens N] [--min-new-tokens N] [--seed S] [--stop <s>]...
                     [--stop-token-id N]... [--no-template-stops] [--raw] [--dtype float32|bfloat16|float16]
-                    [--device cpu|cuda] [--threads N] [--format text|json]
+                    [--device cpu|cuda] [--threads N] [--decoder imagesharp|skia] [--format text|json]
           tokenize  --model <minigpt4.json|HF folder|tokenizer.model> --text "..." [--no-bos] [--format text|json]
           convert   --model <minigpt4.json|folder> --out <dir> [--dtype bfloat16|float16|float32]
 
@@ -98,6 +98,16 @@ internal static class Cli
         },
         Device = a.Get("device") ?? "cpu",
         Threads = a.GetInt("threads"),
+        Images = new ImageDecodingOptions
+        {
+            // --decoder skia decodes JPEG bit-exactly like Pillow (libjpeg-turbo); ImageSharp is the library default.
+            Decoder = a.Get("decoder") switch
+            {
+                null or "imagesharp" => ImageDecodingOptions.Default.Decoder,
+                "skia" => MiniGpt4.Imaging.Skia.SkiaImageDecoder.Instance,
+                var other => throw new ArgumentException($"unknown --decoder '{other}' (imagesharp or skia)"),
+            },
+        },
     };
 
     private static GenerationOptions GenOptions(Args a)

@@ -48,6 +48,9 @@ internal sealed class LlamaLanguageModel : ILanguageModel
     }
 
     internal LlamaForCausalLM Model => _model;
+
+    /// <summary>Diagnostics (parity tests): sees each prompt's full embeddings <c>[1,L,H]</c> and first logits <c>[1,V]</c>.</summary>
+    internal Action<Tensor, Tensor>? PrefillObserver { get; set; }
     internal LlamaTextTokenizer Tokenizer { get; }
 
     /// <inheritdoc />
@@ -200,6 +203,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel
             var embeds = _lm.EmbedPrompt(_prompt);
             var rest = embeds[.., common.., ..];
             var logits = session.Prefill(rest);
+            _lm.PrefillObserver?.Invoke(embeds, logits);
             _cache.SetKeys(_keys);
             _reused = common;
             _prefilled = _keys.Length - common;

@@ -1,0 +1,47 @@
+using MiniGpt4.Imaging.Skia;
+using MiniGpt4.Models;
+using MiniGpt4.Tests.Support;
+using TorchSharp;
+
+namespace MiniGpt4.Tests.Pipeline;
+
+/// <summary>
+/// The tiny oracle MiniGPT-4 loaded through the public path (manifest -> MiniGptPipeline.LoadAsync) in
+/// float32, with the Pillow-exact JPEG decoder; captures each prefill's embeddings and first logits.
+/// </summary>
+public sealed class TinyPipelines : IDisposable
+{
+    private readonly Dictionary<string, MiniGptPipeline> _pipelines = new();
+
+    /// <summary>Embeddings [L,H] and first logits [V] of the last prefill, per variant.</summary>
+    public Dictionary<string, (float[] Embeds, long[] EmbedShape, float[] Logits)> LastPrefill { get; } = new();
+
+    public static MiniGptLoadOptions Float32Exact => new()
+    {
+        DType = MiniGptDType.Float32,
+        Images = new ImageDecodingOptions { Decoder = SkiaImageDecoder.Instance },
+    };
+
+    public MiniGptPipeline Get(string variant)
+    {
+        lock (_pipelines)
+        {
+            if (_pipelines.TryGetValue(variant, out var p)) return p;
+            var manifest = Fixtures.Require(variant == "minigptv2" ? "oracle/tiny/minigptv2/minigptv2.json" : $"oracle/tiny/minigpt4-{variant}.json");
+            p = MiniGptPipeline.LoadAsync(manifest, Float32Exact).GetAwaiter().GetResult();
+            ((LlamaLanguageModel)p.LanguageModel).PrefillObserver = (embeds, logits) =>
+            {
+                LastPrefill[variant] = (ToFloat(embeds), embeds.shape, ToFloat(logits));
+            };
+            _pipelines[variant] = p;
+            return p;
+        }
+    }
+
+    private static float[] ToFloat(torch.Tensor t) => t.detach().to(torch.ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
+
+    public void Dispose()
+    {
+        foreach (var p in _pipelines.Values) p.Dispose();
+    }
+}
