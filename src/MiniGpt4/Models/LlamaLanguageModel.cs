@@ -49,6 +49,20 @@ internal sealed class LlamaLanguageModel : ILanguageModel
 
     internal LlamaForCausalLM Model => _model;
 
+    /// <summary>
+    /// Folds MiniGPT-v2's LoRA adapters (q_proj, v_proj; keys under <c>llama_model.base_model.model.</c>)
+    /// from <paramref name="checkpoint"/> into the weights. The rank comes from the shapes.
+    /// </summary>
+    internal int MergeLora(string checkpoint, double alpha)
+    {
+        using var file = Weights.WeightFiles.Open(checkpoint);
+        using var llm = Weights.WeightSourceExtensions.WithPrefix(file, "llama_model.base_model.model.");
+        var merged = _model.MergeLora(llm, alpha);
+        if (merged.Count == 0)
+            throw new MiniGptWeightsException($"'{checkpoint}' holds no LoRA adapters (llama_model.base_model.model.*.lora_A/B), which MiniGPT-v2 needs.", checkpoint);
+        return merged.Count;
+    }
+
     /// <summary>Diagnostics (parity tests): sees each prompt's full embeddings <c>[1,L,H]</c> and first logits <c>[1,V]</c>.</summary>
     internal Action<Tensor, Tensor>? PrefillObserver { get; set; }
     internal LlamaTextTokenizer Tokenizer { get; }

@@ -63,6 +63,11 @@ internal static class ModelLoader
             progress?.Report(new MiniGptProgress("language model", 0.15, llmPath));
             var llmProgress = progress is null ? null : new Progress<double>(f => progress.Report(new MiniGptProgress("language model", 0.15 + 0.85 * f, llmPath)));
             llm = LlamaLanguageModel.Load(llmPath, tokenizer, dtype, device, options.ContextLength ?? 2048, llmProgress);
+            if (m.Variant == ModelVariant.MiniGptV2 && !m.IsLanguageModelOnly)
+            {
+                progress?.Report(new MiniGptProgress("LoRA merge", 0.98, m.Resolve(m.Projection.Checkpoint)));
+                llm.MergeLora(m.Resolve(m.Projection.Checkpoint), (m.Lora ?? new ModelManifest.LoraSection()).Alpha);
+            }
             if (projector is not null && projector.OutputDim != llm.HiddenSize)
                 throw new MiniGptWeightsException($"The projection outputs {projector.OutputDim} features but the language model's hidden size is {llm.HiddenSize}: " +
                                                   $"'{m.Projection.Checkpoint}' does not belong to '{m.Llm.Path}'.", m.Resolve(m.Projection.Checkpoint), "llama_proj.weight");

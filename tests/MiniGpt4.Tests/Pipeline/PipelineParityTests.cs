@@ -97,6 +97,7 @@ public class PipelineParityTests : IClassFixture<TinyPipelines>
     [SkippableTheory]
     [InlineData("vicuna0")]
     [InlineData("llama2")]
+    [InlineData("minigptv2")]
     public async Task Two_turns_match_reference_and_reuse_the_common_prefix(string variant)
     {
         var mt = Oracle.Extension["multi_turn"]![variant]!;
@@ -136,5 +137,45 @@ public class PipelineParityTests : IClassFixture<TinyPipelines>
         }
         Assert.NotNull(first);
         Assert.Equal(4, session.History.Count);
+    }
+}
+
+/// <summary>MiniGPT-v2 (448 px, concat projector, LoRA merged at load) against the oracle's extension.</summary>
+public class MiniGptV2ParityTests : IClassFixture<TinyPipelines>
+{
+    private readonly TinyPipelines _tiny;
+    private readonly ITestOutputHelper _out;
+
+    public MiniGptV2ParityTests(TinyPipelines tiny, ITestOutputHelper output)
+    {
+        _tiny = tiny;
+        _out = output;
+    }
+
+    [SkippableTheory]
+    [InlineData("vqa", "a_gradient_shapes_640x480.png", "rp_1.0")]
+    [InlineData("vqa", "a_gradient_shapes_640x480.png", "rp_1.05")]
+    [InlineData("vqa", "b_tall_100x300.jpg", "rp_1.0")]
+    [InlineData("vqa", "b_tall_100x300.jpg", "rp_1.05")]
+    [InlineData("grounding", "a_gradient_shapes_640x480.png", "rp_1.0")]
+    [InlineData("grounding", "a_gradient_shapes_640x480.png", "rp_1.05")]
+    public async Task Chat_matches_reference(string task, string image, string run)
+    {
+        var chat = Oracle.Extension["minigptv2"]!["chat"]![task]![image]!;
+        var r = chat["runs"]![run]!;
+        var pipeline = _tiny.Get("minigptv2");
+        var options = GenerationOptions.Greedy with { RepetitionPenalty = r["repetition_penalty"]!.GetValue<float>(), MaxNewTokens = 20 };
+        var response = await pipeline.AskAsync(ImageInput.FromFile(Fixtures.Require("oracle/images/" + image)), chat["question"]!.GetValue<string>(), options);
+        Assert.Equal(chat["prompt"]!.GetValue<string>(), response.Prompt);
+        var segments = chat["segments"]!.AsArray();
+        for (var i = 0; i < segments.Count; i++) Assert.Equal(Oracle.Ints(segments[i]!["ids"]), response.SegmentIds[i]);
+        var (embeds, _, logits) = _tiny.LastPrefill["minigptv2"];
+        var dEmb = Oracle.MaxAbsDiff(embeds, Oracle.Array(chat["input_embeds"]!.GetValue<string>()).ToFloat());
+        var dLogits = Oracle.MaxAbsDiff(logits, Oracle.Array(chat["first_step_logits"]!.GetValue<string>()).ToFloat());
+        _out.WriteLine($"v2 {task}/{image}/{run}: input_embeds max|d| {dEmb:E2}, first-step logits max|d| {dLogits:E2}");
+        Assert.True(dEmb <= 1e-4, $"input_embeds differ by {dEmb}");
+        Assert.True(dLogits <= 5e-4, $"first-step logits differ by {dLogits}");
+        Assert.Equal(Oracle.Ints(r["generated_ids"]), response.TokenIds);
+        Assert.Equal(r["chat_answer_text"]!.GetValue<string>(), response.Text);
     }
 }
