@@ -50,7 +50,7 @@ internal sealed class QFormerProjector : nn.Module<Tensor, Tensor>, IVisionProje
         ProjectorInput.Check(visionTokens, Config.EncoderWidth, minTokens: 1);
         using var _ = inference_mode();
         using var scope = NewDisposeScope();
-        return forward(visionTokens.to(DType, Device)).MoveToOuterDisposeScope();
+        return forward(visionTokens.to(Device)).MoveToOuterDisposeScope(); // ln_vision sees the ViT's float32 tokens
     }
 
     /// <summary>ViT tokens -> <c>[B, Q, OutputDim]</c>.</summary>
@@ -64,7 +64,7 @@ internal sealed class QFormerProjector : nn.Module<Tensor, Tensor>, IVisionProje
     public Tensor QFormerOutput(Tensor visionTokens)
     {
         using var scope = NewDisposeScope();
-        var imageEmbeds = LnVision(visionTokens);
+        var imageEmbeds = LnVision(visionTokens).to(DType);
         var queries = query_tokens.expand(imageEmbeds.shape[0], -1, -1);
         return Qformer.call(queries, imageEmbeds).MoveToOuterDisposeScope();
     }
