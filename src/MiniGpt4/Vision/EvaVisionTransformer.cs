@@ -119,7 +119,8 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
             using var _ = no_grad();
             if (resize)
             {
-                using var raw = view.Load("pos_embed", ScalarType.Float32, device);
+                // On the CPU, as the reference does at load time (libtorch's CPU bicubic kernel, bit-exact).
+                using var raw = view.Load("pos_embed", ScalarType.Float32, CPU);
                 using var resized = PositionEmbedding.Interpolate(raw, config.GridSize);
                 model.pos_embed.copy_(resized);
             }
