@@ -115,6 +115,11 @@ public class ProjectorTests(ITestOutputHelper output)
         Assert.True(cfg.HasCrossAttention(0));
         Assert.False(cfg.HasCrossAttention(1));
         Assert.True(cfg.HasCrossAttention(2));
+        // Without overrides the BLIP-2 values MiniGPT-4 hard-codes apply; explicit values win.
+        var path = Oracle.Tiny("bert-base-uncased/config.json");
+        Assert.Equal((32, 2, 1408), (QFormerConfig.FromBertConfigJson(path).NumQueryTokens,
+            QFormerConfig.FromBertConfigJson(path).CrossAttentionFreq, QFormerConfig.FromBertConfigJson(path).EncoderWidth));
+        Assert.Equal(8, QFormerConfig.FromBertConfigJson(path, numQueryTokens: 8).NumQueryTokens);
     }
 
     [Fact]
