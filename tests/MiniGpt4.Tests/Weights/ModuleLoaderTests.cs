@@ -237,3 +237,22 @@ public class ModuleLoaderFp16Tests
         public void Report(double value) => report(value);
     }
 }
+
+public class CombinedSourceTests
+{
+    [SkippableFact]
+    public void Combine_unites_files_under_prefixes_and_refuses_duplicates()
+    {
+        using var eva = WeightFiles.Open(Fixtures.Require("oracle/tiny/eva_vit_g.pth"));
+        using var stage2 = WeightFiles.Open(Fixtures.Require("oracle/tiny/pretrained_minigpt4.pth"));
+        var all = eva.Renamed(k => "visual_encoder." + k).Combine(stage2);
+        Assert.Equal(eva.Keys.Count + stage2.Keys.Count, all.Keys.Count);
+        Assert.True(all.TryGetInfo("visual_encoder.pos_embed", out var pos));
+        Assert.Equal(new long[] { 1, 257, 32 }, pos.Shape);
+        using var a = all.Load("llama_proj.bias");
+        using var b = stage2.Load("llama_proj.bias");
+        TensorAssert.Equal(b, a);
+        var ex = Assert.Throws<MiniGptWeightsException>(() => stage2.Combine(stage2));
+        Assert.Contains("'llama_proj.weight' is in both", ex.Message);
+    }
+}
