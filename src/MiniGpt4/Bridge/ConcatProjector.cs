@@ -59,7 +59,7 @@ internal sealed class ConcatProjector : nn.Module<Tensor, Tensor>, IVisionProjec
         ProjectorInput.Check(visionTokens, VisionWidth, minTokens: 1 + NumPatches, exactTokens: true);
         using var _ = inference_mode();
         using var scope = NewDisposeScope();
-        return forward(visionTokens.to(DType, Device)).MoveToOuterDisposeScope();
+        return forward(visionTokens.to(Device)).MoveToOuterDisposeScope(); // ln_vision sees the ViT's float32 tokens
     }
 
     /// <summary>ViT tokens -> <c>[B, N/g, OutputDim]</c>.</summary>
@@ -73,7 +73,7 @@ internal sealed class ConcatProjector : nn.Module<Tensor, Tensor>, IVisionProjec
     public Tensor ProjectionInput(Tensor visionTokens)
     {
         using var scope = NewDisposeScope();
-        var x = ln_vision.call(visionTokens);
+        var x = ln_vision.call(visionTokens).to(DType);
         var b = x.shape[0];
         var patches = x.narrow(1, 1, x.shape[1] - 1);
         return patches.reshape(b, (x.shape[1] - 1) / Group, Group * x.shape[2]).MoveToOuterDisposeScope();

@@ -9,9 +9,10 @@ namespace MiniGpt4.Bridge;
 internal interface IVisionProjector
 {
     /// <summary>
-    /// ViT tokens <c>[B, 1 + N, W]</c> (class token first, any device/dtype; moved to the projector's) ->
-    /// image embeddings <c>[B, TokensPerImage, OutputDim]</c> in the projector's dtype. Runs under inference
-    /// mode; the caller owns the result.
+    /// ViT tokens <c>[B, 1 + N, W]</c> (class token first; any float dtype, float32 as the ViT returns them;
+    /// any device, moved to the projector's) -> image embeddings <c>[B, TokensPerImage, OutputDim]</c> in the
+    /// projector's dtype. ln_vision is computed in float32 before the cast. Runs under inference mode; the
+    /// caller owns the result.
     /// </summary>
     Tensor Project(Tensor visionTokens);
 

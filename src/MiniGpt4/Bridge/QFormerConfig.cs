@@ -40,10 +40,10 @@ internal sealed record QFormerConfig(
     /// Reads a BERT <c>config.json</c> (the reference uses bert-base-uncased's): hidden_size, num_hidden_layers,
     /// num_attention_heads, intermediate_size, layer_norm_eps, hidden_act (must be the exact "gelu"), and, when present,
     /// cross_attention_freq, encoder_width and query_length. The BLIP-2 values MiniGPT-4 sets in code
-    /// (<paramref name="numQueryTokens"/>, <paramref name="crossAttentionFreq"/>, <paramref name="encoderWidth"/>)
-    /// apply when the file does not hold them.
+    /// (<paramref name="numQueryTokens"/>, <paramref name="crossAttentionFreq"/>, <paramref name="encoderWidth"/>,
+    /// e.g. from a model manifest) win when given; otherwise the file's, otherwise MiniGPT-4's 32 / 2 / 1408.
     /// </summary>
-    public static QFormerConfig FromBertConfigJson(string path, int numQueryTokens = 32, int crossAttentionFreq = 2, int encoderWidth = 1408)
+    public static QFormerConfig FromBertConfigJson(string path, int? numQueryTokens = null, int? crossAttentionFreq = null, int? encoderWidth = null)
     {
         JsonDocument doc;
         try
@@ -68,10 +68,10 @@ internal sealed record QFormerConfig(
                 Layers: Int(root, "num_hidden_layers", path) ?? d.Layers,
                 Heads: Int(root, "num_attention_heads", path) ?? d.Heads,
                 Intermediate: Int(root, "intermediate_size", path) ?? d.Intermediate,
-                CrossAttentionFreq: Int(root, "cross_attention_freq", path) ?? crossAttentionFreq,
+                CrossAttentionFreq: crossAttentionFreq ?? Int(root, "cross_attention_freq", path) ?? d.CrossAttentionFreq,
                 Eps: Num(root, "layer_norm_eps", path) ?? d.Eps,
-                NumQueryTokens: Int(root, "query_length", path) ?? numQueryTokens,
-                EncoderWidth: Int(root, "encoder_width", path) ?? encoderWidth).Validate();
+                NumQueryTokens: numQueryTokens ?? Int(root, "query_length", path) ?? d.NumQueryTokens,
+                EncoderWidth: encoderWidth ?? Int(root, "encoder_width", path) ?? d.EncoderWidth).Validate();
         }
     }
 

@@ -50,7 +50,7 @@ internal sealed class QFormerProjector : nn.Module<Tensor, Tensor>, IVisionProje
         ProjectorInput.Check(visionTokens, Config.EncoderWidth, minTokens: 1);
         using var _ = inference_mode();
         using var scope = NewDisposeScope();
-        return forward(visionTokens.to(DType, Device)).MoveToOuterDisposeScope();
+        return forward(visionTokens.to(Device)).MoveToOuterDisposeScope(); // ln_vision sees the ViT's float32 tokens
     }
 
     /// <summary>ViT tokens -> <c>[B, Q, OutputDim]</c>.</summary>
@@ -64,7 +64,7 @@ internal sealed class QFormerProjector : nn.Module<Tensor, Tensor>, IVisionProje
     public Tensor QFormerOutput(Tensor visionTokens)
     {
         using var scope = NewDisposeScope();
-        var imageEmbeds = LnVision(visionTokens);
+        var imageEmbeds = LnVision(visionTokens).to(DType);
         var queries = query_tokens.expand(imageEmbeds.shape[0], -1, -1);
         return Qformer.call(queries, imageEmbeds).MoveToOuterDisposeScope();
     }
@@ -84,10 +84,14 @@ internal sealed class QFormerProjector : nn.Module<Tensor, Tensor>, IVisionProje
         return Load(blip2, stage2, config, dtype, device);
     }
 
-    /// <summary>Loads from open weight sources (see <see cref="Load(string, string, QFormerConfig, ScalarType, Device)"/>).</summary>
+    /// <summary>
+    /// Loads from open weight sources (see <see cref="Load(string, string, QFormerConfig, ScalarType, Device)"/>);
+    /// <paramref name="blip2"/> may also use Hugging Face BLIP-2 names (<see cref="QFormerNames"/>).
+    /// </summary>
     public static QFormerProjector Load(IWeightSource blip2, IWeightSource stage2, QFormerConfig config, ScalarType dtype, Device device)
     {
         config.Validate();
+        blip2 = QFormerNames.ToLavis(blip2);
         var outputDim = ProjectorInput.LlamaProjShape(stage2, config.Hidden, "the Q-Former hidden size").Out;
         var model = new QFormerProjector(config, outputDim, dtype, device);
         try

@@ -5,7 +5,11 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace MiniGpt4.Vision;
 
-/// <summary>One pre-norm EVA ViT block without layer scale: x + attn(norm1(x)), then x + mlp(norm2(x)).</summary>
+/// <summary>
+/// One pre-norm EVA ViT block without layer scale: x + attn(norm1(x)), then x + mlp(norm2(x)).
+/// The residual stream and the LayerNorms are float32; attention and MLP run in the compute dtype
+/// (the reference's fp16 convention: only Linear/Conv weights are converted, residuals stay fp32).
+/// </summary>
 internal sealed class EvaBlock : nn.Module<Tensor, Tensor>
 {
     private readonly LayerNorm norm1;
@@ -13,19 +17,23 @@ internal sealed class EvaBlock : nn.Module<Tensor, Tensor>
     private readonly LayerNorm norm2;
     private readonly EvaMlp mlp;
 
+    private readonly ScalarType _dtype;
+
     public EvaBlock(VisionConfig cfg, ScalarType dtype, Device device) : base(nameof(EvaBlock))
     {
-        norm1 = EmptyInit.LayerNorm(cfg.Width, cfg.Eps, dtype, device);
+        _dtype = dtype;
+        norm1 = EmptyInit.LayerNorm(cfg.Width, cfg.Eps, ScalarType.Float32, device);
         attn = new EvaAttention(cfg.Width, cfg.Heads, dtype, device);
-        norm2 = EmptyInit.LayerNorm(cfg.Width, cfg.Eps, dtype, device);
+        norm2 = EmptyInit.LayerNorm(cfg.Width, cfg.Eps, ScalarType.Float32, device);
         mlp = new EvaMlp(cfg.Width, cfg.MlpHidden, dtype, device);
         RegisterComponents();
     }
 
+    /// <summary>Float32 residual stream <c>[B, T, W]</c> in, float32 out.</summary>
     public override Tensor forward(Tensor x)
     {
-        x = x + attn.call(norm1.call(x));
-        return x + mlp.call(norm2.call(x));
+        x = x + attn.call(norm1.call(x).to(_dtype)).to(ScalarType.Float32);
+        return x + mlp.call(norm2.call(x).to(_dtype)).to(ScalarType.Float32);
     }
 }
 

@@ -9,6 +9,9 @@ namespace MiniGpt4.Vision;
 /// embedding, <see cref="VisionConfig.Depth"/> pre-norm blocks and no final norm (ln_vision lives in
 /// the projector). Pixel values <c>[B, 3, S, S]</c> -> tokens <c>[B, 1 + (S/P)^2, W]</c>.
 /// Parameter names equal the keys of <c>eva_vit_g.pth</c>.
+/// Precision follows the reference's half-precision convention (ARCHITECTURE §3.4): the patch
+/// convolution and every Linear run in the compute dtype (<see cref="DType"/>), while the class token,
+/// position embedding, LayerNorms and the residual stream stay float32. With float32 this is plain fp32.
 /// </summary>
 internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
 {
@@ -23,8 +26,8 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
         DType = dtype;
         Device = device;
         patch_embed = new PatchEmbed(config.PatchSize, config.Width, dtype, device);
-        cls_token = EmptyInit.Parameter([1, 1, config.Width], dtype, device);
-        pos_embed = EmptyInit.Parameter([1, config.Tokens, config.Width], dtype, device);
+        cls_token = EmptyInit.Parameter([1, 1, config.Width], ScalarType.Float32, device);
+        pos_embed = EmptyInit.Parameter([1, config.Tokens, config.Width], ScalarType.Float32, device);
         blocks = new ModuleList<EvaBlock>(Enumerable.Range(0, config.Depth).Select(_ => new EvaBlock(config, dtype, device)).ToArray());
         RegisterComponents();
     }
@@ -32,7 +35,7 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
     /// <summary>The shape this model was built for.</summary>
     public VisionConfig Config { get; }
 
-    /// <summary>Parameter dtype.</summary>
+    /// <summary>Compute dtype of the convolution and Linear layers (norms, embeddings and residuals are float32).</summary>
     public ScalarType DType { get; }
 
     /// <summary>Parameter device.</summary>
@@ -40,7 +43,7 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// Runs the ViT under inference mode: <paramref name="pixelValues"/> <c>[B, 3, S, S]</c> (any float dtype,
-    /// any device; moved to the model's) -> <c>[B, 1 + N, W]</c> in the model's dtype. The caller owns the result.
+    /// any device; moved to the model's) -> <c>[B, 1 + N, W]</c> float32 (the residual stream). The caller owns the result.
     /// </summary>
     public Tensor Encode(Tensor pixelValues)
     {
@@ -56,7 +59,7 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor pixelValues)
     {
         using var scope = NewDisposeScope();
-        var x = patch_embed.call(pixelValues);
+        var x = patch_embed.call(pixelValues.to(DType)).to(ScalarType.Float32);
         var cls = cls_token.expand(x.shape[0], -1, -1);
         x = cat([cls, x], 1) + pos_embed;
         foreach (var block in blocks) x = block.call(x);
@@ -111,11 +114,13 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
         {
             // The checkpoint's pos_embed has the other grid's shape: hide it from the loader, resize it below.
             var loadView = resize ? view.Renamed(k => k == "pos_embed" ? null : k) : view;
-            ModuleLoader.Load(model, loadView, new LoadRules { Ignore = ignore, AllowMissing = allowMissing, DType = dtype, Device = device }, progress);
+            // No LoadRules.DType: the module is mixed precision by design; each tensor is cast to its parameter's dtype.
+            ModuleLoader.Load(model, loadView, new LoadRules { Ignore = ignore, AllowMissing = allowMissing, Device = device }, progress);
             using var _ = no_grad();
             if (resize)
             {
-                using var raw = view.Load("pos_embed", ScalarType.Float32, device);
+                // On the CPU, as the reference does at load time (libtorch's CPU bicubic kernel, bit-exact).
+                using var raw = view.Load("pos_embed", ScalarType.Float32, CPU);
                 using var resized = PositionEmbedding.Interpolate(raw, config.GridSize);
                 model.pos_embed.copy_(resized);
             }

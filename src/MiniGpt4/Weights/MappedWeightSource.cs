@@ -64,11 +64,13 @@ internal sealed class MappedWeightSource : IWeightSource
         {
             // Each Load maps the file anew (private, copy-on-write): the caller may modify its tensor
             // without touching the file or any other loaded tensor; only the pages it reads become resident.
-            using var map = MapFile(loc.File, info.DType);
-            if (map.NumberOfElements < loc.Offset / elem + info.NumElements)
-                throw new MiniGptWeightsException($"{loc.File}: file shrank below tensor '{key}' (modified while open?)", loc.File, key);
-            using var flat = map.narrow(0, loc.Offset / elem, info.NumElements);
-            return flat.view(info.Shape);
+            // If the mapping is refused (e.g. a shard larger than the commit limit), read instead.
+            using var map = TryMapFile(loc.File, info.DType);
+            if (map is not null && map.NumberOfElements >= loc.Offset / elem + info.NumElements)
+            {
+                using var flat = map.narrow(0, loc.Offset / elem, info.NumElements);
+                return flat.view(info.Shape);
+            }
         }
         var result = torch.empty(info.Shape, target, device ?? torch.CPU);
         try
@@ -186,7 +188,7 @@ internal sealed class MappedWeightSource : IWeightSource
         }
     }
 
-    private torch.Tensor MapFile(string file, torch.ScalarType dtype)
+    private torch.Tensor? TryMapFile(string file, torch.ScalarType dtype)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var length = RandomAccess.GetLength(HandleOf(file)); // follows symlinks, unlike FileInfo.Length
@@ -196,7 +198,7 @@ internal sealed class MappedWeightSource : IWeightSource
         }
         catch (Exception ex) when (ex is ExternalException or IOException)
         {
-            throw new MiniGptWeightsException($"{file}: cannot memory-map: {ex.Message}", file, null, ex);
+            return null;
         }
     }
 

@@ -43,7 +43,9 @@ internal static class ModuleLoader
                 continue;
             }
             var expected = target.shape;
-            if (!expected.SequenceEqual(info.Shape))
+            if (target.device_type == DeviceType.META)
+                problems.Add((key, $"module tensor '{key}' is on the meta device and cannot be filled (build the module with EmptyInit instead)"));
+            else if (!expected.SequenceEqual(info.Shape))
                 problems.Add((key, $"shape mismatch for '{key}': the module expects {DTypes.FormatShape(expected)} {target.dtype}, the file has {info.Describe()}"));
             else if (Kind(target.dtype) != Kind(info.DType))
                 problems.Add((key, $"dtype mismatch for '{key}': the module expects {target.dtype}, the file has {info.DType} (only floating types are converted)"));

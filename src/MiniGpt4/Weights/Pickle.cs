@@ -8,19 +8,27 @@ namespace MiniGpt4.Weights;
 /// <summary>A Python dict (or OrderedDict) read from a pickle: entries in insertion order.</summary>
 internal sealed class PyDict
 {
+    // Position of each scalar key (str, int, float, bool, None) in Items; other keys are appended.
+    private readonly Dictionary<object, int> _index = new();
+    private static readonly object NoneKey = new();
+
     /// <summary>Entries, in the order the pickle set them (a later duplicate key replaces the value in place).</summary>
     public List<KeyValuePair<object?, object?>> Items { get; } = new();
 
     /// <summary>Sets <paramref name="key"/> like Python's <c>d[key] = value</c>.</summary>
     public void Set(object? key, object? value)
     {
-        for (var i = 0; i < Items.Count; i++)
-            if (Equals(Items[i].Key, key)) { Items[i] = new(key, value); return; }
+        var k = key ?? NoneKey;
+        if (k is string or long or double or bool or BigInteger || ReferenceEquals(k, NoneKey))
+        {
+            if (_index.TryGetValue(k, out var i)) { Items[i] = new(key, value); return; }
+            _index[k] = Items.Count;
+        }
         Items.Add(new(key, value));
     }
 
     /// <summary>The value of a string key, or null.</summary>
-    public object? Get(string key) => Items.FirstOrDefault(kv => kv.Key is string s && s == key).Value;
+    public object? Get(string key) => _index.TryGetValue(key, out var i) ? Items[i].Value : null;
 }
 
 /// <summary>A Python tuple.</summary>
@@ -278,8 +286,8 @@ internal sealed class PickleReader
 
     private string ReadLine()
     {
-        var end = Array.IndexOf(_data, (byte)'\n', _pos);
-        if (end < 0 || end - _pos > 1024) throw Bad("GLOBAL name not terminated");
+        var end = Array.IndexOf(_data, (byte)'\n', _pos, Math.Min(1024, _data.Length - _pos));
+        if (end < 0) throw Bad("GLOBAL name not terminated within 1024 bytes");
         var s = Encoding.UTF8.GetString(_data, _pos, end - _pos);
         _pos = end + 1;
         return s;

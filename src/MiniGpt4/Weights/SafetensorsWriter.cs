@@ -20,6 +20,13 @@ internal static class SafetensorsWriter
     public static void Write(string path, IEnumerable<KeyValuePair<string, torch.Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
         WriteItems(path, tensors.Select(kv => new Item(kv.Key, kv.Value.dtype, kv.Value.shape, () => kv.Value, false)).ToList(), metadata);
 
+    /// <summary>
+    /// Writes tensors produced one at a time by their <c>Create</c> functions (each disposed right after it
+    /// is written), so a file larger than memory can be generated or converted.
+    /// </summary>
+    public static void Write(string path, IEnumerable<(string Key, torch.ScalarType DType, long[] Shape, Func<torch.Tensor> Create)> tensors) =>
+        WriteItems(path, tensors.Select(t => new Item(t.Key, t.DType, t.Shape, t.Create, true)).ToList(), null);
+
     /// <summary>Copies every tensor of <paramref name="source"/> to <paramref name="path"/>, casting floating tensors to <paramref name="floatDType"/> when given.</summary>
     public static void Write(string path, IWeightSource source, torch.ScalarType? floatDType = null) =>
         WriteItems(path, Items(source, floatDType), null);

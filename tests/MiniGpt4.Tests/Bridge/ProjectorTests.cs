@@ -115,6 +115,11 @@ public class ProjectorTests(ITestOutputHelper output)
         Assert.True(cfg.HasCrossAttention(0));
         Assert.False(cfg.HasCrossAttention(1));
         Assert.True(cfg.HasCrossAttention(2));
+        // Without overrides the BLIP-2 values MiniGPT-4 hard-codes apply; explicit values win.
+        var path = Oracle.Tiny("bert-base-uncased/config.json");
+        Assert.Equal((32, 2, 1408), (QFormerConfig.FromBertConfigJson(path).NumQueryTokens,
+            QFormerConfig.FromBertConfigJson(path).CrossAttentionFreq, QFormerConfig.FromBertConfigJson(path).EncoderWidth));
+        Assert.Equal(8, QFormerConfig.FromBertConfigJson(path, numQueryTokens: 8).NumQueryTokens);
     }
 
     [Fact]
@@ -216,5 +221,56 @@ public class ProjectorTests(ITestOutputHelper output)
         Assert.Throws<ArgumentException>(() => concat.Project(bad));
         using var fewer = zeros(1, 17, 32);
         Assert.Throws<ArgumentException>(() => concat.Project(fewer));
+    }
+}
+
+public class QFormerNamesTests(ITestOutputHelper output)
+{
+    /// <summary>LAVIS -> Hugging Face names (ARCHITECTURE §5.5), to present the oracle's BLIP-2 file as HF writes it.</summary>
+    private static string? ToHuggingFace(string key)
+    {
+        if (key == "ln_vision.weight" || key == "ln_vision.bias") return "vision_model.post_layernorm." + key["ln_vision.".Length..];
+        if (key.StartsWith("t5_proj.", StringComparison.Ordinal)) return "language_projection." + key["t5_proj.".Length..];
+        if (key.StartsWith("Qformer.bert.embeddings.LayerNorm.", StringComparison.Ordinal))
+            return "qformer.layernorm." + key["Qformer.bert.embeddings.LayerNorm.".Length..];
+        if (key == "Qformer.bert.embeddings.position_ids") return null; // HF drops it
+        if (key.StartsWith("Qformer.bert.", StringComparison.Ordinal))
+            return "qformer." + key["Qformer.bert.".Length..].Replace("attention.self.", "attention.attention.");
+        return key;
+    }
+
+    [SkippableFact]
+    public void Hugging_Face_BLIP2_names_load_to_the_same_QFormer()
+    {
+        const string img = "a_gradient_shapes_640x480";
+        using var lavis = MiniGpt4.Weights.WeightFiles.Open(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"));
+        using var hf = MiniGpt4.Weights.WeightSourceExtensions.Renamed(lavis, ToHuggingFace);
+        Assert.Contains("qformer.encoder.layer.0.crossattention.attention.key.weight", hf.Keys);
+        Assert.True(QFormerNames.IsHuggingFace(hf.Keys));
+        using var stage2 = MiniGpt4.Weights.WeightFiles.Open(Oracle.Tiny("pretrained_minigpt4.pth"));
+        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var projector = QFormerProjector.Load(hf, stage2, Oracle.QFormer(), ScalarType.Float32, CPU);
+        using var pixels = Oracle.Pixels(img);
+        using var tokens = vit.Encode(pixels);
+        using var proj = projector.Project(tokens);
+        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.proj_out.npy");
+        var diff = Oracle.MaxAbsDiff(proj, expected);
+        output.WriteLine($"proj_out from HF-named BLIP-2 weights: max abs diff {diff:E2}");
+        Assert.True(diff <= 1e-4);
+    }
+
+    [Fact]
+    public void Hugging_Face_QFormer_names_map_to_LAVIS_names()
+    {
+        Assert.Equal("Qformer.bert.encoder.layer.3.attention.self.query.bias", QFormerNames.FromHuggingFace("qformer.encoder.layer.3.attention.attention.query.bias"));
+        Assert.Equal("Qformer.bert.encoder.layer.2.crossattention.self.key.weight", QFormerNames.FromHuggingFace("qformer.encoder.layer.2.crossattention.attention.key.weight"));
+        Assert.Equal("Qformer.bert.encoder.layer.2.crossattention.output.LayerNorm.bias", QFormerNames.FromHuggingFace("qformer.encoder.layer.2.crossattention.output.LayerNorm.bias"));
+        Assert.Equal("Qformer.bert.encoder.layer.0.output_query.dense.weight", QFormerNames.FromHuggingFace("qformer.encoder.layer.0.output_query.dense.weight"));
+        Assert.Equal("Qformer.bert.embeddings.LayerNorm.weight", QFormerNames.FromHuggingFace("qformer.layernorm.weight"));
+        Assert.Equal("Qformer.bert.embeddings.LayerNorm.bias", QFormerNames.FromHuggingFace("qformer.embeddings.layernorm.bias"));
+        Assert.Equal("ln_vision.weight", QFormerNames.FromHuggingFace("vision_model.post_layernorm.weight"));
+        Assert.Equal("query_tokens", QFormerNames.FromHuggingFace("query_tokens"));
+        Assert.Null(QFormerNames.FromHuggingFace("language_projection.weight"));
+        Assert.Null(QFormerNames.FromHuggingFace("vision_model.encoder.layers.0.mlp.fc1.weight"));
     }
 }

@@ -222,3 +222,24 @@ public class HostileFileTests
         }
     }
 }
+
+public class ModifiedWhileOpenTests
+{
+    [Fact]
+    public void File_truncated_after_open_gives_an_error_not_a_crash()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("w.safetensors");
+        using var a = torch.ones(1000);
+        using var b = torch.ones(1000);
+        SafetensorsWriter.Write(path, new Dictionary<string, torch.Tensor> { ["a"] = a, ["b"] = b });
+        using var s = WeightFiles.Open(path);
+        using (var fs = new FileStream(path, FileMode.Open, FileAccess.Write)) fs.SetLength(fs.Length - 2000);
+        using var first = s.Load("a"); // still inside the file
+        Assert.Equal(1000, first.sum().item<float>());
+        var ex = Assert.Throws<MiniGptWeightsException>(() => s.Load("b"));
+        Assert.Contains("truncated", ex.Message);
+        using var dst = torch.empty(1000, dtype: torch.ScalarType.BFloat16);
+        Assert.Throws<MiniGptWeightsException>(() => s.ReadInto("b", dst));
+    }
+}

@@ -166,3 +166,93 @@ public class ModuleLoaderTests
         public void Report(double value) => report(value);
     }
 }
+
+public class ModuleLoaderFp16Tests
+{
+    [Theory]
+    [InlineData(torch.ScalarType.BFloat16)]
+    [InlineData(torch.ScalarType.Float32)]
+    [InlineData(torch.ScalarType.Float16)]
+    public void Fp16_torch_checkpoint_loads_into_a_module_of_any_float_dtype(torch.ScalarType moduleDType)
+    {
+        // Released weights are fp16; the tiny oracle is fp32, so generate an fp16 checkpoint here.
+        using var dir = new TempDir();
+        var path = dir.File("fp16.pth");
+        var g = new torch.Generator(3);
+        using var w = torch.randn([70, 33], generator: g).to(torch.ScalarType.Float16);
+        using var b = torch.randn([70], generator: g).to(torch.ScalarType.Float16);
+        using var ids = torch.arange(9, dtype: torch.ScalarType.Int64).unsqueeze(0);
+        TorchZipWriter.Write(path, new Dictionary<string, object?>
+        {
+            ["model"] = new SortedList<string, object?>
+            {
+                ["proj.weight"] = TorchZipWriter.Whole("0", w), ["proj.bias"] = TorchZipWriter.Whole("1", b), ["pos.position_ids"] = TorchZipWriter.Whole("2", ids),
+            },
+            ["epoch"] = 1L,
+        }, new() { ["0"] = w.view(-1), ["1"] = b, ["2"] = ids.view(-1) });
+        using var s = WeightFiles.Open(path);
+        using var m = TreeModule.Build([("proj.weight", [70, 33], moduleDType), ("proj.bias", [70], moduleDType), ("pos.position_ids", [1, 9], torch.ScalarType.Int64)]);
+        var progress = new List<double>();
+        var report = ModuleLoader.Load(m, s, LoadRules.Strict, new Progress(progress.Add));
+        Assert.Equal(3, report.Loaded.Count);
+        var sd = m.state_dict();
+        using var ew = w.to(moduleDType);
+        using var eb = b.to(moduleDType);
+        TensorAssert.Equal(ew, sd["proj.weight"]);
+        TensorAssert.Equal(eb, sd["proj.bias"]);
+        TensorAssert.Equal(ids, sd["pos.position_ids"]);
+        Assert.Equal(progress.Order(), progress);
+        Assert.Equal(1.0, progress[^1]);
+    }
+
+    [Fact]
+    public void Meta_tensors_are_refused_instead_of_silently_staying_empty()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("w.safetensors");
+        using var w = torch.ones(4, 3);
+        SafetensorsWriter.Write(path, new Dictionary<string, torch.Tensor> { ["weight"] = w });
+        using var s = WeightFiles.Open(path);
+        using var lin = torch.nn.Linear(3, 4, hasBias: false, device: torch.META);
+        var ex = Assert.Throws<MiniGptWeightsException>(() => ModuleLoader.Load(lin, s, LoadRules.Strict));
+        Assert.Contains("meta device", ex.Message);
+    }
+
+    [Theory]
+    [InlineData("*.rotary_emb.inv_freq", "model.layers.0.self_attn.rotary_emb.inv_freq", true)]
+    [InlineData("*.rotary_emb.inv_freq", "rotary_emb.inv_freq", false)]
+    [InlineData("t5_proj.*", "t5_proj.weight", true)]
+    [InlineData("t5_proj.*", "Qformer.t5_proj.weight", false)]
+    [InlineData("*.position_ids", "Qformer.bert.embeddings.position_ids", true)]
+    [InlineData("a*b*c", "axxbyyc", true)]
+    [InlineData("a*b*c", "axxbyy", false)]
+    [InlineData("exact", "exact", true)]
+    [InlineData("exact", "exactly", false)]
+    [InlineData("*", "", true)]
+    public void Glob_patterns_match_whole_keys(string pattern, string key, bool expected) =>
+        Assert.Equal(expected, KeyGlob.IsMatch(pattern, key));
+
+    private sealed class Progress(Action<double> report) : IProgress<double>
+    {
+        public void Report(double value) => report(value);
+    }
+}
+
+public class CombinedSourceTests
+{
+    [SkippableFact]
+    public void Combine_unites_files_under_prefixes_and_refuses_duplicates()
+    {
+        using var eva = WeightFiles.Open(Fixtures.Require("oracle/tiny/eva_vit_g.pth"));
+        using var stage2 = WeightFiles.Open(Fixtures.Require("oracle/tiny/pretrained_minigpt4.pth"));
+        var all = eva.Renamed(k => "visual_encoder." + k).Combine(stage2);
+        Assert.Equal(eva.Keys.Count + stage2.Keys.Count, all.Keys.Count);
+        Assert.True(all.TryGetInfo("visual_encoder.pos_embed", out var pos));
+        Assert.Equal(new long[] { 1, 257, 32 }, pos.Shape);
+        using var a = all.Load("llama_proj.bias");
+        using var b = stage2.Load("llama_proj.bias");
+        TensorAssert.Equal(b, a);
+        var ex = Assert.Throws<MiniGptWeightsException>(() => stage2.Combine(stage2));
+        Assert.Contains("'llama_proj.weight' is in both", ex.Message);
+    }
+}
