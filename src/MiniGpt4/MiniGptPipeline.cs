@@ -13,6 +13,7 @@ namespace MiniGpt4;
 public sealed class MiniGptPipeline : IDisposable
 {
     private readonly bool _ownsComponents;
+    private readonly Lazy<IReadOnlyList<IReadOnlyList<int>>> _templateStops;
     private bool _disposed;
 
     /// <summary>Composes a pipeline from components (for example your own implementations).</summary>
@@ -32,6 +33,9 @@ public sealed class MiniGptPipeline : IDisposable
         LanguageModel = languageModel;
         Template = ConversationTemplate.For(variant);
         _ownsComponents = ownsComponents;
+        _templateStops = new Lazy<IReadOnlyList<IReadOnlyList<int>>>(() => DemoStops
+            .Where(s => s.Ids.Select((id, i) => id < languageModel.VocabSize && languageModel.TokenPiece(id) == s.Pieces[i]).All(ok => ok))
+            .Select(s => (IReadOnlyList<int>)s.Ids).ToArray());
     }
 
     /// <summary>The model variant.</summary>
@@ -130,13 +134,23 @@ public sealed class MiniGptPipeline : IDisposable
         var current = seq.Length + options.MaxNewTokens;
         if (current > options.MaxContextLength) seq.SkipLeft = current - options.MaxContextLength;
         var effective = options;
-        if (options.UseTemplateStops && Variant != ModelVariant.MiniGptV2)
-            effective = options with { StopTokenSequences = options.StopTokenSequences.Concat(TemplateStops).ToArray() };
+        if (options.UseTemplateStops && Variant != ModelVariant.MiniGptV2 && _templateStops.Value.Count > 0)
+            effective = options with { StopTokenSequences = options.StopTokenSequences.Concat(_templateStops.Value).ToArray() };
         return new Turn(prompt, ids, seq, effective);
     }
 
-    /// <summary>The demo's stops for both MiniGPT-4 variants: <c>▁###</c> (835) and <c>##</c>,<c>#</c> (2277, 29937).</summary>
-    internal static IReadOnlyList<IReadOnlyList<int>> TemplateStops { get; } = new IReadOnlyList<int>[] { new[] { 835 }, new[] { 2277, 29937 } };
+    /// <summary>
+    /// The demo's stops for both MiniGPT-4 variants, <c>[835]</c> (<c>▁###</c>) and <c>[2277, 29937]</c>
+    /// (<c>##</c>, <c>#</c>): ids of the LLaMA vocabulary. A stop is kept only where the loaded vocabulary
+    /// has exactly those pieces at those ids (always, with the released tokenizer).
+    /// </summary>
+    internal IReadOnlyList<IReadOnlyList<int>> TemplateStops => _templateStops.Value;
+
+    private static readonly (int[] Ids, string[] Pieces)[] DemoStops =
+    {
+        (new[] { 835 }, new[] { "\u2581###" }),
+        (new[] { 2277, 29937 }, new[] { "##", "#" }),
+    };
 
     /// <summary>Frees the components (when owned).</summary>
     public void Dispose()

@@ -1,0 +1,288 @@
+using System.Reflection;
+using Microsoft.Extensions.DependencyInjection;
+using MiniGpt4.Abstractions;
+using MiniGpt4.Hosting;
+using MiniGpt4.Models;
+using MiniGpt4.Tests.Support;
+using TorchSharp;
+using Xunit;
+
+namespace MiniGpt4.Tests.Pipeline;
+
+/// <summary>What a .NET user relies on beyond parity: streaming, errors, cancellation, truncation, DI, no leaks.</summary>
+public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
+{
+    private const string Question = "Describe this image in detail.";
+    private readonly TinyPipelines _tiny;
+
+    public PipelineBehaviourTests(TinyPipelines tiny) => _tiny = tiny;
+
+    private static ImageInput ImageA => ImageInput.FromFile(Fixtures.Require("oracle/images/a_gradient_shapes_640x480.png"));
+
+    private static GenerationOptions Greedy20 => GenerationOptions.Greedy with { MaxNewTokens = 20, UseTemplateStops = false };
+
+    private static JsonRun RefRun(string variant = "vicuna0") =>
+        new(Oracle.Reference["variants"]![variant]!["chat"]!["a_gradient_shapes_640x480.png"]!["runs"]!["rp_1.0"]!);
+
+    private sealed record JsonRun(System.Text.Json.Nodes.JsonNode Node)
+    {
+        public int[] Ids => Oracle.Ints(Node["generated_ids"]);
+        public string Answer => Node["chat_answer_text"]!.GetValue<string>();
+    }
+
+    [SkippableFact]
+    public async Task Streamed_deltas_concatenate_to_the_answer()
+    {
+        var p = _tiny.Get("vicuna0");
+        using var s = p.CreateSession();
+        s.AddImage(ImageA);
+        var text = "";
+        await foreach (var d in s.StreamAsync(Question, Greedy20)) text += d;
+        Assert.Equal(s.LastResponse!.RawText, text);
+        Assert.Equal(RefRun().Ids, s.LastResponse.TokenIds);
+    }
+
+    [SkippableTheory]
+    [InlineData("truncated")]
+    [InlineData("garbage")]
+    [InlineData("empty")]
+    public async Task A_bad_image_throws_a_typed_exception_and_the_pipeline_stays_usable(string kind)
+    {
+        var p = _tiny.Get("vicuna0");
+        var png = File.ReadAllBytes(Fixtures.Require("oracle/images/a_gradient_shapes_640x480.png"));
+        var bad = kind switch
+        {
+            "truncated" => png[..(png.Length / 2)],
+            "garbage" => System.Text.Encoding.ASCII.GetBytes("this is not an image at all"),
+            _ => Array.Empty<byte>(),
+        };
+        using (var s = p.CreateSession())
+        {
+            Assert.ThrowsAny<MiniGptImageException>(() => s.AddImage(ImageInput.FromBytes(bad)));
+            Assert.Empty(s.History);
+        }
+        var ok = await p.AskAsync(ImageA, Question, Greedy20);
+        Assert.Equal(RefRun().Ids, ok.TokenIds);
+    }
+
+    [SkippableFact]
+    public async Task Cancelling_mid_stream_keeps_the_partial_answer_and_the_pipeline_usable()
+    {
+        var p = _tiny.Get("vicuna0");
+        using var s = p.CreateSession();
+        s.AddImage(ImageA);
+        using var cts = new CancellationTokenSource();
+        var deltas = 0;
+        await foreach (var _ in s.StreamAsync(Question, Greedy20, cts.Token))
+            if (++deltas == 3) cts.Cancel();
+        var r = s.LastResponse!;
+        Assert.Equal(MiniGptFinishReason.Cancelled, r.FinishReason);
+        Assert.InRange(r.TokenIds.Count, 3, 4);
+        Assert.Equal(RefRun().Ids[..r.TokenIds.Count], r.TokenIds);
+        var again = await p.AskAsync(ImageA, Question, Greedy20);
+        Assert.Equal(RefRun().Ids, again.TokenIds);
+    }
+
+    [SkippableFact]
+    public async Task Long_prompts_are_cut_from_the_left_like_the_reference_and_reported()
+    {
+        // Chat.answer_prepare: if prompt + max_new_tokens > max_length, embs = embs[:, current - max_length:].
+        var p = _tiny.Get("vicuna0");
+        var chat = Oracle.Reference["variants"]!["vicuna0"]!["chat"]!["a_gradient_shapes_640x480.png"]!;
+        var r = await p.AskAsync(ImageA, Question, Greedy20 with { MaxContextLength = 100 });
+        Assert.Equal(10, r.Usage.TruncatedPromptTokens);           // 90 + 20 - 100
+        Assert.Equal(80, r.Usage.PromptTokens);
+        // First principles: the first logits equal the language model run on the oracle's embeddings minus 10 rows.
+        var lm = (LlamaLanguageModel)p.LanguageModel;
+        var embeds = Oracle.Array(chat["input_embeds"]!.GetValue<string>());
+        using var scope = torch.NewDisposeScope();
+        using var inference = torch.inference_mode();
+        using var session = lm.Model.CreateSession(200);
+        var x = torch.tensor(embeds.ToFloat(), embeds.Shape)[10..].unsqueeze(0);
+        var expected = session.Prefill(x).data<float>().ToArray();
+        Assert.True(Oracle.MaxAbsDiff(expected, _tiny.LastPrefill["vicuna0"].Logits) <= 1e-5);
+    }
+
+    [SkippableFact]
+    public async Task A_direct_language_model_call_beyond_its_context_throws()
+    {
+        var lm = _tiny.Get("vicuna0").LanguageModel;
+        var prompt = new PromptSequence().AddTokens(Enumerable.Repeat(5, lm.ContextLength - 10).ToArray());
+        await Assert.ThrowsAsync<ArgumentException>(async () =>
+        {
+            await foreach (var _ in lm.GenerateAsync(prompt, Greedy20)) { }
+        });
+    }
+
+    [SkippableFact]
+    public async Task Invalid_options_are_rejected_before_any_work()
+    {
+        var p = _tiny.Get("vicuna0");
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => p.AskAsync(ImageA, Question, new GenerationOptions { TopP = 0 }));
+        await Assert.ThrowsAnyAsync<ArgumentException>(() => p.AskAsync(ImageA, Question, new GenerationOptions { MaxNewTokens = 0 }));
+        var ok = await p.AskAsync(ImageA, Question, Greedy20);
+        Assert.Equal(RefRun().Ids, ok.TokenIds);
+    }
+
+    [SkippableFact]
+    public async Task Concurrent_requests_give_the_sequential_answers()
+    {
+        var p = _tiny.Get("llama2");
+        var tasks = Enumerable.Range(0, 4).Select(_ => Task.Run(() => p.AskAsync(ImageA, Question, Greedy20))).ToArray();
+        var results = await Task.WhenAll(tasks);
+        foreach (var r in results) Assert.Equal(RefRun("llama2").Ids, r.TokenIds);
+    }
+
+    [SkippableFact]
+    public async Task Sampling_with_a_seed_reproduces()
+    {
+        var p = _tiny.Get("vicuna0");
+        var o = new GenerationOptions { MaxNewTokens = 15, Seed = 1234 };
+        var a = await p.AskAsync(ImageA, Question, o);
+        var b = await p.AskAsync(ImageA, Question, o);
+        Assert.Equal(a.TokenIds, b.TokenIds);
+        Assert.Equal(15, a.TokenIds.Count);
+    }
+
+    [SkippableFact]
+    public async Task User_stop_strings_end_the_answer_before_the_stop()
+    {
+        var p = _tiny.Get("vicuna0");
+        var full = (await p.AskAsync(ImageA, Question, Greedy20)).RawText;
+        var stop = full.Substring(6, 3);
+        var r = await p.AskAsync(ImageA, Question, Greedy20 with { StopStrings = new[] { stop } });
+        Assert.Equal(MiniGptFinishReason.Stop, r.FinishReason);
+        Assert.Equal(full[..full.IndexOf(stop, StringComparison.Ordinal)], r.RawText);
+    }
+
+    [SkippableFact]
+    public async Task Sessions_and_answers_leave_no_live_tensors_behind()
+    {
+        var p = _tiny.Get("vicuna0");
+        await p.AskAsync(ImageA, Question, Greedy20); // warm-up
+        var before = torch.Tensor.TotalCount;
+        for (var i = 0; i < 5; i++)
+        {
+            using var s = p.CreateSession();
+            s.AddImage(ImageA);
+            await s.AskAsync(Question, Greedy20);
+            await s.AskAsync("What colour is the biggest shape?", Greedy20);
+        }
+        await p.AskAsync(ImageA, Question, Greedy20 with { NumBeams = 3 });
+        Assert.Equal(before, torch.Tensor.TotalCount);
+    }
+
+    [Fact]
+    public void No_TorchSharp_type_appears_in_the_public_surface()
+    {
+        var torchAssembly = typeof(torch).Assembly;
+        var offenders = new List<string>();
+        foreach (var type in typeof(MiniGptPipeline).Assembly.GetExportedTypes())
+        {
+            IEnumerable<Type> used = new[] { type.BaseType }.Concat(type.GetInterfaces()).Where(t => t is not null)!;
+            const BindingFlags flags = BindingFlags.Public | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;
+            foreach (var m in type.GetMembers(flags).Concat(type.GetMembers(BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.DeclaredOnly)
+                         .Where(x => x is MethodBase { IsFamily: true } or PropertyInfo { GetMethod.IsFamily: true })))
+            {
+                var types = m switch
+                {
+                    MethodBase mb => mb.GetParameters().Select(x => x.ParameterType).Concat(mb is MethodInfo mi ? new[] { mi.ReturnType } : Array.Empty<Type>()),
+                    PropertyInfo pi => new[] { pi.PropertyType },
+                    FieldInfo fi => new[] { fi.FieldType },
+                    EventInfo ei => new[] { ei.EventHandlerType! },
+                    _ => Array.Empty<Type>(),
+                };
+                foreach (var t in types.SelectMany(Flatten))
+                    if (t.Assembly == torchAssembly) offenders.Add($"{type.FullName}.{m.Name}: {t.FullName}");
+            }
+            foreach (var t in used.SelectMany(Flatten))
+                if (t.Assembly == torchAssembly) offenders.Add($"{type.FullName} derives from {t.FullName}");
+        }
+        Assert.Empty(offenders);
+
+        static IEnumerable<Type> Flatten(Type t)
+        {
+            yield return t;
+            if (t.HasElementType) foreach (var x in Flatten(t.GetElementType()!)) yield return x;
+            if (t.IsGenericType) foreach (var a in t.GetGenericArguments()) foreach (var x in Flatten(a)) yield return x;
+        }
+    }
+
+    [SkippableFact]
+    public async Task Dependency_injection_registers_a_singleton_the_container_disposes()
+    {
+        var manifest = Fixtures.Require("oracle/tiny/minigpt4-llama2.json");
+        var services = new ServiceCollection();
+        services.AddMiniGpt4(o => { o.ModelPath = manifest; o.Load = TinyPipelines.Float32Exact; });
+        MiniGptPipeline pipeline;
+        await using (var sp = services.BuildServiceProvider())
+        {
+            pipeline = sp.GetRequiredService<MiniGptPipeline>();
+            Assert.Same(pipeline, sp.GetRequiredService<MiniGptPipeline>());
+            var r = await pipeline.AskAsync(ImageA, Question, Greedy20);
+            Assert.Equal(RefRun("llama2").Ids, r.TokenIds);
+        }
+        Assert.Throws<ObjectDisposedException>(() => pipeline.CreateSession());
+    }
+
+    [Fact]
+    public void Dependency_injection_requires_a_model_path()
+    {
+        var ex = Assert.Throws<MiniGptConfigurationException>(() => new ServiceCollection().AddMiniGpt4(_ => { }));
+        Assert.Contains("ModelPath", ex.Message);
+    }
+
+    [SkippableFact]
+    public async Task A_manifest_pointing_at_a_missing_file_names_it()
+    {
+        var dir = Directory.CreateTempSubdirectory("minigpt4-manifest").FullName;
+        try
+        {
+            var llama = Fixtures.Require("oracle/tiny/llama");
+            var vision = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = "nope.pth", ["width"] = 32, ["depth"] = 2, ["heads"] = 4, ["mlp_hidden"] = 139 };
+            File.WriteAllText(Path.Combine(dir, "minigpt4.json"), new System.Text.Json.Nodes.JsonObject
+            {
+                ["variant"] = "minigpt4-llama2", ["vision"] = vision, ["llm"] = new System.Text.Json.Nodes.JsonObject { ["path"] = llama },
+            }.ToJsonString());
+            var ex = await Assert.ThrowsAsync<MiniGptConfigurationException>(() => MiniGptPipeline.LoadAsync(dir));
+            Assert.Contains("nope.pth", ex.Message);
+            Assert.Contains("vision.checkpoint", ex.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+
+    [SkippableFact]
+    public async Task A_projection_from_another_model_is_refused_naming_the_key()
+    {
+        var dir = Directory.CreateTempSubdirectory("minigpt4-mismatch").FullName;
+        try
+        {
+            var tiny = Path.GetDirectoryName(Fixtures.Require("oracle/tiny/minigpt4-llama2.json"))!;
+            // The Vicuna-v0 stage-2 file (48 -> 64) in the Llama-2 variant (expects 4*32 = 128 inputs).
+            var vision = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = tiny + "/eva_vit_g.pth", ["width"] = 32, ["depth"] = 2, ["heads"] = 4, ["mlp_hidden"] = 139 };
+            File.WriteAllText(Path.Combine(dir, "minigpt4.json"), new System.Text.Json.Nodes.JsonObject
+            {
+                ["variant"] = "minigpt4-llama2", ["vision"] = vision,
+                ["projection"] = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = tiny + "/pretrained_minigpt4.pth" },
+                ["llm"] = new System.Text.Json.Nodes.JsonObject { ["path"] = tiny + "/llama" },
+            }.ToJsonString());
+            var ex = await Assert.ThrowsAsync<MiniGptWeightsException>(() => MiniGptPipeline.LoadAsync(dir, TinyPipelines.Float32Exact));
+            Assert.Equal("llama_proj.weight", ex.Key);
+            Assert.Contains("pretrained_minigpt4.pth", ex.Message);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
+
+public class TemplateStopTests
+{
+    [SkippableFact]
+    public void Demo_stop_ids_are_the_hash_pieces_of_the_real_llama_vocabulary()
+    {
+        // The reference hard-codes [835] and [2277, 29937]; they are these pieces in LLaMA's tokenizer.model.
+        var tok = MiniGptTokenizer.Load(Fixtures.Require("assets/llama-tokenizer.model"));
+        Assert.Equal("\u2581###", tok.Piece(835));
+        Assert.Equal("##", tok.Piece(2277));
+        Assert.Equal("#", tok.Piece(29937));
+    }
+}
