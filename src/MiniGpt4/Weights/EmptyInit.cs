@@ -14,9 +14,16 @@ namespace MiniGpt4.Weights;
 /// </summary>
 internal static class EmptyInit
 {
-    /// <summary>An uninitialised parameter of <paramref name="shape"/>.</summary>
-    public static Parameter Parameter(long[] shape, torch.ScalarType dtype, torch.Device? device = null) =>
-        new(torch.empty(shape, dtype, device ?? torch.CPU), requires_grad: false);
+    /// <summary>
+    /// An uninitialised parameter of <paramref name="shape"/>, detached from any dispose scope open on the
+    /// calling thread, so the module that registers it owns it even when built inside a caller's scope.
+    /// </summary>
+    public static Parameter Parameter(long[] shape, torch.ScalarType dtype, torch.Device? device = null)
+    {
+        var p = new Parameter(torch.empty(shape, dtype, device ?? torch.CPU), requires_grad: false);
+        p.DetachFromDisposeScope();
+        return p;
+    }
 
     /// <summary><c>nn.Linear(inFeatures, outFeatures, hasBias)</c>, weight <c>[out, in]</c>, uninitialised.</summary>
     public static Linear Linear(long inFeatures, long outFeatures, bool hasBias, torch.ScalarType dtype, torch.Device? device = null) =>

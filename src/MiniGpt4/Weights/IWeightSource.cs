@@ -41,6 +41,17 @@ internal interface IWeightSource : IDisposable
     /// Reads <paramref name="key"/> straight into <paramref name="destination"/> (same shape; any
     /// device; its dtype, converting from the file's when they differ), streaming in chunks so no
     /// second full copy of the tensor is ever held. Returns the bytes written into the destination.
+    /// The default implementation (for simple or fake sources) is <see cref="Load"/> then <c>copy_</c>.
     /// </summary>
-    long ReadInto(string key, torch.Tensor destination);
+    long ReadInto(string key, torch.Tensor destination)
+    {
+        using var noGrad = torch.no_grad();
+        using var t = Load(key);
+        if (!t.shape.SequenceEqual(destination.shape))
+            throw new MiniGptWeightsException(
+                $"{Description}: tensor '{key}' has shape {DTypes.FormatShape(t.shape)}, the destination {DTypes.FormatShape(destination.shape)}",
+                Description, key);
+        destination.copy_(t);
+        return destination.NumberOfElements * destination.ElementSize;
+    }
 }

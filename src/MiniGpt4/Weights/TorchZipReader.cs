@@ -11,7 +11,7 @@ namespace MiniGpt4.Weights;
 /// </summary>
 internal static class TorchZipReader
 {
-    private const long MaxPickleBytes = 512L << 20;
+    private const long MaxPickleBytes = 64L << 20; // real data.pkl files are KBs (a few MB with optimizer state)
 
     /// <summary>Parses and validates <paramref name="path"/>; returns its tensors in pickle order.</summary>
     public static List<(TensorInfo Info, TensorLocation Location)> ReadEntries(string path)

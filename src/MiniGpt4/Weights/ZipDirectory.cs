@@ -139,7 +139,8 @@ internal static class ZipDirectory
     /// <summary>The whole content of a small record (stored or deflated), capped at <paramref name="maxBytes"/>.</summary>
     public static byte[] ReadSmall(string path, ZipRecord r, long maxBytes)
     {
-        if (r.Size > maxBytes) throw Bad(path, $"record '{r.Name}' is {r.Size} bytes, over the {maxBytes}-byte limit");
+        if (r.Size > maxBytes || r.CompressedSize > maxBytes)
+            throw Bad(path, $"record '{r.Name}' is {Math.Max(r.Size, r.CompressedSize)} bytes, over the {maxBytes}-byte limit");
         using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 4096);
         fs.Position = r.DataOffset;
         var raw = new byte[r.CompressedSize];

@@ -88,3 +88,29 @@ public class EmptyInitTests
         Assert.True(rows.eq(3).all().item<bool>());
     }
 }
+
+public class EmptyInitScopeTests
+{
+    [Fact]
+    public void Layers_built_inside_a_dispose_scope_survive_it()
+    {
+        TorchSharp.Modules.Linear lin;
+        EmbeddingTable emb;
+        TorchSharp.Modules.Parameter p;
+        using (torch.NewDisposeScope())
+        {
+            lin = EmptyInit.Linear(3, 4, true, torch.ScalarType.Float32);
+            emb = EmptyInit.Embedding(5, 2, torch.ScalarType.Float32);
+            p = EmptyInit.Parameter([7], torch.ScalarType.Float32);
+        }
+        Assert.False(lin.weight.IsInvalid);
+        Assert.False(lin.bias!.IsInvalid);
+        Assert.False(emb.Weight.IsInvalid);
+        Assert.False(p.IsInvalid);
+        lin.weight.fill_(1);
+        Assert.Equal(12, lin.weight.sum().item<float>());
+        lin.Dispose();
+        emb.Dispose();
+        p.Dispose();
+    }
+}

@@ -256,3 +256,33 @@ public class CombinedSourceTests
         Assert.Contains("'llama_proj.weight' is in both", ex.Message);
     }
 }
+
+public class FakeSourceTests
+{
+    /// <summary>A minimal in-memory source, as model tests may write: only the required members.</summary>
+    private sealed class InMemorySource(Dictionary<string, torch.Tensor> tensors) : IWeightSource
+    {
+        public string Description => "in-memory";
+        public IReadOnlyCollection<string> Keys => tensors.Keys;
+        public bool TryGetInfo(string key, out TensorInfo info)
+        {
+            info = tensors.TryGetValue(key, out var t) ? new TensorInfo(key, t.dtype, t.shape) : null!;
+            return info is not null;
+        }
+        public torch.Tensor Load(string key, torch.ScalarType? dtype = null, torch.Device? device = null) =>
+            tensors[key].to(dtype ?? tensors[key].dtype, device ?? torch.CPU, copy: true);
+        public void Dispose() { }
+    }
+
+    [Fact]
+    public void ModuleLoader_works_with_a_source_that_only_implements_Load()
+    {
+        using var w = torch.arange(12, dtype: torch.ScalarType.Float32).reshape(4, 3);
+        using var src = new InMemorySource(new() { ["weight"] = w });
+        using var lin = EmptyInit.Linear(3, 4, hasBias: false, torch.ScalarType.BFloat16);
+        var report = ModuleLoader.Load(lin, src, LoadRules.Strict);
+        Assert.Equal(new[] { "weight" }, report.Loaded);
+        using var expected = w.to(torch.ScalarType.BFloat16);
+        TensorAssert.Equal(expected, lin.weight);
+    }
+}
