@@ -132,8 +132,19 @@ internal static class Cli
         };
     }
 
-    private static Progress<MiniGptProgress> ProgressPrinter() =>
-        new(p => Console.Error.WriteLine($"[load] {p.Fraction,4:P0} {p.Stage}{(p.File is null ? "" : " " + Path.GetFileName(p.File))}"));
+    private static Progress<MiniGptProgress> ProgressPrinter()
+    {
+        string? lastStage = null;
+        var lastDecile = -1;
+        return new Progress<MiniGptProgress>(p =>
+        {
+            var decile = (int)(p.Fraction * 10);
+            if (p.Stage == lastStage && decile == lastDecile) return;
+            lastStage = p.Stage;
+            lastDecile = decile;
+            Console.Error.WriteLine($"[load] {p.Fraction,4:P0} {p.Stage}{(p.File is null ? "" : " " + Path.GetFileName(p.File))}");
+        });
+    }
 
     private static async Task<int> GenerateAsync(Args a, CancellationToken ct)
     {

@@ -1,0 +1,162 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text.Json.Nodes;
+using MiniGpt4.Models;
+using MiniGpt4.Tests.Support;
+using MiniGpt4.WebHost;
+using TorchSharp;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace MiniGpt4.Tests.Pipeline;
+
+/// <summary>The hosting sample as a real HTTP server on loopback.</summary>
+public class WebHostTests
+{
+    [SkippableFact]
+    public async Task Answers_uploaded_images_over_http_and_refuses_bad_ones()
+    {
+        var manifest = Fixtures.Require("oracle/tiny/minigpt4-vicuna0.json");
+        var app = WebHostApp.Build(new[] { "--urls", "http://127.0.0.1:0", "--model", manifest, "--dtype", "float32" });
+        await app.StartAsync();
+        try
+        {
+            var address = app.Urls.Single();
+            Assert.StartsWith("http://127.0.0.1:", address);
+            using var http = new HttpClient { BaseAddress = new Uri(address) };
+            var png = await File.ReadAllBytesAsync(Fixtures.Require("oracle/images/a_gradient_shapes_640x480.png"));
+
+            MultipartFormDataContent Form(byte[] image)
+            {
+                var form = new MultipartFormDataContent();
+                var file = new ByteArrayContent(image);
+                file.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+                form.Add(file, "image", "upload.bin");
+                form.Add(new StringContent("Describe this image in detail."), "question");
+                form.Add(new StringContent("0"), "temperature");
+                form.Add(new StringContent("20"), "max_new_tokens");
+                return form;
+            }
+
+            // Greedy at the demo's repetition penalty 1.05: the oracle's rp_1.05 answer.
+            var expected = Oracle.Reference["variants"]!["vicuna0"]!["chat"]!["a_gradient_shapes_640x480.png"]!["runs"]!["rp_1.05"]!["chat_answer_text"]!.GetValue<string>();
+            using (var response = await http.PostAsync("/v1/ask", Form(png)))
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                var json = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
+                Assert.Equal(expected, json["text"]!.GetValue<string>());
+            }
+            using (var response = await http.PostAsync("/v1/ask/stream", Form(png)))
+            {
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+                var body = await response.Content.ReadAsStringAsync();
+                var text = string.Concat(body.Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+                    .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]").Select(d => JsonNode.Parse(d)!.GetValue<string>()));
+                Assert.EndsWith("data: [DONE]\n\n", body);
+                Assert.Equal(expected, text.Trim());
+            }
+            using (var response = await http.PostAsync("/v1/ask", Form(png[..1000])))
+            {
+                Assert.Equal(HttpStatusCode.UnprocessableEntity, response.StatusCode);
+                Assert.Contains("truncated", await response.Content.ReadAsStringAsync(), StringComparison.OrdinalIgnoreCase);
+            }
+            using (var response = await http.PostAsync("/v1/ask", new StringContent("hello")))
+                Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+            using (var response = await http.GetAsync("/healthz"))
+                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        }
+        finally
+        {
+            await app.StopAsync();
+            await app.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>Several images, reduced precision, and native memory over many requests.</summary>
+public class SessionAndSoakTests : IClassFixture<TinyPipelines>
+{
+    private readonly TinyPipelines _tiny;
+    private readonly ITestOutputHelper _out;
+
+    public SessionAndSoakTests(TinyPipelines tiny, ITestOutputHelper output)
+    {
+        _tiny = tiny;
+        _out = output;
+    }
+
+    private static ImageInput Image(string name) => ImageInput.FromFile(Fixtures.Require("oracle/images/" + name));
+
+    [SkippableFact]
+    public async Task Several_images_in_one_conversation()
+    {
+        var p = _tiny.Get("vicuna0");
+        using var s = p.CreateSession();
+        s.AddImage(Image("a_gradient_shapes_640x480.png"));
+        var first = await s.AskAsync("Describe this image in detail.", GenerationOptions.Greedy with { MaxNewTokens = 5 });
+        s.AddImage(Image("c_square_224x224.png"));
+        var second = await s.AskAsync("And this one?", GenerationOptions.Greedy with { MaxNewTokens = 5 });
+        Assert.Equal(2, second.SegmentIds.Count - 1);
+        Assert.Contains("<Img><ImageHere></Img> And this one?", second.Prompt);
+        Assert.Equal(second.SegmentIds.Sum(x => x.Count) + 2 * p.Projector!.TokensPerImage, second.Usage.PromptTokens);
+        // The first image and the text up to it come from the cache.
+        Assert.True(second.Usage.ReusedPromptTokens >= first.SegmentIds[0].Count + p.Projector.TokensPerImage);
+        // Same conversation recomputed from scratch gives the same answer.
+        using var fresh = p.CreateSession();
+        fresh.AddImage(Image("a_gradient_shapes_640x480.png"));
+        await fresh.AskAsync("Describe this image in detail.", GenerationOptions.Greedy with { MaxNewTokens = 5 });
+        fresh.AddImage(Image("c_square_224x224.png"));
+        var again = await fresh.AskAsync("And this one?", GenerationOptions.Greedy with { MaxNewTokens = 5 });
+        Assert.Equal(second.TokenIds, again.TokenIds);
+    }
+
+    [SkippableFact]
+    public async Task Bfloat16_pipeline_runs_close_to_the_reference()
+    {
+        var manifest = Fixtures.Require("oracle/tiny/minigpt4-vicuna0.json");
+        using var p = await MiniGptPipeline.LoadAsync(manifest, TinyPipelines.Float32Exact with { DType = MiniGptDType.BFloat16 });
+        float[]? logits = null;
+        ((LlamaLanguageModel)p.LanguageModel).PrefillObserver = (_, l) => logits = l.to(torch.ScalarType.Float32).data<float>().ToArray();
+        var r = await p.AskAsync(Image("a_gradient_shapes_640x480.png"), "Describe this image in detail.", GenerationOptions.Greedy with { MaxNewTokens = 20 });
+        Assert.Equal(20, r.TokenIds.Count);
+        var chat = Oracle.Reference["variants"]!["vicuna0"]!["chat"]!["a_gradient_shapes_640x480.png"]!;
+        var reference = Oracle.Array(chat["first_step_logits"]!.GetValue<string>()).ToFloat();
+        var d = Oracle.MaxAbsDiff(logits!, reference);
+        _out.WriteLine($"bf16 first-step logits max|d| vs fp32 reference: {d:F3} (|logit| <= 13.2)");
+        Assert.True(d < 1.0, $"bf16 logits differ by {d}");
+        var top = Array.IndexOf(reference, reference.Max());
+        Assert.Equal(top, Array.IndexOf(logits!, logits!.Max()));
+    }
+
+    [SkippableFact]
+    public async Task Soak_native_memory_stays_flat_over_many_requests()
+    {
+        var p = _tiny.Get("llama2");
+        var options = GenerationOptions.Greedy with { MaxNewTokens = 20 };
+        async Task Round(int i)
+        {
+            using var s = p.CreateSession();
+            s.AddImage(Image(i % 2 == 0 ? "b_tall_100x300.jpg" : "d_rgba_300x180.png"));
+            await s.AskAsync("Describe this image in detail.", options);
+            await s.AskAsync("What colour is the biggest shape?", options with { NumBeams = 1 + i % 3 });
+        }
+        for (var i = 0; i < 12; i++) await Round(i); // warm-up: every path and beam width once
+        var tensors = torch.Tensor.TotalCount;
+        var rss0 = Rss();
+        for (var i = 0; i < 60; i++) await Round(i);
+        var rss1 = Rss();
+        _out.WriteLine($"120 answers: live tensors {tensors} -> {torch.Tensor.TotalCount}; RSS {rss0 / 1e6:F1} MB -> {rss1 / 1e6:F1} MB");
+        Assert.Equal(tensors, torch.Tensor.TotalCount);
+        // Each answer allocates a few MB of transient native memory; a leak of even one KV cache per
+        // answer would add > 100 MB here. The allocator may keep some pages, hence the margin.
+        Assert.True(rss1 - rss0 < 64_000_000, $"RSS grew by {(rss1 - rss0) / 1e6:F1} MB");
+    }
+
+    private static long Rss()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+    }
+}
