@@ -36,14 +36,18 @@ internal static class NativeRuntime
     }
 
     /// <summary>Builds the message: what failed, why (as far as we can tell) and the fix.</summary>
-    internal static string Diagnose(Exception ex)
+    internal static string Diagnose(Exception ex) => Diagnose(ex, ProbeLoaderError());
+
+    /// <summary>As <see cref="Diagnose(Exception)"/>, with the OS loader's message given.</summary>
+    internal static string Diagnose(Exception ex, string? loaderError)
     {
         var root = ex;
         while (root.InnerException is not null) root = root.InnerException;
         var detail = root.Message;
         var lines = new List<string> { "TorchSharp's native runtime (libtorch) could not be loaded." };
 
-        if (RuntimeInformation.IsOSPlatform(OSPlatform.Linux) && LacksGlibcxx("GLIBCXX_3.4.32"))
+        if (loaderError is not null && loaderError.Contains("GLIBCXX", StringComparison.Ordinal) ||
+            loaderError is null && RuntimeInformation.IsOSPlatform(OSPlatform.Linux) && LacksGlibcxx("GLIBCXX_3.4.32"))
         {
             lines.Add("Cause: the system libstdc++ lacks GLIBCXX_3.4.32, which TorchSharp 0.107 needs (GCC 13 or newer).");
             lines.Add("Fix: run eng/bootstrap-linux.sh from the MiniGpt4.NET repository, or on Debian 12 add a trixie apt source " +
@@ -62,8 +66,44 @@ internal static class NativeRuntime
         {
             lines.Add("Fix: reference TorchSharp 0.107.0 plus one libtorch backend package (e.g. libtorch-cpu-linux-x64 2.10.0).");
         }
+        if (loaderError is not null) lines.Add($"Loader error: {MostTelling(loaderError)}");
         lines.Add($"Underlying error: {root.GetType().Name}: {FirstLine(detail)}");
         return string.Join(Environment.NewLine, lines);
+    }
+
+    /// <summary>
+    /// Loads TorchSharp's native shim from where the app's backend package puts it and returns the
+    /// operating system loader's message (e.g. "version `GLIBCXX_3.4.32' not found"), or null when
+    /// it loads or is absent. TorchSharp's own message blames a missing package in both cases.
+    /// </summary>
+    private static string? ProbeLoaderError()
+    {
+        string name;
+        if (RuntimeInformation.IsOSPlatform(OSPlatform.Linux)) name = "libLibTorchSharp.so";
+        else if (RuntimeInformation.IsOSPlatform(OSPlatform.OSX)) name = "libLibTorchSharp.dylib";
+        else name = "LibTorchSharp.dll";
+        var rid = RuntimeInformation.RuntimeIdentifier;
+        var baseDir = AppContext.BaseDirectory;
+        foreach (var candidate in new[] { Path.Combine(baseDir, name), Path.Combine(baseDir, "runtimes", rid, "native", name), Path.Combine(baseDir, "cpu", name) })
+        {
+            if (!File.Exists(candidate)) continue;
+            try
+            {
+                NativeLibrary.Free(NativeLibrary.Load(candidate));
+                return null;
+            }
+            catch (DllNotFoundException ex) { return ex.Message; }
+            catch (BadImageFormatException ex) { return ex.Message; }
+        }
+        return null;
+    }
+
+    private static string MostTelling(string message)
+    {
+        var lines = message.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        return lines.FirstOrDefault(l => l.Contains("GLIBCXX", StringComparison.Ordinal))
+               ?? lines.FirstOrDefault(l => l.Contains("not found", StringComparison.OrdinalIgnoreCase))
+               ?? FirstLine(message);
     }
 
     private static string FirstLine(string s)
