@@ -157,7 +157,10 @@ public sealed record MiniGptLoadOptions
     /// <summary>Image decoding limits and formats.</summary>
     public ImageDecodingOptions Images { get; init; } = new();
 
-    /// <summary>Largest KV cache a session allocates, in positions (default: the reference's max_length 2000, capped by the model).</summary>
+    /// <summary>
+    /// Most positions (prompt plus new tokens) a session's KV cache holds; default and upper bound: the model's
+    /// <c>max_position_embeddings</c>. The cache's memory is reserved, not touched, until positions are written.
+    /// </summary>
     public int? ContextLength { get; init; }
 }
 

@@ -62,7 +62,7 @@ internal static class ModelLoader
 
             progress?.Report(new MiniGptProgress("language model", 0.15, llmPath));
             var llmProgress = progress is null ? null : new Progress<double>(f => progress.Report(new MiniGptProgress("language model", 0.15 + 0.85 * f, llmPath)));
-            llm = LlamaLanguageModel.Load(llmPath, tokenizer, dtype, device, options.ContextLength ?? 2048, llmProgress);
+            llm = LlamaLanguageModel.Load(llmPath, tokenizer, dtype, device, options.ContextLength, llmProgress);
             if (m.Variant == ModelVariant.MiniGptV2 && !m.IsLanguageModelOnly)
             {
                 progress?.Report(new MiniGptProgress("LoRA merge", 0.98, m.Resolve(m.Projection.Checkpoint)));

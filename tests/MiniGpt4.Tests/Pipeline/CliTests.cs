@@ -59,6 +59,21 @@ public class CliTests
     }
 
     [SkippableFact]
+    public void A_real_trained_model_generates_the_reference_story()
+    {
+        // stories260K: llama2.c's and transformers' greedy output from BOS; it ends stories with BOS (id 1).
+        var c = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Fixtures.Require("assets/stories260K/reference.json")))!["cases"]![0]!;
+        var (exit, stdout, stderr) = Run("generate", "--model", Fixtures.Require("assets/stories260K"), "--prompt", c["prompt_text"]!.GetValue<string>(),
+            "--raw", "--temperature", "0", "--repetition-penalty", "1", "--max-new-tokens", c["max_new_tokens"]!.ToString(),
+            "--stop-token-id", "1", "--dtype", "float32", "--format", "json");
+        Assert.True(exit == 0, stderr);
+        var json = JsonNode.Parse(stdout)!;
+        Assert.Equal(Oracle.Ints(c["prompt_ids"]), Oracle.Ints(json["segment_ids"]![0]));
+        Assert.Equal(Oracle.Ints(c["generated_ids"]), Oracle.Ints(json["token_ids"]));
+        Assert.Equal(c["generated_text"]!.GetValue<string>(), json["text"]!.GetValue<string>());
+    }
+
+    [SkippableFact]
     public void Tokenize_prints_ids_and_pieces()
     {
         var (exit, stdout, stderr) = Run("tokenize", "--model", Fixtures.Require("oracle/tiny/minigpt4-vicuna0.json"), "--text", "Hello world", "--format", "json");
