@@ -1,3 +1,4 @@
+using MiniGpt4.Weights;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -35,7 +36,7 @@ internal sealed class Proj : nn.Module<Tensor, Tensor>
     /// <summary>Creates an uninitialised <c>[outFeatures, inFeatures]</c> projection.</summary>
     public Proj(string name, long inFeatures, long outFeatures, ScalarType dtype, Device device) : base(name)
     {
-        weight = Uninitialised.Parameter([outFeatures, inFeatures], dtype, device);
+        weight = EmptyInit.Parameter([outFeatures, inFeatures], dtype, device);
         RegisterComponents();
     }
 

@@ -1,3 +1,4 @@
+using MiniGpt4.Weights;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -17,7 +18,7 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     /// <summary>Creates an uninitialised norm of width <paramref name="size"/>.</summary>
     public RmsNorm(string name, long size, double eps, ScalarType dtype, Device device) : base(name)
     {
-        weight = Uninitialised.Parameter([size], dtype, device);
+        weight = EmptyInit.Parameter([size], dtype, device);
         _eps = eps;
         RegisterComponents();
     }

@@ -1,3 +1,4 @@
+using MiniGpt4.Weights;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -12,7 +13,7 @@ internal sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     /// <summary>Creates an uninitialised <c>[vocab, hidden]</c> table.</summary>
     public TokenEmbedding(string name, long vocab, long hidden, ScalarType dtype, Device device) : base(name)
     {
-        weight = Uninitialised.Parameter([vocab, hidden], dtype, device);
+        weight = EmptyInit.Parameter([vocab, hidden], dtype, device);
         RegisterComponents();
     }
 

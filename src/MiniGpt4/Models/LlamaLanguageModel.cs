@@ -135,7 +135,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel
         try
         {
             var kv = (LlamaCache?)cache ?? (ownedCache = new LlamaCache(this));
-            var run = new Run(this, prompt, options, kv);
+            using var run = new Run(this, prompt, options, kv, cancellationToken);
             // Prefill on a pool thread: seconds of work for long prompts.
             await Task.Run(run.Prefill, cancellationToken).ConfigureAwait(false);
             while (true)
@@ -179,7 +179,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel
         (long)ImageIds.GetValue(img, _ => Interlocked.Increment(ref _nextImageId));
 
     /// <summary>One generation: prefill, then one token per <see cref="Next"/>.</summary>
-    private sealed class Run
+    private sealed class Run : IDisposable
     {
         private readonly LlamaLanguageModel _lm;
         private readonly PromptSequence _prompt;
@@ -195,9 +195,11 @@ internal sealed class LlamaLanguageModel : ILanguageModel
         private readonly Stopwatch _decode = new();
         private bool _finished;
 
-        public Run(LlamaLanguageModel lm, PromptSequence prompt, GenerationOptions options, LlamaCache cache)
+        private readonly CancellationToken _ct;
+
+        public Run(LlamaLanguageModel lm, PromptSequence prompt, GenerationOptions options, LlamaCache cache, CancellationToken ct)
         {
-            _lm = lm; _prompt = prompt; _options = options; _cache = cache;
+            _lm = lm; _prompt = prompt; _options = options; _cache = cache; _ct = ct;
             _keys = PositionKeys(prompt);
             _detok = lm.Tokenizer.CreateDetokenizer(skipSpecialTokens: true);
             _stops = options.StopStrings.Count > 0 ? new StopStringMatcher(options.StopStrings) : null;
@@ -248,7 +250,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel
 
         public GenerationUpdate? Next()
         {
-            var gen = _generator!;
+            var gen = _generator ?? throw new ObjectDisposedException(nameof(Run));
             if (_options.NumBeams > 1) return Beams(gen);
             _decode.Start();
             bool more;
@@ -275,7 +277,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel
             GenerationResult result;
             using (var scope = NewDisposeScope())
             using (inference_mode())
-                result = gen.RunToEnd(CancellationToken.None);
+                result = gen.RunToEnd(_ct); // cancelled: the best hypothesis so far
             _decode.Stop();
             _tokens.AddRange(result.TokenIds);
             // Beam rows diverged: keep only the shared prompt in the cache.
@@ -295,7 +297,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel
         {
             if (_finished) throw new InvalidOperationException("generation already finished");
             _finished = true;
-            _generator?.Dispose();
+            Dispose();
             if (reason != FinishReason.Stop || lastToken is null)
             {
                 // Flush whatever the detokenizer and the stop matcher still hold.
@@ -311,6 +313,13 @@ internal sealed class LlamaLanguageModel : ILanguageModel
             var timings = new MiniGptTimings(0, _prefillMs, decodeMs, decodeMs > 0 ? steps / (decodeMs / 1000.0) : 0);
             IReadOnlyList<int> ids = allTokens ? _tokens.ToArray() : lastToken is null ? Array.Empty<int>() : new[] { lastToken.Value };
             return new GenerationUpdate(text, ids, Map(reason), usage, timings, score);
+        }
+
+        /// <summary>Frees the sampler; also when the caller abandons the stream early.</summary>
+        public void Dispose()
+        {
+            _generator?.Dispose();
+            _generator = null;
         }
 
         private static MiniGptFinishReason Map(FinishReason r) => r switch

@@ -20,7 +20,10 @@ internal static class EmptyInit
     /// </summary>
     public static Parameter Parameter(long[] shape, torch.ScalarType dtype, torch.Device? device = null)
     {
-        var p = new Parameter(torch.empty(shape, dtype, device ?? torch.CPU), requires_grad: false);
+        // The Parameter gets its own native handle on the same storage: free the temporary one, or it
+        // stays alive after the module is disposed (until a finalizer runs).
+        using var data = torch.empty(shape, dtype, device ?? torch.CPU);
+        var p = new Parameter(data, requires_grad: false);
         p.DetachFromDisposeScope();
         return p;
     }

@@ -141,7 +141,7 @@ public class SessionAndSoakTests : IClassFixture<TinyPipelines>
             await s.AskAsync("What colour is the biggest shape?", options with { NumBeams = 1 + i % 3 });
         }
         for (var i = 0; i < 12; i++) await Round(i); // warm-up: every path and beam width once
-        var tensors = torch.Tensor.TotalCount;
+        var tensors = LiveTensors.Settled();
         var rss0 = Rss();
         for (var i = 0; i < 60; i++) await Round(i);
         var rss1 = Rss();

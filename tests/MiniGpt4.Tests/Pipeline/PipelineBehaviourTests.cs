@@ -160,7 +160,7 @@ public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
     {
         var p = _tiny.Get("vicuna0");
         await p.AskAsync(ImageA, Question, Greedy20); // warm-up
-        var before = torch.Tensor.TotalCount;
+        var before = LiveTensors.Settled();
         for (var i = 0; i < 5; i++)
         {
             using var s = p.CreateSession();
@@ -284,5 +284,42 @@ public class TemplateStopTests
         Assert.Equal("\u2581###", tok.Piece(835));
         Assert.Equal("##", tok.Piece(2277));
         Assert.Equal("#", tok.Piece(29937));
+    }
+}
+
+public class AbandonedStreamTests : IClassFixture<TinyPipelines>
+{
+    private readonly TinyPipelines _tiny;
+
+    public AbandonedStreamTests(TinyPipelines tiny) => _tiny = tiny;
+
+    [SkippableFact]
+    public async Task Breaking_out_of_a_stream_frees_everything_and_keeps_the_session_usable()
+    {
+        var p = _tiny.Get("vicuna0");
+        var image = ImageInput.FromFile(Fixtures.Require("oracle/images/a_gradient_shapes_640x480.png"));
+        var options = GenerationOptions.Greedy with { MaxNewTokens = 20, UseTemplateStops = false };
+        await p.AskAsync(image, "Describe this image in detail.", options); // warm-up
+        var before = LiveTensors.Settled();
+        using (var s = p.CreateSession())
+        {
+            s.AddImage(image);
+            await foreach (var _ in s.StreamAsync("Describe this image in detail.", options)) break;
+            Assert.Single(s.History); // the abandoned turn is not part of the conversation
+            var r = await s.AskAsync("Describe this image in detail.", options);
+            var expected = Oracle.Ints(Oracle.Reference["variants"]!["vicuna0"]!["chat"]!["a_gradient_shapes_640x480.png"]!["runs"]!["rp_1.0"]!["generated_ids"]);
+            Assert.Equal(expected, r.TokenIds);
+        }
+        Assert.Equal(before, torch.Tensor.TotalCount);
+    }
+
+    [SkippableFact]
+    public async Task Cancelling_before_the_start_throws_OperationCanceledException()
+    {
+        var p = _tiny.Get("vicuna0");
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() =>
+            p.AskAsync(ImageInput.FromFile(Fixtures.Require("oracle/images/a_gradient_shapes_640x480.png")), "Hi", GenerationOptions.Greedy, cts.Token));
     }
 }

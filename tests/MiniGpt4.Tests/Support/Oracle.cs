@@ -29,3 +29,19 @@ public static class Oracle
         return m;
     }
 }
+
+/// <summary>Live-tensor accounting for leak tests.</summary>
+public static class LiveTensors
+{
+    /// <summary>
+    /// <c>Tensor.TotalCount</c> after running pending finalizers, so that garbage left by earlier tests is
+    /// not finalized during the measured span (which would lower the count and hide or fake a leak).
+    /// </summary>
+    public static long Settled()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        return TorchSharp.torch.Tensor.TotalCount;
+    }
+}
