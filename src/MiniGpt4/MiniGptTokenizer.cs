@@ -1,5 +1,6 @@
 using MiniGpt4.Text;
 
+
 namespace MiniGpt4;
 
 /// <summary>
@@ -20,18 +21,11 @@ public sealed class MiniGptTokenizer
     {
         var full = Path.GetFullPath(path);
         if (File.Exists(full) && !full.EndsWith(".json", StringComparison.OrdinalIgnoreCase))
-            return new MiniGptTokenizer(LlamaTextTokenizer.FromFile(full, padToken: "$$"));
-        string folder;
-        if (Directory.Exists(full) && File.Exists(Path.Combine(full, "tokenizer.model"))) folder = full;
-        else
-        {
-            var m = ModelManifest.Load(full);
-            if (m.Llm.Tokenizer is not null) return Load(m.Resolve(m.Llm.Tokenizer));
-            folder = m.Resolve(m.Llm.Path);
-        }
-        if (!File.Exists(Path.Combine(folder, "tokenizer.model")))
-            throw new MiniGptConfigurationException($"Tokenizer not found: '{Path.Combine(folder, "tokenizer.model")}'.");
-        return new MiniGptTokenizer(LlamaTextTokenizer.FromDirectory(folder, padToken: "$$"));
+            return new MiniGptTokenizer(Models.LlamaLanguageModel.LoadTokenizer(Path.GetDirectoryName(full)!, full));
+        if (Directory.Exists(full) && File.Exists(Path.Combine(full, "tokenizer.model")))
+            return new MiniGptTokenizer(Models.LlamaLanguageModel.LoadTokenizer(full, null));
+        var m = ModelManifest.Load(full);
+        return new MiniGptTokenizer(Models.LlamaLanguageModel.LoadTokenizer(m.Resolve(m.Llm.Path), m.Llm.Tokenizer is null ? null : m.Resolve(m.Llm.Tokenizer)));
     }
 
     /// <summary>Beginning-of-sequence id.</summary>

@@ -29,18 +29,26 @@ internal sealed class LlamaLanguageModel : ILanguageModel
         ContextLength = contextLength;
     }
 
-    /// <summary>Loads a Hugging Face LLaMA folder (config.json, tokenizer.model, weights).</summary>
-    public static LlamaLanguageModel Load(string folder, string? tokenizerPath, ScalarType dtype, Device device,
+    /// <summary>
+    /// The tokenizer of a Hugging Face LLaMA folder (or the given <c>tokenizer.model</c>) with MiniGPT-4's pad
+    /// token <c>$$</c>; a folder's added_tokens.json (Vicuna v0's [PAD]) is honoured.
+    /// </summary>
+    public static LlamaTextTokenizer LoadTokenizer(string folder, string? tokenizerPath)
+    {
+        var dir = Directory.Exists(folder) ? folder : Path.GetDirectoryName(folder)!;
+        var tokPath = tokenizerPath ?? Path.Combine(dir, "tokenizer.model");
+        if (!File.Exists(tokPath))
+            throw new MiniGptConfigurationException($"Tokenizer not found: '{tokPath}' (a SentencePiece tokenizer.model is expected beside the language model).");
+        return tokenizerPath is null
+            ? LlamaTextTokenizer.FromDirectory(dir, padToken: "$$")
+            : LlamaTextTokenizer.FromFile(tokPath, padToken: "$$");
+    }
+
+    /// <summary>Loads a Hugging Face LLaMA folder (config.json, weights) with an already loaded tokenizer.</summary>
+    public static LlamaLanguageModel Load(string folder, LlamaTextTokenizer tokenizer, ScalarType dtype, Device device,
         int? contextLength, IProgress<double>? progress = null)
     {
         NativeRuntime.EnsureLoaded();
-        var tokPath = tokenizerPath ?? Path.Combine(folder, "tokenizer.model");
-        if (!File.Exists(tokPath))
-            throw new MiniGptConfigurationException($"Tokenizer not found: '{tokPath}' (a SentencePiece tokenizer.model is expected beside the language model).");
-        // MiniGPT-4's init_llm sets pad_token = "$$"; added_tokens.json (Vicuna v0's [PAD]) is honoured.
-        var tokenizer = tokenizerPath is null
-            ? LlamaTextTokenizer.FromDirectory(folder, padToken: "$$")
-            : LlamaTextTokenizer.FromFile(tokPath, padToken: "$$");
         var model = LlamaForCausalLM.Load(folder, dtype, device, progress);
         var maxPos = model.Config.MaxPositionEmbeddings;
         var ctx = Math.Min(contextLength ?? maxPos, maxPos);

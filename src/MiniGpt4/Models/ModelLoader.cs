@@ -35,6 +35,21 @@ internal static class ModelLoader
             }
         }
 
+        // Cheap checks that catch mismatched files before gigabytes are read: the language model's
+        // configuration and tokenizer, and the projection's output width (from the file header).
+        var llmConfig = Language.LlamaConfig.FromFile(llmPath);
+        var textTokenizer = LlamaLanguageModel.LoadTokenizer(llmPath, tokenizer);
+        if (!m.IsLanguageModelOnly)
+        {
+            var projection = m.Resolve(m.Projection.Checkpoint);
+            using var stage2 = Weights.WeightFiles.Open(projection);
+            if (!stage2.TryGetInfo("llama_proj.weight", out var proj))
+                throw new MiniGptWeightsException($"'{projection}' has no llama_proj.weight: it is not a MiniGPT stage-2 checkpoint.", projection, "llama_proj.weight");
+            if (proj.Shape.Length != 2 || proj.Shape[0] != llmConfig.HiddenSize)
+                throw new MiniGptWeightsException($"llama_proj.weight in '{projection}' has shape [{string.Join(", ", proj.Shape)}] but the language model " +
+                                                  $"'{llmPath}' has hidden size {llmConfig.HiddenSize}: the projection does not belong to this language model.", projection, "llama_proj.weight");
+        }
+
         EvaVisionEncoder? vision = null;
         VisionProjector? projector = null;
         LlamaLanguageModel? llm = null;
@@ -62,7 +77,7 @@ internal static class ModelLoader
 
             progress?.Report(new MiniGptProgress("language model", 0.15, llmPath));
             var llmProgress = progress is null ? null : new Progress<double>(f => progress.Report(new MiniGptProgress("language model", 0.15 + 0.85 * f, llmPath)));
-            llm = LlamaLanguageModel.Load(llmPath, tokenizer, dtype, device, options.ContextLength, llmProgress);
+            llm = LlamaLanguageModel.Load(llmPath, textTokenizer, dtype, device, options.ContextLength, llmProgress);
             if (m.Variant == ModelVariant.MiniGptV2 && !m.IsLanguageModelOnly)
             {
                 progress?.Report(new MiniGptProgress("LoRA merge", 0.98, m.Resolve(m.Projection.Checkpoint)));
