@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using MiniGpt4.Bridge;
 using MiniGpt4.Language;
+using MiniGpt4.Runtime;
 using MiniGpt4.Vision;
 using MiniGpt4.Weights;
 using TorchSharp;
@@ -40,7 +41,7 @@ internal static class RealSizeRun
         var weightBytes = DirBytes(dir, "*.safetensors");
         var load = Stopwatch.StartNew();
         string? stage = null;
-        var progress = new SyncProgress(p =>
+        var progress = new SyncProgress<MiniGptProgress>(p =>
         {
             if (p.Stage == stage) return;
             stage = p.Stage;
@@ -120,16 +121,11 @@ internal static class RealSizeRun
                 if (key.EndsWith("norm.weight", StringComparison.OrdinalIgnoreCase) || key.Contains("LayerNorm.weight") || key.Contains("norm1.weight") || key.Contains("norm2.weight") || key.StartsWith("ln_vision.weight"))
                     return ones(shape, dtype);
                 if (!torch.is_floating_point(t)) return arange(shape[^1], dtype: dtype).expand(shape).contiguous();
-                using var x = randn(shape, ScalarType.Float32, generator: g);
-                return (x * 0.02f).to(dtype);
+                using var scope = NewDisposeScope();
+                var x = randn(shape, ScalarType.Float32, generator: g).mul_(0.02f);
+                return x.to(dtype).MoveToOuterDisposeScope();
             });
         }
-    }
-
-    /// <summary>Reports on the caller's thread (Progress&lt;T&gt; would post to the thread pool, out of order).</summary>
-    private sealed class SyncProgress(Action<MiniGptProgress> report) : IProgress<MiniGptProgress>
-    {
-        public void Report(MiniGptProgress value) => report(value);
     }
 
     private static long DirBytes(string dir, string pattern = "*") =>
@@ -137,5 +133,5 @@ internal static class RealSizeRun
 
     private static long Status(string field) =>
         long.Parse(File.ReadLines("/proc/self/status").First(l => l.StartsWith(field + ":", StringComparison.Ordinal))
-            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+            .Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
 }

@@ -76,7 +76,7 @@ internal static class ModelLoader
             }
 
             progress?.Report(new MiniGptProgress("language model", 0.15, llmPath));
-            var llmProgress = progress is null ? null : new Progress<double>(f => progress.Report(new MiniGptProgress("language model", 0.15 + 0.85 * f, llmPath)));
+            var llmProgress = progress is null ? null : new SyncProgress<double>(f => progress.Report(new MiniGptProgress("language model", 0.15 + 0.85 * f, llmPath)));
             llm = LlamaLanguageModel.Load(llmPath, textTokenizer, dtype, device, options.ContextLength, llmProgress);
             if (m.Variant == ModelVariant.MiniGptV2 && !m.IsLanguageModelOnly)
             {

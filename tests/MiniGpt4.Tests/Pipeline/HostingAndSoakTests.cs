@@ -157,6 +157,6 @@ public class SessionAndSoakTests : IClassFixture<TinyPipelines>
         GC.Collect();
         GC.WaitForPendingFinalizers();
         var line = File.ReadLines("/proc/self/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
-        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
+        return long.Parse(line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[1]) * 1024;
     }
 }
