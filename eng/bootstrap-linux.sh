@@ -47,7 +47,7 @@ else
     exit 1
   fi
   . /etc/os-release
-  if [ "${ID:-}" = "debian" ] && [ "${VERSION_CODENAME:-}" = "bookworm" ]; then
+  if [ "${ID:-}" = "debian" ]; then
     src=/etc/apt/sources.list.d/trixie.list
     pin=/etc/apt/preferences.d/trixie-low-priority
     if [ ! -f "$src" ]; then
