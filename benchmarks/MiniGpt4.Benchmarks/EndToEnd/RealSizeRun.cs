@@ -122,7 +122,8 @@ internal static class RealSizeRun
                     return ones(shape, dtype);
                 if (!torch.is_floating_point(t)) return arange(shape[^1], dtype: dtype).expand(shape).contiguous();
                 using var scope = NewDisposeScope();
-                var x = randn(shape, ScalarType.Float32, generator: g).mul_(0.02f);
+                using var std = 0.02f.ToScalar();
+                var x = randn(shape, ScalarType.Float32, generator: g).mul_(std);
                 return x.to(dtype).MoveToOuterDisposeScope();
             });
         }

@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -67,5 +68,5 @@ internal sealed class QFormerSelfOutput : nn.Module<Tensor, Tensor, Tensor>
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x, Tensor residual) => LayerNorm.call(dense.call(x) + residual);
+    public override Tensor forward(Tensor x, Tensor residual) => LayerNorm.call(dense.call(x).Plus(residual));
 }

@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -27,7 +28,7 @@ internal sealed class LlamaDecoderLayer : nn.Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor cacheK, Tensor cacheV, long start, Tensor? mask)
     {
         using var scope = NewDisposeScope();
-        var h = x + self_attn.Forward(input_layernorm.call(x), cos, sin, cacheK, cacheV, start, mask);
-        return (h + mlp.call(post_attention_layernorm.call(h))).MoveToOuterDisposeScope();
+        var h = x.Plus(self_attn.Forward(input_layernorm.call(x), cos, sin, cacheK, cacheV, start, mask));
+        return h.Plus(mlp.call(post_attention_layernorm.call(h))).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,5 @@
+using MiniGpt4.Runtime;
+using TorchSharp;
 using MiniGpt4.Generation;
 using static TorchSharp.torch;
 
@@ -185,8 +187,11 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
     private Tensor CausalMask(long start, long t)
     {
         var groups = _lm.Config.QueriesPerKeyValue;
-        var keys = arange(start + t, dtype: ScalarType.Int64, device: _lm.Device).unsqueeze(0);
-        var queries = arange(start, start + t, dtype: ScalarType.Int64, device: _lm.Device).unsqueeze(1);
+        // Scalars held in locals for the calls: see TensorMath.
+        using var from = start.ToScalar();
+        using var to = (start + t).ToScalar();
+        var keys = TensorMath.Range(TensorMath.Zero, to, ScalarType.Int64, _lm.Device).unsqueeze(0);
+        var queries = TensorMath.Range(from, to, ScalarType.Int64, _lm.Device).unsqueeze(1);
         var mask = keys <= queries;
         if (groups > 1) mask = mask.repeat(groups, 1);
         return mask.view(1, 1, groups * t, start + t);

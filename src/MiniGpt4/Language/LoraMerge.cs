@@ -1,3 +1,5 @@
+using TorchSharp;
+using MiniGpt4.Runtime;
 using System.Text.RegularExpressions;
 using MiniGpt4.Weights;
 using static TorchSharp.torch;
@@ -59,7 +61,8 @@ internal static partial class LoraMerge
             using var scope = NewDisposeScope();
             var a = source.Load(keyA, ScalarType.Float32, lm.Device);
             var b = source.Load(keyB, ScalarType.Float32, lm.Device);
-            var merged = target.Weight.to(ScalarType.Float32) + matmul(b, a) * (alpha / rank);
+            using var scaling = (alpha / rank).ToScalar(); // held for the call: see TensorMath
+            var merged = target.Weight.to(ScalarType.Float32).Plus(matmul(b, a).mul(scaling));
             target.Weight.copy_(merged);
         }
         return plan.Select(p => p.Module).ToList();

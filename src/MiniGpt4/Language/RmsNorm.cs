@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using MiniGpt4.Weights;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -28,7 +29,9 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var x32 = x.to(ScalarType.Float32);
-        var normed = x32 * rsqrt(x32.pow(2).mean([-1L], keepdim: true) + _eps);
+        // No temporary Scalars (x.pow(2), + eps): see TensorMath. eps is held in a local for the call.
+        using var eps = _eps.ToScalar();
+        var normed = x32 * rsqrt(x32.Squared().mean([-1L], keepdim: true).PlusInPlace(eps));
         if (weight.dtype is ScalarType.BFloat16 or ScalarType.Float16) normed = normed.to(weight.dtype);
         return (weight * normed).MoveToOuterDisposeScope();
     }

@@ -1,3 +1,5 @@
+using MiniGpt4.Runtime;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace MiniGpt4.Language;
@@ -51,16 +53,20 @@ internal sealed class RotaryEmbedding : IDisposable
         using var rotated = cat([neg, x1], -1);
         using var a = x * cos;
         using var b = rotated * sin;
-        return a + b;
+        return a.Plus(b);
     }
 
     private (Tensor Cos, Tensor Sin) Build(int length)
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var exponents = arange(0, _headDim, 2, dtype: ScalarType.Int64, device: _device).to(ScalarType.Float32) / _headDim;
-        var invFreq = 1.0f / pow(tensor((float)_theta, ScalarType.Float32, _device), exponents);
-        var t = arange(length, dtype: ScalarType.Float32, device: _device);
+        // Scalars held in locals for the calls: see TensorMath.
+        using var headDim = _headDim.ToScalar();
+        using var two = 2.ToScalar();
+        using var len = length.ToScalar();
+        var exponents = arange(TensorMath.Zero, headDim, two, dtype: ScalarType.Int64, device: _device).to(ScalarType.Float32).div_(headDim);
+        var invFreq = pow(tensor((float)_theta, ScalarType.Float32, _device), exponents).reciprocal_();
+        var t = TensorMath.Range(TensorMath.Zero, len, ScalarType.Float32, _device);
         var freqs = outer(t, invFreq);
         var emb = cat([freqs, freqs], -1);
         var cos = emb.cos().to(_dtype).DetachFromDisposeScope();

@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -32,8 +33,8 @@ internal sealed class EvaBlock : nn.Module<Tensor, Tensor>
     /// <summary>Float32 residual stream <c>[B, T, W]</c> in, float32 out.</summary>
     public override Tensor forward(Tensor x)
     {
-        x = x + attn.call(norm1.call(x).to(_dtype)).to(ScalarType.Float32);
-        return x + mlp.call(norm2.call(x).to(_dtype)).to(ScalarType.Float32);
+        x = x.Plus(attn.call(norm1.call(x).to(_dtype)).to(ScalarType.Float32));
+        return x.Plus(mlp.call(norm2.call(x).to(_dtype)).to(ScalarType.Float32));
     }
 }
 

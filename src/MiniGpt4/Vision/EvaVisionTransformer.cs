@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -61,7 +62,7 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var x = patch_embed.call(pixelValues.to(DType)).to(ScalarType.Float32);
         var cls = cls_token.expand(x.shape[0], -1, -1);
-        x = cat([cls, x], 1) + pos_embed;
+        x = cat([cls, x], 1).Plus(pos_embed);
         foreach (var block in blocks) x = block.call(x);
         return x.MoveToOuterDisposeScope();
     }

@@ -1,0 +1,35 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MiniGpt4.Runtime;
+
+/// <summary>
+/// Tensor arithmetic without TorchSharp 0.107's temporary <see cref="Scalar"/>s. Its <c>a + b</c> is
+/// <c>add(b, 1)</c>, and the implicit <c>Scalar</c> for the 1 is passed to native code by handle with
+/// nothing keeping the object alive: a garbage collection at that moment lets its finalizer free the
+/// native scalar mid-call, which aborts the process ("INTERNAL ASSERT FAILED at c10/core/Scalar.h").
+/// Measured here: <c>x + x</c> in a loop with a thread forcing collections crashes within seconds;
+/// the same loop with a long-lived scalar ran 4.7 million iterations. Model code therefore adds
+/// tensors with <see cref="Plus"/>, passes every scalar argument explicitly (also the hidden ones: an
+/// addition's alpha, a range's start and step), and keeps each scalar in a local or field for the call.
+/// </summary>
+internal static class TensorMath
+{
+    /// <summary>1 (the alpha of a plain addition, a unit step); lives for the whole process and is never disposed.</summary>
+    public static readonly Scalar One = 1.ToScalar();
+
+    /// <summary>0 (a range start); lives for the whole process.</summary>
+    public static readonly Scalar Zero = 0.ToScalar();
+
+    /// <summary><c>a + b</c> (broadcasting), safe from the temporary-scalar race.</summary>
+    public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, One);
+
+    /// <summary>In place <c>x += value</c> (TorchSharp's <c>add_(Scalar)</c> adds a temporary alpha of 1).</summary>
+    public static Tensor PlusInPlace(this Tensor x, Scalar value) => x.add_(value, One);
+
+    /// <summary><c>[start, stop)</c> in unit steps with every scalar explicit (TorchSharp's shorter overloads create temporaries).</summary>
+    public static Tensor Range(Scalar start, Scalar stop, ScalarType dtype, Device device) => arange(start, stop, One, dtype: dtype, device: device);
+
+    /// <summary><c>x * x</c> element-wise (TorchSharp's <c>square()</c> is <c>pow(2)</c>, with a temporary scalar).</summary>
+    public static Tensor Squared(this Tensor x) => x.mul(x);
+}
