@@ -1,5 +1,5 @@
 using MiniGpt4.Bridge;
-using MiniGpt4.Tests.Vision;
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Vision;
 using TorchSharp;
 using Xunit;
@@ -12,14 +12,14 @@ public class ProjectorTests(ITestOutputHelper output)
 {
     private const double Tolerance = 1e-4; // oracle README: ln_vision / Q-Former / projection outputs, fp32
 
-    public static TheoryData<string> Images() => new(Oracle.Images);
+    public static TheoryData<string> Images() => new(Oracle.Images.Select(i => i.Stem));
 
     private static QFormerProjector LoadVicuna0(ScalarType dtype = ScalarType.Float32)
         => QFormerProjector.Load(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"), Oracle.Tiny("pretrained_minigpt4.pth"), Oracle.QFormer(), dtype, CPU);
 
     private void AssertClose(Tensor actual, string array, double tolerance = Tolerance)
     {
-        using var expected = Oracle.Array(array);
+        using var expected = Oracle.Tensor(array);
         var diff = Oracle.MaxAbsDiff(actual, expected);
         output.WriteLine($"{Path.GetFileName(array)}: max abs diff {diff:E2}");
         Assert.True(diff <= tolerance, $"{array} differs by {diff}");
@@ -186,7 +186,7 @@ public class ProjectorTests(ITestOutputHelper output)
         {
             using var proj = projector.Project(tokens);
             Assert.Equal(ScalarType.BFloat16, proj.dtype);
-            using var expected = Oracle.Array(array);
+            using var expected = Oracle.Tensor(array);
             using var scale = expected.abs().max();
             var diff = Oracle.MaxAbsDiff(proj, expected);
             output.WriteLine($"bf16 {Path.GetFileName(array)}: max abs diff {diff:E2} (max |x| {scale.item<float>():F2})");
@@ -253,7 +253,7 @@ public class QFormerNamesTests(ITestOutputHelper output)
         using var pixels = Oracle.Pixels(img);
         using var tokens = vit.Encode(pixels);
         using var proj = projector.Project(tokens);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.proj_out.npy");
+        using var expected = Oracle.Tensor($"tiny/arrays/vicuna0/encode/{img}.proj_out.npy");
         var diff = Oracle.MaxAbsDiff(proj, expected);
         output.WriteLine($"proj_out from HF-named BLIP-2 weights: max abs diff {diff:E2}");
         Assert.True(diff <= 1e-4);

@@ -1,5 +1,6 @@
 using MiniGpt4.Imaging;
 using MiniGpt4.Imaging.Skia;
+using MiniGpt4.Tests.Support;
 using SixLabors.ImageSharp.Formats.Bmp;
 using SixLabors.ImageSharp.Formats.Gif;
 using SixLabors.ImageSharp.Formats.Png;
@@ -22,8 +23,8 @@ public class HostileImageTests
     private static MiniGptImageException Refused(byte[] data, ImageDecodingOptions options)
         => Assert.Throws<MiniGptImageException>(() => ImagePreprocessor.ToPixelValues(ImageInput.FromBytes(data), 224, options));
 
-    private static byte[] OraclePng() => File.ReadAllBytes(OracleImages.ImagePath(OracleImages.A));
-    private static byte[] OracleJpeg() => File.ReadAllBytes(OracleImages.ImagePath(OracleImages.B));
+    private static byte[] OraclePng() => File.ReadAllBytes(Oracle.Image(Oracle.ImageA));
+    private static byte[] OracleJpeg() => File.ReadAllBytes(Oracle.Image(Oracle.ImageB));
 
     [SkippableTheory]
     [MemberData(nameof(Decoders))]

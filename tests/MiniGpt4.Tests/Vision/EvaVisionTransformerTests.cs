@@ -1,3 +1,4 @@
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Vision;
 using Xunit;
 using Xunit.Abstractions;
@@ -16,7 +17,7 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
         using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
         using var pixels = Oracle.Pixels(img);
         using var actual = vit.Encode(pixels);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
+        using var expected = Oracle.Tensor($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
         var diff = Oracle.MaxAbsDiff(actual, expected);
         output.WriteLine($"vit_out max abs diff {diff:E2}");
         Assert.True(diff <= Tolerance, $"vit_out differs by {diff}");
@@ -32,7 +33,7 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
         using var vit = EvaVisionTransformer.Load(hf, Oracle.Vision(), ScalarType.Float32, CPU);
         using var pixels = Oracle.Pixels(img);
         using var actual = vit.Encode(pixels);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
+        using var expected = Oracle.Tensor($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
         var diff = Oracle.MaxAbsDiff(actual, expected);
         output.WriteLine($"HF-named vit_out max abs diff {diff:E2}");
         Assert.True(diff <= Tolerance, $"vit_out differs by {diff}");
@@ -46,7 +47,7 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
         using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision() with { Depth = 1 }, ScalarType.Float32, CPU);
         using var pixels = Oracle.Pixels(img);
         using var actual = vit.Encode(pixels);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_block0_out.npy");
+        using var expected = Oracle.Tensor($"tiny/arrays/vicuna0/encode/{img}.vit_block0_out.npy");
         var diff = Oracle.MaxAbsDiff(actual, expected);
         output.WriteLine($"vit_block0_out max abs diff {diff:E2}");
         Assert.True(diff <= Tolerance, $"vit_block0_out differs by {diff}");
@@ -62,7 +63,7 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
         using var vit = EvaVisionTransformer.Load(extra, cfg, ScalarType.Float32, CPU);
         using var pixels = Oracle.Pixels(img);
         using var actual = vit.Encode(pixels);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
+        using var expected = Oracle.Tensor($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
         var diff = Oracle.MaxAbsDiff(actual, expected);
         output.WriteLine($"vit_out with an extra block in the file: max abs diff {diff:E2}");
         Assert.True(diff <= Tolerance, $"vit_out differs by {diff}");
@@ -76,7 +77,7 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
         using var b = Oracle.Pixels("b_tall_100x300");
         using var ab = cat([a, b]);
         using var batch = vit.Encode(ab);
-        using var ea = Oracle.Array("tiny/arrays/vicuna0/encode/a_gradient_shapes_640x480.vit_out.npy");
+        using var ea = Oracle.Tensor("tiny/arrays/vicuna0/encode/a_gradient_shapes_640x480.vit_out.npy");
         using var row0 = batch.narrow(0, 0, 1);
         Assert.True(Oracle.MaxAbsDiff(row0, ea) <= Tolerance);
         using var row1 = batch.narrow(0, 1, 1);
@@ -93,7 +94,7 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
         using var actual = vit.Encode(pixels);
         Assert.Equal(ScalarType.Float32, actual.dtype);
         Assert.Equal(ScalarType.Float16, vit.state_dict()["blocks.0.mlp.fc1.weight"].dtype);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
+        using var expected = Oracle.Tensor($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
         var diff = Oracle.MaxAbsDiff(actual, expected);
         output.WriteLine($"fp16 vit_out max abs diff {diff:E2}");
         Assert.True(diff <= 0.02, $"fp16 vit_out differs by {diff}");
@@ -120,7 +121,7 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
     public void Position_embedding_is_interpolated_bicubically_for_448_pixels()
     {
         using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(448), ScalarType.Float32, CPU);
-        using var expected = Oracle.Array("tiny/arrays/minigptv2/interpolated_pos_embed.npy");
+        using var expected = Oracle.Tensor("tiny/arrays/minigptv2/interpolated_pos_embed.npy");
         var diff = Oracle.MaxAbsDiff(vit.PosEmbed, expected);
         output.WriteLine($"interpolated pos_embed max abs diff {diff:E2}");
         Assert.True(diff <= 1e-6, $"interpolated pos_embed differs by {diff}");
@@ -134,7 +135,7 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
         using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(448), ScalarType.Float32, CPU);
         using var pixels = Oracle.Pixels(img, 448);
         using var actual = vit.Encode(pixels);
-        using var expected = Oracle.Array($"tiny/arrays/minigptv2/encode/{img}.vit_out.npy");
+        using var expected = Oracle.Tensor($"tiny/arrays/minigptv2/encode/{img}.vit_out.npy");
         var diff = Oracle.MaxAbsDiff(actual, expected);
         output.WriteLine($"{img} v2 vit_out max abs diff {diff:E2}");
         Assert.True(diff <= Tolerance, $"v2 vit_out differs by {diff}");
@@ -178,7 +179,7 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
         Assert.Equal(ScalarType.BFloat16, vit.state_dict()["blocks.0.attn.qkv.weight"].dtype);
         Assert.Equal(ScalarType.Float32, vit.state_dict()["blocks.0.norm1.weight"].dtype);
         Assert.Equal(ScalarType.Float32, vit.state_dict()["pos_embed"].dtype);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
+        using var expected = Oracle.Tensor($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
         var diff = Oracle.MaxAbsDiff(actual, expected);
         using var scale = expected.abs().max();
         output.WriteLine($"bf16 vit_out max abs diff {diff:E2} (max |x| {scale.item<float>():F2})");

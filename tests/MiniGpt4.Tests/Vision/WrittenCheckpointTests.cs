@@ -1,5 +1,5 @@
 using MiniGpt4.Bridge;
-using MiniGpt4.Tests.Weights;
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Vision;
 using MiniGpt4.Weights;
 using Xunit;
@@ -21,7 +21,7 @@ public class WrittenCheckpointTests(ITestOutputHelper output)
         using var vit = EvaVisionTransformer.Load(path, cfg, dtype, CPU);
         using var pixels = Oracle.Pixels(Img);
         using var actual = vit.Encode(pixels);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{Img}.vit_out.npy");
+        using var expected = Oracle.Tensor($"tiny/arrays/vicuna0/encode/{Img}.vit_out.npy");
         return Oracle.MaxAbsDiff(actual, expected);
     }
 
@@ -49,7 +49,7 @@ public class WrittenCheckpointTests(ITestOutputHelper output)
         using var pixels = Oracle.Pixels(Img);
         using var tokens = vit.Encode(pixels);
         using var proj = projector.Project(tokens);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{Img}.proj_out.npy");
+        using var expected = Oracle.Tensor($"tiny/arrays/vicuna0/encode/{Img}.proj_out.npy");
         var pdiff = Oracle.MaxAbsDiff(proj, expected);
         output.WriteLine($"proj_out from fp16 checkpoints: max abs diff {pdiff:E2}");
         Assert.True(pdiff <= 1e-4);

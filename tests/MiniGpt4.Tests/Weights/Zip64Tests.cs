@@ -1,3 +1,4 @@
+using MiniGpt4.Tests.Support;
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
