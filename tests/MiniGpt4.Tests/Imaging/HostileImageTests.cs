@@ -179,20 +179,16 @@ public class HostileImageTests
     [MemberData(nameof(Decoders))]
     public void A_misleading_file_extension_does_not_matter(string decoder)
     {
-        var dir = Directory.CreateTempSubdirectory("minigpt4-imaging-");
-        try
-        {
-            var pngAsJpg = Path.Combine(dir.FullName, "really_a_png.jpg");
-            var jpgAsPng = Path.Combine(dir.FullName, "really_a_jpeg.png");
-            var noExtension = Path.Combine(dir.FullName, "image");
-            File.WriteAllBytes(pngAsJpg, OraclePng());
-            File.WriteAllBytes(jpgAsPng, OracleJpeg());
-            File.WriteAllBytes(noExtension, OraclePng());
-            Assert.Equal(640, ImagePreprocessor.Decode(ImageInput.FromFile(pngAsJpg), For(decoder)).Width);
-            Assert.Equal(100, ImagePreprocessor.Decode(ImageInput.FromFile(jpgAsPng), For(decoder)).Width);
-            Assert.Equal(480, ImagePreprocessor.Decode(ImageInput.FromFile(noExtension), For(decoder)).Height);
-        }
-        finally { dir.Delete(recursive: true); }
+        using var dir = new TempDir();
+        var pngAsJpg = dir.File("really_a_png.jpg");
+        var jpgAsPng = dir.File("really_a_jpeg.png");
+        var noExtension = dir.File("image");
+        File.WriteAllBytes(pngAsJpg, OraclePng());
+        File.WriteAllBytes(jpgAsPng, OracleJpeg());
+        File.WriteAllBytes(noExtension, OraclePng());
+        Assert.Equal(640, ImagePreprocessor.Decode(ImageInput.FromFile(pngAsJpg), For(decoder)).Width);
+        Assert.Equal(100, ImagePreprocessor.Decode(ImageInput.FromFile(jpgAsPng), For(decoder)).Width);
+        Assert.Equal(480, ImagePreprocessor.Decode(ImageInput.FromFile(noExtension), For(decoder)).Height);
     }
 
     [Theory]

@@ -154,24 +154,17 @@ public sealed class LlamaLoadTests
         // Released LLaMA weights are sharded float16; the oracle's weights are fp16-exact, so a
         // float16 copy is lossless and must give bit-identical float32 logits.
         var folder = Fixtures.Require(LlamaFixtures.TinyFolder);
-        var tmp = Directory.CreateTempSubdirectory("llama-fp16-");
-        try
-        {
-            File.Copy(Path.Combine(folder, "config.json"), Path.Combine(tmp.FullName, "config.json"));
-            using (var file = WeightFiles.Open(Path.Combine(folder, "pytorch_model.bin")))
-                SafetensorsWriter.WriteSharded(tmp.FullName, file, maxShardBytes: 100_000, floatDType: ScalarType.Float16);
-            Assert.True(File.Exists(Path.Combine(tmp.FullName, "model.safetensors.index.json")));
+        using var tmp = new TempDir();
+        File.Copy(Path.Combine(folder, "config.json"), tmp.File("config.json"));
+        using (var file = WeightFiles.Open(Path.Combine(folder, "pytorch_model.bin")))
+            SafetensorsWriter.WriteSharded(tmp.Path, file, maxShardBytes: 100_000, floatDType: ScalarType.Float16);
+        Assert.True(File.Exists(tmp.File("model.safetensors.index.json")));
 
-            using var scope = NewDisposeScope();
-            using var reference = LlamaFixtures.Load(LlamaFixtures.TinyFolder);
-            using var fromHalf = LlamaForCausalLM.Load(tmp.FullName, ScalarType.Float32, CPU);
-            using var a = reference.CreateSession(8);
-            using var b = fromHalf.CreateSession(8);
-            Assert.Equal(0.0, Oracle.MaxAbsDiff(a.PrefillTokens([1, 305, 759, 310]), b.PrefillTokens([1, 305, 759, 310])));
-        }
-        finally
-        {
-            tmp.Delete(recursive: true);
-        }
+        using var scope = NewDisposeScope();
+        using var reference = LlamaFixtures.Load(LlamaFixtures.TinyFolder);
+        using var fromHalf = LlamaForCausalLM.Load(tmp.Path, ScalarType.Float32, CPU);
+        using var a = reference.CreateSession(8);
+        using var b = fromHalf.CreateSession(8);
+        Assert.Equal(0.0, Oracle.MaxAbsDiff(a.PrefillTokens([1, 305, 759, 310]), b.PrefillTokens([1, 305, 759, 310])));
     }
 }

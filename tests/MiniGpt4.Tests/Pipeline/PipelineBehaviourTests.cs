@@ -231,42 +231,34 @@ public class PipelineBehaviourTests(TinyPipelines tiny) : IClassFixture<TinyPipe
     [SkippableFact]
     public async Task A_manifest_pointing_at_a_missing_file_names_it()
     {
-        var dir = Directory.CreateTempSubdirectory("minigpt4-manifest").FullName;
-        try
+        using var tmp = new TempDir();
+        var llama = Fixtures.Require("oracle/tiny/llama");
+        var vision = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = "nope.pth", ["width"] = 32, ["depth"] = 2, ["heads"] = 4, ["mlp_hidden"] = 139 };
+        File.WriteAllText(tmp.File("minigpt4.json"), new System.Text.Json.Nodes.JsonObject
         {
-            var llama = Fixtures.Require("oracle/tiny/llama");
-            var vision = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = "nope.pth", ["width"] = 32, ["depth"] = 2, ["heads"] = 4, ["mlp_hidden"] = 139 };
-            File.WriteAllText(Path.Combine(dir, "minigpt4.json"), new System.Text.Json.Nodes.JsonObject
-            {
-                ["variant"] = "minigpt4-llama2", ["vision"] = vision, ["llm"] = new System.Text.Json.Nodes.JsonObject { ["path"] = llama },
-            }.ToJsonString());
-            var ex = await Assert.ThrowsAsync<MiniGptConfigurationException>(() => MiniGptPipeline.LoadAsync(dir));
-            Assert.Contains("nope.pth", ex.Message);
-            Assert.Contains("vision.checkpoint", ex.Message);
-        }
-        finally { Directory.Delete(dir, true); }
+            ["variant"] = "minigpt4-llama2", ["vision"] = vision, ["llm"] = new System.Text.Json.Nodes.JsonObject { ["path"] = llama },
+        }.ToJsonString());
+        var ex = await Assert.ThrowsAsync<MiniGptConfigurationException>(() => MiniGptPipeline.LoadAsync(tmp.Path));
+        Assert.Contains("nope.pth", ex.Message);
+        Assert.Contains("vision.checkpoint", ex.Message);
     }
 
     [SkippableFact]
     public async Task A_projection_from_another_model_is_refused_naming_the_key()
     {
-        var dir = Directory.CreateTempSubdirectory("minigpt4-mismatch").FullName;
-        try
+        using var tmp = new TempDir();
+        var tiny = Path.GetDirectoryName(Fixtures.Require("oracle/tiny/minigpt4-llama2.json"))!;
+        // The Vicuna-v0 stage-2 file (48 -> 64) in the Llama-2 variant (expects 4*32 = 128 inputs).
+        var vision = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = tiny + "/eva_vit_g.pth", ["width"] = 32, ["depth"] = 2, ["heads"] = 4, ["mlp_hidden"] = 139 };
+        File.WriteAllText(tmp.File("minigpt4.json"), new System.Text.Json.Nodes.JsonObject
         {
-            var tiny = Path.GetDirectoryName(Fixtures.Require("oracle/tiny/minigpt4-llama2.json"))!;
-            // The Vicuna-v0 stage-2 file (48 -> 64) in the Llama-2 variant (expects 4*32 = 128 inputs).
-            var vision = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = tiny + "/eva_vit_g.pth", ["width"] = 32, ["depth"] = 2, ["heads"] = 4, ["mlp_hidden"] = 139 };
-            File.WriteAllText(Path.Combine(dir, "minigpt4.json"), new System.Text.Json.Nodes.JsonObject
-            {
-                ["variant"] = "minigpt4-llama2", ["vision"] = vision,
-                ["projection"] = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = tiny + "/pretrained_minigpt4.pth" },
-                ["llm"] = new System.Text.Json.Nodes.JsonObject { ["path"] = tiny + "/llama" },
-            }.ToJsonString());
-            var ex = await Assert.ThrowsAsync<MiniGptWeightsException>(() => MiniGptPipeline.LoadAsync(dir, TinyPipelines.Float32Exact));
-            Assert.Equal("llama_proj.weight", ex.Key);
-            Assert.Contains("pretrained_minigpt4.pth", ex.Message);
-        }
-        finally { Directory.Delete(dir, true); }
+            ["variant"] = "minigpt4-llama2", ["vision"] = vision,
+            ["projection"] = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = tiny + "/pretrained_minigpt4.pth" },
+            ["llm"] = new System.Text.Json.Nodes.JsonObject { ["path"] = tiny + "/llama" },
+        }.ToJsonString());
+        var ex = await Assert.ThrowsAsync<MiniGptWeightsException>(() => MiniGptPipeline.LoadAsync(tmp.Path, TinyPipelines.Float32Exact));
+        Assert.Equal("llama_proj.weight", ex.Key);
+        Assert.Contains("pretrained_minigpt4.pth", ex.Message);
     }
 }
 

@@ -98,6 +98,29 @@ public static class Oracle
     internal static EvaVisionTransformer LoadVit(torch.ScalarType dtype = torch.ScalarType.Float32, int imageSize = 224)
         => EvaVisionTransformer.Load(EvaVit, Vision(imageSize), dtype, torch.CPU);
 
+    /// <summary>
+    /// Encodes the reference pixels of <paramref name="image"/> at <paramref name="size"/> with <paramref name="vit"/>, checks the
+    /// tokens are float32 (whatever the weights' dtype) and returns their max abs diff from the oracle array <paramref name="array"/>.
+    /// </summary>
+    internal static double EncodeDiff(EvaVisionTransformer vit, string array, string image = ImageA, int size = 224)
+    {
+        using var pixels = Pixels(image, size);
+        using var actual = vit.Encode(pixels);
+        Assert.Equal(torch.ScalarType.Float32, actual.dtype);
+        using var expected = Tensor(array);
+        return MaxAbsDiff(actual, expected);
+    }
+
+    /// <summary>Encodes <paramref name="image"/> with <paramref name="vit"/>, projects it and returns the max abs diff from the oracle array <paramref name="array"/>.</summary>
+    internal static double ProjectDiff(EvaVisionTransformer vit, IVisionProjector projector, string array, string image = ImageA)
+    {
+        using var pixels = Pixels(image);
+        using var tokens = vit.Encode(pixels);
+        using var proj = projector.Project(tokens);
+        using var expected = Tensor(array);
+        return MaxAbsDiff(proj, expected);
+    }
+
     // ---- comparisons --------------------------------------------------------------------------------
 
     /// <summary>Max |a-b|.</summary>

@@ -221,15 +221,12 @@ public sealed class LlamaTextTokenizerTests
         Assert.Throws<ArgumentOutOfRangeException>(() => tok.IdToPiece(tok.VocabSize));
         Assert.Throws<ArgumentNullException>(() => tok.Encode(null!, true));
         Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile("/nonexistent/tokenizer.model"));
-        string junk = Path.GetTempFileName();
-        try
-        {
-            File.WriteAllBytes(junk, new byte[] { 0x0A, 0xFF, 0xFF, 0x01 });
-            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(junk));
-            File.WriteAllText(junk, "{ \"not\": \"a model\" }");
-            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(junk));
-        }
-        finally { File.Delete(junk); }
+        using var tmp = new TempDir();
+        string junk = tmp.File("junk.model");
+        File.WriteAllBytes(junk, new byte[] { 0x0A, 0xFF, 0xFF, 0x01 });
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(junk));
+        File.WriteAllText(junk, "{ \"not\": \"a model\" }");
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(junk));
     }
 }
 
@@ -295,22 +292,18 @@ public sealed class AddedTokenTests
     public void From_directory_reads_added_tokens_json_and_rejects_inconsistent_ones()
     {
         string model = Fixtures.Require(LlamaModel);
-        string dir = Directory.CreateTempSubdirectory("minigpt4-tok-").FullName;
-        try
-        {
-            File.CreateSymbolicLink(Path.Combine(dir, "tokenizer.model"), model);
-            Assert.Equal(32000, LlamaTextTokenizer.FromDirectory(dir).VocabSize);
-            File.WriteAllText(Path.Combine(dir, "added_tokens.json"), "{\"[PAD]\": 32000}");
-            var tok = LlamaTextTokenizer.FromDirectory(dir, "$$");
-            Assert.Equal(32001, tok.VocabSize);
-            Assert.Equal(32000, tok.Encode("[PAD]", false).Single());
-            File.WriteAllText(Path.Combine(dir, "added_tokens.json"), "{\"[PAD]\": 32005}");
-            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(dir));
-            File.WriteAllText(Path.Combine(dir, "added_tokens.json"), "{\"<s>\": 32000}");
-            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(dir));
-            File.WriteAllText(Path.Combine(dir, "added_tokens.json"), "[1,2");
-            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(dir));
-        }
-        finally { Directory.Delete(dir, recursive: true); }
+        using var tmp = new TempDir();
+        File.CreateSymbolicLink(tmp.File("tokenizer.model"), model);
+        Assert.Equal(32000, LlamaTextTokenizer.FromDirectory(tmp.Path).VocabSize);
+        File.WriteAllText(tmp.File("added_tokens.json"), "{\"[PAD]\": 32000}");
+        var tok = LlamaTextTokenizer.FromDirectory(tmp.Path, "$$");
+        Assert.Equal(32001, tok.VocabSize);
+        Assert.Equal(32000, tok.Encode("[PAD]", false).Single());
+        File.WriteAllText(tmp.File("added_tokens.json"), "{\"[PAD]\": 32005}");
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(tmp.Path));
+        File.WriteAllText(tmp.File("added_tokens.json"), "{\"<s>\": 32000}");
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(tmp.Path));
+        File.WriteAllText(tmp.File("added_tokens.json"), "[1,2");
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(tmp.Path));
     }
 }
