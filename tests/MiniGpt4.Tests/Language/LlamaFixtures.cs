@@ -35,4 +35,20 @@ internal static class LlamaFixtures
         using var i = logitsRow.argmax();
         return (int)i.item<long>();
     }
+
+    /// <summary>Greedy decoding: prefills <paramref name="prompt"/>, then feeds back the argmax <paramref name="count"/> times; returns the picked ids.</summary>
+    public static List<int> Greedy(LlamaSession session, int[] prompt, int count)
+    {
+        var generated = new List<int>();
+        var logits = session.PrefillTokens(prompt);
+        while (generated.Count < count)
+        {
+            var token = Argmax(logits[0]);
+            logits.Dispose();
+            generated.Add(token);
+            logits = session.Step([token]);
+        }
+        logits.Dispose();
+        return generated;
+    }
 }

@@ -39,17 +39,7 @@ public sealed class LlamaParityTests
         }
 
         using var greedy = lm.CreateSession(64);
-        var generated = new List<int>();
-        var next = greedy.PrefillTokens(ids);
-        for (var step = 0; step < expectedIds.Length; step++)
-        {
-            var token = LlamaFixtures.Argmax(next[0]);
-            next.Dispose();
-            generated.Add(token);
-            next = greedy.Step([token]);
-        }
-        next.Dispose();
-        Assert.Equal(expectedIds, generated);
+        Assert.Equal(expectedIds, LlamaFixtures.Greedy(greedy, ids, expectedIds.Length));
     }
 
     [SkippableTheory]
@@ -134,16 +124,6 @@ public sealed class LlamaParityTests
         Assert.True(lm.Config.TieWordEmbeddings);
 
         using var session = lm.CreateSession(prompt.Length + expected.Length);
-        var generated = new List<int>();
-        var logits = session.PrefillTokens(prompt);
-        while (generated.Count < expected.Length)
-        {
-            var token = LlamaFixtures.Argmax(logits[0]);
-            logits.Dispose();
-            generated.Add(token);
-            logits = session.Step([token]);
-        }
-        logits.Dispose();
-        Assert.Equal(expected, generated);
+        Assert.Equal(expected, LlamaFixtures.Greedy(session, prompt, expected.Length));
     }
 }
