@@ -141,9 +141,11 @@ public class ProjectorTests(ITestOutputHelper output)
     [SkippableFact]
     public void A_stage_checkpoint_of_another_variant_is_refused_naming_llama_proj()
     {
+        // Fixtures first, outside Assert.Throws: a missing fixture skips (or fails on CI) by itself.
+        var vicuna0Stage = Oracle.Tiny("pretrained_minigpt4.pth");
+        var vision = Oracle.Vision();
         // The Vicuna-0 projection takes the Q-Former's 48 outputs, not whole 32-wide ViT tokens.
-        var ex = Assert.Throws<MiniGptWeightsException>(() =>
-            ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4.pth"), Oracle.Vision(), ScalarType.Float32, CPU));
+        var ex = Assert.Throws<MiniGptWeightsException>(() => ConcatProjector.Load(vicuna0Stage, vision, ScalarType.Float32, CPU));
         output.WriteLine(ex.Message);
         Assert.Equal("llama_proj.weight", ex.Key);
         // And the Llama-2 projection (128 inputs) does not fit the Q-Former's 48-wide output.

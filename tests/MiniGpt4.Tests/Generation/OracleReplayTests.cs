@@ -1,6 +1,5 @@
 using MiniGpt4.Generation;
 using MiniGpt4.Tests.Support;
-using TorchSharp;
 using Xunit;
 
 namespace MiniGpt4.Tests.Generation;
@@ -14,20 +13,6 @@ namespace MiniGpt4.Tests.Generation;
 /// </summary>
 public class OracleReplayTests
 {
-    private sealed class ReplayStepper(float[][] rows, int[] path) : ITokenStepper
-    {
-        private int _t;
-        public int VocabSize => rows[0].Length;
-        public torch.Tensor Step(ReadOnlySpan<int> tokenPerRow)
-        {
-            Assert.Equal(1, tokenPerRow.Length);
-            Assert.Equal(path[_t], tokenPerRow[0]); // the replay only knows the greedy path
-            _t++;
-            return torch.tensor(rows[_t], [1, VocabSize]);
-        }
-        public void ReorderRows(ReadOnlySpan<int> source) => throw new NotSupportedException();
-    }
-
     [SkippableTheory]
     [MemberData(nameof(Oracle.GreedyChatRuns), MemberType = typeof(Oracle))]
     public void Processed_scores_and_greedy_ids_match_transformers(string variant, string image, string run)
@@ -44,8 +29,13 @@ public class OracleReplayTests
         var top5 = r["step_top5"]!.AsArray();
         float rp = r["repetition_penalty"]!.GetValue<float>();
 
-        var model = new ReplayStepper(rows, greedyPath);
-        using var first = torch.tensor(rows[0], [1, v]);
+        // The reference's logits after each prefix of the greedy path (the replay only knows that path).
+        var model = new HistoryStepper(v, fed =>
+        {
+            if (fed.Count > 0) Assert.Equal(greedyPath[fed.Count - 1], fed[^1]);
+            return rows[fed.Count];
+        });
+        using var first = model.FirstLogits();
         var settings = new SamplingSettings(DoSample: false, RepetitionPenalty: rp, MaxNewTokens: 20);
         using var g = new Generator(model, first, settings);
         var observed = new List<(int[] Ids, float[] Values)>();
