@@ -71,14 +71,12 @@ public class HostileImageTests
     public void Empty_input_is_refused(string decoder)
     {
         Assert.Contains("empty", Refused([], For(decoder)).Message);
-        var path = Path.GetTempFileName();
-        try
-        {
-            var e = Assert.Throws<MiniGptImageException>(() => ImagePreprocessor.Decode(ImageInput.FromFile(path), For(decoder)));
-            Assert.Contains("empty", e.Message);
-            Assert.Contains(path, e.Message);
-        }
-        finally { File.Delete(path); }
+        using var tmp = new TempDir();
+        var path = tmp.File("empty.tmp");
+        File.WriteAllBytes(path, []);
+        var e = Assert.Throws<MiniGptImageException>(() => ImagePreprocessor.Decode(ImageInput.FromFile(path), For(decoder)));
+        Assert.Contains("empty", e.Message);
+        Assert.Contains(path, e.Message);
         Assert.Contains("empty", Assert.Throws<MiniGptImageException>(
             () => ImagePreprocessor.Decode(ImageInput.FromStream(new MemoryStream()), For(decoder))).Message);
     }

@@ -1,5 +1,5 @@
-using MiniGpt4.Tests.Support;
 using System.Text;
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Text;
 using Xunit;
 using static MiniGpt4.Tests.Text.TokenizerFixtures;

@@ -1,5 +1,4 @@
 using MiniGpt4.Tests.Support;
-using System.Text.Json.Nodes;
 using MiniGpt4.Text;
 using Xunit;
 using static MiniGpt4.Tests.Text.TokenizerFixtures;
