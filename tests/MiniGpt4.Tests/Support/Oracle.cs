@@ -81,9 +81,9 @@ public static class Oracle
     public static string EvaVit => Tiny("eva_vit_g.pth");
 
     /// <summary>The ViT shape from <c>tiny/model_config.json</c> (<c>vision</c>), for <paramref name="imageSize"/>.</summary>
-    internal static VisionConfig Vision(int imageSize = 224, string config = "model_config.json")
+    internal static VisionConfig Vision(int imageSize = 224)
     {
-        var root = Fixtures.Json(Path.Combine("oracle/tiny", config));
+        var root = Fixtures.Json("oracle/tiny/model_config.json");
         var v = root["vision"]!;
         var patch = root["image"]!["patch_size"]!.GetValue<int>();
         return new VisionConfig(imageSize, patch, v["width"]!.GetValue<int>(), v["depth"]!.GetValue<int>(),
