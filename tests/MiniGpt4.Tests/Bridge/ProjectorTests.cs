@@ -1,5 +1,5 @@
 using MiniGpt4.Bridge;
-using MiniGpt4.Tests.Vision;
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Vision;
 using TorchSharp;
 using Xunit;
@@ -12,14 +12,17 @@ public class ProjectorTests(ITestOutputHelper output)
 {
     private const double Tolerance = 1e-4; // oracle README: ln_vision / Q-Former / projection outputs, fp32
 
-    public static TheoryData<string> Images() => new(Oracle.Images);
+    public static TheoryData<string> Images() => new(Oracle.Images.Select(i => i.Stem));
 
     private static QFormerProjector LoadVicuna0(ScalarType dtype = ScalarType.Float32)
         => QFormerProjector.Load(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"), Oracle.Tiny("pretrained_minigpt4.pth"), Oracle.QFormer(), dtype, CPU);
 
+    private static ConcatProjector LoadLlama2(ScalarType dtype = ScalarType.Float32)
+        => ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), dtype, CPU);
+
     private void AssertClose(Tensor actual, string array, double tolerance = Tolerance)
     {
-        using var expected = Oracle.Array(array);
+        using var expected = Oracle.Tensor(array);
         var diff = Oracle.MaxAbsDiff(actual, expected);
         output.WriteLine($"{Path.GetFileName(array)}: max abs diff {diff:E2}");
         Assert.True(diff <= tolerance, $"{array} differs by {diff}");
@@ -29,7 +32,7 @@ public class ProjectorTests(ITestOutputHelper output)
     [MemberData(nameof(Images))]
     public void QFormer_path_matches_the_Vicuna0_reference(string img)
     {
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var vit = Oracle.LoadVit();
         using var projector = LoadVicuna0();
         using var pixels = Oracle.Pixels(img);
         using var tokens = vit.Encode(pixels);
@@ -49,20 +52,8 @@ public class ProjectorTests(ITestOutputHelper output)
     [MemberData(nameof(Images))]
     public void Concat_path_matches_the_Llama2_reference(string img)
     {
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
-        using var projector = ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), ScalarType.Float32, CPU);
-        Assert.Equal(4, projector.Group);
-        using var pixels = Oracle.Pixels(img);
-        using var tokens = vit.Encode(pixels);
-        if (img.StartsWith('a'))
-        {
-            using var _ = inference_mode();
-            using var input = projector.ProjectionInput(tokens);
-            AssertClose(input, $"tiny/arrays/llama2/encode/{img}.proj_in.npy");
-        }
-        using var proj = projector.Project(tokens);
-        AssertClose(proj, $"tiny/arrays/llama2/encode/{img}.proj_out.npy");
-        Assert.Equal(new long[] { 1, projector.TokensPerImage, projector.OutputDim }, proj.shape);
+        var (group, _) = AssertConcatPath("pretrained_minigpt4_llama2.pth", "llama2", img, 224);
+        Assert.Equal(4, group);
     }
 
     [SkippableTheory]
@@ -70,28 +61,39 @@ public class ProjectorTests(ITestOutputHelper output)
     [InlineData("b_tall_100x300")]
     public void Concat_path_at_448_pixels_matches_the_MiniGPT_v2_reference(string img)
     {
-        var cfg = Oracle.Vision(448);
+        var (_, tokensPerImage) = AssertConcatPath("minigptv2/minigptv2_checkpoint.pth", "minigptv2", img, 448);
+        Assert.Equal(256, tokensPerImage);
+    }
+
+    /// <summary>
+    /// The concat projector of <paramref name="checkpoint"/> against the <paramref name="variant"/> reference at
+    /// <paramref name="size"/> pixels: proj_in (saved for image a only) and proj_out; returns its group and tokens per image.
+    /// </summary>
+    private (int Group, int TokensPerImage) AssertConcatPath(string checkpoint, string variant, string img, int size)
+    {
+        var cfg = Oracle.Vision(size);
         using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, cfg, ScalarType.Float32, CPU);
-        using var projector = ConcatProjector.Load(Oracle.Tiny("minigptv2/minigptv2_checkpoint.pth"), cfg, ScalarType.Float32, CPU);
-        Assert.Equal(256, projector.TokensPerImage);
-        using var pixels = Oracle.Pixels(img, 448);
+        using var projector = ConcatProjector.Load(Oracle.Tiny(checkpoint), cfg, ScalarType.Float32, CPU);
+        using var pixels = Oracle.Pixels(img, size);
         using var tokens = vit.Encode(pixels);
         if (img.StartsWith('a'))
         {
             using var _ = inference_mode();
             using var input = projector.ProjectionInput(tokens);
-            AssertClose(input, $"tiny/arrays/minigptv2/encode/{img}.proj_in.npy");
+            AssertClose(input, $"tiny/arrays/{variant}/encode/{img}.proj_in.npy");
         }
         using var proj = projector.Project(tokens);
-        AssertClose(proj, $"tiny/arrays/minigptv2/encode/{img}.proj_out.npy");
+        AssertClose(proj, $"tiny/arrays/{variant}/encode/{img}.proj_out.npy");
+        Assert.Equal(new long[] { 1, projector.TokensPerImage, projector.OutputDim }, proj.shape);
+        return (projector.Group, projector.TokensPerImage);
     }
 
     [SkippableFact]
     public void Projectors_treat_each_image_of_a_batch_alone()
     {
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var vit = Oracle.LoadVit();
         using var qformer = LoadVicuna0();
-        using var concat = ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), ScalarType.Float32, CPU);
+        using var concat = LoadLlama2();
         using var a = Oracle.Pixels("a_gradient_shapes_640x480");
         using var d = Oracle.Pixels("d_rgba_300x180");
         using var ad = cat([a, d]);
@@ -125,29 +127,25 @@ public class ProjectorTests(ITestOutputHelper output)
     [Fact]
     public void A_BERT_config_with_another_activation_is_refused()
     {
-        var path = Path.GetTempFileName();
-        try
-        {
-            File.WriteAllText(path, """{"hidden_size": 48, "num_attention_heads": 4, "hidden_act": "gelu_new"}""");
-            var ex = Assert.Throws<MiniGptConfigurationException>(() => QFormerConfig.FromBertConfigJson(path));
-            Assert.Contains("gelu_new", ex.Message);
-            File.WriteAllText(path, """{"hidden_size": 50, "num_attention_heads": 4}""");
-            Assert.Throws<MiniGptConfigurationException>(() => QFormerConfig.FromBertConfigJson(path));
-            File.WriteAllText(path, "not json");
-            Assert.Throws<MiniGptConfigurationException>(() => QFormerConfig.FromBertConfigJson(path));
-        }
-        finally
-        {
-            File.Delete(path);
-        }
+        using var tmp = new TempDir();
+        var path = tmp.File("config.json");
+        File.WriteAllText(path, """{"hidden_size": 48, "num_attention_heads": 4, "hidden_act": "gelu_new"}""");
+        var ex = Assert.Throws<MiniGptConfigurationException>(() => QFormerConfig.FromBertConfigJson(path));
+        Assert.Contains("gelu_new", ex.Message);
+        File.WriteAllText(path, """{"hidden_size": 50, "num_attention_heads": 4}""");
+        Assert.Throws<MiniGptConfigurationException>(() => QFormerConfig.FromBertConfigJson(path));
+        File.WriteAllText(path, "not json");
+        Assert.Throws<MiniGptConfigurationException>(() => QFormerConfig.FromBertConfigJson(path));
     }
 
     [SkippableFact]
     public void A_stage_checkpoint_of_another_variant_is_refused_naming_llama_proj()
     {
+        // Fixtures first, outside Assert.Throws: a missing fixture skips (or fails on CI) by itself.
+        var vicuna0Stage = Oracle.Tiny("pretrained_minigpt4.pth");
+        var vision = Oracle.Vision();
         // The Vicuna-0 projection takes the Q-Former's 48 outputs, not whole 32-wide ViT tokens.
-        var ex = Assert.Throws<MiniGptWeightsException>(() =>
-            ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4.pth"), Oracle.Vision(), ScalarType.Float32, CPU));
+        var ex = Assert.Throws<MiniGptWeightsException>(() => ConcatProjector.Load(vicuna0Stage, vision, ScalarType.Float32, CPU));
         output.WriteLine(ex.Message);
         Assert.Equal("llama_proj.weight", ex.Key);
         // And the Llama-2 projection (128 inputs) does not fit the Q-Former's 48-wide output.
@@ -170,9 +168,9 @@ public class ProjectorTests(ITestOutputHelper output)
     public void Bfloat16_projectors_run_with_ln_vision_in_float32()
     {
         const string img = "a_gradient_shapes_640x480";
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.BFloat16, CPU);
+        using var vit = Oracle.LoadVit(ScalarType.BFloat16);
         using var qformer = LoadVicuna0(ScalarType.BFloat16);
-        using var concat = ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), ScalarType.BFloat16, CPU);
+        using var concat = LoadLlama2(ScalarType.BFloat16);
         Assert.Equal(ScalarType.Float32, qformer.state_dict()["ln_vision.weight"].dtype);
         Assert.Equal(ScalarType.BFloat16, qformer.state_dict()["llama_proj.weight"].dtype);
         Assert.Equal(ScalarType.Float32, concat.state_dict()["ln_vision.weight"].dtype);
@@ -186,7 +184,7 @@ public class ProjectorTests(ITestOutputHelper output)
         {
             using var proj = projector.Project(tokens);
             Assert.Equal(ScalarType.BFloat16, proj.dtype);
-            using var expected = Oracle.Array(array);
+            using var expected = Oracle.Tensor(array);
             using var scale = expected.abs().max();
             var diff = Oracle.MaxAbsDiff(proj, expected);
             output.WriteLine($"bf16 {Path.GetFileName(array)}: max abs diff {diff:E2} (max |x| {scale.item<float>():F2})");
@@ -197,9 +195,9 @@ public class ProjectorTests(ITestOutputHelper output)
     [SkippableFact]
     public void Projecting_leaves_no_tensor_behind()
     {
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var vit = Oracle.LoadVit();
         using var qformer = LoadVicuna0();
-        using var concat = ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), ScalarType.Float32, CPU);
+        using var concat = LoadLlama2();
         using var pixels = Oracle.Pixels("c_square_224x224");
         // Warm up once, then count: each call must leave exactly its result alive.
         using (var t = vit.Encode(pixels)) { qformer.Project(t).Dispose(); concat.Project(t).Dispose(); }
@@ -216,7 +214,7 @@ public class ProjectorTests(ITestOutputHelper output)
     [SkippableFact]
     public void Tokens_of_the_wrong_width_are_refused()
     {
-        using var concat = ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), ScalarType.Float32, CPU);
+        using var concat = LoadLlama2();
         using var bad = zeros(1, 257, 33);
         Assert.Throws<ArgumentException>(() => concat.Project(bad));
         using var fewer = zeros(1, 17, 32);
@@ -248,13 +246,9 @@ public class QFormerNamesTests(ITestOutputHelper output)
         Assert.Contains("qformer.encoder.layer.0.crossattention.attention.key.weight", hf.Keys);
         Assert.True(QFormerNames.IsHuggingFace(hf.Keys));
         using var stage2 = MiniGpt4.Weights.WeightFiles.Open(Oracle.Tiny("pretrained_minigpt4.pth"));
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var vit = Oracle.LoadVit();
         using var projector = QFormerProjector.Load(hf, stage2, Oracle.QFormer(), ScalarType.Float32, CPU);
-        using var pixels = Oracle.Pixels(img);
-        using var tokens = vit.Encode(pixels);
-        using var proj = projector.Project(tokens);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.proj_out.npy");
-        var diff = Oracle.MaxAbsDiff(proj, expected);
+        var diff = Oracle.ProjectDiff(vit, projector, $"tiny/arrays/vicuna0/encode/{img}.proj_out.npy", img);
         output.WriteLine($"proj_out from HF-named BLIP-2 weights: max abs diff {diff:E2}");
         Assert.True(diff <= 1e-4);
     }

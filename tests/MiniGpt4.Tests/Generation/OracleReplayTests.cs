@@ -1,7 +1,5 @@
-using System.Text.Json;
 using MiniGpt4.Generation;
 using MiniGpt4.Tests.Support;
-using TorchSharp;
 using Xunit;
 
 namespace MiniGpt4.Tests.Generation;
@@ -15,48 +13,29 @@ namespace MiniGpt4.Tests.Generation;
 /// </summary>
 public class OracleReplayTests
 {
-    private sealed class ReplayStepper(float[][] rows, int[] path) : ITokenStepper
-    {
-        private int _t;
-        public int VocabSize => rows[0].Length;
-        public torch.Tensor Step(ReadOnlySpan<int> tokenPerRow)
-        {
-            Assert.Equal(1, tokenPerRow.Length);
-            Assert.Equal(path[_t], tokenPerRow[0]); // the replay only knows the greedy path
-            _t++;
-            return torch.tensor(rows[_t], [1, VocabSize]);
-        }
-        public void ReorderRows(ReadOnlySpan<int> source) => throw new NotSupportedException();
-    }
-
     [SkippableTheory]
-    [InlineData("vicuna0", "a_gradient_shapes_640x480.png", "rp_1.0")]
-    [InlineData("vicuna0", "a_gradient_shapes_640x480.png", "rp_1.05")]
-    [InlineData("vicuna0", "b_tall_100x300.jpg", "rp_1.0")]
-    [InlineData("vicuna0", "b_tall_100x300.jpg", "rp_1.05")]
-    [InlineData("llama2", "a_gradient_shapes_640x480.png", "rp_1.0")]
-    [InlineData("llama2", "a_gradient_shapes_640x480.png", "rp_1.05")]
-    [InlineData("llama2", "b_tall_100x300.jpg", "rp_1.0")]
-    [InlineData("llama2", "b_tall_100x300.jpg", "rp_1.05")]
+    [MemberData(nameof(Oracle.GreedyChatRuns), MemberType = typeof(Oracle))]
     public void Processed_scores_and_greedy_ids_match_transformers(string variant, string image, string run)
     {
-        using var doc = JsonDocument.Parse(File.ReadAllText(Fixtures.Require("oracle/tiny/reference.json")));
-        var chat = doc.RootElement.GetProperty("variants").GetProperty(variant).GetProperty("chat").GetProperty(image);
-        var stem = Path.GetFileNameWithoutExtension(image);
-        var npy = Npy.Read(Fixtures.Require($"oracle/tiny/arrays/{variant}/chat/{stem}.logits_kvcache.npy"));
+        var chat = Oracle.Reference["variants"]![variant]!["chat"]![image]!;
+        var npy = Oracle.Array(chat["kv_cache_check"]!["logits_kvcache"]!.GetValue<string>());
         int steps = (int)npy.Shape[0], v = (int)npy.Shape[1];
         var flat = npy.ToFloat();
         var rows = Enumerable.Range(0, steps).Select(i => flat.AsSpan(i * v, v).ToArray()).ToArray();
 
-        static int[] Ids(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt32()).ToArray();
-        var greedyPath = Ids(chat.GetProperty("runs").GetProperty("rp_1.0").GetProperty("generated_ids"));
-        var r = chat.GetProperty("runs").GetProperty(run);
-        var expected = Ids(r.GetProperty("generated_ids"));
-        var top5 = r.GetProperty("step_top5").EnumerateArray().ToArray();
-        float rp = float.Parse(r.GetProperty("repetition_penalty").ToString()!, System.Globalization.CultureInfo.InvariantCulture);
+        var greedyPath = Oracle.Ints(chat["runs"]!["rp_1.0"]!["generated_ids"]);
+        var r = chat["runs"]![run]!;
+        var expected = Oracle.Ints(r["generated_ids"]);
+        var top5 = r["step_top5"]!.AsArray();
+        float rp = r["repetition_penalty"]!.GetValue<float>();
 
-        var model = new ReplayStepper(rows, greedyPath);
-        using var first = torch.tensor(rows[0], [1, v]);
+        // The reference's logits after each prefix of the greedy path (the replay only knows that path).
+        var model = new HistoryStepper(v, fed =>
+        {
+            if (fed.Count > 0) Assert.Equal(greedyPath[fed.Count - 1], fed[^1]);
+            return rows[fed.Count];
+        });
+        using var first = model.FirstLogits();
         var settings = new SamplingSettings(DoSample: false, RepetitionPenalty: rp, MaxNewTokens: 20);
         using var g = new Generator(model, first, settings);
         var observed = new List<(int[] Ids, float[] Values)>();
@@ -77,8 +56,8 @@ public class OracleReplayTests
         Assert.True(n == 20 || expected[n - 1] != greedyPath[n - 1]);
         for (int t = 0; t < n; t++)
         {
-            Assert.Equal(Ids(top5[t].GetProperty("ids")), observed[t].Ids);
-            var want = top5[t].GetProperty("values").EnumerateArray().Select(x => (float)x.GetDouble()).ToArray();
+            Assert.Equal(Oracle.Ints(top5[t]!["ids"]), observed[t].Ids);
+            var want = top5[t]!["values"]!.AsArray().Select(x => (float)x!.GetValue<double>()).ToArray();
             Assert.Equal(want, observed[t].Values); // bit-exact: same logits, same float32 formula
         }
     }

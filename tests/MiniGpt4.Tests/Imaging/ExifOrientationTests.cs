@@ -59,7 +59,7 @@ public class ExifOrientationTests
     /// <summary>JPEG is lossy: allow its error, which is far below what a wrong orientation of four flat quadrants gives.</summary>
     private static void AssertClose(ReadOnlySpan<byte> expected, ReadOnlySpan<byte> actual)
     {
-        var (_, mean, _) = OracleImages.CompareBytes(expected, actual);
+        var (_, mean, _) = ImageCompare.Bytes(expected, actual);
         Assert.True(mean < 4, $"mean abs diff {mean}");
     }
 }

@@ -1,5 +1,6 @@
 using MiniGpt4.Imaging;
 using MiniGpt4.Imaging.Skia;
+using MiniGpt4.Tests.Support;
 using SixLabors.ImageSharp.Formats.Bmp;
 using SixLabors.ImageSharp.Formats.Gif;
 using SixLabors.ImageSharp.Formats.Png;
@@ -22,8 +23,8 @@ public class HostileImageTests
     private static MiniGptImageException Refused(byte[] data, ImageDecodingOptions options)
         => Assert.Throws<MiniGptImageException>(() => ImagePreprocessor.ToPixelValues(ImageInput.FromBytes(data), 224, options));
 
-    private static byte[] OraclePng() => File.ReadAllBytes(OracleImages.ImagePath(OracleImages.A));
-    private static byte[] OracleJpeg() => File.ReadAllBytes(OracleImages.ImagePath(OracleImages.B));
+    private static byte[] OraclePng() => File.ReadAllBytes(Oracle.Image(Oracle.ImageA));
+    private static byte[] OracleJpeg() => File.ReadAllBytes(Oracle.Image(Oracle.ImageB));
 
     [SkippableTheory]
     [MemberData(nameof(Decoders))]
@@ -70,14 +71,12 @@ public class HostileImageTests
     public void Empty_input_is_refused(string decoder)
     {
         Assert.Contains("empty", Refused([], For(decoder)).Message);
-        var path = Path.GetTempFileName();
-        try
-        {
-            var e = Assert.Throws<MiniGptImageException>(() => ImagePreprocessor.Decode(ImageInput.FromFile(path), For(decoder)));
-            Assert.Contains("empty", e.Message);
-            Assert.Contains(path, e.Message);
-        }
-        finally { File.Delete(path); }
+        using var tmp = new TempDir();
+        var path = tmp.File("empty.tmp");
+        File.WriteAllBytes(path, []);
+        var e = Assert.Throws<MiniGptImageException>(() => ImagePreprocessor.Decode(ImageInput.FromFile(path), For(decoder)));
+        Assert.Contains("empty", e.Message);
+        Assert.Contains(path, e.Message);
         Assert.Contains("empty", Assert.Throws<MiniGptImageException>(
             () => ImagePreprocessor.Decode(ImageInput.FromStream(new MemoryStream()), For(decoder))).Message);
     }
@@ -178,20 +177,16 @@ public class HostileImageTests
     [MemberData(nameof(Decoders))]
     public void A_misleading_file_extension_does_not_matter(string decoder)
     {
-        var dir = Directory.CreateTempSubdirectory("minigpt4-imaging-");
-        try
-        {
-            var pngAsJpg = Path.Combine(dir.FullName, "really_a_png.jpg");
-            var jpgAsPng = Path.Combine(dir.FullName, "really_a_jpeg.png");
-            var noExtension = Path.Combine(dir.FullName, "image");
-            File.WriteAllBytes(pngAsJpg, OraclePng());
-            File.WriteAllBytes(jpgAsPng, OracleJpeg());
-            File.WriteAllBytes(noExtension, OraclePng());
-            Assert.Equal(640, ImagePreprocessor.Decode(ImageInput.FromFile(pngAsJpg), For(decoder)).Width);
-            Assert.Equal(100, ImagePreprocessor.Decode(ImageInput.FromFile(jpgAsPng), For(decoder)).Width);
-            Assert.Equal(480, ImagePreprocessor.Decode(ImageInput.FromFile(noExtension), For(decoder)).Height);
-        }
-        finally { dir.Delete(recursive: true); }
+        using var dir = new TempDir();
+        var pngAsJpg = dir.File("really_a_png.jpg");
+        var jpgAsPng = dir.File("really_a_jpeg.png");
+        var noExtension = dir.File("image");
+        File.WriteAllBytes(pngAsJpg, OraclePng());
+        File.WriteAllBytes(jpgAsPng, OracleJpeg());
+        File.WriteAllBytes(noExtension, OraclePng());
+        Assert.Equal(640, ImagePreprocessor.Decode(ImageInput.FromFile(pngAsJpg), For(decoder)).Width);
+        Assert.Equal(100, ImagePreprocessor.Decode(ImageInput.FromFile(jpgAsPng), For(decoder)).Width);
+        Assert.Equal(480, ImagePreprocessor.Decode(ImageInput.FromFile(noExtension), For(decoder)).Height);
     }
 
     [Theory]

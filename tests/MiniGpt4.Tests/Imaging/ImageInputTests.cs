@@ -16,9 +16,9 @@ public class ImageInputTests
     [MemberData(nameof(Kinds))]
     public void Every_input_kind_gives_the_reference_pixel_values(string kind)
     {
-        foreach (var stem in new[] { OracleImages.A, OracleImages.B })
+        foreach (var stem in new[] { Oracle.ImageA, Oracle.ImageB })
         {
-            var path = OracleImages.ImagePath(stem);
+            var path = Oracle.Image(stem);
             var bytes = File.ReadAllBytes(path);
             var input = kind switch
             {
@@ -30,8 +30,8 @@ public class ImageInputTests
                 _ => FromRgb(stem, path),
             };
             var values = ImagePreprocessor.ToPixelValues(input, 224, Skia);
-            var expected = Npy.Read(OracleImages.Reference(stem, 224, "pixel_values")).ToFloat();
-            var (max, _) = OracleImages.CompareFloats(values, expected);
+            var expected = Oracle.Preprocessed(stem, 224, "pixel_values").ToFloat();
+            var (max, _) = ImageCompare.Floats(values, expected);
             Assert.True(max <= 1e-6, $"{kind} {stem}: max abs diff {max}");
         }
     }
@@ -45,7 +45,7 @@ public class ImageInputTests
     [SkippableFact]
     public void A_stream_is_read_from_its_current_position_and_left_open()
     {
-        var bytes = File.ReadAllBytes(OracleImages.ImagePath(OracleImages.A));
+        var bytes = File.ReadAllBytes(Oracle.Image(Oracle.ImageA));
         var stream = new MemoryStream(new byte[] { 1, 2, 3 }.Concat(bytes).ToArray());
         stream.Position = 3;
         var decoded = ImagePreprocessor.Decode(ImageInput.FromStream(stream), ImageDecodingOptions.Default);

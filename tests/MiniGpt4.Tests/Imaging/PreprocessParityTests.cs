@@ -14,17 +14,17 @@ public class PreprocessParityTests(ITestOutputHelper output)
     public static TheoryData<string, int> Cases()
     {
         var data = new TheoryData<string, int>();
-        foreach (var (stem, _) in OracleImages.All) data.Add(stem, 224);
-        data.Add(OracleImages.A, 448);
-        data.Add(OracleImages.B, 448);
+        foreach (var (stem, _) in Oracle.Images) data.Add(stem, 224);
+        data.Add(Oracle.ImageA, 448);
+        data.Add(Oracle.ImageB, 448);
         return data;
     }
 
     public static TheoryData<string, int> PngCases()
     {
         var data = new TheoryData<string, int>();
-        foreach (var (stem, ext) in OracleImages.All) if (ext == "png") data.Add(stem, 224);
-        data.Add(OracleImages.A, 448);
+        foreach (var (stem, ext) in Oracle.Images) if (ext == "png") data.Add(stem, 224);
+        data.Add(Oracle.ImageA, 448);
         return data;
     }
 
@@ -35,9 +35,9 @@ public class PreprocessParityTests(ITestOutputHelper output)
     {
         var decoded = ReferenceDecoded(stem);
         var resized = ImagePreprocessor.ResizeBicubic(decoded, size, size);
-        var expected = Npy.Read(OracleImages.Reference(stem, size, "resized_rgb_u8"));
+        var expected = Oracle.Preprocessed(stem, size, "resized_rgb_u8");
         Assert.Equal(new long[] { size, size, 3 }, expected.Shape);
-        var (max, _, differing) = OracleImages.CompareBytes(resized, expected.ToBytes());
+        var (max, _, differing) = ImageCompare.Bytes(resized, expected.ToBytes());
         Assert.True(differing == 0, $"{stem} {size}: {differing} bytes differ, max {max}");
     }
 
@@ -46,10 +46,10 @@ public class PreprocessParityTests(ITestOutputHelper output)
     [MemberData(nameof(Cases))]
     public void Pixel_values_match_reference_with_skia_decoder(string stem, int size)
     {
-        var values = ImagePreprocessor.ToPixelValues(ImageInput.FromFile(OracleImages.ImagePath(stem)), size, Skia);
-        var expected = Npy.Read(OracleImages.Reference(stem, size, "pixel_values"));
+        var values = ImagePreprocessor.ToPixelValues(ImageInput.FromFile(Oracle.Image(stem)), size, Skia);
+        var expected = Oracle.Preprocessed(stem, size, "pixel_values");
         Assert.Equal(new long[] { 1, 3, size, size }, expected.Shape);
-        var (max, _) = OracleImages.CompareFloats(values, expected.ToFloat());
+        var (max, _) = ImageCompare.Floats(values, expected.ToFloat());
         output.WriteLine($"{stem} {size} skia: pixel_values max abs diff {max:G3}");
         Assert.True(max <= 1e-6, $"max abs diff {max}");
     }
@@ -59,19 +59,19 @@ public class PreprocessParityTests(ITestOutputHelper output)
     [MemberData(nameof(PngCases))]
     public void Pixel_values_match_reference_with_default_decoder_for_png(string stem, int size)
     {
-        var values = ImagePreprocessor.ToPixelValues(ImageInput.FromFile(OracleImages.ImagePath(stem)), size, ImageDecodingOptions.Default);
-        var expected = Npy.Read(OracleImages.Reference(stem, size, "pixel_values"));
-        var (max, _) = OracleImages.CompareFloats(values, expected.ToFloat());
+        var values = ImagePreprocessor.ToPixelValues(ImageInput.FromFile(Oracle.Image(stem)), size, ImageDecodingOptions.Default);
+        var expected = Oracle.Preprocessed(stem, size, "pixel_values");
+        var (max, _) = ImageCompare.Floats(values, expected.ToFloat());
         Assert.True(max <= 1e-6, $"max abs diff {max}");
     }
 
     [SkippableFact]
     public void Skia_decodes_the_jpeg_exactly_like_pillow()
     {
-        var decoded = ImagePreprocessor.Decode(ImageInput.FromFile(OracleImages.ImagePath(OracleImages.B)), Skia);
-        var expected = Npy.Read(OracleImages.Reference(OracleImages.B, 224, "decoded_rgb_u8"));
+        var decoded = ImagePreprocessor.Decode(ImageInput.FromFile(Oracle.Image(Oracle.ImageB)), Skia);
+        var expected = Oracle.Preprocessed(Oracle.ImageB, 224, "decoded_rgb_u8");
         Assert.Equal((100, 300), (decoded.Width, decoded.Height));
-        var (max, mean, differing) = OracleImages.CompareBytes(decoded.Rgb24.Span, expected.ToBytes());
+        var (max, mean, differing) = ImageCompare.Bytes(decoded.Rgb24.Span, expected.ToBytes());
         output.WriteLine($"skia JPEG decode vs Pillow: {differing} of {expected.Data.Length} bytes differ, max {max}, mean {mean:G3}");
         Assert.Equal(0, differing);
     }
@@ -80,16 +80,16 @@ public class PreprocessParityTests(ITestOutputHelper output)
     [SkippableFact]
     public void Jpeg_difference_of_the_default_decoder()
     {
-        var path = OracleImages.ImagePath(OracleImages.B);
+        var path = Oracle.Image(Oracle.ImageB);
         var decoded = ImagePreprocessor.Decode(ImageInput.FromFile(path), ImageDecodingOptions.Default);
-        var d = OracleImages.CompareBytes(decoded.Rgb24.Span, Npy.Read(OracleImages.Reference(OracleImages.B, 224, "decoded_rgb_u8")).ToBytes());
+        var d = ImageCompare.Bytes(decoded.Rgb24.Span, Oracle.Preprocessed(Oracle.ImageB, 224, "decoded_rgb_u8").ToBytes());
         output.WriteLine($"ImageSharp JPEG decode vs Pillow: {d.Differing} bytes differ, max {d.Max}, mean {d.Mean:G4}");
         foreach (int size in new[] { 224, 448 })
         {
             var resized = ImagePreprocessor.ResizeBicubic(decoded, size, size);
-            var r = OracleImages.CompareBytes(resized, Npy.Read(OracleImages.Reference(OracleImages.B, size, "resized_rgb_u8")).ToBytes());
+            var r = ImageCompare.Bytes(resized, Oracle.Preprocessed(Oracle.ImageB, size, "resized_rgb_u8").ToBytes());
             var values = ImagePreprocessor.ToPixelValues(ImageInput.FromFile(path), size, ImageDecodingOptions.Default);
-            var v = OracleImages.CompareFloats(values, Npy.Read(OracleImages.Reference(OracleImages.B, size, "pixel_values")).ToFloat());
+            var v = ImageCompare.Floats(values, Oracle.Preprocessed(Oracle.ImageB, size, "pixel_values").ToFloat());
             output.WriteLine($"  {size}: resized max {r.Max} mean {r.Mean:G4} ({r.Differing} differ); pixel_values max {v.Max:G4} mean {v.Mean:G4}");
             Assert.True(v.Max < 255.0 / 255 / 0.26, "a decoder difference cannot exceed the full range");
         }
@@ -98,12 +98,12 @@ public class PreprocessParityTests(ITestOutputHelper output)
 
     private static DecodedImage ReferenceDecoded(string stem)
     {
-        if (stem == OracleImages.B)
+        if (stem == Oracle.ImageB)
         {
-            var npy = Npy.Read(OracleImages.Reference(stem, 224, "decoded_rgb_u8"));
+            var npy = Oracle.Preprocessed(stem, 224, "decoded_rgb_u8");
             return new DecodedImage((int)npy.Shape[1], (int)npy.Shape[0], npy.ToBytes());
         }
         // PNG decoding is lossless: every decoder gives PIL's convert('RGB') pixels.
-        return ImagePreprocessor.Decode(ImageInput.FromFile(OracleImages.ImagePath(stem)), ImageDecodingOptions.Default);
+        return ImagePreprocessor.Decode(ImageInput.FromFile(Oracle.Image(stem)), ImageDecodingOptions.Default);
     }
 }

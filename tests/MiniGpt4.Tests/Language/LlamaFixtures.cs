@@ -1,11 +1,10 @@
-using System.Text.Json;
 using MiniGpt4.Language;
 using MiniGpt4.Tests.Support;
 using static TorchSharp.torch;
 
 namespace MiniGpt4.Tests.Language;
 
-/// <summary>Loads the oracle models and reads reference values.</summary>
+/// <summary>Loads the oracle's language models; the fp32 noise bound and greedy pick the decoder tests share.</summary>
 internal static class LlamaFixtures
 {
     public const string TinyFolder = "oracle/tiny/llama";
@@ -16,27 +15,6 @@ internal static class LlamaFixtures
         var folder = Fixtures.Require(relativeFolder);
         var path = file is null ? folder : Path.Combine(folder, file);
         return LlamaForCausalLM.Load(path, dtype, CPU);
-    }
-
-    public static JsonElement Json(string relative)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(Fixtures.Require(relative)));
-        return doc.RootElement.Clone();
-    }
-
-    public static int[] Ints(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt32()).ToArray();
-
-    /// <summary>An oracle .npy as a float32 CPU tensor.</summary>
-    public static Tensor Array(string relativeToTiny)
-    {
-        var npy = Npy.Read(Fixtures.Require(Path.Combine("oracle/tiny", relativeToTiny.StartsWith("tiny/", StringComparison.Ordinal) ? relativeToTiny[5..] : relativeToTiny)));
-        return tensor(npy.ToFloat(), npy.Shape);
-    }
-
-    public static double MaxAbsDiff(Tensor a, Tensor b)
-    {
-        using var d = (a.to(ScalarType.Float32) - b.to(ScalarType.Float32)).abs().max();
-        return d.item<float>();
     }
 
     /// <summary>
@@ -56,5 +34,21 @@ internal static class LlamaFixtures
     {
         using var i = logitsRow.argmax();
         return (int)i.item<long>();
+    }
+
+    /// <summary>Greedy decoding: prefills <paramref name="prompt"/>, then feeds back the argmax <paramref name="count"/> times; returns the picked ids.</summary>
+    public static List<int> Greedy(LlamaSession session, int[] prompt, int count)
+    {
+        var generated = new List<int>();
+        var logits = session.PrefillTokens(prompt);
+        while (generated.Count < count)
+        {
+            var token = Argmax(logits[0]);
+            logits.Dispose();
+            generated.Add(token);
+            logits = session.Step([token]);
+        }
+        logits.Dispose();
+        return generated;
     }
 }

@@ -1,4 +1,5 @@
 using MiniGpt4.Language;
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Weights;
 using Xunit;
 using static TorchSharp.torch;
@@ -115,7 +116,7 @@ public sealed class LlamaLoadTests
     [SkippableFact]
     public void Untied_model_without_lm_head_is_refused_naming_the_key()
     {
-        var folder = Tests.Support.Fixtures.Require(LlamaFixtures.TinyFolder);
+        var folder = Fixtures.Require(LlamaFixtures.TinyFolder);
         using var file = WeightFiles.Open(folder);
         using var source = file.Renamed(k => k == "lm_head.weight" ? null : k);
         var ex = Assert.Throws<MiniGptWeightsException>(() => LlamaForCausalLM.Load(LlamaConfig.FromFile(folder), source, ScalarType.Float32, CPU));
@@ -125,7 +126,7 @@ public sealed class LlamaLoadTests
     [SkippableFact]
     public void A_tied_config_ignores_a_stored_lm_head_and_uses_the_embeddings()
     {
-        var folder = Tests.Support.Fixtures.Require(LlamaFixtures.TinyFolder);
+        var folder = Fixtures.Require(LlamaFixtures.TinyFolder);
         using var source = WeightFiles.Open(folder);
         using var lm = LlamaForCausalLM.Load(LlamaConfig.FromFile(folder) with { TieWordEmbeddings = true }, source, ScalarType.Float32, CPU);
         using var scope = NewDisposeScope();
@@ -139,7 +140,7 @@ public sealed class LlamaLoadTests
     [SkippableFact]
     public void A_config_that_does_not_fit_the_file_is_refused_with_shapes()
     {
-        var folder = Tests.Support.Fixtures.Require(LlamaFixtures.TinyFolder);
+        var folder = Fixtures.Require(LlamaFixtures.TinyFolder);
         using var source = WeightFiles.Open(folder);
         var ex = Assert.Throws<MiniGptWeightsException>(() =>
             LlamaForCausalLM.Load(LlamaConfig.FromFile(folder) with { VocabSize = 32001 }, source, ScalarType.Float32, CPU));
@@ -152,25 +153,18 @@ public sealed class LlamaLoadTests
     {
         // Released LLaMA weights are sharded float16; the oracle's weights are fp16-exact, so a
         // float16 copy is lossless and must give bit-identical float32 logits.
-        var folder = Tests.Support.Fixtures.Require(LlamaFixtures.TinyFolder);
-        var tmp = Directory.CreateTempSubdirectory("llama-fp16-");
-        try
-        {
-            File.Copy(Path.Combine(folder, "config.json"), Path.Combine(tmp.FullName, "config.json"));
-            using (var file = WeightFiles.Open(Path.Combine(folder, "pytorch_model.bin")))
-                SafetensorsWriter.WriteSharded(tmp.FullName, file, maxShardBytes: 100_000, floatDType: ScalarType.Float16);
-            Assert.True(File.Exists(Path.Combine(tmp.FullName, "model.safetensors.index.json")));
+        var folder = Fixtures.Require(LlamaFixtures.TinyFolder);
+        using var tmp = new TempDir();
+        File.Copy(Path.Combine(folder, "config.json"), tmp.File("config.json"));
+        using (var file = WeightFiles.Open(Path.Combine(folder, "pytorch_model.bin")))
+            SafetensorsWriter.WriteSharded(tmp.Path, file, maxShardBytes: 100_000, floatDType: ScalarType.Float16);
+        Assert.True(File.Exists(tmp.File("model.safetensors.index.json")));
 
-            using var scope = NewDisposeScope();
-            using var reference = LlamaFixtures.Load(LlamaFixtures.TinyFolder);
-            using var fromHalf = LlamaForCausalLM.Load(tmp.FullName, ScalarType.Float32, CPU);
-            using var a = reference.CreateSession(8);
-            using var b = fromHalf.CreateSession(8);
-            Assert.Equal(0.0, LlamaFixtures.MaxAbsDiff(a.PrefillTokens([1, 305, 759, 310]), b.PrefillTokens([1, 305, 759, 310])));
-        }
-        finally
-        {
-            tmp.Delete(recursive: true);
-        }
+        using var scope = NewDisposeScope();
+        using var reference = LlamaFixtures.Load(LlamaFixtures.TinyFolder);
+        using var fromHalf = LlamaForCausalLM.Load(tmp.Path, ScalarType.Float32, CPU);
+        using var a = reference.CreateSession(8);
+        using var b = fromHalf.CreateSession(8);
+        Assert.Equal(0.0, Oracle.MaxAbsDiff(a.PrefillTokens([1, 305, 759, 310]), b.PrefillTokens([1, 305, 759, 310])));
     }
 }

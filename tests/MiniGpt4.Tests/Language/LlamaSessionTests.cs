@@ -1,4 +1,5 @@
 using MiniGpt4.Language;
+using MiniGpt4.Tests.Support;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -18,6 +19,13 @@ public sealed class LlamaSessionTests
         using var g = new Generator((ulong)seed);
         using var ids = randint(3, lm.Config.VocabSize, [rows, t], generator: g, dtype: ScalarType.Int64);
         return lm.EmbedTokens(ids);
+    }
+
+    /// <summary>max |actual - expected| within the fp32 noise bound of <paramref name="scale"/> (default: <paramref name="expected"/>).</summary>
+    private static void AssertWithinFp32Noise(Tensor actual, Tensor expected, string what, Tensor? scale = null)
+    {
+        var diff = Oracle.MaxAbsDiff(actual, expected);
+        Assert.True(diff <= LlamaFixtures.Fp32Tolerance(scale ?? expected), $"{what}: max abs diff {diff}");
     }
 
     [SkippableTheory]
@@ -47,7 +55,7 @@ public sealed class LlamaSessionTests
             using var actual = cat(parts.ToArray(), 1);
             foreach (var p in parts) p.Dispose();
             Assert.Equal(23, chunked.Length);
-            var diff = LlamaFixtures.MaxAbsDiff(actual, expected);
+            var diff = Oracle.MaxAbsDiff(actual, expected);
             var tolerance = dtype == ScalarType.Float64 ? 1e-10 : LlamaFixtures.Fp32Tolerance(expected);
             Console.WriteLine($"{folder} {dtype} chunks {string.Join(",", cuts)}: max abs diff {diff} (tolerance {tolerance})");
             Assert.True(diff <= tolerance, $"chunks {string.Join(",", cuts)}: max abs diff {diff}");
@@ -67,8 +75,7 @@ public sealed class LlamaSessionTests
         using var last = b.Prefill(embeds[0]); // [T, H] input is broadcast to every row
         Assert.Equal([1L, lm.Config.VocabSize], last.shape);
         Assert.Equal(ScalarType.Float32, last.dtype);
-        var diff = LlamaFixtures.MaxAbsDiff(last[0], all[0][6]);
-        Assert.True(diff <= LlamaFixtures.Fp32Tolerance(all), $"last-position logits vs all logits: max abs diff {diff}");
+        AssertWithinFp32Noise(last[0], all[0][6], "last-position logits vs all logits", scale: all);
     }
 
     [SkippableTheory]
@@ -94,8 +101,7 @@ public sealed class LlamaSessionTests
         using var both = cat([prefix, turn2], 1);
         using var all = fresh.ForwardAllLogits(both);
         using var expected = all.narrow(1, 9, 8);
-        var diff = LlamaFixtures.MaxAbsDiff(reused, expected);
-        Assert.True(diff <= LlamaFixtures.Fp32Tolerance(expected), $"truncate + re-prefill vs fresh: max abs diff {diff}");
+        AssertWithinFp32Noise(reused, expected, "truncate + re-prefill vs fresh");
     }
 
     [SkippableTheory]
@@ -126,9 +132,9 @@ public sealed class LlamaSessionTests
         batch.ReorderRows([0, 1, 0]);
         Assert.Equal(3, batch.Rows);
         using var three = batch.Step([next1[1], next0[1], next1[1]]);
-        Assert.True(LlamaFixtures.MaxAbsDiff(three[0], alone1[0]) <= LlamaFixtures.Fp32Tolerance(alone1));
-        Assert.True(LlamaFixtures.MaxAbsDiff(three[1], alone0[0]) <= LlamaFixtures.Fp32Tolerance(alone0));
-        Assert.True(LlamaFixtures.MaxAbsDiff(three[2], alone1[0]) <= LlamaFixtures.Fp32Tolerance(alone1));
+        AssertWithinFp32Noise(three[0], alone1[0], "row 0 vs prompt 1 alone", scale: alone1);
+        AssertWithinFp32Noise(three[1], alone0[0], "row 1 vs prompt 0 alone", scale: alone0);
+        AssertWithinFp32Noise(three[2], alone1[0], "row 2 vs prompt 1 alone", scale: alone1);
 
         batch.ReorderRows([1]);
         Assert.Equal(1, batch.Rows);
@@ -213,7 +219,7 @@ public sealed class LlamaSessionTests
             using var s = lm.CreateSession(16);
             using var actual = s.ForwardAllLogits(embeds);
             Assert.Equal(ScalarType.Float32, actual.dtype);
-            var diff = LlamaFixtures.MaxAbsDiff(actual, expected);
+            var diff = Oracle.MaxAbsDiff(actual, expected);
             // bf16 keeps 8 significant bits (relative step 2^-8): a 2-layer model stays within a few steps.
             Assert.True(diff <= 8 * scale / 256, $"{dtype}: max abs diff {diff} (|logits| <= {scale})");
         }
@@ -246,6 +252,6 @@ public sealed class LinearKernelSeamTests
         using var s2 = lm.CreateSession(8);
         var actual = s2.PrefillTokens([1, 5, 9]);
         Assert.Equal(7 * lm.Config.NumHiddenLayers + 1, kernel.Calls); // q k v o gate up down per block, plus lm_head
-        Assert.Equal(0.0, LlamaFixtures.MaxAbsDiff(actual, expected));
+        Assert.Equal(0.0, Oracle.MaxAbsDiff(actual, expected));
     }
 }

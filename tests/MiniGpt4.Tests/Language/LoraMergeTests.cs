@@ -1,4 +1,4 @@
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using MiniGpt4.Language;
 using MiniGpt4.Tests.Support;
 using MiniGpt4.Weights;
@@ -23,7 +23,7 @@ public sealed class LoraMergeTests
         set_num_threads(1);
     }
 
-    private static JsonElement V2 => LlamaFixtures.Json("oracle/tiny/reference_ext.json").GetProperty("minigptv2");
+    private static JsonNode V2 => Oracle.Extension["minigptv2"]!;
 
     private static LlamaForCausalLM LoadMerged(out IReadOnlyList<string> merged)
     {
@@ -42,12 +42,12 @@ public sealed class LoraMergeTests
         Assert.Equal(
             ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"],
             merged.Order());
-        var checks = V2.GetProperty("lora_checks");
+        var checks = V2["lora_checks"]!;
         var sd = lm.state_dict();
         foreach (var proj in new[] { "q_proj", "v_proj" })
         {
-            var expected = LlamaFixtures.Array(checks.GetProperty($"merged_layer0_{proj}_weight").GetString()!);
-            var diff = LlamaFixtures.MaxAbsDiff(sd[$"model.layers.0.self_attn.{proj}.weight"], expected);
+            var expected = Oracle.Tensor(checks[$"merged_layer0_{proj}_weight"]!.GetValue<string>());
+            var diff = Oracle.MaxAbsDiff(sd[$"model.layers.0.self_attn.{proj}.weight"], expected);
             _out.WriteLine($"merged layer 0 {proj}: max abs diff {diff}");
             Assert.True(diff <= 1e-6, $"merged {proj} max abs diff {diff}");
         }
@@ -60,18 +60,18 @@ public sealed class LoraMergeTests
     public void Merged_model_gives_the_oracle_logits(string task, string image)
     {
         using var scope = NewDisposeScope();
-        var chat = V2.GetProperty("chat").GetProperty(task).GetProperty(image);
-        var generated = LlamaFixtures.Ints(chat.GetProperty("runs").GetProperty("rp_1.0").GetProperty("generated_ids"));
+        var chat = V2["chat"]![task]![image]!;
+        var generated = Oracle.Ints(chat["runs"]!["rp_1.0"]!["generated_ids"]);
         using var lm = LoadMerged(out _);
-        var embeds = LlamaFixtures.Array(chat.GetProperty("input_embeds").GetString()!);
-        var firstExpected = LlamaFixtures.Array(chat.GetProperty("first_step_logits").GetString()!);
-        var cachedExpected = LlamaFixtures.Array(chat.GetProperty("kv_cache_check").GetProperty("logits_kvcache").GetString()!);
+        var embeds = Oracle.Tensor(chat["input_embeds"]!.GetValue<string>());
+        var firstExpected = Oracle.Tensor(chat["first_step_logits"]!.GetValue<string>());
+        var cachedExpected = Oracle.Tensor(chat["kv_cache_check"]!["logits_kvcache"]!.GetValue<string>());
 
         using var session = lm.CreateSession((int)embeds.shape[0] + generated.Length);
         var steps = new List<Tensor> { session.Prefill(embeds) };
         for (var i = 0; i < cachedExpected.shape[0] - 1; i++) steps.Add(session.Step([generated[i]]));
-        var first = LlamaFixtures.MaxAbsDiff(steps[0][0], firstExpected);
-        var all = LlamaFixtures.MaxAbsDiff(cat(steps.ToArray(), 0), cachedExpected);
+        var first = Oracle.MaxAbsDiff(steps[0][0], firstExpected);
+        var all = Oracle.MaxAbsDiff(cat(steps.ToArray(), 0), cachedExpected);
         _out.WriteLine($"{task}/{image}: first-step max abs diff {first}, 20 cached steps {all}");
         Assert.True(first <= V2Tolerance, $"first-step logits max abs diff {first}");
         Assert.True(all <= V2Tolerance, $"KV-cache logits max abs diff {all}");
@@ -82,13 +82,13 @@ public sealed class LoraMergeTests
     public void Without_the_adapters_the_base_model_gives_peft_disabled_logits()
     {
         using var scope = NewDisposeScope();
-        var checks = V2.GetProperty("lora_checks");
-        var chat = V2.GetProperty("chat").GetProperty("vqa").GetProperty(checks.GetProperty("image").GetString()!);
+        var checks = V2["lora_checks"]!;
+        var chat = V2["chat"]!["vqa"]![checks["image"]!.GetValue<string>()]!;
         using var lm = LlamaFixtures.Load(LlamaFixtures.TinyFolder);
-        var embeds = LlamaFixtures.Array(chat.GetProperty("input_embeds").GetString()!);
-        var expected = LlamaFixtures.Array(checks.GetProperty("first_step_logits_lora_disabled").GetString()!);
+        var embeds = Oracle.Tensor(chat["input_embeds"]!.GetValue<string>());
+        var expected = Oracle.Tensor(checks["first_step_logits_lora_disabled"]!.GetValue<string>());
         using var session = lm.CreateSession((int)embeds.shape[0]);
-        var diff = LlamaFixtures.MaxAbsDiff(session.Prefill(embeds)[0], expected);
+        var diff = Oracle.MaxAbsDiff(session.Prefill(embeds)[0], expected);
         _out.WriteLine($"LoRA disabled: first-step max abs diff {diff}");
         Assert.True(diff <= V2Tolerance, $"max abs diff {diff}");
     }
@@ -106,6 +106,6 @@ public sealed class LoraMergeTests
         Assert.Contains("lora_B", ex.Message);
         using var elsewhere = llm.Renamed(k => k.Replace("self_attn.q_proj", "self_attn.k_rope", StringComparison.Ordinal));
         Assert.Throws<MiniGptWeightsException>(() => lm.MergeLora(elsewhere, Alpha));
-        Assert.Equal(0.0, LlamaFixtures.MaxAbsDiff(before, lm.state_dict()["model.layers.0.self_attn.q_proj.weight"]));
+        Assert.Equal(0.0, Oracle.MaxAbsDiff(before, lm.state_dict()["model.layers.0.self_attn.q_proj.weight"]));
     }
 }

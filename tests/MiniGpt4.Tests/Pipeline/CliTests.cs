@@ -29,7 +29,7 @@ public class CliTests
         var chat = Oracle.Reference["variants"]![variant]!["chat"]![image]!;
         var r = chat["runs"]![run]!;
         var (exit, stdout, stderr) = Run("generate", "--model", Fixtures.Require($"oracle/tiny/minigpt4-{variant}.json"),
-            "--image", Fixtures.Require("oracle/images/" + image), "--prompt", chat["question"]!.GetValue<string>(),
+            "--image", Oracle.Image(image), "--prompt", chat["question"]!.GetValue<string>(),
             "--temperature", "0", "--repetition-penalty", r["repetition_penalty"]!.ToString(), "--max-new-tokens", "20",
             "--no-template-stops", "--dtype", "float32", "--decoder", "skia", "--format", "json");
         Assert.True(exit == 0, stderr);
@@ -98,21 +98,17 @@ public class CliTests
     public void Convert_writes_a_safetensors_bundle_that_gives_the_same_answer()
     {
         var manifest = Fixtures.Require("oracle/tiny/minigpt4-vicuna0.json");
-        var outDir = Directory.CreateTempSubdirectory("minigpt4-convert").FullName;
-        try
-        {
-            var (exit, stdout, stderr) = Run("convert", "--model", manifest, "--out", outDir, "--dtype", "float32");
-            Assert.True(exit == 0, stderr);
-            Assert.Contains("minigpt4.json", stdout);
-            Assert.True(File.Exists(Path.Combine(outDir, "vision.safetensors")));
-            Assert.True(File.Exists(Path.Combine(outDir, "llm", "tokenizer.model")));
-            var args = new[] { "--image", Fixtures.Require("oracle/images/a_gradient_shapes_640x480.png"), "--prompt", "Describe this image in detail.",
-                "--temperature", "0", "--max-new-tokens", "20", "--no-template-stops", "--dtype", "float32", "--format", "json" };
-            var a = Run(["generate", "--model", manifest, .. args]);
-            var b = Run(["generate", "--model", Path.Combine(outDir, "minigpt4.json"), .. args]);
-            Assert.True(a.Exit == 0 && b.Exit == 0, a.Stderr + b.Stderr);
-            Assert.Equal(JsonNode.Parse(a.Stdout)!["token_ids"]!.ToJsonString(), JsonNode.Parse(b.Stdout)!["token_ids"]!.ToJsonString());
-        }
-        finally { Directory.Delete(outDir, recursive: true); }
+        using var tmp = new TempDir();
+        var (exit, stdout, stderr) = Run("convert", "--model", manifest, "--out", tmp.Path, "--dtype", "float32");
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("minigpt4.json", stdout);
+        Assert.True(File.Exists(tmp.File("vision.safetensors")));
+        Assert.True(File.Exists(Path.Combine(tmp.Path, "llm", "tokenizer.model")));
+        var args = new[] { "--image", Oracle.Image("a_gradient_shapes_640x480.png"), "--prompt", "Describe this image in detail.",
+            "--temperature", "0", "--max-new-tokens", "20", "--no-template-stops", "--dtype", "float32", "--format", "json" };
+        var a = Run(["generate", "--model", manifest, .. args]);
+        var b = Run(["generate", "--model", tmp.File("minigpt4.json"), .. args]);
+        Assert.True(a.Exit == 0 && b.Exit == 0, a.Stderr + b.Stderr);
+        Assert.Equal(JsonNode.Parse(a.Stdout)!["token_ids"]!.ToJsonString(), JsonNode.Parse(b.Stdout)!["token_ids"]!.ToJsonString());
     }
 }

@@ -24,7 +24,7 @@ public class WebHostTests
             var address = app.Urls.Single();
             Assert.StartsWith("http://127.0.0.1:", address);
             using var http = new HttpClient { BaseAddress = new Uri(address) };
-            var png = await File.ReadAllBytesAsync(Fixtures.Require("oracle/images/a_gradient_shapes_640x480.png"));
+            var png = await File.ReadAllBytesAsync(Oracle.Image("a_gradient_shapes_640x480.png"));
 
             MultipartFormDataContent Form(byte[] image)
             {
@@ -74,23 +74,14 @@ public class WebHostTests
 }
 
 /// <summary>Several images, reduced precision, and native memory over many requests.</summary>
-public class SessionAndSoakTests : IClassFixture<TinyPipelines>
+public class SessionAndSoakTests(TinyPipelines tiny, ITestOutputHelper output) : IClassFixture<TinyPipelines>
 {
-    private readonly TinyPipelines _tiny;
-    private readonly ITestOutputHelper _out;
-
-    public SessionAndSoakTests(TinyPipelines tiny, ITestOutputHelper output)
-    {
-        _tiny = tiny;
-        _out = output;
-    }
-
-    private static ImageInput Image(string name) => ImageInput.FromFile(Fixtures.Require("oracle/images/" + name));
+    private static ImageInput Image(string name) => ImageInput.FromFile(Oracle.Image(name));
 
     [SkippableFact]
     public async Task Several_images_in_one_conversation()
     {
-        var p = _tiny.Get("vicuna0");
+        var p = tiny.Get("vicuna0");
         using var s = p.CreateSession();
         s.AddImage(Image("a_gradient_shapes_640x480.png"));
         var first = await s.AskAsync("Describe this image in detail.", GenerationOptions.Greedy with { MaxNewTokens = 5 });
@@ -116,13 +107,13 @@ public class SessionAndSoakTests : IClassFixture<TinyPipelines>
         var manifest = Fixtures.Require("oracle/tiny/minigpt4-vicuna0.json");
         using var p = await MiniGptPipeline.LoadAsync(manifest, TinyPipelines.Float32Exact with { DType = MiniGptDType.BFloat16 });
         float[]? logits = null;
-        ((LlamaLanguageModel)p.LanguageModel).PrefillObserver = (_, l) => logits = l.to(torch.ScalarType.Float32).data<float>().ToArray();
+        ((LlamaLanguageModel)p.LanguageModel).PrefillObserver = (_, l) => logits = Tensors.ToFloats(l);
         var r = await p.AskAsync(Image("a_gradient_shapes_640x480.png"), "Describe this image in detail.", GenerationOptions.Greedy with { MaxNewTokens = 20 });
         Assert.Equal(20, r.TokenIds.Count);
         var chat = Oracle.Reference["variants"]!["vicuna0"]!["chat"]!["a_gradient_shapes_640x480.png"]!;
         var reference = Oracle.Array(chat["first_step_logits"]!.GetValue<string>()).ToFloat();
         var d = Oracle.MaxAbsDiff(logits!, reference);
-        _out.WriteLine($"bf16 first-step logits max|d| vs fp32 reference: {d:F3} (|logit| <= 13.2)");
+        output.WriteLine($"bf16 first-step logits max|d| vs fp32 reference: {d:F3} (|logit| <= 13.2)");
         Assert.True(d < 1.0, $"bf16 logits differ by {d}");
         var top = Array.IndexOf(reference, reference.Max());
         Assert.Equal(top, Array.IndexOf(logits!, logits!.Max()));
@@ -131,7 +122,7 @@ public class SessionAndSoakTests : IClassFixture<TinyPipelines>
     [SkippableFact]
     public async Task Soak_native_memory_stays_flat_over_many_requests()
     {
-        var p = _tiny.Get("llama2");
+        var p = tiny.Get("llama2");
         var options = GenerationOptions.Greedy with { MaxNewTokens = 20 };
         async Task Round(int i)
         {
@@ -145,7 +136,7 @@ public class SessionAndSoakTests : IClassFixture<TinyPipelines>
         var rss0 = Rss();
         for (var i = 0; i < 60; i++) await Round(i);
         var rss1 = Rss();
-        _out.WriteLine($"120 answers: live tensors {tensors} -> {torch.Tensor.TotalCount}; RSS {rss0 / 1e6:F1} MB -> {rss1 / 1e6:F1} MB");
+        output.WriteLine($"120 answers: live tensors {tensors} -> {torch.Tensor.TotalCount}; RSS {rss0 / 1e6:F1} MB -> {rss1 / 1e6:F1} MB");
         Assert.Equal(tensors, torch.Tensor.TotalCount);
         // Each answer allocates a few MB of transient native memory; a leak of even one KV cache per
         // answer would add > 100 MB here. The allocator may keep some pages, hence the margin.

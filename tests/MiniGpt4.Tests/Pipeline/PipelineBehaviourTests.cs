@@ -10,14 +10,11 @@ using Xunit;
 namespace MiniGpt4.Tests.Pipeline;
 
 /// <summary>What a .NET user relies on beyond parity: streaming, errors, cancellation, truncation, DI, no leaks.</summary>
-public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
+public class PipelineBehaviourTests(TinyPipelines tiny) : IClassFixture<TinyPipelines>
 {
     private const string Question = "Describe this image in detail.";
-    private readonly TinyPipelines _tiny;
 
-    public PipelineBehaviourTests(TinyPipelines tiny) => _tiny = tiny;
-
-    private static ImageInput ImageA => ImageInput.FromFile(Fixtures.Require("oracle/images/a_gradient_shapes_640x480.png"));
+    private static ImageInput ImageA => ImageInput.FromFile(Oracle.Image("a_gradient_shapes_640x480.png"));
 
     private static GenerationOptions Greedy20 => GenerationOptions.Greedy with { MaxNewTokens = 20, UseTemplateStops = false };
 
@@ -33,7 +30,7 @@ public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
     [SkippableFact]
     public async Task Streamed_deltas_concatenate_to_the_answer()
     {
-        var p = _tiny.Get("vicuna0");
+        var p = tiny.Get("vicuna0");
         using var s = p.CreateSession();
         s.AddImage(ImageA);
         var text = "";
@@ -48,8 +45,8 @@ public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
     [InlineData("empty")]
     public async Task A_bad_image_throws_a_typed_exception_and_the_pipeline_stays_usable(string kind)
     {
-        var p = _tiny.Get("vicuna0");
-        var png = File.ReadAllBytes(Fixtures.Require("oracle/images/a_gradient_shapes_640x480.png"));
+        var p = tiny.Get("vicuna0");
+        var png = File.ReadAllBytes(Oracle.Image("a_gradient_shapes_640x480.png"));
         var bad = kind switch
         {
             "truncated" => png[..(png.Length / 2)],
@@ -68,7 +65,7 @@ public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
     [SkippableFact]
     public async Task Cancelling_mid_stream_keeps_the_partial_answer_and_the_pipeline_usable()
     {
-        var p = _tiny.Get("vicuna0");
+        var p = tiny.Get("vicuna0");
         using var s = p.CreateSession();
         s.AddImage(ImageA);
         using var cts = new CancellationTokenSource();
@@ -87,26 +84,25 @@ public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
     public async Task Long_prompts_are_cut_from_the_left_like_the_reference_and_reported()
     {
         // Chat.answer_prepare: if prompt + max_new_tokens > max_length, embs = embs[:, current - max_length:].
-        var p = _tiny.Get("vicuna0");
+        var p = tiny.Get("vicuna0");
         var chat = Oracle.Reference["variants"]!["vicuna0"]!["chat"]!["a_gradient_shapes_640x480.png"]!;
         var r = await p.AskAsync(ImageA, Question, Greedy20 with { MaxContextLength = 100 });
         Assert.Equal(10, r.Usage.TruncatedPromptTokens);           // 90 + 20 - 100
         Assert.Equal(80, r.Usage.PromptTokens);
         // First principles: the first logits equal the language model run on the oracle's embeddings minus 10 rows.
         var lm = (LlamaLanguageModel)p.LanguageModel;
-        var embeds = Oracle.Array(chat["input_embeds"]!.GetValue<string>());
         using var scope = torch.NewDisposeScope();
         using var inference = torch.inference_mode();
         using var session = lm.Model.CreateSession(200);
-        var x = torch.tensor(embeds.ToFloat(), embeds.Shape)[10..].unsqueeze(0);
-        var expected = session.Prefill(x).data<float>().ToArray();
-        Assert.True(Oracle.MaxAbsDiff(expected, _tiny.LastPrefill["vicuna0"].Logits) <= 1e-5);
+        var x = Oracle.Tensor(chat["input_embeds"]!.GetValue<string>())[10..].unsqueeze(0);
+        var expected = Tensors.ToFloats(session.Prefill(x));
+        Assert.True(Oracle.MaxAbsDiff(expected, tiny.LastPrefill["vicuna0"].Logits) <= 1e-5);
     }
 
     [SkippableFact]
     public async Task A_direct_language_model_call_beyond_its_context_throws()
     {
-        var lm = _tiny.Get("vicuna0").LanguageModel;
+        var lm = tiny.Get("vicuna0").LanguageModel;
         var prompt = new PromptSequence().AddTokens(Enumerable.Repeat(5, lm.ContextLength - 10).ToArray());
         await Assert.ThrowsAsync<ArgumentException>(async () =>
         {
@@ -117,7 +113,7 @@ public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
     [SkippableFact]
     public async Task Invalid_options_are_rejected_before_any_work()
     {
-        var p = _tiny.Get("vicuna0");
+        var p = tiny.Get("vicuna0");
         await Assert.ThrowsAnyAsync<ArgumentException>(() => p.AskAsync(ImageA, Question, new GenerationOptions { TopP = 0 }));
         await Assert.ThrowsAnyAsync<ArgumentException>(() => p.AskAsync(ImageA, Question, new GenerationOptions { MaxNewTokens = 0 }));
         var ok = await p.AskAsync(ImageA, Question, Greedy20);
@@ -127,7 +123,7 @@ public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
     [SkippableFact]
     public async Task Concurrent_requests_give_the_sequential_answers()
     {
-        var p = _tiny.Get("llama2");
+        var p = tiny.Get("llama2");
         var tasks = Enumerable.Range(0, 4).Select(_ => Task.Run(() => p.AskAsync(ImageA, Question, Greedy20))).ToArray();
         var results = await Task.WhenAll(tasks);
         foreach (var r in results) Assert.Equal(RefRun("llama2").Ids, r.TokenIds);
@@ -136,7 +132,7 @@ public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
     [SkippableFact]
     public async Task Sampling_with_a_seed_reproduces()
     {
-        var p = _tiny.Get("vicuna0");
+        var p = tiny.Get("vicuna0");
         var o = new GenerationOptions { MaxNewTokens = 15, Seed = 1234 };
         var a = await p.AskAsync(ImageA, Question, o);
         var b = await p.AskAsync(ImageA, Question, o);
@@ -147,7 +143,7 @@ public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
     [SkippableFact]
     public async Task User_stop_strings_end_the_answer_before_the_stop()
     {
-        var p = _tiny.Get("vicuna0");
+        var p = tiny.Get("vicuna0");
         var full = (await p.AskAsync(ImageA, Question, Greedy20)).RawText;
         var stop = full.Substring(6, 3);
         var r = await p.AskAsync(ImageA, Question, Greedy20 with { StopStrings = new[] { stop } });
@@ -158,7 +154,7 @@ public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
     [SkippableFact]
     public async Task Sessions_and_answers_leave_no_live_tensors_behind()
     {
-        var p = _tiny.Get("vicuna0");
+        var p = tiny.Get("vicuna0");
         await p.AskAsync(ImageA, Question, Greedy20); // warm-up
         var before = LiveTensors.Settled();
         for (var i = 0; i < 5; i++)
@@ -235,42 +231,34 @@ public class PipelineBehaviourTests : IClassFixture<TinyPipelines>
     [SkippableFact]
     public async Task A_manifest_pointing_at_a_missing_file_names_it()
     {
-        var dir = Directory.CreateTempSubdirectory("minigpt4-manifest").FullName;
-        try
+        using var tmp = new TempDir();
+        var llama = Fixtures.Require("oracle/tiny/llama");
+        var vision = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = "nope.pth", ["width"] = 32, ["depth"] = 2, ["heads"] = 4, ["mlp_hidden"] = 139 };
+        File.WriteAllText(tmp.File("minigpt4.json"), new System.Text.Json.Nodes.JsonObject
         {
-            var llama = Fixtures.Require("oracle/tiny/llama");
-            var vision = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = "nope.pth", ["width"] = 32, ["depth"] = 2, ["heads"] = 4, ["mlp_hidden"] = 139 };
-            File.WriteAllText(Path.Combine(dir, "minigpt4.json"), new System.Text.Json.Nodes.JsonObject
-            {
-                ["variant"] = "minigpt4-llama2", ["vision"] = vision, ["llm"] = new System.Text.Json.Nodes.JsonObject { ["path"] = llama },
-            }.ToJsonString());
-            var ex = await Assert.ThrowsAsync<MiniGptConfigurationException>(() => MiniGptPipeline.LoadAsync(dir));
-            Assert.Contains("nope.pth", ex.Message);
-            Assert.Contains("vision.checkpoint", ex.Message);
-        }
-        finally { Directory.Delete(dir, true); }
+            ["variant"] = "minigpt4-llama2", ["vision"] = vision, ["llm"] = new System.Text.Json.Nodes.JsonObject { ["path"] = llama },
+        }.ToJsonString());
+        var ex = await Assert.ThrowsAsync<MiniGptConfigurationException>(() => MiniGptPipeline.LoadAsync(tmp.Path));
+        Assert.Contains("nope.pth", ex.Message);
+        Assert.Contains("vision.checkpoint", ex.Message);
     }
 
     [SkippableFact]
     public async Task A_projection_from_another_model_is_refused_naming_the_key()
     {
-        var dir = Directory.CreateTempSubdirectory("minigpt4-mismatch").FullName;
-        try
+        using var tmp = new TempDir();
+        var tiny = Path.GetDirectoryName(Fixtures.Require("oracle/tiny/minigpt4-llama2.json"))!;
+        // The Vicuna-v0 stage-2 file (48 -> 64) in the Llama-2 variant (expects 4*32 = 128 inputs).
+        var vision = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = tiny + "/eva_vit_g.pth", ["width"] = 32, ["depth"] = 2, ["heads"] = 4, ["mlp_hidden"] = 139 };
+        File.WriteAllText(tmp.File("minigpt4.json"), new System.Text.Json.Nodes.JsonObject
         {
-            var tiny = Path.GetDirectoryName(Fixtures.Require("oracle/tiny/minigpt4-llama2.json"))!;
-            // The Vicuna-v0 stage-2 file (48 -> 64) in the Llama-2 variant (expects 4*32 = 128 inputs).
-            var vision = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = tiny + "/eva_vit_g.pth", ["width"] = 32, ["depth"] = 2, ["heads"] = 4, ["mlp_hidden"] = 139 };
-            File.WriteAllText(Path.Combine(dir, "minigpt4.json"), new System.Text.Json.Nodes.JsonObject
-            {
-                ["variant"] = "minigpt4-llama2", ["vision"] = vision,
-                ["projection"] = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = tiny + "/pretrained_minigpt4.pth" },
-                ["llm"] = new System.Text.Json.Nodes.JsonObject { ["path"] = tiny + "/llama" },
-            }.ToJsonString());
-            var ex = await Assert.ThrowsAsync<MiniGptWeightsException>(() => MiniGptPipeline.LoadAsync(dir, TinyPipelines.Float32Exact));
-            Assert.Equal("llama_proj.weight", ex.Key);
-            Assert.Contains("pretrained_minigpt4.pth", ex.Message);
-        }
-        finally { Directory.Delete(dir, true); }
+            ["variant"] = "minigpt4-llama2", ["vision"] = vision,
+            ["projection"] = new System.Text.Json.Nodes.JsonObject { ["checkpoint"] = tiny + "/pretrained_minigpt4.pth" },
+            ["llm"] = new System.Text.Json.Nodes.JsonObject { ["path"] = tiny + "/llama" },
+        }.ToJsonString());
+        var ex = await Assert.ThrowsAsync<MiniGptWeightsException>(() => MiniGptPipeline.LoadAsync(tmp.Path, TinyPipelines.Float32Exact));
+        Assert.Equal("llama_proj.weight", ex.Key);
+        Assert.Contains("pretrained_minigpt4.pth", ex.Message);
     }
 }
 

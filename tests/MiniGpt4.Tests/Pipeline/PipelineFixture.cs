@@ -1,7 +1,6 @@
 using MiniGpt4.Imaging.Skia;
 using MiniGpt4.Models;
 using MiniGpt4.Tests.Support;
-using TorchSharp;
 
 namespace MiniGpt4.Tests.Pipeline;
 
@@ -31,14 +30,12 @@ public sealed class TinyPipelines : IDisposable
             p = MiniGptPipeline.LoadAsync(manifest, Float32Exact).GetAwaiter().GetResult();
             ((LlamaLanguageModel)p.LanguageModel).PrefillObserver = (embeds, logits) =>
             {
-                LastPrefill[variant] = (ToFloat(embeds), embeds.shape, ToFloat(logits));
+                LastPrefill[variant] = (Tensors.ToFloats(embeds), embeds.shape, Tensors.ToFloats(logits));
             };
             _pipelines[variant] = p;
             return p;
         }
     }
-
-    private static float[] ToFloat(torch.Tensor t) => t.detach().to(torch.ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
 
     public void Dispose()
     {

@@ -8,41 +8,22 @@ namespace MiniGpt4.Tests.Pipeline;
 /// The whole pipeline against the original MiniGPT-4 code's outputs (oracle/tiny/reference*.json):
 /// prompt, segment ids, input embeddings, first-step logits, greedy and beam ids, answer text, two turns.
 /// </summary>
-public class PipelineParityTests : IClassFixture<TinyPipelines>
+public class PipelineParityTests(TinyPipelines tiny, ITestOutputHelper output) : IClassFixture<TinyPipelines>
 {
-    private readonly TinyPipelines _tiny;
-    private readonly ITestOutputHelper _out;
-
-    public PipelineParityTests(TinyPipelines tiny, ITestOutputHelper output)
-    {
-        _tiny = tiny;
-        _out = output;
-    }
-
-    public static TheoryData<string, string, string> GreedyCases()
-    {
-        var data = new TheoryData<string, string, string>();
-        foreach (var v in new[] { "vicuna0", "llama2" })
-            foreach (var img in new[] { "a_gradient_shapes_640x480.png", "b_tall_100x300.jpg" })
-                foreach (var rp in new[] { "rp_1.0", "rp_1.05" })
-                    data.Add(v, img, rp);
-        return data;
-    }
-
     [SkippableTheory]
-    [MemberData(nameof(GreedyCases))]
+    [MemberData(nameof(Oracle.GreedyChatRuns), MemberType = typeof(Oracle))]
     public async Task Greedy_chat_matches_reference(string variant, string image, string run)
     {
         var chat = Oracle.Reference["variants"]![variant]!["chat"]![image]!;
         var r = chat["runs"]![run]!;
-        var pipeline = _tiny.Get(variant);
+        var pipeline = tiny.Get(variant);
         var options = GenerationOptions.Greedy with
         {
             RepetitionPenalty = r["repetition_penalty"]!.GetValue<float>(),
             MaxNewTokens = 20,
             UseTemplateStops = false, // the oracle stops on EOS only
         };
-        var response = await pipeline.AskAsync(ImageInput.FromFile(Fixtures.Require("oracle/images/" + image)),
+        var response = await pipeline.AskAsync(ImageInput.FromFile(Oracle.Image(image)),
             chat["question"]!.GetValue<string>(), options);
 
         Assert.Equal(chat["prompt"]!.GetValue<string>(), response.Prompt);
@@ -50,12 +31,12 @@ public class PipelineParityTests : IClassFixture<TinyPipelines>
         Assert.Equal(segments.Count, response.SegmentIds.Count);
         for (var i = 0; i < segments.Count; i++) Assert.Equal(Oracle.Ints(segments[i]!["ids"]), response.SegmentIds[i]);
 
-        var (embeds, shape, logits) = _tiny.LastPrefill[variant];
+        var (embeds, shape, logits) = tiny.LastPrefill[variant];
         var refEmbeds = Oracle.Array(chat["input_embeds"]!.GetValue<string>());
         Assert.Equal(refEmbeds.Shape, shape[1..]);
         var dEmb = Oracle.MaxAbsDiff(embeds, refEmbeds.ToFloat());
         var dLogits = Oracle.MaxAbsDiff(logits, Oracle.Array(chat["first_step_logits"]!.GetValue<string>()).ToFloat());
-        _out.WriteLine($"{variant}/{image}/{run}: input_embeds max|d| {dEmb:E2}, first-step logits max|d| {dLogits:E2}");
+        output.WriteLine($"{variant}/{image}/{run}: input_embeds max|d| {dEmb:E2}, first-step logits max|d| {dLogits:E2}");
         Assert.True(dEmb <= 1e-4, $"input_embeds differ by {dEmb}");
         Assert.True(dLogits <= 1e-4, $"first-step logits differ by {dLogits}");
 
@@ -82,14 +63,14 @@ public class PipelineParityTests : IClassFixture<TinyPipelines>
     public async Task Beam_search_matches_reference(string variant, string image, int beams)
     {
         var c = Oracle.Extension["beam_search"]![variant]![image]![$"num_beams_{beams}"]!;
-        var pipeline = _tiny.Get(variant);
+        var pipeline = tiny.Get(variant);
         var options = GenerationOptions.Greedy with { NumBeams = beams, MaxNewTokens = 20, LengthPenalty = 1f, UseTemplateStops = false };
-        var response = await pipeline.AskAsync(ImageInput.FromFile(Fixtures.Require("oracle/images/" + image)),
+        var response = await pipeline.AskAsync(ImageInput.FromFile(Oracle.Image(image)),
             Oracle.Extension["settings"]!["question"]!.GetValue<string>(), options);
         Assert.Equal(Oracle.Ints(c["generated_ids"]), response.TokenIds);
         Assert.Equal(c["chat_answer_text"]!.GetValue<string>(), response.Text);
         var score = c["sequences_score"]!.GetValue<double>();
-        _out.WriteLine($"{variant}/{image}/beams {beams}: score {response.SequenceScore} vs {score}");
+        output.WriteLine($"{variant}/{image}/beams {beams}: score {response.SequenceScore} vs {score}");
         Assert.NotNull(response.SequenceScore);
         Assert.True(Math.Abs(response.SequenceScore!.Value - score) <= 1e-5, $"sequences_score {response.SequenceScore} vs {score}");
     }
@@ -102,9 +83,9 @@ public class PipelineParityTests : IClassFixture<TinyPipelines>
     {
         var mt = Oracle.Extension["multi_turn"]![variant]!;
         var turns = mt["turns"]!.AsArray();
-        var pipeline = _tiny.Get(variant);
+        var pipeline = tiny.Get(variant);
         using var session = pipeline.CreateSession();
-        session.AddImage(ImageInput.FromFile(Fixtures.Require("oracle/images/" + mt["image"]!.GetValue<string>())));
+        session.AddImage(ImageInput.FromFile(Oracle.Image(mt["image"]!.GetValue<string>())));
         var options = GenerationOptions.Greedy with { MaxNewTokens = 20, UseTemplateStops = false };
 
         MiniGptResponse? first = null;
@@ -115,8 +96,8 @@ public class PipelineParityTests : IClassFixture<TinyPipelines>
             Assert.Equal(turn["prompt"]!.GetValue<string>(), response.Prompt);
             var segments = turn["segments"]!.AsArray();
             for (var i = 0; i < segments.Count; i++) Assert.Equal(Oracle.Ints(segments[i]!["ids"]), response.SegmentIds[i]);
-            var d = Oracle.MaxAbsDiff(_tiny.LastPrefill[variant].Logits, Oracle.Array(turn["first_step_logits"]!.GetValue<string>()).ToFloat());
-            _out.WriteLine($"{variant} turn {t + 1}: first-step logits max|d| {d:E2}; usage {response.Usage}");
+            var d = Oracle.MaxAbsDiff(tiny.LastPrefill[variant].Logits, Oracle.Array(turn["first_step_logits"]!.GetValue<string>()).ToFloat());
+            output.WriteLine($"{variant} turn {t + 1}: first-step logits max|d| {d:E2}; usage {response.Usage}");
             Assert.True(d <= 1e-4, $"turn {t + 1} first-step logits differ by {d}");
             Assert.Equal(Oracle.Ints(turn["generated_ids"]), response.TokenIds);
             Assert.Equal(turn["chat_answer_text"]!.GetValue<string>(), response.Text);
@@ -141,17 +122,8 @@ public class PipelineParityTests : IClassFixture<TinyPipelines>
 }
 
 /// <summary>MiniGPT-v2 (448 px, concat projector, LoRA merged at load) against the oracle's extension.</summary>
-public class MiniGptV2ParityTests : IClassFixture<TinyPipelines>
+public class MiniGptV2ParityTests(TinyPipelines tiny, ITestOutputHelper output) : IClassFixture<TinyPipelines>
 {
-    private readonly TinyPipelines _tiny;
-    private readonly ITestOutputHelper _out;
-
-    public MiniGptV2ParityTests(TinyPipelines tiny, ITestOutputHelper output)
-    {
-        _tiny = tiny;
-        _out = output;
-    }
-
     [SkippableTheory]
     [InlineData("vqa", "a_gradient_shapes_640x480.png", "rp_1.0")]
     [InlineData("vqa", "a_gradient_shapes_640x480.png", "rp_1.05")]
@@ -163,16 +135,16 @@ public class MiniGptV2ParityTests : IClassFixture<TinyPipelines>
     {
         var chat = Oracle.Extension["minigptv2"]!["chat"]![task]![image]!;
         var r = chat["runs"]![run]!;
-        var pipeline = _tiny.Get("minigptv2");
+        var pipeline = tiny.Get("minigptv2");
         var options = GenerationOptions.Greedy with { RepetitionPenalty = r["repetition_penalty"]!.GetValue<float>(), MaxNewTokens = 20 };
-        var response = await pipeline.AskAsync(ImageInput.FromFile(Fixtures.Require("oracle/images/" + image)), chat["question"]!.GetValue<string>(), options);
+        var response = await pipeline.AskAsync(ImageInput.FromFile(Oracle.Image(image)), chat["question"]!.GetValue<string>(), options);
         Assert.Equal(chat["prompt"]!.GetValue<string>(), response.Prompt);
         var segments = chat["segments"]!.AsArray();
         for (var i = 0; i < segments.Count; i++) Assert.Equal(Oracle.Ints(segments[i]!["ids"]), response.SegmentIds[i]);
-        var (embeds, _, logits) = _tiny.LastPrefill["minigptv2"];
+        var (embeds, _, logits) = tiny.LastPrefill["minigptv2"];
         var dEmb = Oracle.MaxAbsDiff(embeds, Oracle.Array(chat["input_embeds"]!.GetValue<string>()).ToFloat());
         var dLogits = Oracle.MaxAbsDiff(logits, Oracle.Array(chat["first_step_logits"]!.GetValue<string>()).ToFloat());
-        _out.WriteLine($"v2 {task}/{image}/{run}: input_embeds max|d| {dEmb:E2}, first-step logits max|d| {dLogits:E2}");
+        output.WriteLine($"v2 {task}/{image}/{run}: input_embeds max|d| {dEmb:E2}, first-step logits max|d| {dLogits:E2}");
         Assert.True(dEmb <= 1e-4, $"input_embeds differ by {dEmb}");
         Assert.True(dLogits <= 5e-4, $"first-step logits differ by {dLogits}");
         Assert.Equal(Oracle.Ints(r["generated_ids"]), response.TokenIds);

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Xunit;
 
 namespace MiniGpt4.Tests.Support;
@@ -28,6 +29,9 @@ public static class Fixtures
         Skip.If(true, reason);
         return path!; // unreachable
     }
+
+    /// <summary>The JSON file at <paramref name="relative"/> under shared/, parsed (skipping or failing on CI when absent).</summary>
+    public static JsonNode Json(string relative) => JsonNode.Parse(File.ReadAllText(Require(relative)))!;
 
     /// <summary>The repository root (the folder holding MiniGpt4.sln).</summary>
     public static string RepoRoot

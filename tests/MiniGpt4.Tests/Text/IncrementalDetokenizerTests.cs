@@ -1,4 +1,5 @@
 using System.Text;
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Text;
 using Xunit;
 using static MiniGpt4.Tests.Text.TokenizerFixtures;
@@ -39,9 +40,9 @@ public sealed class IncrementalDetokenizerTests
     public void Streams_every_real_tokenizer_case_at_every_split()
     {
         var tok = Load(LlamaModel);
-        foreach (var c in Json(LlamaCases)["cases"]!.AsArray())
+        foreach (var c in Fixtures.Json(LlamaCases)["cases"]!.AsArray())
         {
-            var ids = Ints(c!["ids_with_bos"]);
+            var ids = Oracle.Ints(c!["ids_with_bos"]);
             AssertStreamsLikeDecode(tok, ids.Append(tok.EosId).ToArray(), skip: true, c["text"]!.ToJsonString());
             AssertStreamsLikeDecode(tok, ids.Append(tok.EosId).ToArray(), skip: false, c["text"]!.ToJsonString());
         }
@@ -69,8 +70,8 @@ public sealed class IncrementalDetokenizerTests
     public void Streams_the_stories260K_story()
     {
         var tok = Load(StoriesModel);
-        var c = Json(StoriesReference)["cases"]![0]!;
-        var ids = Ints(c["prompt_ids"]).Concat(Ints(c["generated_ids"])).ToArray();
+        var c = Fixtures.Json(StoriesReference)["cases"]![0]!;
+        var ids = Oracle.Ints(c["prompt_ids"]).Concat(Oracle.Ints(c["generated_ids"])).ToArray();
         var detok = tok.CreateDetokenizer();
         Assert.Equal(c["generated_text"]!.GetValue<string>(), string.Concat(ids.Select(detok.Append)) + detok.Flush());
     }

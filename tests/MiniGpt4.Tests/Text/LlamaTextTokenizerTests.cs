@@ -1,4 +1,4 @@
-using System.Text.Json.Nodes;
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Text;
 using Xunit;
 using static MiniGpt4.Tests.Text.TokenizerFixtures;
@@ -14,7 +14,7 @@ public sealed class LlamaTextTokenizerTests
     public void Real_llama_tokenizer_matches_every_reference_case()
     {
         var tok = Load(LlamaModel);
-        var cases = Json(LlamaCases)["cases"]!.AsArray();
+        var cases = Fixtures.Json(LlamaCases)["cases"]!.AsArray();
         Assert.True(cases.Count > 50);
         var failures = new List<string>();
         foreach (var c in cases)
@@ -24,10 +24,10 @@ public sealed class LlamaTextTokenizerTests
             {
                 if (!expected.SequenceEqual(actual)) failures.Add($"{what} {System.Text.Json.JsonSerializer.Serialize(text)}: expected {Show(expected)} got {Show(actual)}");
             }
-            var withBos = Ints(c["ids_with_bos"]);
+            var withBos = Oracle.Ints(c["ids_with_bos"]);
             Check("ids_with_bos", withBos, tok.Encode(text, addBos: true));
-            Check("ids_no_bos", Ints(c["ids_no_bos"]), tok.Encode(text, addBos: false));
-            Check("sentencepiece_ids", Ints(c["sentencepiece_ids"]), tok.EncodeIgnoringSpecialTokens(text));
+            Check("ids_no_bos", Oracle.Ints(c["ids_no_bos"]), tok.Encode(text, addBos: false));
+            Check("sentencepiece_ids", Oracle.Ints(c["sentencepiece_ids"]), tok.EncodeIgnoringSpecialTokens(text));
             string expectedText = c["decode_skip_special"]!.GetValue<string>();
             string decoded = tok.Decode(withBos);
             if (decoded != expectedText) failures.Add($"decode {Show(withBos)}: expected {System.Text.Json.JsonSerializer.Serialize(expectedText)} got {System.Text.Json.JsonSerializer.Serialize(decoded)}");
@@ -51,7 +51,7 @@ public sealed class LlamaTextTokenizerTests
     public void Vocabulary_agrees_with_Microsoft_ML_Tokenizers()
     {
         var tok = Load(LlamaModel);
-        using var stream = File.OpenRead(MiniGpt4.Tests.Support.Fixtures.Require(LlamaModel));
+        using var stream = File.OpenRead(Fixtures.Require(LlamaModel));
         var ml = Microsoft.ML.Tokenizers.LlamaTokenizer.Create(stream);
         int checkedPieces = 0;
         foreach (var (piece, id) in ml.Vocabulary)
@@ -79,17 +79,17 @@ public sealed class LlamaTextTokenizerTests
     public void Tiny_tokenizer_matches_reference_tokenizer_cases()
     {
         var tok = Load(TinyModel);
-        var cases = Json(TinyReference)["tokenizer_cases"]!.AsArray();
+        var cases = Oracle.Reference["tokenizer_cases"]!.AsArray();
         Assert.NotEmpty(cases);
         foreach (var c in cases)
         {
             string text = c!["text"]!.GetValue<string>();
-            var withBos = Ints(c["ids_add_special_true"]);
-            var noBos = Ints(c["ids_add_special_false"]);
+            var withBos = Oracle.Ints(c["ids_add_special_true"]);
+            var noBos = Oracle.Ints(c["ids_add_special_false"]);
             Assert.Equal(withBos, tok.Encode(text, addBos: true));
             Assert.Equal(noBos, tok.Encode(text, addBos: false));
-            Assert.Equal(Ints(c["sentencepiece_encode"]), tok.EncodeIgnoringSpecialTokens(text));
-            Assert.Equal(Strings(c["pieces"]), noBos.Select(tok.IdToPiece));
+            Assert.Equal(Oracle.Ints(c["sentencepiece_encode"]), tok.EncodeIgnoringSpecialTokens(text));
+            Assert.Equal(Oracle.Strings(c["pieces"]), noBos.Select(tok.IdToPiece));
             Assert.Equal(c["decode_skip_special"]!.GetValue<string>(), tok.Decode(withBos, skipSpecialTokens: true));
             Assert.Equal(c["decode_keep_special"]!.GetValue<string>(), tok.Decode(withBos, skipSpecialTokens: false));
         }
@@ -127,10 +127,10 @@ public sealed class LlamaTextTokenizerTests
     public void Stories260K_tokenizer_decodes_the_reference_story()
     {
         var tok = Load(StoriesModel);
-        foreach (var c in Json(StoriesReference)["cases"]!.AsArray())
+        foreach (var c in Fixtures.Json(StoriesReference)["cases"]!.AsArray())
         {
-            var prompt = Ints(c!["prompt_ids"]);
-            var generated = Ints(c["generated_ids"]);
+            var prompt = Oracle.Ints(c!["prompt_ids"]);
+            var generated = Oracle.Ints(c["generated_ids"]);
             Assert.Equal(prompt, tok.Encode(c["prompt_text"]!.GetValue<string>(), addBos: true));
             Assert.Equal(c["generated_text"]!.GetValue<string>(), tok.Decode(prompt.Concat(generated)));
         }
@@ -177,7 +177,7 @@ public sealed class LlamaTextTokenizerTests
     [SkippableFact]
     public void Pad_token_is_dropped_when_skipping_special_tokens_but_not_split_when_encoding()
     {
-        string path = MiniGpt4.Tests.Support.Fixtures.Require(LlamaModel);
+        string path = Fixtures.Require(LlamaModel);
         var tok = LlamaTextTokenizer.FromFile(path, padToken: "$$");
         int pad = tok.PieceToId("$$");
         Assert.NotEqual(tok.UnkId, pad);
@@ -188,7 +188,7 @@ public sealed class LlamaTextTokenizerTests
         Assert.Equal(" Hi$$Hi", tok.Decode(hi.Append(pad).Concat(hi), skipSpecialTokens: false));
         Assert.Equal(new[] { 2046 }, tok.Encode("$$", addBos: false)); // the reference case: '▁$$', not the pad piece
 
-        var tiny = LlamaTextTokenizer.FromFile(MiniGpt4.Tests.Support.Fixtures.Require(TinyModel), padToken: "$$");
+        var tiny = LlamaTextTokenizer.FromFile(Fixtures.Require(TinyModel), padToken: "$$");
         Assert.Equal(tiny.UnkId, tiny.PadId); // absent piece -> <unk> (transformers' convert_tokens_to_ids)
     }
 
@@ -196,7 +196,7 @@ public sealed class LlamaTextTokenizerTests
     public void Encoding_long_and_repetitive_text_is_consistent_and_concurrent_use_is_safe()
     {
         var tok = Load(LlamaModel);
-        var texts = Json(LlamaCases)["cases"]!.AsArray().Select(c => c!["text"]!.GetValue<string>()).ToArray();
+        var texts = Fixtures.Json(LlamaCases)["cases"]!.AsArray().Select(c => c!["text"]!.GetValue<string>()).ToArray();
         string big = string.Concat(Enumerable.Repeat(string.Join(" ", texts.Where(t => !t.Contains("<s>") && !t.Contains("</s>") && !t.Contains("<unk>"))), 20));
         Assert.True(big.Length > 20000);
         Assert.Equal(big, tok.Decode(tok.Encode(big, addBos: true))); // lossless: identity normalisation + byte fallback
@@ -220,15 +220,12 @@ public sealed class LlamaTextTokenizerTests
         Assert.Throws<ArgumentOutOfRangeException>(() => tok.IdToPiece(tok.VocabSize));
         Assert.Throws<ArgumentNullException>(() => tok.Encode(null!, true));
         Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile("/nonexistent/tokenizer.model"));
-        string junk = Path.GetTempFileName();
-        try
-        {
-            File.WriteAllBytes(junk, new byte[] { 0x0A, 0xFF, 0xFF, 0x01 });
-            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(junk));
-            File.WriteAllText(junk, "{ \"not\": \"a model\" }");
-            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(junk));
-        }
-        finally { File.Delete(junk); }
+        using var tmp = new TempDir();
+        string junk = tmp.File("junk.model");
+        File.WriteAllBytes(junk, new byte[] { 0x0A, 0xFF, 0xFF, 0x01 });
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(junk));
+        File.WriteAllText(junk, "{ \"not\": \"a model\" }");
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(junk));
     }
 }
 
@@ -236,7 +233,7 @@ public sealed class LlamaTextTokenizerTests
 public sealed class AddedTokenTests
 {
     private static LlamaTextTokenizer WithPad(string? padToken = "$$") => LlamaTextTokenizer.FromFile(
-        MiniGpt4.Tests.Support.Fixtures.Require(LlamaModel), padToken, new Dictionary<string, int> { ["[PAD]"] = 32000 });
+        Fixtures.Require(LlamaModel), padToken, new Dictionary<string, int> { ["[PAD]"] = 32000 });
 
     [SkippableFact]
     public void Added_token_is_split_out_with_the_whitespace_around_it_stripped()
@@ -293,23 +290,19 @@ public sealed class AddedTokenTests
     [SkippableFact]
     public void From_directory_reads_added_tokens_json_and_rejects_inconsistent_ones()
     {
-        string model = MiniGpt4.Tests.Support.Fixtures.Require(LlamaModel);
-        string dir = Directory.CreateTempSubdirectory("minigpt4-tok-").FullName;
-        try
-        {
-            File.CreateSymbolicLink(Path.Combine(dir, "tokenizer.model"), model);
-            Assert.Equal(32000, LlamaTextTokenizer.FromDirectory(dir).VocabSize);
-            File.WriteAllText(Path.Combine(dir, "added_tokens.json"), "{\"[PAD]\": 32000}");
-            var tok = LlamaTextTokenizer.FromDirectory(dir, "$$");
-            Assert.Equal(32001, tok.VocabSize);
-            Assert.Equal(32000, tok.Encode("[PAD]", false).Single());
-            File.WriteAllText(Path.Combine(dir, "added_tokens.json"), "{\"[PAD]\": 32005}");
-            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(dir));
-            File.WriteAllText(Path.Combine(dir, "added_tokens.json"), "{\"<s>\": 32000}");
-            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(dir));
-            File.WriteAllText(Path.Combine(dir, "added_tokens.json"), "[1,2");
-            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(dir));
-        }
-        finally { Directory.Delete(dir, recursive: true); }
+        string model = Fixtures.Require(LlamaModel);
+        using var tmp = new TempDir();
+        File.CreateSymbolicLink(tmp.File("tokenizer.model"), model);
+        Assert.Equal(32000, LlamaTextTokenizer.FromDirectory(tmp.Path).VocabSize);
+        File.WriteAllText(tmp.File("added_tokens.json"), "{\"[PAD]\": 32000}");
+        var tok = LlamaTextTokenizer.FromDirectory(tmp.Path, "$$");
+        Assert.Equal(32001, tok.VocabSize);
+        Assert.Equal(32000, tok.Encode("[PAD]", false).Single());
+        File.WriteAllText(tmp.File("added_tokens.json"), "{\"[PAD]\": 32005}");
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(tmp.Path));
+        File.WriteAllText(tmp.File("added_tokens.json"), "{\"<s>\": 32000}");
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(tmp.Path));
+        File.WriteAllText(tmp.File("added_tokens.json"), "[1,2");
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromDirectory(tmp.Path));
     }
 }

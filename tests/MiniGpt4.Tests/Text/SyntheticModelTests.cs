@@ -1,4 +1,5 @@
 using System.Text;
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Text;
 using Xunit;
 
@@ -24,7 +25,8 @@ public sealed class SyntheticModelTests
         public ProtoWriter Float(int field, float f) { Tag(field, 5); _s.Write(BitConverter.GetBytes(f)); return this; }
     }
 
-    private static string Write(IEnumerable<(string Piece, float Score, int Type)> pieces, bool byteFallback = false,
+    /// <summary>Writes the model into <paramref name="dir"/> and returns its path.</summary>
+    private static string Write(TempDir dir, IEnumerable<(string Piece, float Score, int Type)> pieces, bool byteFallback = false,
         bool removeExtraWhitespaces = false, int modelType = 2, byte[]? charsMap = null)
     {
         var w = new ProtoWriter();
@@ -34,16 +36,15 @@ public sealed class SyntheticModelTests
         var norm = new ProtoWriter().String(1, "identity").Bool(3, true).Bool(4, removeExtraWhitespaces);
         if (charsMap is not null) norm.Bytes(2, charsMap);
         w.Bytes(3, norm.ToArray());
-        string path = Path.Combine(Path.GetTempPath(), $"minigpt4-spm-{Guid.NewGuid():N}.model");
+        string path = dir.File($"spm-{Guid.NewGuid():N}.model");
         File.WriteAllBytes(path, w.ToArray());
         return path;
     }
 
     private static LlamaTextTokenizer Load(IEnumerable<(string, float, int)> pieces, bool byteFallback = false, bool removeExtra = false)
     {
-        string path = Write(pieces, byteFallback, removeExtra);
-        try { return LlamaTextTokenizer.FromFile(path); }
-        finally { File.Delete(path); }
+        using var dir = new TempDir();
+        return LlamaTextTokenizer.FromFile(Write(dir, pieces, byteFallback, removeExtra));
     }
 
     private static readonly (string, float, int)[] Specials = { ("<unk>", 0, 2), ("<s>", 0, 3), ("</s>", 0, 3) };
@@ -96,14 +97,13 @@ public sealed class SyntheticModelTests
     [Fact]
     public void Unsupported_models_are_refused()
     {
+        using var dir = new TempDir();
         foreach (var (modelType, charsMap) in new[] { (1, (byte[]?)null), (2, new byte[] { 1, 2, 3 }) })
         {
-            string path = Write(Specials, modelType: modelType, charsMap: charsMap);
-            try { Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(path)); }
-            finally { File.Delete(path); }
+            string path = Write(dir, Specials, modelType: modelType, charsMap: charsMap);
+            Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(path));
         }
-        string noUnk = Write(new[] { ("<s>", 0f, 3), ("a", 0f, 1) });
-        try { Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(noUnk)); }
-        finally { File.Delete(noUnk); }
+        string noUnk = Write(dir, new[] { ("<s>", 0f, 3), ("a", 0f, 1) });
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(noUnk));
     }
 }

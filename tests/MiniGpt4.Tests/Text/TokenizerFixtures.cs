@@ -4,14 +4,12 @@ using MiniGpt4.Text;
 
 namespace MiniGpt4.Tests.Text;
 
-/// <summary>Loads the tokenizers and the reference id/text vectors from the shared fixtures (read in place).</summary>
+/// <summary>Loads the tokenizers (cached) and collects the oracle's prompt segments and generations from reference*.json.</summary>
 internal static class TokenizerFixtures
 {
     public const string LlamaModel = "assets/llama-tokenizer.model";
     public const string LlamaCases = "assets/llama-tokenizer-cases.json";
     public const string TinyModel = "oracle/tiny/llama/tokenizer.model";
-    public const string TinyReference = "oracle/tiny/reference.json";
-    public const string TinyReferenceExt = "oracle/tiny/reference_ext.json";
     public const string StoriesModel = "assets/stories260K/tokenizer.model";
     public const string StoriesReference = "assets/stories260K/reference.json";
 
@@ -26,12 +24,6 @@ internal static class TokenizerFixtures
             return t;
         }
     }
-
-    public static JsonNode Json(string relative) => JsonNode.Parse(File.ReadAllText(Fixtures.Require(relative)))!;
-
-    public static int[] Ints(JsonNode? node) => node!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
-
-    public static string[] Strings(JsonNode? node) => node!.AsArray().Select(n => n!.GetValue<string>()).ToArray();
 
     /// <summary>Every object in <paramref name="root"/> (depth first) with its JSON path.</summary>
     public static IEnumerable<(string Path, JsonObject Obj)> Objects(JsonNode? root, string path = "$")
@@ -54,10 +46,10 @@ internal static class TokenizerFixtures
     public static List<(string Where, string Text, bool AddBos, int[] Ids, string[] Pieces)> TinySegments()
     {
         var list = new List<(string, string, bool, int[], string[])>();
-        foreach (var file in new[] { TinyReference, TinyReferenceExt })
-            foreach (var (path, o) in Objects(Json(file)))
+        foreach (var root in new[] { Oracle.Reference, Oracle.Extension })
+            foreach (var (path, o) in Objects(root))
                 if (o["text"] is not null && o["add_special_tokens"] is not null && o["ids"] is not null)
-                    list.Add((path, o["text"]!.GetValue<string>(), o["add_special_tokens"]!.GetValue<bool>(), Ints(o["ids"]), Strings(o["pieces"])));
+                    list.Add((path, o["text"]!.GetValue<string>(), o["add_special_tokens"]!.GetValue<bool>(), Oracle.Ints(o["ids"]), Oracle.Strings(o["pieces"])));
         return list;
     }
 
@@ -65,10 +57,10 @@ internal static class TokenizerFixtures
     public static List<(string Where, int[] Ids, string Text, string[]? Pieces)> TinyGenerations()
     {
         var list = new List<(string, int[], string, string[]?)>();
-        foreach (var file in new[] { TinyReference, TinyReferenceExt })
-            foreach (var (path, o) in Objects(Json(file)))
+        foreach (var root in new[] { Oracle.Reference, Oracle.Extension })
+            foreach (var (path, o) in Objects(root))
                 if (o["generated_ids"] is not null && o["decoded_skip_special"] is not null)
-                    list.Add((path, Ints(o["generated_ids"]), o["decoded_skip_special"]!.GetValue<string>(), o["decoded_pieces"] is null ? null : Strings(o["decoded_pieces"])));
+                    list.Add((path, Oracle.Ints(o["generated_ids"]), o["decoded_skip_special"]!.GetValue<string>(), o["decoded_pieces"] is null ? null : Oracle.Strings(o["decoded_pieces"])));
         return list;
     }
 }

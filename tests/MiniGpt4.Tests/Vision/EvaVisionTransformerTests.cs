@@ -1,3 +1,4 @@
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Vision;
 using Xunit;
 using Xunit.Abstractions;
@@ -8,33 +9,34 @@ namespace MiniGpt4.Tests.Vision;
 public class EvaVisionTransformerTests(ITestOutputHelper output)
 {
     private const double Tolerance = 1e-4; // oracle README: ViT outputs, fp32
+    private const string A = Oracle.ImageA;
+
+    private static string Encoded(string img, string array, string variant = "vicuna0") => $"tiny/arrays/{variant}/encode/{img}.{array}.npy";
+
+    /// <summary>Max |vit(img) - reference array|, logged under <paramref name="label"/>.</summary>
+    private double Diff(EvaVisionTransformer vit, string array, string label, string img = A, int size = 224)
+    {
+        var diff = Oracle.EncodeDiff(vit, array, img, size);
+        output.WriteLine($"{label} max abs diff {diff:E2}");
+        return diff;
+    }
 
     [SkippableFact]
     public void Vit_output_matches_the_reference_for_image_a()
     {
-        const string img = "a_gradient_shapes_640x480";
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
-        using var pixels = Oracle.Pixels(img);
-        using var actual = vit.Encode(pixels);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
-        var diff = Oracle.MaxAbsDiff(actual, expected);
-        output.WriteLine($"vit_out max abs diff {diff:E2}");
+        using var vit = Oracle.LoadVit();
+        var diff = Diff(vit, Encoded(A, "vit_out"), "vit_out");
         Assert.True(diff <= Tolerance, $"vit_out differs by {diff}");
     }
 
     [SkippableFact]
     public void Hugging_Face_Blip2VisionModel_names_and_fused_qkv_bias_load_to_the_same_model()
     {
-        const string img = "a_gradient_shapes_640x480";
         using var hf = new HuggingFaceVisionView(MiniGpt4.Weights.WeightFiles.Open(Oracle.EvaVit));
         Assert.Contains("vision_model.encoder.layers.0.self_attn.qkv.bias", hf.Keys);
         Assert.DoesNotContain(hf.Keys, k => k.Contains("q_bias"));
         using var vit = EvaVisionTransformer.Load(hf, Oracle.Vision(), ScalarType.Float32, CPU);
-        using var pixels = Oracle.Pixels(img);
-        using var actual = vit.Encode(pixels);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
-        var diff = Oracle.MaxAbsDiff(actual, expected);
-        output.WriteLine($"HF-named vit_out max abs diff {diff:E2}");
+        var diff = Diff(vit, Encoded(A, "vit_out"), "HF-named vit_out");
         Assert.True(diff <= Tolerance, $"vit_out differs by {diff}");
     }
 
@@ -42,41 +44,31 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
     public void Depth_comes_from_the_configuration_and_later_blocks_in_the_file_are_ignored()
     {
         // The tiny file stores 2 blocks; a depth-1 model must ignore block 1 and equal the reference after block 0.
-        const string img = "a_gradient_shapes_640x480";
         using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision() with { Depth = 1 }, ScalarType.Float32, CPU);
-        using var pixels = Oracle.Pixels(img);
-        using var actual = vit.Encode(pixels);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_block0_out.npy");
-        var diff = Oracle.MaxAbsDiff(actual, expected);
-        output.WriteLine($"vit_block0_out max abs diff {diff:E2}");
+        var diff = Diff(vit, Encoded(A, "vit_block0_out"), "vit_block0_out");
         Assert.True(diff <= Tolerance, $"vit_block0_out differs by {diff}");
     }
 
     [SkippableFact]
     public void An_extra_block_appended_to_the_file_changes_nothing()
     {
-        const string img = "a_gradient_shapes_640x480";
         var cfg = Oracle.Vision();
         using var extra = new ExtraBlockView(MiniGpt4.Weights.WeightFiles.Open(Oracle.EvaVit), cfg.Depth);
         Assert.Contains($"blocks.{cfg.Depth}.attn.qkv.weight", extra.Keys);
         using var vit = EvaVisionTransformer.Load(extra, cfg, ScalarType.Float32, CPU);
-        using var pixels = Oracle.Pixels(img);
-        using var actual = vit.Encode(pixels);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
-        var diff = Oracle.MaxAbsDiff(actual, expected);
-        output.WriteLine($"vit_out with an extra block in the file: max abs diff {diff:E2}");
+        var diff = Diff(vit, Encoded(A, "vit_out"), "vit_out with an extra block in the file:");
         Assert.True(diff <= Tolerance, $"vit_out differs by {diff}");
     }
 
     [SkippableFact]
     public void A_batch_gives_the_same_tokens_as_single_images()
     {
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
-        using var a = Oracle.Pixels("a_gradient_shapes_640x480");
-        using var b = Oracle.Pixels("b_tall_100x300");
+        using var vit = Oracle.LoadVit();
+        using var a = Oracle.Pixels(A);
+        using var b = Oracle.Pixels(Oracle.ImageB);
         using var ab = cat([a, b]);
         using var batch = vit.Encode(ab);
-        using var ea = Oracle.Array("tiny/arrays/vicuna0/encode/a_gradient_shapes_640x480.vit_out.npy");
+        using var ea = Oracle.Tensor(Encoded(A, "vit_out"));
         using var row0 = batch.narrow(0, 0, 1);
         Assert.True(Oracle.MaxAbsDiff(row0, ea) <= Tolerance);
         using var row1 = batch.narrow(0, 1, 1);
@@ -87,15 +79,9 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
     [SkippableFact]
     public void Float16_model_runs_and_stays_close_to_float32()
     {
-        const string img = "a_gradient_shapes_640x480";
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float16, CPU);
-        using var pixels = Oracle.Pixels(img);
-        using var actual = vit.Encode(pixels);
-        Assert.Equal(ScalarType.Float32, actual.dtype);
+        using var vit = Oracle.LoadVit(ScalarType.Float16);
         Assert.Equal(ScalarType.Float16, vit.state_dict()["blocks.0.mlp.fc1.weight"].dtype);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
-        var diff = Oracle.MaxAbsDiff(actual, expected);
-        output.WriteLine($"fp16 vit_out max abs diff {diff:E2}");
+        var diff = Diff(vit, Encoded(A, "vit_out"), "fp16 vit_out"); // the tokens are float32
         Assert.True(diff <= 0.02, $"fp16 vit_out differs by {diff}");
     }
 
@@ -119,8 +105,8 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
     [SkippableFact]
     public void Position_embedding_is_interpolated_bicubically_for_448_pixels()
     {
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(448), ScalarType.Float32, CPU);
-        using var expected = Oracle.Array("tiny/arrays/minigptv2/interpolated_pos_embed.npy");
+        using var vit = Oracle.LoadVit(imageSize: 448);
+        using var expected = Oracle.Tensor("tiny/arrays/minigptv2/interpolated_pos_embed.npy");
         var diff = Oracle.MaxAbsDiff(vit.PosEmbed, expected);
         output.WriteLine($"interpolated pos_embed max abs diff {diff:E2}");
         Assert.True(diff <= 1e-6, $"interpolated pos_embed differs by {diff}");
@@ -131,12 +117,8 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
     [InlineData("b_tall_100x300")]
     public void Vit_output_at_448_pixels_matches_the_MiniGPT_v2_reference(string img)
     {
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(448), ScalarType.Float32, CPU);
-        using var pixels = Oracle.Pixels(img, 448);
-        using var actual = vit.Encode(pixels);
-        using var expected = Oracle.Array($"tiny/arrays/minigptv2/encode/{img}.vit_out.npy");
-        var diff = Oracle.MaxAbsDiff(actual, expected);
-        output.WriteLine($"{img} v2 vit_out max abs diff {diff:E2}");
+        using var vit = Oracle.LoadVit(imageSize: 448);
+        var diff = Diff(vit, Encoded(img, "vit_out", "minigptv2"), $"{img} v2 vit_out", img, 448);
         Assert.True(diff <= Tolerance, $"v2 vit_out differs by {diff}");
     }
 
@@ -161,7 +143,7 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
     [SkippableFact]
     public void Pixels_of_another_size_are_refused()
     {
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.Float32, CPU);
+        using var vit = Oracle.LoadVit();
         using var pixels = zeros(1, 3, 448, 448);
         Assert.Throws<MiniGptImageException>(() => vit.Encode(pixels));
     }
@@ -169,19 +151,14 @@ public class EvaVisionTransformerTests(ITestOutputHelper output)
     [SkippableFact]
     public void Bfloat16_model_runs_and_stays_close_to_float32()
     {
-        const string img = "a_gradient_shapes_640x480";
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, Oracle.Vision(), ScalarType.BFloat16, CPU);
-        using var pixels = Oracle.Pixels(img);
-        using var actual = vit.Encode(pixels);
-        // Linear/conv weights are bf16; norms, embeddings and the residual stream stay float32.
-        Assert.Equal(ScalarType.Float32, actual.dtype);
+        using var vit = Oracle.LoadVit(ScalarType.BFloat16);
+        // Linear/conv weights are bf16; norms, embeddings and the residual stream (the tokens) stay float32.
         Assert.Equal(ScalarType.BFloat16, vit.state_dict()["blocks.0.attn.qkv.weight"].dtype);
         Assert.Equal(ScalarType.Float32, vit.state_dict()["blocks.0.norm1.weight"].dtype);
         Assert.Equal(ScalarType.Float32, vit.state_dict()["pos_embed"].dtype);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{img}.vit_out.npy");
-        var diff = Oracle.MaxAbsDiff(actual, expected);
+        using var expected = Oracle.Tensor(Encoded(A, "vit_out"));
         using var scale = expected.abs().max();
-        output.WriteLine($"bf16 vit_out max abs diff {diff:E2} (max |x| {scale.item<float>():F2})");
+        var diff = Diff(vit, Encoded(A, "vit_out"), $"bf16 vit_out (max |x| {scale.item<float>():F2})");
         // bf16 keeps 8 significant bits: allow a few percent of the activation range after two blocks.
         Assert.True(diff <= 0.05 * scale.item<float>(), $"bf16 vit_out differs by {diff}");
     }

@@ -1,5 +1,5 @@
 using MiniGpt4.Bridge;
-using MiniGpt4.Tests.Weights;
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Vision;
 using MiniGpt4.Weights;
 using Xunit;
@@ -14,15 +14,14 @@ namespace MiniGpt4.Tests.Vision;
 /// </summary>
 public class WrittenCheckpointTests(ITestOutputHelper output)
 {
-    private const string Img = "a_gradient_shapes_640x480";
+    private const string Img = Oracle.ImageA;
 
-    private double VitDiff(string path, VisionConfig cfg, ScalarType dtype = ScalarType.Float32)
+    private const string VitOut = $"tiny/arrays/vicuna0/encode/{Img}.vit_out.npy";
+
+    private static double VitDiff(string path, VisionConfig cfg)
     {
-        using var vit = EvaVisionTransformer.Load(path, cfg, dtype, CPU);
-        using var pixels = Oracle.Pixels(Img);
-        using var actual = vit.Encode(pixels);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{Img}.vit_out.npy");
-        return Oracle.MaxAbsDiff(actual, expected);
+        using var vit = EvaVisionTransformer.Load(path, cfg, ScalarType.Float32, CPU);
+        return Oracle.EncodeDiff(vit, VitOut, Img);
     }
 
     [SkippableFact]
@@ -46,11 +45,7 @@ public class WrittenCheckpointTests(ITestOutputHelper output)
 
         using var vit = EvaVisionTransformer.Load(eva, Oracle.Vision(), ScalarType.Float32, CPU);
         using var projector = QFormerProjector.Load(blip2, Oracle.Tiny("pretrained_minigpt4.pth"), Oracle.QFormer(), ScalarType.Float32, CPU);
-        using var pixels = Oracle.Pixels(Img);
-        using var tokens = vit.Encode(pixels);
-        using var proj = projector.Project(tokens);
-        using var expected = Oracle.Array($"tiny/arrays/vicuna0/encode/{Img}.proj_out.npy");
-        var pdiff = Oracle.MaxAbsDiff(proj, expected);
+        var pdiff = Oracle.ProjectDiff(vit, projector, $"tiny/arrays/vicuna0/encode/{Img}.proj_out.npy", Img);
         output.WriteLine($"proj_out from fp16 checkpoints: max abs diff {pdiff:E2}");
         Assert.True(pdiff <= 1e-4);
     }

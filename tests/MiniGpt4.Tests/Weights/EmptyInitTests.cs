@@ -1,3 +1,4 @@
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Weights;
 using TorchSharp;
 using Xunit;

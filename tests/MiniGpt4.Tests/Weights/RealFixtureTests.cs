@@ -101,8 +101,7 @@ public class RealFixtureTests
         {
             using var a = bin.Load(key);
             using var b = st.Load(key);
-            Assert.Equal(a.dtype, b.dtype);
-            Assert.True(a.bytes.SequenceEqual(b.bytes), key);
+            TensorAssert.Equal(a, b, key);
         }
     }
 

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
+using MiniGpt4.Tests.Support;
 using MiniGpt4.Weights;
 using TorchSharp;
 using Xunit;

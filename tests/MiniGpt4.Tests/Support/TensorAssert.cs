@@ -1,9 +1,10 @@
 using TorchSharp;
 using Xunit;
 
-namespace MiniGpt4.Tests.Weights;
+namespace MiniGpt4.Tests.Support;
 
-internal static class TensorAssert
+/// <summary>Bit-exact tensor comparison.</summary>
+public static class TensorAssert
 {
     /// <summary>Same dtype, same shape, bit-identical bytes.</summary>
     public static bool BitEqual(torch.Tensor a, torch.Tensor b)
@@ -14,6 +15,7 @@ internal static class TensorAssert
         return ca.bytes.SequenceEqual(cb.bytes);
     }
 
+    /// <summary>Asserts <see cref="BitEqual"/>, naming <paramref name="what"/> and both dtypes and shapes when it fails.</summary>
     public static void Equal(torch.Tensor expected, torch.Tensor actual, string? what = null) =>
         Assert.True(BitEqual(expected, actual), $"{what}: tensors differ ({expected.dtype} {string.Join(",", expected.shape)} vs {actual.dtype} {string.Join(",", actual.shape)})");
 }
