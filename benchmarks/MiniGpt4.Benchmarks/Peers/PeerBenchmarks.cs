@@ -83,7 +83,20 @@ public class PeerLlamaBenchmarks
                               $"first-step logits max |diff| {maxDiff:G3} (logit std {std:G3}), argmax {PeerGreedy.ArgMax(logits)} vs {PeerGreedy.ArgMax(other.Logits)}");
         }
         Greedy[DType] = (Engine, tokens, logits);
+        if (Environment.GetEnvironmentVariable("MINIGPT4_PEERS_F64") == "1")
+        {
+            if (_exact is null)
+            {
+                using var exact = new MiniGptPeerSession(PeerModelFiles.BenchHfFolder(), TorchSharp.torch.ScalarType.Float64, Threads, 64);
+                exact.Append(prompt);
+                _exact = exact.LastLogits();
+            }
+            var d = logits.Zip(_exact).Max(p => Math.Abs(p.First - p.Second));
+            Console.WriteLine($"// {Engine} {DType} vs float64 (our engine): first-step logits max |diff| {d:G3}");
+        }
     }
+
+    private static float[]? _exact;
 
     /// <summary>Frees the engine.</summary>
     [GlobalCleanup]
@@ -116,6 +129,7 @@ public class PeerLlamaBenchmarks
 [Config(typeof(PeerBenchConfig))]
 public class PeerStoriesBenchmarks
 {
+    private static (PeerEngine Engine, float[] Logits)? StoriesLogits;
     private IPeerSession _session = null!;
 
     /// <summary>Engine.</summary>
@@ -137,6 +151,15 @@ public class PeerStoriesBenchmarks
         var (tokens, _) = PeerGreedy.Run(_session, prompt, expected.Length);
         var same = tokens.Zip(expected).TakeWhile(p => p.First == p.Second).Count();
         Console.WriteLine($"// stories260K {Engine}: first {same}/{expected.Length} greedy tokens equal reference.json");
+        var first = _session.Truncate0AndLogits(prompt);
+        if (StoriesLogits is { } other && other.Engine != Engine)
+            Console.WriteLine($"// stories260K first-step logits {Engine} vs {other.Engine}: max |diff| {first.Zip(other.Logits).Max(p => Math.Abs(p.First - p.Second)):G3}");
+        StoriesLogits = (Engine, first);
+        using (var exact = new MiniGptPeerSession(PeerModelFiles.Stories, TorchSharp.torch.ScalarType.Float64, Threads, 16))
+        {
+            var reference = exact.Truncate0AndLogits(prompt);
+            Console.WriteLine($"// stories260K first-step logits {Engine} vs float64 (our engine): max |diff| {first.Zip(reference).Max(p => Math.Abs(p.First - p.Second)):G3}, max |logit| {reference.Max(Math.Abs):G3}");
+        }
         if (same != expected.Length)
             throw new InvalidOperationException($"{Engine} diverges from reference.json at token {same}: " +
                                                 $"[{string.Join(", ", tokens.Take(same + 3))}] vs [{string.Join(", ", expected.Take(same + 3))}]");

@@ -72,6 +72,14 @@ internal static class PeerGreedy
         }
         return (tokens, first);
     }
+
+    /// <summary>Empties the cache, prefills <paramref name="prompt"/> and returns its last logits.</summary>
+    public static float[] Truncate0AndLogits(this IPeerSession s, ReadOnlySpan<int> prompt)
+    {
+        s.Truncate(0);
+        s.Append(prompt);
+        return s.LastLogits();
+    }
 }
 
 /// <summary>This library's <see cref="LlamaForCausalLM"/> and <see cref="LlamaSession"/>.</summary>
@@ -83,9 +91,15 @@ internal sealed class MiniGptPeerSession : IPeerSession
 
     /// <summary>Loads the HF folder in <paramref name="dtype"/> on the CPU with <paramref name="threads"/> libtorch threads.</summary>
     public MiniGptPeerSession(string hfFolder, PeerDType dtype, int threads, int capacity)
+        : this(hfFolder, dtype == PeerDType.F32 ? ScalarType.Float32 : ScalarType.BFloat16, threads, capacity)
+    {
+    }
+
+    /// <summary>Same with any dtype the library takes (float64 serves as the exact reference).</summary>
+    public MiniGptPeerSession(string hfFolder, ScalarType dtype, int threads, int capacity)
     {
         set_num_threads(threads);
-        _lm = LlamaForCausalLM.Load(hfFolder, dtype == PeerDType.F32 ? ScalarType.Float32 : ScalarType.BFloat16, CPU);
+        _lm = LlamaForCausalLM.Load(hfFolder, dtype, CPU);
         _session = _lm.CreateSession(capacity);
     }
 
@@ -118,6 +132,7 @@ internal sealed class MiniGptPeerSession : IPeerSession
 internal sealed class LlamaCppPeerSession : IPeerSession
 {
     private static int _configured;
+    private static readonly bool Verbose = Environment.GetEnvironmentVariable("MINIGPT4_PEERS_VERBOSE") == "1";
     private readonly LLamaWeights _weights;
     private readonly LLamaContext _context;
     private readonly LLamaBatch _batch = new();
@@ -129,7 +144,7 @@ internal sealed class LlamaCppPeerSession : IPeerSession
         if (Interlocked.Exchange(ref _configured, 1) == 0)
             NativeLibraryConfig.All.WithLogCallback((level, message) =>
             {
-                if (level is LLamaLogLevel.Error or LLamaLogLevel.Warning) Console.Error.Write("// llama.cpp: " + message);
+                if (Verbose || level is LLamaLogLevel.Error or LLamaLogLevel.Warning || (message.StartsWith("Successfully loaded", StringComparison.Ordinal) && message.Contains("libllama", StringComparison.Ordinal)) || message.Contains("file type", StringComparison.Ordinal) || message.Contains("flash_attn", StringComparison.Ordinal)) Console.Error.Write("// llama.cpp: " + message);
             });
         var p = new ModelParams(gguf)
         {
@@ -139,6 +154,8 @@ internal sealed class LlamaCppPeerSession : IPeerSession
             Threads = threads,
             BatchThreads = threads,
             GpuLayerCount = 0,
+            // llama.cpp default (auto = on for CPU); MINIGPT4_PEERS_FA=0 turns it off to see its share of the numeric difference.
+            FlashAttention = Environment.GetEnvironmentVariable("MINIGPT4_PEERS_FA") == "0" ? false : null,
             // The KV cache in the weights' precision, as ours (llama.cpp's default is F16).
             TypeK = dtype == PeerDType.F32 ? GGMLType.GGML_TYPE_F32 : (GGMLType)30,
             TypeV = dtype == PeerDType.F32 ? GGMLType.GGML_TYPE_F32 : (GGMLType)30,
