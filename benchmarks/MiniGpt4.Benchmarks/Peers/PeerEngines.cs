@@ -144,7 +144,8 @@ internal sealed class LlamaCppPeerSession : IPeerSession
         if (Interlocked.Exchange(ref _configured, 1) == 0)
             NativeLibraryConfig.All.WithLogCallback((level, message) =>
             {
-                if (Verbose || level is LLamaLogLevel.Error or LLamaLogLevel.Warning || (message.StartsWith("Successfully loaded", StringComparison.Ordinal) && message.Contains("libllama", StringComparison.Ordinal)) || message.Contains("file type", StringComparison.Ordinal) || message.Contains("flash_attn", StringComparison.Ordinal)) Console.Error.Write("// llama.cpp: " + message);
+                if (Verbose || level is LLamaLogLevel.Error or LLamaLogLevel.Warning || IsWorthPrinting(message))
+                    Console.Error.Write("// llama.cpp: " + message);
             });
         var p = new ModelParams(gguf)
         {
@@ -163,6 +164,12 @@ internal sealed class LlamaCppPeerSession : IPeerSession
         _weights = LLamaWeights.LoadFromFile(p);
         _context = _weights.CreateContext(p);
     }
+
+    /// <summary>The few info lines the report quotes: which native build loaded, the file type, flash attention.</summary>
+    private static bool IsWorthPrinting(string message) =>
+        (message.StartsWith("Successfully loaded", StringComparison.Ordinal) && message.Contains("libllama", StringComparison.Ordinal))
+        || message.Contains("file type", StringComparison.Ordinal)
+        || message.Contains("flash_attn", StringComparison.Ordinal);
 
     /// <inheritdoc />
     public int Length { get; private set; }
