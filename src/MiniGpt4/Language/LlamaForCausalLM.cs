@@ -21,7 +21,7 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     {
         // float64 is accepted for exactness tests only.
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
-            throw new MiniGptConfigurationException($"LLaMA dtype {dtype} is not supported (float32, bfloat16 or float16).");
+            throw new MiniGptConfigurationException($"LLaMA dtype {dtype} is not supported (float32, bfloat16 or float16; float64 for exactness checks).");
         Config = config.Validate();
         DType = dtype;
         Device = device;
