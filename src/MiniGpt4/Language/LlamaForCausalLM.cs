@@ -15,6 +15,7 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     private readonly LlamaModel model;
     private readonly Proj? lm_head;
     private readonly RotaryEmbedding _rotary;
+    private ILinearKernel _linearKernel = TorchLinearKernel.Instance;
 
     /// <summary>Creates an uninitialised model (weights are garbage until loaded).</summary>
     public LlamaForCausalLM(LlamaConfig config, ScalarType dtype, Device device) : base("LlamaForCausalLM")
@@ -48,6 +49,20 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     /// <summary>Every projection, the output head included when untied (for kernel selection and benchmarks).</summary>
     internal IEnumerable<Proj> Projections
         => model.Layers.SelectMany(l => l.Projections).Concat(lm_head is null ? [] : [lm_head]);
+
+    /// <summary>
+    /// The kernel of every projection and of the tied output head. Setting it sets
+    /// <see cref="Proj.Kernel"/> on every projection.
+    /// </summary>
+    internal ILinearKernel LinearKernel
+    {
+        get => _linearKernel;
+        set
+        {
+            _linearKernel = value;
+            foreach (var p in Projections) p.Kernel = value;
+        }
+    }
 
     /// <summary>
     /// Token embeddings of <paramref name="ids"/> (int64, any shape, typically <c>[B, T]</c>) as
@@ -84,7 +99,7 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     {
         using var scope = NewDisposeScope();
         var normed = model.Norm.call(hidden);
-        var logits = lm_head is null ? TorchLinearKernel.Instance.Forward(normed, model.EmbedTokens.Weight) : lm_head.call(normed);
+        var logits = lm_head is null ? _linearKernel.Forward(normed, model.EmbedTokens.Weight) : lm_head.call(normed);
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
