@@ -30,7 +30,19 @@ internal sealed partial class LlamaForCausalLM : nn.Module
         if (!config.TieWordEmbeddings) lm_head = new Proj("lm_head", config.HiddenSize, config.VocabSize, dtype, device);
         _rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.MaxPositionEmbeddings, dtype, device);
         RegisterComponents();
+        LinearKernel = DefaultKernel(dtype, device);
     }
+
+    /// <summary>
+    /// The kernel a new model uses: <see cref="Kernels.CpuGemvKernel"/> for bfloat16 on a CPU with
+    /// AVX2/AVX-512 (decode steps run at memory bandwidth, ~1.5× faster than libtorch's bf16 linear
+    /// here), libtorch's <c>linear</c> otherwise (float32 gains were within this machine's noise;
+    /// see docs/language-model.md, "Decode kernel").
+    /// </summary>
+    internal static ILinearKernel DefaultKernel(ScalarType dtype, Device device)
+        => dtype == ScalarType.BFloat16 && device.type == DeviceType.CPU && Kernels.CpuGemvKernel.IsSupported
+            ? new Kernels.CpuGemvKernel()
+            : TorchLinearKernel.Instance;
 
     /// <summary>The hyper-parameters.</summary>
     public LlamaConfig Config { get; }

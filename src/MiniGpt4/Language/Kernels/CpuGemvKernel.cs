@@ -33,13 +33,20 @@ internal sealed unsafe class CpuGemvKernel : ILinearKernel
     /// <summary>Creates the kernel.</summary>
     /// <param name="maxRows">Most activation rows handled here; more go to libtorch (a GEMM is faster there).</param>
     /// <param name="threads">Threads per product; <c>null</c> follows <c>torch.get_num_threads()</c> at each call.</param>
-    public CpuGemvKernel(int maxRows = DefaultMaxRows, int? threads = null)
+    /// <param name="scheduler">Runs <c>chunks</c> work items on up to <c>threads</c> threads; <c>null</c>: <see cref="Parallel.For(int, int, ParallelOptions, Action{int})"/> (benchmarks compare others).</param>
+    public CpuGemvKernel(int maxRows = DefaultMaxRows, int? threads = null, Action<int, int, Action<int>>? scheduler = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxRows, 1);
         if (threads is < 1) throw new ArgumentOutOfRangeException(nameof(threads), threads, "threads must be at least 1.");
         MaxRows = maxRows;
         Threads = threads;
+        _scheduler = scheduler ?? ParallelFor;
     }
+
+    private readonly Action<int, int, Action<int>> _scheduler;
+
+    private static void ParallelFor(int chunks, int threads, Action<int> body)
+        => Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, body);
 
     /// <summary>True when this machine has the SIMD the kernel needs (AVX-512F, or AVX2 with FMA).</summary>
     public static bool IsSupported => GemvMath.Lanes != 0;
@@ -101,20 +108,19 @@ internal sealed unsafe class CpuGemvKernel : ILinearKernel
     /// <summary>The address of a CPU tensor's first element (TorchSharp's <c>bytes</c> spans the native memory, storage offset included).</summary>
     private static nint Address(Tensor t) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
 
-    private static void Run(Job job, long weightBytes, int threads)
+    private void Run(Job job, long weightBytes, int threads)
     {
         if (threads == 1 || weightBytes < ParallelThresholdBytes)
         {
             job.Rows(0, job.OutFeatures);
             return;
         }
-        // Chunks of whole 4-row groups; Parallel.For hands them out dynamically, so a core slowed by
-        // another process simply takes fewer.
+        // Chunks of whole 4-row groups, handed out dynamically, so a core slowed by another process
+        // simply takes fewer.
         var rowBytes = weightBytes / job.OutFeatures;
         var rowsPerChunk = Math.Max(4, ChunkBytes / rowBytes / 4 * 4);
         var chunks = (int)((job.OutFeatures + rowsPerChunk - 1) / rowsPerChunk);
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads },
-            c => job.Rows(c * rowsPerChunk, Math.Min(job.OutFeatures, (c + 1) * rowsPerChunk)));
+        _scheduler(chunks, threads, c => job.Rows(c * rowsPerChunk, Math.Min(job.OutFeatures, (c + 1) * rowsPerChunk)));
     }
 
     /// <summary>One product: addresses stay valid for the call (the caller holds the tensors).</summary>

@@ -145,3 +145,20 @@ public sealed class GemvKernelModelTests
         Assert.True(diff <= LlamaFixtures.Fp32Tolerance(expected), $"3-row step vs libtorch: {diff}");
     }
 }
+
+/// <summary>Which kernel a new model starts with.</summary>
+public sealed class DefaultKernelTests
+{
+    [Fact]
+    public void Bfloat16_cpu_models_decode_with_the_gemv_kernel_and_float32_with_libtorch()
+    {
+        var config = new LlamaConfig(16, 32, 1, 2, 2, 1e-6, 10000, 64, 40, TieWordEmbeddings: false);
+        using var bf16 = new LlamaForCausalLM(config, ScalarType.BFloat16, CPU);
+        using var fp32 = new LlamaForCausalLM(config, ScalarType.Float32, CPU);
+        Assert.Equal(CpuGemvKernel.IsSupported, bf16.LinearKernel is CpuGemvKernel);
+        Assert.All(bf16.Projections, p => Assert.Same(bf16.LinearKernel, p.Kernel));
+        Assert.Same(TorchLinearKernel.Instance, fp32.LinearKernel);
+        Assert.All(fp32.Projections, p => Assert.Same(TorchLinearKernel.Instance, p.Kernel));
+        Assert.Same(TorchLinearKernel.Instance, LlamaForCausalLM.DefaultKernel(ScalarType.BFloat16, new Device(TorchSharp.DeviceType.CUDA, 0)));
+    }
+}
