@@ -43,10 +43,11 @@ public sealed class CpuGemvKernelTests
         return (nn.functional.linear(x64, w64), nn.functional.linear(x64.abs(), w64.abs()));
     }
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(Shapes))]
     public void Float32_matches_a_float64_reference_within_the_float32_summation_bound(int n, int outFeatures)
     {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var scope = NewDisposeScope();
         using var guard = inference_mode();
         foreach (var rows in new[] { 1, 3 })
@@ -72,10 +73,11 @@ public sealed class CpuGemvKernelTests
         }
     }
 
-    [Theory]
+    [SkippableTheory]
     [MemberData(nameof(Shapes))]
     public void Bfloat16_is_the_float32_sum_rounded_once_and_at_least_as_accurate_as_torch(int n, int outFeatures)
     {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var scope = NewDisposeScope();
         using var guard = inference_mode();
         foreach (var rows in new[] { 1, 4 })
@@ -139,9 +141,10 @@ public sealed class CpuGemvKernelTests
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void Shapes_one_dimensional_and_many_leading_dimensions()
     {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var scope = NewDisposeScope();
         using var guard = inference_mode();
         var kernel = new CpuGemvKernel();
@@ -156,9 +159,10 @@ public sealed class CpuGemvKernelTests
         Assert.True(y4.allclose(nn.functional.linear(x4, w), 1e-5, 1e-6));
     }
 
-    [Fact]
+    [SkippableFact]
     public void A_non_contiguous_activation_is_handled()
     {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var scope = NewDisposeScope();
         using var guard = inference_mode();
         var w = randn(9, 40);
@@ -169,9 +173,10 @@ public sealed class CpuGemvKernelTests
         Assert.True(kernel.Forward(x, w).allclose(nn.functional.linear(x, w), 1e-5, 1e-6));
     }
 
-    [Fact]
+    [SkippableFact]
     public void Everything_else_falls_back_to_libtorch_bit_for_bit()
     {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var scope = NewDisposeScope();
         var kernel = new CpuGemvKernel(maxRows: 4);
         var w = randn(12, 20);
@@ -205,9 +210,10 @@ public sealed class CpuGemvKernelTests
         using (var guard = inference_mode()) Assert.True(kernel.Handles(xg, p));
     }
 
-    [Fact]
+    [SkippableFact]
     public void Threaded_and_single_threaded_results_are_identical()
     {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var scope = NewDisposeScope();
         using var guard = inference_mode();
         foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })
@@ -223,9 +229,10 @@ public sealed class CpuGemvKernelTests
         }
     }
 
-    [Fact]
+    [SkippableFact]
     public void Concurrent_calls_on_one_instance_do_not_interfere()
     {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         var kernel = new CpuGemvKernel(threads: 2);
         var results = new bool[6];
         Parallel.For(0, results.Length, new ParallelOptions { MaxDegreeOfParallelism = 3 }, i =>
@@ -241,9 +248,10 @@ public sealed class CpuGemvKernelTests
         Assert.All(results, Assert.True);
     }
 
-    [Fact]
+    [SkippableFact]
     public void Non_finite_inputs_propagate_like_torch()
     {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var scope = NewDisposeScope();
         using var guard = inference_mode();
         foreach (var dtype in new[] { ScalarType.Float32, ScalarType.BFloat16 })

@@ -36,6 +36,7 @@ public sealed class GemvKernelModelTests
     [SkippableFact]
     public void Stories260K_greedy_256_tokens_stay_exact_with_the_kernel()
     {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var temporaries = NewDisposeScope();
         var reference = LlamaFixtures.Json("assets/stories260K/reference.json").GetProperty("cases")[0];
         var prompt = LlamaFixtures.Ints(reference.GetProperty("prompt_ids"));
@@ -65,6 +66,7 @@ public sealed class GemvKernelModelTests
     [SkippableFact]
     public void Text_only_logits_and_greedy_tokens_match_the_oracle_with_the_kernel()
     {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var temporaries = NewDisposeScope();
         var r = Reference.GetProperty("variants").GetProperty("vicuna0").GetProperty("text_only_llm");
         var ids = LlamaFixtures.Ints(r.GetProperty("input_ids"));
@@ -104,6 +106,7 @@ public sealed class GemvKernelModelTests
     [InlineData("llama2", "b_tall_100x300.jpg")]
     public void Cached_chat_steps_match_the_oracle_with_the_kernel(string variant, string image)
     {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var temporaries = NewDisposeScope();
         var chat = Reference.GetProperty("variants").GetProperty(variant).GetProperty("chat").GetProperty(image);
         var kv = chat.GetProperty("kv_cache_check");
@@ -127,6 +130,7 @@ public sealed class GemvKernelModelTests
     [SkippableFact]
     public void Beam_rows_decode_through_the_kernel_like_libtorch()
     {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var temporaries = NewDisposeScope();
         using var lm = LlamaFixtures.Load(LlamaFixtures.StoriesFolder);
         lm.LinearKernel = TorchLinearKernel.Instance;
