@@ -105,8 +105,17 @@ internal sealed unsafe class CpuGemvKernel : ILinearKernel
         return y;
     }
 
-    /// <summary>The address of a CPU tensor's first element (TorchSharp's <c>bytes</c> spans the native memory, storage offset included).</summary>
-    private static nint Address(Tensor t) => (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(t.bytes));
+    /// <summary>
+    /// The address of a contiguous CPU tensor's first element: TorchSharp's <c>bytes</c> spans the
+    /// native memory (storage offset included) but its length is an <c>int</c>, so it is taken from a
+    /// one-element view, which works for weights over 2 GiB too.
+    /// </summary>
+    private static nint Address(Tensor t)
+    {
+        using var flat = t.view(-1);
+        using var first = flat.narrow(0, 0, 1);
+        return (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(first.bytes));
+    }
 
     private void Run(Job job, long weightBytes, int threads)
     {

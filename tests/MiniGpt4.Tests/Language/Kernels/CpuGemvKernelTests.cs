@@ -160,7 +160,7 @@ public sealed class CpuGemvKernelTests
     }
 
     [SkippableFact]
-    public void A_non_contiguous_activation_is_handled()
+    public void Non_contiguous_activations_and_offset_views_are_handled()
     {
         Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var scope = NewDisposeScope();
@@ -171,6 +171,13 @@ public sealed class CpuGemvKernelTests
         var kernel = new CpuGemvKernel();
         Assert.True(kernel.Handles(x, w));
         Assert.True(kernel.Forward(x, w).allclose(nn.functional.linear(x, w), 1e-5, 1e-6));
+
+        // Contiguous views that start inside their storage (weight rows 3..11, activation row 2).
+        var wView = randn(15, 40).narrow(0, 3, 9);
+        var xView = randn(4, 40)[2].unsqueeze(0);
+        Assert.True(wView.storage_offset() > 0 && xView.storage_offset() > 0);
+        Assert.True(kernel.Handles(xView, wView));
+        Assert.True(kernel.Forward(xView, wView).allclose(nn.functional.linear(xView, wView), 1e-5, 1e-6));
     }
 
     [SkippableFact]
