@@ -35,7 +35,7 @@ internal sealed partial class LlamaForCausalLM : nn.Module
 
     /// <summary>
     /// The kernel a new model uses: <see cref="Kernels.CpuGemvKernel"/> for bfloat16 on a CPU with
-    /// AVX2/AVX-512 (decode steps run at memory bandwidth, ~1.5× faster than libtorch's bf16 linear
+    /// AVX2/AVX-512 (decode steps ~1.5× faster than libtorch's bf16 linear, near the roofline
     /// here), libtorch's <c>linear</c> otherwise (float32 gains were within this machine's noise;
     /// see docs/language-model.md, "Decode kernel").
     /// </summary>

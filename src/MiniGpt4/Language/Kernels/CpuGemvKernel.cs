@@ -8,8 +8,8 @@ namespace MiniGpt4.Language.Kernels;
 /// <summary>
 /// Decode-time projections on the CPU: <c>y = x · Wᵀ</c> for a few activation rows (one token per
 /// sequence) as .NET SIMD dot products straight over the weight's memory, float32 accumulation,
-/// output rows split across threads. The weight is read exactly once per call, so the product runs
-/// at memory bandwidth; libtorch's bf16 matrix-vector product does not (docs/language-model.md).
+/// output rows split across threads. The weight is read exactly once per call, so the product is
+/// bound by memory bandwidth; libtorch's bf16 matrix-vector product is slower (docs/language-model.md).
 /// </summary>
 /// <remarks>
 /// Handled: CPU tensors, a contiguous <c>[out, in]</c> weight of float32 or bfloat16, activations of
