@@ -15,6 +15,7 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     private readonly LlamaModel model;
     private readonly Proj? lm_head;
     private readonly RotaryEmbedding _rotary;
+    private ILinearKernel _linearKernel = TorchLinearKernel.Instance;
 
     /// <summary>Creates an uninitialised model (weights are garbage until loaded).</summary>
     public LlamaForCausalLM(LlamaConfig config, ScalarType dtype, Device device) : base("LlamaForCausalLM")
@@ -29,7 +30,19 @@ internal sealed partial class LlamaForCausalLM : nn.Module
         if (!config.TieWordEmbeddings) lm_head = new Proj("lm_head", config.HiddenSize, config.VocabSize, dtype, device);
         _rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.MaxPositionEmbeddings, dtype, device);
         RegisterComponents();
+        LinearKernel = DefaultKernel(dtype, device);
     }
+
+    /// <summary>
+    /// The kernel a new model uses: <see cref="Kernels.CpuGemvKernel"/> for bfloat16 on a CPU with
+    /// AVX2/AVX-512 (decode steps ~1.5× faster than libtorch's bf16 linear, near the roofline
+    /// here), libtorch's <c>linear</c> otherwise (float32 gains were within this machine's noise;
+    /// see docs/language-model.md, "Decode kernel").
+    /// </summary>
+    internal static ILinearKernel DefaultKernel(ScalarType dtype, Device device)
+        => dtype == ScalarType.BFloat16 && device.type == DeviceType.CPU && Kernels.CpuGemvKernel.IsSupported
+            ? new Kernels.CpuGemvKernel()
+            : TorchLinearKernel.Instance;
 
     /// <summary>The hyper-parameters.</summary>
     public LlamaConfig Config { get; }
@@ -48,6 +61,20 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     /// <summary>Every projection, the output head included when untied (for kernel selection and benchmarks).</summary>
     internal IEnumerable<Proj> Projections
         => model.Layers.SelectMany(l => l.Projections).Concat(lm_head is null ? [] : [lm_head]);
+
+    /// <summary>
+    /// The kernel of every projection and of the tied output head. Setting it sets
+    /// <see cref="Proj.Kernel"/> on every projection.
+    /// </summary>
+    internal ILinearKernel LinearKernel
+    {
+        get => _linearKernel;
+        set
+        {
+            _linearKernel = value;
+            foreach (var p in Projections) p.Kernel = value;
+        }
+    }
 
     /// <summary>
     /// Token embeddings of <paramref name="ids"/> (int64, any shape, typically <c>[B, T]</c>) as
@@ -84,7 +111,7 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     {
         using var scope = NewDisposeScope();
         var normed = model.Norm.call(hidden);
-        var logits = lm_head is null ? TorchLinearKernel.Instance.Forward(normed, model.EmbedTokens.Weight) : lm_head.call(normed);
+        var logits = lm_head is null ? _linearKernel.Forward(normed, model.EmbedTokens.Weight) : lm_head.call(normed);
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
