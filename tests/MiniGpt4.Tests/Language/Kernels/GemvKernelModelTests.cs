@@ -1,4 +1,5 @@
-using System.Text.Json;
+using MiniGpt4.Tests.Support;
+using System.Text.Json.Nodes;
 using MiniGpt4.Language;
 using MiniGpt4.Language.Kernels;
 using Xunit;
@@ -31,16 +32,16 @@ public sealed class GemvKernelModelTests
         }
     }
 
-    private static JsonElement Reference => LlamaFixtures.Json("oracle/tiny/reference.json");
+    private static JsonNode Reference => Oracle.Reference;
 
     [SkippableFact]
     public void Stories260K_greedy_256_tokens_stay_exact_with_the_kernel()
     {
         Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var temporaries = NewDisposeScope();
-        var reference = LlamaFixtures.Json("assets/stories260K/reference.json").GetProperty("cases")[0];
-        var prompt = LlamaFixtures.Ints(reference.GetProperty("prompt_ids"));
-        var expected = LlamaFixtures.Ints(reference.GetProperty("generated_ids"));
+        var reference = Fixtures.Json("assets/stories260K/reference.json")["cases"]![0]!;
+        var prompt = Oracle.Ints(reference["prompt_ids"]!);
+        var expected = Oracle.Ints(reference["generated_ids"]!);
         Assert.Equal(256, expected.Length);
         using var lm = LlamaFixtures.Load(LlamaFixtures.StoriesFolder);
         var kernel = new Counting(new CpuGemvKernel());
@@ -68,21 +69,21 @@ public sealed class GemvKernelModelTests
     {
         Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var temporaries = NewDisposeScope();
-        var r = Reference.GetProperty("variants").GetProperty("vicuna0").GetProperty("text_only_llm");
-        var ids = LlamaFixtures.Ints(r.GetProperty("input_ids"));
-        var expectedIds = LlamaFixtures.Ints(r.GetProperty("generated_ids"));
+        var r = Reference["variants"]!["vicuna0"]!["text_only_llm"]!;
+        var ids = Oracle.Ints(r["input_ids"]!);
+        var expectedIds = Oracle.Ints(r["generated_ids"]!);
         using var lm = LlamaFixtures.Load(LlamaFixtures.TinyFolder);
         var kernel = new Counting(new CpuGemvKernel());
         lm.LinearKernel = kernel;
 
         // One position at a time, so every product of the prompt goes through the kernel too.
-        using var expected = LlamaFixtures.Array(r.GetProperty("logits").GetString()!);
+        using var expected = Oracle.Tensor(r["logits"]!.GetValue<string>());
         using var session = lm.CreateSession(64);
         var perPosition = new List<Tensor>();
         foreach (var id in ids) perPosition.Add(session.PrefillTokens([id]));
         using var logits = cat(perPosition.ToArray(), 0);
         foreach (var t in perPosition) t.Dispose();
-        var diff = LlamaFixtures.MaxAbsDiff(logits, expected);
+        var diff = Oracle.MaxAbsDiff(logits, expected);
         _out.WriteLine($"text-only logits, position by position through the kernel: max abs diff {diff}");
         Assert.True(diff <= 1e-4, $"max abs diff {diff}");
         Assert.Equal(0, kernel.FellBack);
@@ -108,13 +109,13 @@ public sealed class GemvKernelModelTests
     {
         Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         using var temporaries = NewDisposeScope();
-        var chat = Reference.GetProperty("variants").GetProperty(variant).GetProperty("chat").GetProperty(image);
-        var kv = chat.GetProperty("kv_cache_check");
-        var generated = LlamaFixtures.Ints(chat.GetProperty("runs").GetProperty("rp_1.0").GetProperty("generated_ids"));
+        var chat = Reference["variants"]![variant]!["chat"]![image]!;
+        var kv = chat["kv_cache_check"]!;
+        var generated = Oracle.Ints(chat["runs"]!["rp_1.0"]!["generated_ids"]!);
         using var lm = LlamaFixtures.Load(LlamaFixtures.TinyFolder);
         lm.LinearKernel = new CpuGemvKernel();
-        using var embeds = LlamaFixtures.Array(chat.GetProperty("input_embeds").GetString()!);
-        using var cachedExpected = LlamaFixtures.Array(kv.GetProperty("logits_kvcache").GetString()!);
+        using var embeds = Oracle.Tensor(chat["input_embeds"]!.GetValue<string>());
+        using var cachedExpected = Oracle.Tensor(kv["logits_kvcache"]!.GetValue<string>());
         var steps = (int)cachedExpected.shape[0];
 
         using var session = lm.CreateSession((int)embeds.shape[0] + steps);
@@ -122,7 +123,7 @@ public sealed class GemvKernelModelTests
         for (var i = 0; i < steps - 1; i++) cached.Add(session.Step([generated[i]]));
         using var all = cat(cached.ToArray(), 0);
         foreach (var c in cached) c.Dispose();
-        var diff = LlamaFixtures.MaxAbsDiff(all, cachedExpected);
+        var diff = Oracle.MaxAbsDiff(all, cachedExpected);
         _out.WriteLine($"{variant} {image}: cached logits max abs diff {diff}");
         Assert.True(diff <= 1e-4, $"cached logits max abs diff {diff}");
     }
@@ -145,7 +146,7 @@ public sealed class GemvKernelModelTests
         var handledBefore = kernel.Handled;
         using var actual = session.Step([5, 9, 77]);
         Assert.Equal(7 * lm.Config.NumHiddenLayers + 1, kernel.Handled - handledBefore);
-        var diff = LlamaFixtures.MaxAbsDiff(actual, expected);
+        var diff = Oracle.MaxAbsDiff(actual, expected);
         Assert.True(diff <= LlamaFixtures.Fp32Tolerance(expected), $"3-row step vs libtorch: {diff}");
     }
 }
