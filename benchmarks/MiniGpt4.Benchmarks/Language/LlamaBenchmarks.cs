@@ -48,20 +48,10 @@ public class LlamaBenchmarks
     public void Setup()
     {
         set_num_threads(1);
-        var config = new LlamaConfig(4096, 11008, Layers, 32, 32, 1e-6, 10000, 2048, 32000, TieWordEmbeddings: false);
-        _lm = new LlamaForCausalLM(config, DType, CPU);
-        using (no_grad())
-        using (var g = new Generator(42))
-        {
-            foreach (var (name, p) in _lm.named_parameters())
-            {
-                if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
-                else p.normal_(0, 0.02, generator: g);
-            }
-        }
-        _prompt = Enumerable.Range(0, PromptTokens).Select(i => 3 + (i * 7919 % 31000)).ToArray();
+        _lm = BenchModels.RandomLlama(BenchModels.SevenBShape(Layers), DType);
+        _prompt = BenchModels.Prompt(PromptTokens);
         _session = _lm.CreateSession(Context + PromptTokens + 1);
-        for (var filled = 0; filled < Context; filled += PromptTokens) _session.PrefillTokens(_prompt).Dispose();
+        BenchModels.Fill(_session, _prompt, Context);
         Console.WriteLine($"// {DType}, {Layers} layer(s): decode weight bytes {WeightBytes} ({WeightBytes / 1e6:F1} MB)");
     }
 

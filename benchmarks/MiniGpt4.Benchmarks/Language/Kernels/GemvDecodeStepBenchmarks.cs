@@ -1,3 +1,4 @@
+using MiniGpt4.Benchmarks.Language;
 using BenchmarkDotNet.Attributes;
 using MiniGpt4.Language;
 using MiniGpt4.Language.Kernels;
@@ -37,21 +38,10 @@ public class GemvDecodeStepBenchmarks
     public void Setup()
     {
         set_num_threads(Threads);
-        var config = new LlamaConfig(4096, 11008, 1, 32, 32, 1e-6, 10000, 2048, 32000, TieWordEmbeddings: false);
-        _lm = new LlamaForCausalLM(config, DType, CPU);
-        using (no_grad())
-        using (var g = new Generator(42))
-        {
-            foreach (var (name, p) in _lm.named_parameters())
-            {
-                if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
-                else p.normal_(0, 0.02, generator: g);
-            }
-        }
+        _lm = BenchModels.RandomLlama(BenchModels.SevenBShape(1), DType);
         _lm.LinearKernel = Kernel == "gemv" ? new CpuGemvKernel() : TorchLinearKernel.Instance;
-        var prompt = Enumerable.Range(0, 128).Select(i => 3 + (i * 7919 % 31000)).ToArray();
         _session = _lm.CreateSession(Context + 1);
-        for (var filled = 0; filled < Context; filled += prompt.Length) _session.PrefillTokens(prompt).Dispose();
+        BenchModels.Fill(_session, BenchModels.Prompt(128), Context);
         Console.WriteLine($"// {DType} {Kernel}: decode weight bytes {WeightBytes} ({WeightBytes / 1e6:F1} MB)");
     }
 
@@ -101,20 +91,9 @@ public class GemvDecodeStepAbBenchmark
     public void Setup()
     {
         set_num_threads(Threads);
-        var config = new LlamaConfig(4096, 11008, 1, 32, 32, 1e-6, 10000, 2048, 32000, TieWordEmbeddings: false);
-        _lm = new LlamaForCausalLM(config, DType, CPU);
-        using (no_grad())
-        using (var g = new Generator(42))
-        {
-            foreach (var (name, p) in _lm.named_parameters())
-            {
-                if (name.EndsWith("norm.weight", StringComparison.Ordinal)) p.fill_(1.0);
-                else p.normal_(0, 0.02, generator: g);
-            }
-        }
-        var prompt = Enumerable.Range(0, 128).Select(i => 3 + (i * 7919 % 31000)).ToArray();
+        _lm = BenchModels.RandomLlama(BenchModels.SevenBShape(1), DType);
         _session = _lm.CreateSession(Context + 1);
-        for (var filled = 0; filled < Context; filled += prompt.Length) _session.PrefillTokens(prompt).Dispose();
+        BenchModels.Fill(_session, BenchModels.Prompt(128), Context);
     }
 
     /// <summary>Prints the per-kernel times and frees the model.</summary>
