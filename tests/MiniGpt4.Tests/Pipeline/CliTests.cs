@@ -22,8 +22,10 @@ public class CliTests
     }
 
     [SkippableTheory]
+    [InlineData("vicuna0", "a_gradient_shapes_640x480.png", "rp_1.0")]
     [InlineData("vicuna0", "b_tall_100x300.jpg", "rp_1.05")]
     [InlineData("llama2", "a_gradient_shapes_640x480.png", "rp_1.05")]
+    [InlineData("llama2", "b_tall_100x300.jpg", "rp_1.0")]
     public void Generate_json_matches_reference(string variant, string image, string run)
     {
         var chat = Oracle.Reference["variants"]![variant]!["chat"]![image]!;
