@@ -60,6 +60,11 @@ internal static class RealSizeRun
             session.AddImage(ImageInput.FromFile(image));
             enc.Stop();
             var afterImage = (Status("VmRSS"), Status("VmHWM"));
+            if (args.Contains("--trim"))
+            {
+                MallocTrim(0);
+                Console.WriteLine($"  RSS after image then malloc_trim: {Status("VmRSS") / 1e9:F2} GB");
+            }
             var r = await session.AskAsync("Describe this image in detail.", options);
             Console.WriteLine($"  RSS/peak after image {afterImage.Item1 / 1e9:F2}/{afterImage.Item2 / 1e9:F2} GB, after answer {Status("VmRSS") / 1e9:F2}/{Status("VmHWM") / 1e9:F2} GB");
             Console.WriteLine($"run {run + 1}: image encode {enc.Elapsed.TotalMilliseconds:F0} ms; prefill {r.Usage.PromptTokens} positions {r.Timings.PrefillMilliseconds:F0} ms; " +
@@ -128,6 +133,9 @@ internal static class RealSizeRun
             });
         }
     }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
+    private static extern int MallocTrim(nuint pad);
 
     private static long DirBytes(string dir, string pattern = "*") =>
         Directory.EnumerateFiles(dir, pattern, SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length);
