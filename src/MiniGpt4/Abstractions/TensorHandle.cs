@@ -36,6 +36,15 @@ public abstract class TensorHandle : IDisposable
         return Tensor.detach().to(torch.ScalarType.Float32).cpu().contiguous().data<float>().ToArray();
     }
 
+    private protected static torch.Tensor FromValues(ReadOnlySpan<float> values, int rows, int width)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(rows);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(width);
+        if (values.Length != (long)rows * width)
+            throw new ArgumentException($"Expected {(long)rows * width} values for [{rows}, {width}], got {values.Length}.", nameof(values));
+        return torch.tensor(values.ToArray(), new long[] { 1, rows, width });
+    }
+
     /// <summary>Frees the tensor.</summary>
     public void Dispose()
     {
@@ -48,12 +57,26 @@ public abstract class TensorHandle : IDisposable
 public sealed class VisionFeatures : TensorHandle
 {
     internal VisionFeatures(torch.Tensor tensor) : base(tensor) { }
+
+    /// <summary>
+    /// Features from plain values (row-major <c>[tokens, width]</c>, float32, on the CPU), for an
+    /// <see cref="IVisionEncoder"/> of your own. The projector moves them to its device.
+    /// </summary>
+    public static VisionFeatures FromArray(ReadOnlySpan<float> values, int tokens, int width) =>
+        new(FromValues(values, tokens, width));
 }
 
 /// <summary>Image embeddings in the language model's space: <c>[1, image tokens, hidden]</c>.</summary>
 public sealed class ImageEmbeddings : TensorHandle
 {
     internal ImageEmbeddings(torch.Tensor tensor) : base(tensor) { }
+
+    /// <summary>
+    /// Embeddings from plain values (row-major <c>[tokens, hidden]</c>, float32, on the CPU), for an
+    /// <see cref="IProjector"/> of your own. The language model converts them to its dtype and device.
+    /// </summary>
+    public static ImageEmbeddings FromArray(ReadOnlySpan<float> values, int tokens, int hidden) =>
+        new(FromValues(values, tokens, hidden));
 
     /// <summary>Number of positions these embeddings take in the prompt.</summary>
     public int TokenCount => (int)Shape[^2];

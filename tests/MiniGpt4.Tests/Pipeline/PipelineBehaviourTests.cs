@@ -311,3 +311,47 @@ public class AbandonedStreamTests : IClassFixture<TinyPipelines>
             p.AskAsync(ImageInput.FromFile(Fixtures.Require("oracle/images/a_gradient_shapes_640x480.png")), "Hi", GenerationOptions.Greedy, cts.Token));
     }
 }
+
+/// <summary>Components are replaceable through the public interfaces and plain arrays alone.</summary>
+public class ReplaceableComponentTests(TinyPipelines tiny) : IClassFixture<TinyPipelines>
+{
+    /// <summary>A vision encoder of "our own": it returns the oracle's EVA output for image a.</summary>
+    private sealed class RecordedVisionEncoder : IVisionEncoder
+    {
+        public int ImageSize => 224;
+        public int Calls { get; private set; }
+
+        public VisionFeatures Encode(ImageInput image, CancellationToken cancellationToken = default)
+        {
+            Calls++;
+            var vit = Oracle.Array(Oracle.Reference["variants"]!["vicuna0"]!["encode"]!["a_gradient_shapes_640x480.png"]!["files"]!["vit_out"]!.GetValue<string>());
+            return VisionFeatures.FromArray(vit.ToFloat(), (int)vit.Shape[1], (int)vit.Shape[2]);
+        }
+
+        public void Dispose() { }
+    }
+
+    [SkippableFact]
+    public async Task A_custom_vision_encoder_plugs_into_the_real_projector_and_language_model()
+    {
+        var loaded = tiny.Get("vicuna0");
+        var encoder = new RecordedVisionEncoder();
+        using var composed = new MiniGptPipeline(ModelVariant.MiniGpt4Vicuna0, encoder, loaded.Projector, loaded.LanguageModel, ownsComponents: false);
+        var chat = Oracle.Reference["variants"]!["vicuna0"]!["chat"]!["a_gradient_shapes_640x480.png"]!;
+        var r = await composed.AskAsync(ImageInput.FromRgb(1, 1, new byte[3]), chat["question"]!.GetValue<string>(),
+            GenerationOptions.Greedy with { MaxNewTokens = 20, UseTemplateStops = false });
+        Assert.Equal(1, encoder.Calls);
+        Assert.Equal(Oracle.Ints(chat["runs"]!["rp_1.0"]!["generated_ids"]), r.TokenIds);
+        Assert.Equal(chat["runs"]!["rp_1.0"]!["chat_answer_text"]!.GetValue<string>(), r.Text);
+    }
+
+    [Fact]
+    public void Handles_from_arrays_check_their_shape()
+    {
+        Assert.Throws<ArgumentException>(() => ImageEmbeddings.FromArray(new float[10], 3, 4));
+        using var e = ImageEmbeddings.FromArray(new float[12], 3, 4);
+        Assert.Equal(new long[] { 1, 3, 4 }, e.Shape);
+        Assert.Equal(3, e.TokenCount);
+        Assert.Equal(new float[12], e.ToArray());
+    }
+}
