@@ -6,7 +6,8 @@
 # Why: libLibTorchSharp.so is built against GCC 13's libstdc++ (symbol version
 # GLIBCXX_3.4.32). Debian 12 ships 3.4.30, so the library fails to load there. Debian
 # trixie's libstdc++6 provides it; we add trixie as an apt source pinned *below* the
-# default release so nothing else on the machine moves, then install just libstdc++6.
+# default release, so nothing comes from it unless asked, then install libstdc++6 from it
+# (which brings what it requires: libc6 2.41, the GCC 14 runtime libraries, dpkg, ...).
 set -euo pipefail
 
 say() { printf '[bootstrap] %s\n' "$*"; }
