@@ -76,25 +76,17 @@ public sealed class ChatSession : IDisposable
         {
             _conversation.Ask(question);
             var turn = _pipeline.BuildPrompt(_conversation, _images, options);
-            var raw = new System.Text.StringBuilder();
+            var stream = new AnswerStreamCut(); // what the reference keeps: the text before the first "###"
             var tokens = new List<int>();
-            var emitted = 0;
             GenerationUpdate? last = null;
             await foreach (var u in _pipeline.LanguageModel.GenerateAsync(turn.Sequence, turn.Options, _cache, cancellationToken).ConfigureAwait(false))
             {
-                raw.Append(u.Text);
                 tokens.AddRange(u.TokenIds);
                 last = u;
-                // Stream what the reference would keep: the text before the first "###".
-                var visible = VisibleLength(raw);
-                if (visible > emitted)
-                {
-                    var delta = raw.ToString(emitted, visible - emitted);
-                    emitted = visible;
-                    yield return delta;
-                }
+                var delta = stream.Push(u.Text);
+                if (delta.Length > 0) yield return delta;
             }
-            var rawText = raw.ToString();
+            var rawText = stream.Raw;
             var answer = AnswerPostProcessor.Process(rawText);
             _conversation.AddAnswer(answer);
             committed = true;
@@ -113,22 +105,14 @@ public sealed class ChatSession : IDisposable
                 SequenceScore = last.SequenceScore,
             };
             _pendingImageMs = 0;
+            var tail = stream.Finish();
+            if (tail.Length > 0) yield return tail;
         }
         finally
         {
             if (!committed) Rollback(messagesBefore, lastBefore);
             _busy = false;
         }
-    }
-
-    private static int VisibleLength(System.Text.StringBuilder raw)
-    {
-        var s = raw.ToString();
-        var cut = s.IndexOf("###", StringComparison.Ordinal);
-        if (cut >= 0) return cut;
-        // Hold back a trailing "#" or "##" that may become "###".
-        var hold = s.EndsWith("##", StringComparison.Ordinal) ? 2 : s.EndsWith('#') ? 1 : 0;
-        return s.Length - hold;
     }
 
     private void Rollback(int count, ConversationMessage? lastBefore) => _conversation.Restore(count, lastBefore);

@@ -90,3 +90,35 @@ public class PromptTemplateTests
         Assert.True(n >= 8);
     }
 }
+
+public class StreamCutTests
+{
+    /// <summary>Streams <paramref name="deltas"/> through the cut and returns what was sent.</summary>
+    private static string Stream(IEnumerable<string> deltas)
+    {
+        var cut = new AnswerStreamCut();
+        var sent = new System.Text.StringBuilder();
+        foreach (var d in deltas)
+        {
+            sent.Append(cut.Push(d));
+            Assert.StartsWith(sent.ToString(), cut.Raw); // sent text is never taken back
+        }
+        return sent.Append(cut.Finish()).ToString();
+    }
+
+    [Theory]
+    [InlineData("a red circle###Human: more")]
+    [InlineData("###")]
+    [InlineData("a # b ## c ### d ### e")]
+    [InlineData("ends with ##")]
+    [InlineData("no marker at all")]
+    [InlineData("#a##b###")]
+    public void Streamed_text_is_what_precedes_the_first_marker_for_every_split(string text)
+    {
+        var cut = text.IndexOf("###", StringComparison.Ordinal);
+        var expected = cut >= 0 ? text[..cut] : text;
+        Assert.Equal(expected, Stream(text.Select(c => c.ToString())));     // one char at a time
+        for (var i = 0; i <= text.Length; i++)
+            Assert.Equal(expected, Stream(new[] { text[..i], text[i..] })); // every two-piece split
+    }
+}
