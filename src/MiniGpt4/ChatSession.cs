@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using MiniGpt4.Abstractions;
+using MiniGpt4.Generation;
 using MiniGpt4.Prompting;
 
 namespace MiniGpt4;
@@ -9,7 +10,9 @@ namespace MiniGpt4;
 /// A conversation about one or more images, with the reference's semantics: each turn re-renders and
 /// re-tokenizes the whole conversation as MiniGPT-4's <c>Chat</c> does, but keys/values already in this
 /// session's cache are reused for the longest common token prefix, so only the rest is prefilled.
-/// Images are encoded once. Not thread-safe: one turn at a time. Dispose to free the cache and images.
+/// Images are encoded once. One turn at a time. Each turn is admitted by the pipeline (a slot and its
+/// memory); between turns the cache may be evicted to make room for other requests, which costs a longer
+/// prefill next turn but never changes an answer. Dispose to free the cache and images.
 /// </summary>
 public sealed class ChatSession : IDisposable
 {
@@ -18,7 +21,8 @@ public sealed class ChatSession : IDisposable
     private readonly List<ImageEmbeddings> _images = new();
     private readonly LanguageModelCache _cache;
     private double _pendingImageMs;
-    private bool _busy, _disposed;
+    private int _busy;
+    private bool _disposed;
 
     internal ChatSession(MiniGptPipeline pipeline)
     {
@@ -36,19 +40,37 @@ public sealed class ChatSession : IDisposable
     /// <summary>Positions held by the session's key/value cache.</summary>
     public int CachedTokens => _cache.Length;
 
+    internal LanguageModelCache Cache => _cache;
+
     /// <summary>Adds an image to the conversation (<c>Chat.upload_img</c> + <c>encode_img</c>): it is encoded now, once.</summary>
     /// <exception cref="MiniGptImageException">The image cannot be decoded or is refused; the session is unchanged.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled; the session is unchanged.</exception>
     public void AddImage(ImageInput image, CancellationToken cancellationToken = default)
+        => AddImageAsync(image, cancellationToken).GetAwaiter().GetResult();
+
+    /// <summary>Adds an image to the conversation; it is decoded and encoded now, inside the pipeline's admission.</summary>
+    /// <exception cref="MiniGptImageException">The image cannot be decoded or is refused; the session is unchanged.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled; the session is unchanged.</exception>
+    public async Task AddImageAsync(ImageInput image, CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        var sw = Stopwatch.StartNew();
-        var embeddings = _pipeline.EncodeImage(image, cancellationToken);
-        _images.Add(embeddings);
-        _conversation.AddImage();
-        _pendingImageMs += sw.Elapsed.TotalMilliseconds;
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(image);
+        EnterTurn();
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            var embeddings = await _pipeline.EncodeImageAsync(image, cancellationToken).ConfigureAwait(false);
+            _images.Add(embeddings);
+            _conversation.AddImage();
+            _pendingImageMs += sw.Elapsed.TotalMilliseconds;
+        }
+        finally { ExitTurn(); }
     }
 
     /// <summary>Asks a question and returns the whole answer.</summary>
+    /// <exception cref="OperationCanceledException">Cancelled: the history and the cache stay as they were.</exception>
+    /// <exception cref="MiniGptContextLengthException">The conversation plus MaxNewTokens does not fit the context.</exception>
+    /// <exception cref="MiniGptQueueFullException">Too many requests are waiting.</exception>
     public async Task<MiniGptResponse> AskAsync(string question, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         await foreach (var _ in StreamAsync(question, options, cancellationToken).ConfigureAwait(false)) { }
@@ -58,24 +80,28 @@ public sealed class ChatSession : IDisposable
     /// <summary>
     /// Asks a question and streams the answer's text as it is generated (cut at <c>###</c>, like the
     /// answer the reference keeps). <see cref="LastResponse"/> holds the finished answer afterwards.
-    /// Cancelling ends the stream early; the partial answer is kept with finish reason Cancelled.
+    /// Cancelling throws <see cref="OperationCanceledException"/> within one decoding step; the turn is
+    /// then undone (history and cache as before). A stream that is dropped unread holds no lock.
     /// </summary>
     public async IAsyncEnumerable<string> StreamAsync(string question, GenerationOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(question);
         options ??= new GenerationOptions();
         options.Validate();
-        if (_busy) throw new InvalidOperationException("A turn is already running in this chat session.");
-        _busy = true;
+        EnterTurn();
         var messagesBefore = _conversation.Messages.Count;
         var lastBefore = messagesBefore > 0 ? _conversation.Messages[^1] : null;
         var committed = false;
+        AdmissionLease? lease = null;
         try
         {
             _conversation.Ask(question);
             var turn = _pipeline.BuildPrompt(_conversation, _images, options);
+            var positions = turn.Sequence.Length - turn.Sequence.SkipLeft;
+            lease = await _pipeline.Admission.AdmitAsync(_pipeline.EstimateAnswerBytes(positions, options), "This answer", cancellationToken).ConfigureAwait(false);
+            if (_cache is IEvictable held) _pipeline.Admission.Forget(held);
             var stream = new AnswerStreamCut(); // what the reference keeps: the text before the first "###"
             var tokens = new List<int>();
             GenerationUpdate? last = null;
@@ -90,16 +116,14 @@ public sealed class ChatSession : IDisposable
             var answer = AnswerPostProcessor.Process(rawText);
             _conversation.AddAnswer(answer);
             committed = true;
-            var usage = last!.Usage!;
-            var t = last.Timings!;
             LastResponse = new MiniGptResponse
             {
                 Text = answer,
                 RawText = rawText,
                 TokenIds = tokens.ToArray(),
-                FinishReason = last.FinishReason!.Value,
-                Usage = usage,
-                Timings = t with { ImageEncodeMilliseconds = _pendingImageMs },
+                FinishReason = last!.FinishReason!.Value,
+                Usage = last.Usage!,
+                Timings = last.Timings! with { ImageEncodeMilliseconds = _pendingImageMs },
                 Prompt = turn.Prompt,
                 SegmentIds = turn.SegmentIds,
                 SequenceScore = last.SequenceScore,
@@ -110,18 +134,36 @@ public sealed class ChatSession : IDisposable
         }
         finally
         {
-            if (!committed) Rollback(messagesBefore, lastBefore);
-            _busy = false;
+            if (!committed) _conversation.Restore(messagesBefore, lastBefore);
+            if (lease is not null)
+            {
+                if (_cache is IEvictable kept && !_disposed) _pipeline.Admission.MarkIdle(kept);
+                lease.Dispose();
+            }
+            ExitTurn();
         }
     }
 
-    private void Rollback(int count, ConversationMessage? lastBefore) => _conversation.Restore(count, lastBefore);
+    private void EnterTurn()
+    {
+        if (Interlocked.Exchange(ref _busy, 1) != 0)
+            throw new InvalidOperationException("A turn is already running in this chat session (one turn at a time).");
+    }
 
-    /// <summary>Frees the cache and the encoded images.</summary>
+    private void ExitTurn() => Volatile.Write(ref _busy, 0);
+
+    private void ThrowIfDisposed()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(_pipeline.IsDisposed, _pipeline);
+    }
+
+    /// <summary>Frees the cache and the encoded images. A second call does nothing.</summary>
     public void Dispose()
     {
         if (_disposed) return;
         _disposed = true;
+        if (_cache is IEvictable held) _pipeline.Admission.Forget(held);
         _cache.Dispose();
         foreach (var img in _images) img.Dispose();
         _images.Clear();

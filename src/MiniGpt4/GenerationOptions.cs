@@ -53,10 +53,19 @@ public sealed record GenerationOptions
     public bool UseTemplateStops { get; init; } = true;
 
     /// <summary>
-    /// The reference's <c>max_length</c> (2000): when prompt plus <see cref="MaxNewTokens"/> exceeds it, the
-    /// prompt embeddings are cut from the left, as <c>Chat.answer_prepare</c> does. Reported in the usage.
+    /// The reference's <c>max_length</c> (2000): the most positions (prompt plus <see cref="MaxNewTokens"/>) one
+    /// answer may use; the model's own context length bounds it too. What happens to a longer prompt is
+    /// <see cref="TruncatePromptFromLeft"/>'s choice.
     /// </summary>
     public int MaxContextLength { get; init; } = 2000;
+
+    /// <summary>
+    /// When the prompt plus <see cref="MaxNewTokens"/> exceeds <see cref="MaxContextLength"/>: false (the default)
+    /// refuses the request with <see cref="MiniGptContextLengthException"/>; true cuts the prompt's embeddings
+    /// from the left as the reference's <c>Chat.answer_prepare</c> does (which can cut an image or the
+    /// system prompt; the cut positions are reported in <see cref="MiniGptUsage.TruncatedPromptTokens"/>).
+    /// </summary>
+    public bool TruncatePromptFromLeft { get; init; }
 
     /// <summary>Greedy decoding with the reference's greedy settings (repetition penalty 1.0).</summary>
     public static GenerationOptions Greedy { get; } = new() { DoSample = false, RepetitionPenalty = 1.0f };
@@ -89,7 +98,10 @@ public enum MiniGptFinishReason
     Stop,
     /// <summary>The maximum number of new tokens was reached.</summary>
     Length,
-    /// <summary>The request was cancelled; the tokens so far are returned.</summary>
+    /// <summary>
+    /// Not produced any more: a cancelled request throws <see cref="OperationCanceledException"/> (kept so that
+    /// code which names it still compiles).
+    /// </summary>
     Cancelled,
 }
 
@@ -159,9 +171,48 @@ public sealed record MiniGptLoadOptions
 
     /// <summary>
     /// Most positions (prompt plus new tokens) a session's KV cache holds; default and upper bound: the model's
-    /// <c>max_position_embeddings</c>. The cache's memory is reserved, not touched, until positions are written.
+    /// <c>max_position_embeddings</c>. A cache grows by need: each answer reserves its prompt plus
+    /// <see cref="GenerationOptions.MaxNewTokens"/> positions, not the whole context.
     /// </summary>
     public int? ContextLength { get; init; }
+
+    /// <summary>Requests (answers, image encodings) that run at once; more wait in the queue. Default 8.</summary>
+    public int MaxConcurrentRequests { get; init; } = 8;
+
+    /// <summary>
+    /// Requests that may wait for a slot or for memory; one more is refused at once with
+    /// <see cref="MiniGptQueueFullException"/> (a server's 429). Default 16.
+    /// </summary>
+    public int MaxQueuedRequests { get; init; } = 16;
+
+    /// <summary>
+    /// Bytes that running requests (KV cache for prompt plus new tokens, image buffers) and the caches idle
+    /// conversations keep may hold together, beyond the weights. A request waits until its share is free
+    /// (idle caches are evicted first, least recently used); one larger than the whole budget is refused with
+    /// <see cref="MiniGptCapacityException"/>. Null (the default): a quarter of the memory available to the process.
+    /// </summary>
+    public long? MemoryBudgetBytes { get; init; }
+
+    /// <summary>The default <see cref="MemoryBudgetBytes"/>: a quarter of the memory available to the process.</summary>
+    public static long DefaultMemoryBudgetBytes() => Math.Max(256L << 20, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4);
+
+    /// <summary>Checks every value once, before anything is loaded; throws <see cref="MiniGptConfigurationException"/>.</summary>
+    internal MiniGptLoadOptions Validate()
+    {
+        static void Check(bool ok, string message)
+        {
+            if (!ok) throw new MiniGptConfigurationException("MiniGptLoadOptions: " + message);
+        }
+        Check(!string.IsNullOrWhiteSpace(Device), "Device must be cpu, cuda or cuda:N.");
+        Check(Enum.IsDefined(DType), $"DType {DType} is not a MiniGptDType.");
+        Check(Threads is null or > 0, $"Threads must be positive (got {Threads}).");
+        Check(ContextLength is null or > 0, $"ContextLength must be positive (got {ContextLength}).");
+        Check(MaxConcurrentRequests > 0, $"MaxConcurrentRequests must be positive (got {MaxConcurrentRequests}).");
+        Check(MaxQueuedRequests >= 0, $"MaxQueuedRequests must not be negative (got {MaxQueuedRequests}).");
+        Check(MemoryBudgetBytes is null or > 0, $"MemoryBudgetBytes must be positive (got {MemoryBudgetBytes}).");
+        Check(Images is not null, "Images must not be null.");
+        return this;
+    }
 }
 
 /// <summary>Progress of a long operation such as loading.</summary>

@@ -37,3 +37,75 @@ public sealed class MiniGptConfigurationException : MiniGptException
     /// <summary>Creates the exception.</summary>
     public MiniGptConfigurationException(string message, Exception? inner = null) : base(message, inner) { }
 }
+
+/// <summary>
+/// The request was refused because the queue of waiting requests is full
+/// (<see cref="MiniGptLoadOptions.MaxQueuedRequests"/>); nothing was done. A server answers 429 and
+/// the client retries later.
+/// </summary>
+public sealed class MiniGptQueueFullException : MiniGptException
+{
+    /// <summary>Creates the exception.</summary>
+    public MiniGptQueueFullException(string message, int queueDepth) : base(message) => QueueDepth = queueDepth;
+
+    /// <summary>Requests that were waiting when this one was refused.</summary>
+    public int QueueDepth { get; }
+}
+
+/// <summary>
+/// The request needs more memory (KV cache for its prompt plus new tokens, image buffers) than the
+/// pipeline's whole budget (<see cref="MiniGptLoadOptions.MemoryBudgetBytes"/>): it can never run, so it is
+/// refused at once instead of waiting.
+/// </summary>
+public sealed class MiniGptCapacityException : MiniGptException
+{
+    /// <summary>Creates the exception.</summary>
+    public MiniGptCapacityException(string message, long requestedBytes, long budgetBytes) : base(message)
+    {
+        RequestedBytes = requestedBytes; BudgetBytes = budgetBytes;
+    }
+
+    /// <summary>What the request would reserve.</summary>
+    public long RequestedBytes { get; }
+
+    /// <summary>The pipeline's memory budget.</summary>
+    public long BudgetBytes { get; }
+}
+
+/// <summary>
+/// The prompt plus <see cref="GenerationOptions.MaxNewTokens"/> does not fit the context
+/// (<see cref="GenerationOptions.MaxContextLength"/> or the model's own). By default the request is refused
+/// rather than cut from the left as the reference does (which can drop an image); set
+/// <see cref="GenerationOptions.TruncatePromptFromLeft"/> for the reference's behaviour.
+/// </summary>
+public sealed class MiniGptContextLengthException : MiniGptException
+{
+    /// <summary>Creates the exception.</summary>
+    public MiniGptContextLengthException(string message, int promptTokens, int maxNewTokens, int contextLength) : base(message)
+    {
+        PromptTokens = promptTokens; MaxNewTokens = maxNewTokens; ContextLength = contextLength;
+    }
+
+    /// <summary>Positions of the prompt (text tokens plus image embeddings).</summary>
+    public int PromptTokens { get; }
+
+    /// <summary>The requested maximum of new tokens.</summary>
+    public int MaxNewTokens { get; }
+
+    /// <summary>The context the two had to fit in.</summary>
+    public int ContextLength { get; }
+}
+
+/// <summary>
+/// The model produced non-finite logits (NaN or infinity): its weights or inputs are broken
+/// (for example NaN weights in a checkpoint, or a float16 overflow). Raised at the step where it
+/// happens instead of returning a meaningless token.
+/// </summary>
+public sealed class MiniGptNumericsException : MiniGptException
+{
+    /// <summary>Creates the exception.</summary>
+    public MiniGptNumericsException(string message, int step) : base(message) => Step = step;
+
+    /// <summary>The generation step (0 = the logits after the prompt).</summary>
+    public int Step { get; }
+}

@@ -8,13 +8,17 @@ namespace MiniGpt4;
 /// MiniGPT-4 behind one object: a vision encoder, a projector and a language model composed with the
 /// variant's prompt template. Load a released model with <see cref="LoadAsync(string, MiniGptLoadOptions?, IProgress{MiniGptProgress}?, CancellationToken)"/>, then ask questions
 /// about images with <c>AskAsync</c> / <c>StreamAsync</c>, or hold a conversation with
-/// <see cref="CreateSession"/>. Thread-safe: concurrent requests are served one generation at a time.
+/// <see cref="CreateSession"/>. Thread-safe: concurrent requests are admitted up to
+/// <see cref="MiniGptLoadOptions.MaxConcurrentRequests"/> and within <see cref="MiniGptLoadOptions.MemoryBudgetBytes"/>
+/// (more wait in a bounded queue), and their native calls interleave step by step.
+/// Disposing it while requests run is safe: they end with <see cref="ObjectDisposedException"/>.
 /// </summary>
 public sealed class MiniGptPipeline : IDisposable
 {
     private readonly bool _ownsComponents;
     private readonly Lazy<IReadOnlyList<IReadOnlyList<int>>> _templateStops;
-    private bool _disposed;
+    private readonly long _imageBytes;
+    private int _disposed;
 
     /// <summary>Composes a pipeline from components (for example your own implementations).</summary>
     /// <param name="variant">Selects the prompt template and template stops.</param>
@@ -23,6 +27,12 @@ public sealed class MiniGptPipeline : IDisposable
     /// <param name="languageModel">The language model.</param>
     /// <param name="ownsComponents">Dispose the components with the pipeline.</param>
     public MiniGptPipeline(ModelVariant variant, IVisionEncoder? visionEncoder, IProjector? projector, ILanguageModel languageModel, bool ownsComponents = true)
+        : this(variant, visionEncoder, projector, languageModel, ownsComponents, new MiniGptLoadOptions())
+    {
+    }
+
+    internal MiniGptPipeline(ModelVariant variant, IVisionEncoder? visionEncoder, IProjector? projector, ILanguageModel languageModel,
+        bool ownsComponents, MiniGptLoadOptions options)
     {
         ArgumentNullException.ThrowIfNull(languageModel);
         if ((visionEncoder is null) != (projector is null))
@@ -33,6 +43,8 @@ public sealed class MiniGptPipeline : IDisposable
         LanguageModel = languageModel;
         Template = ConversationTemplate.For(variant);
         _ownsComponents = ownsComponents;
+        Admission = new Generation.RequestAdmission(Generation.AdmissionLimits.From(options.Validate()));
+        _imageBytes = EstimateImageBytes(options.Images, visionEncoder?.ImageSize ?? 0);
         _templateStops = new Lazy<IReadOnlyList<IReadOnlyList<int>>>(() => DemoStops
             .Where(s => s.Ids.Select((id, i) => id < languageModel.VocabSize && languageModel.TokenPiece(id) == s.Pieces[i]).All(ok => ok))
             .Select(s => (IReadOnlyList<int>)s.Ids).ToArray());
@@ -51,6 +63,30 @@ public sealed class MiniGptPipeline : IDisposable
     public ILanguageModel LanguageModel { get; }
 
     internal ConversationTemplate Template { get; }
+
+    /// <summary>Admission of this pipeline's requests (slots, queue, memory budget).</summary>
+    internal Generation.RequestAdmission Admission { get; }
+
+    /// <summary>Requests waiting for admission now.</summary>
+    public int QueuedRequests => Admission.QueueDepth;
+
+    /// <summary>Requests running now.</summary>
+    public int ActiveRequests => Admission.ActiveRequests;
+
+    internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
+
+    /// <summary>
+    /// What decoding, preprocessing and encoding one image may hold at once: the decoded pixels at the
+    /// pixel budget (4 bytes each), the float32 pixel tensor and a margin for the encoder's activations.
+    /// </summary>
+    private static long EstimateImageBytes(ImageDecodingOptions images, int imageSize)
+        => images.MaxPixels * 4 + 3L * imageSize * imageSize * 4 * 8 + (16L << 20);
+
+    /// <summary>KV cache bytes one answer may reserve: (prompt + new tokens) positions per beam.</summary>
+    internal long EstimateAnswerBytes(int promptPositions, GenerationOptions options)
+        => LanguageModel is Models.LlamaLanguageModel lm
+            ? lm.KvBytesPerPosition * (promptPositions + options.MaxNewTokens) * options.NumBeams
+            : 0;
 
     /// <summary>
     /// Loads a model from a manifest (<c>minigpt4.json</c>, or a folder holding one, or a plain Hugging Face
@@ -75,10 +111,13 @@ public sealed class MiniGptPipeline : IDisposable
     }
 
     /// <summary>Asks one question about one image.</summary>
+    /// <exception cref="OperationCanceledException">Cancelled; nothing is returned.</exception>
+    /// <exception cref="MiniGptQueueFullException">Too many requests are waiting.</exception>
+    /// <exception cref="MiniGptContextLengthException">The prompt plus MaxNewTokens does not fit the context.</exception>
     public async Task<MiniGptResponse> AskAsync(ImageInput image, string question, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
         using var session = CreateSession();
-        session.AddImage(image, cancellationToken);
+        await session.AddImageAsync(image, cancellationToken).ConfigureAwait(false);
         return await session.AskAsync(question, options, cancellationToken).ConfigureAwait(false);
     }
 
@@ -87,7 +126,7 @@ public sealed class MiniGptPipeline : IDisposable
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
         using var session = CreateSession();
-        session.AddImage(image, cancellationToken);
+        await session.AddImageAsync(image, cancellationToken).ConfigureAwait(false);
         await foreach (var delta in session.StreamAsync(question, options, cancellationToken).ConfigureAwait(false))
             yield return delta;
     }
@@ -95,17 +134,24 @@ public sealed class MiniGptPipeline : IDisposable
     /// <summary>Starts a conversation. Dispose it when done.</summary>
     public ChatSession CreateSession()
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
         return new ChatSession(this);
     }
 
-    internal ImageEmbeddings EncodeImage(ImageInput image, CancellationToken ct)
+    /// <summary>Decodes, preprocesses, encodes and projects one image inside the pipeline's admission.</summary>
+    internal async Task<ImageEmbeddings> EncodeImageAsync(ImageInput image, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(image);
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
         if (VisionEncoder is null || Projector is null)
             throw new InvalidOperationException("This pipeline has no vision encoder (it was loaded for text only).");
-        using var features = VisionEncoder.Encode(image, ct);
-        return Projector.Project(features);
+        using var lease = await Admission.AdmitAsync(_imageBytes, "Encoding an image", ct).ConfigureAwait(false);
+        return await Task.Run(() =>
+        {
+            using var features = VisionEncoder.Encode(image, ct);
+            ct.ThrowIfCancellationRequested();
+            return Projector.Project(features);
+        }, ct).ConfigureAwait(false);
     }
 
     /// <summary>A rendered turn: the prompt, its text segments' ids, what the language model is fed.</summary>
@@ -118,13 +164,13 @@ public sealed class MiniGptPipeline : IDisposable
     /// </summary>
     internal Turn BuildPrompt(Conversation conversation, IReadOnlyList<ImageEmbeddings> images, GenerationOptions options)
     {
-        var prompt = Template.Render(conversation.Messages);
-        var segments = prompt.Split(ConversationTemplate.ImagePlaceholder);
-        if (segments.Length != images.Count + 1)
-            throw new InvalidOperationException($"The prompt has {segments.Length - 1} image placeholders but the session holds {images.Count} images.");
+        var prompt = Template.Render(conversation.Messages, out var imageOffsets);
+        if (imageOffsets.Count != images.Count)
+            throw new InvalidOperationException($"The conversation has {imageOffsets.Count} image messages but the session holds {images.Count} images.");
+        var segments = ConversationTemplate.SplitAtImages(prompt, imageOffsets);
         var ids = new List<IReadOnlyList<int>>();
         var seq = new PromptSequence();
-        for (var i = 0; i < segments.Length; i++)
+        for (var i = 0; i < segments.Count; i++)
         {
             var segIds = LanguageModel.Tokenize(segments[i], addBos: i == 0);
             ids.Add(segIds);
@@ -132,7 +178,16 @@ public sealed class MiniGptPipeline : IDisposable
             if (i < images.Count) seq.AddImage(images[i]);
         }
         var current = seq.Length + options.MaxNewTokens;
-        if (current > options.MaxContextLength) seq.SkipLeft = current - options.MaxContextLength;
+        if (current > options.MaxContextLength)
+        {
+            if (!options.TruncatePromptFromLeft)
+                throw new MiniGptContextLengthException(
+                    $"The prompt ({seq.Length} positions, {images.Count} image(s) included) plus MaxNewTokens ({options.MaxNewTokens}) exceeds " +
+                    $"MaxContextLength ({options.MaxContextLength}). Shorten the question or the conversation, lower MaxNewTokens, or set " +
+                    "TruncatePromptFromLeft for the reference's left truncation (which can cut an image).",
+                    seq.Length, options.MaxNewTokens, options.MaxContextLength);
+            seq.SkipLeft = current - options.MaxContextLength;
+        }
         var effective = options;
         if (options.UseTemplateStops && Variant != ModelVariant.MiniGptV2 && _templateStops.Value.Count > 0)
             effective = options with { StopTokenSequences = options.StopTokenSequences.Concat(_templateStops.Value).ToArray() };
@@ -152,11 +207,14 @@ public sealed class MiniGptPipeline : IDisposable
         (new[] { 2277, 29937 }, new[] { "##", "#" }),
     };
 
-    /// <summary>Frees the components (when owned).</summary>
+    /// <summary>
+    /// Frees the components (when owned). Safe while requests run: it waits for the native call in flight,
+    /// and the requests end with <see cref="ObjectDisposedException"/>; a second call does nothing.
+    /// </summary>
     public void Dispose()
     {
-        if (_disposed) return;
-        _disposed = true;
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        Admission.Close();
         if (!_ownsComponents) return;
         VisionEncoder?.Dispose();
         Projector?.Dispose();

@@ -57,7 +57,7 @@ internal sealed class BeamSearch : IDisposable
         _work = new float[_k * _vocab];
         _topValues = new float[2 * _k];
         _topIndices = new int[2 * _k];
-        using (torch.no_grad()) LogitsRows.CopyTo(firstLogits, 1, _vocab, _logProbs, logSoftmax: true);
+        using (torch.no_grad()) LogitsRows.CopyTo(firstLogits, 1, _vocab, _logProbs, step: 0, logSoftmax: true);
         _tokens = new List<int>[_k];
         _penalised = new PenalisedIds[_k];
         _beamScores = new float[_k];
@@ -164,7 +164,7 @@ internal sealed class BeamSearch : IDisposable
         _modelRows = _k;
         using var logits = _model.Step(_feedTokens);
         modelSteps++;
-        LogitsRows.CopyTo(logits, _k, _vocab, _logProbs, logSoftmax: true);
+        LogitsRows.CopyTo(logits, _k, _vocab, _logProbs, step: _tokens[0].Count, logSoftmax: true);
         for (int b = 0; b < _k; b++) _rowOfBeam[b] = b;
         _feedRows = _feedTokens = null;
     }

@@ -66,7 +66,7 @@ internal sealed class Generator : IDisposable
             return;
         }
         _scores = new float[_vocab];
-        using (torch.no_grad()) LogitsRows.CopyTo(firstLogits, 1, _vocab, _scores);
+        using (torch.no_grad()) LogitsRows.CopyTo(firstLogits, 1, _vocab, _scores, step: 0);
         _penalised = new PenalisedIds(settings.BosId);
         if (settings.IsSampling)
         {
@@ -118,7 +118,7 @@ internal sealed class Generator : IDisposable
             {
                 using var logits = _model.Step([previous]);
                 _modelSteps++;
-                LogitsRows.CopyTo(logits, 1, _vocab, _scores!);
+                LogitsRows.CopyTo(logits, 1, _vocab, _scores!, step: _generated.Count);
                 _pending = null;
             }
             token = NextToken();

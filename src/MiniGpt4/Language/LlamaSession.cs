@@ -1,4 +1,5 @@
 using MiniGpt4.Runtime;
+using MiniGpt4.Weights;
 using TorchSharp;
 using MiniGpt4.Generation;
 using static TorchSharp.torch;
@@ -6,9 +7,11 @@ using static TorchSharp.torch;
 namespace MiniGpt4.Language;
 
 /// <summary>
-/// One decoding state over a <see cref="LlamaForCausalLM"/>: a KV cache preallocated for
-/// <see cref="Capacity"/> positions and <see cref="Rows"/> sequences (<c>[rows, kvHeads, capacity, headDim]</c>
-/// per layer, keys and values), written in place. All rows hold the same number of positions
+/// One decoding state over a <see cref="LlamaForCausalLM"/>: a KV cache of up to
+/// <see cref="Capacity"/> positions for <see cref="Rows"/> sequences (<c>[rows, kvHeads, allocated, headDim]</c>
+/// per layer, keys and values), written in place. The cache grows by need: it is allocated for
+/// <see cref="AllocatedPositions"/> positions and reallocated (the live prefix copied) when a call needs more,
+/// so a short conversation never holds memory for the whole context; <see cref="Reserve"/> grows it once up front. All rows hold the same number of positions
 /// (<see cref="Length"/>). A prompt is prefilled in one pass (or in chunks, each on top of what is
 /// cached, with a causal mask aligned to the cache), then tokens are appended one per row per
 /// <see cref="Step"/>. Every call runs synchronously under its own dispose scope and inference mode.
@@ -20,6 +23,9 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
     private Tensor[] _keys, _values;
     private bool _disposed;
 
+    /// <summary>Positions allocated at a time: growth rounds up to a multiple of this.</summary>
+    internal const int Granularity = 64;
+
     internal LlamaSession(LlamaForCausalLM lm, int maxTokens, int rows)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(maxTokens, 1);
@@ -27,12 +33,109 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         _lm = lm;
         Capacity = maxTokens;
         lm.Rotary.EnsureLength(maxTokens);
-        (_keys, _values) = Allocate(rows);
+        AllocatedPositions = Math.Min(maxTokens, Granularity);
+        (_keys, _values) = Allocate(rows, AllocatedPositions);
         Rows = rows;
     }
 
-    /// <summary>Positions the cache can hold.</summary>
+    /// <summary>Most positions the cache can hold (it grows up to this).</summary>
     public int Capacity { get; }
+
+    /// <summary>Positions the cache has memory for now (at most <see cref="Capacity"/>).</summary>
+    public int AllocatedPositions { get; private set; }
+
+    /// <summary>Bytes of key/value memory one position takes in one row.</summary>
+    public static long BytesPerPosition(LlamaConfig cfg, ScalarType dtype)
+        => 2L * cfg.NumHiddenLayers * cfg.NumKeyValueHeads * cfg.HeadDim * DTypes.ElementSize(dtype);
+
+    /// <summary>Bytes the cache holds now (keys and values of every layer and row).</summary>
+    public long AllocatedBytes => _disposed ? 0 : BytesPerPosition(_lm.Config, _lm.DType) * AllocatedPositions * Rows;
+
+    /// <summary>
+    /// Grows the allocation to hold at least <paramref name="positions"/> positions (at most
+    /// <see cref="Capacity"/>); the cached positions are kept. Throws
+    /// <see cref="MiniGptContextOverflowException"/> beyond the capacity.
+    /// </summary>
+    public void Reserve(int positions)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (positions > Capacity) throw new MiniGptContextOverflowException(Length, positions - Length, Capacity);
+        if (positions <= AllocatedPositions) return;
+        var grown = Math.Max(positions, Math.Min(Capacity, 2L * AllocatedPositions));
+        var target = (int)Math.Min(Capacity, (grown + Granularity - 1) / Granularity * Granularity);
+        var (keys, values) = Allocate(Rows, target);
+        if (Length > 0)
+        {
+            using var scope = NewDisposeScope();
+            using var guard = inference_mode();
+            for (var l = 0; l < _keys.Length; l++)
+            {
+                keys[l].narrow(2, 0, Length).copy_(_keys[l].narrow(2, 0, Length));
+                values[l].narrow(2, 0, Length).copy_(_values[l].narrow(2, 0, Length));
+            }
+        }
+        DisposeCache();
+        (_keys, _values) = (keys, values);
+        AllocatedPositions = target;
+    }
+
+    /// <summary>
+    /// Copies the cached positions from <paramref name="from"/> to the end, so that a call that
+    /// overwrites them (a new turn that shares only a prefix) can be undone with <see cref="Restore"/>.
+    /// </summary>
+    internal Snapshot Save(int from)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(from);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(from, Length);
+        var n = Length - from;
+        if (n == 0) return new Snapshot(from, Rows, 0, [], []);
+        using var scope = NewDisposeScope();
+        using var guard = inference_mode();
+        var keys = _keys.Select(k => k.narrow(2, from, n).clone().DetachFromDisposeScope()).ToArray();
+        var values = _values.Select(v => v.narrow(2, from, n).clone().DetachFromDisposeScope()).ToArray();
+        return new Snapshot(from, Rows, n, keys, values);
+    }
+
+    /// <summary>Puts the cache back as it was when <paramref name="snapshot"/> was taken (same rows, prefix unchanged since).</summary>
+    internal void Restore(Snapshot snapshot)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (snapshot.Rows != Rows || snapshot.From > Length)
+            throw new InvalidOperationException("The snapshot does not belong to this cache's current state.");
+        Length = snapshot.From;
+        if (snapshot.Count == 0) return;
+        Reserve(snapshot.From + snapshot.Count);
+        using var scope = NewDisposeScope();
+        using var guard = inference_mode();
+        for (var l = 0; l < _keys.Length; l++)
+        {
+            _keys[l].narrow(2, snapshot.From, snapshot.Count).copy_(snapshot.Keys[l]);
+            _values[l].narrow(2, snapshot.From, snapshot.Count).copy_(snapshot.Values[l]);
+        }
+        Length = snapshot.From + snapshot.Count;
+    }
+
+    /// <summary>Frees the memory (keeps nothing); the session stays usable and starts empty.</summary>
+    internal void Clear()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Length = 0;
+        if (AllocatedPositions <= Granularity) return;
+        DisposeCache();
+        AllocatedPositions = Math.Min(Capacity, Granularity);
+        (_keys, _values) = Allocate(Rows, AllocatedPositions);
+    }
+
+    /// <summary>Cached keys/values of positions <c>From .. From+Count-1</c>; dispose to free.</summary>
+    internal sealed record Snapshot(int From, int Rows, int Count, Tensor[] Keys, Tensor[] Values) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var t in Keys) t.Dispose();
+            foreach (var t in Values) t.Dispose();
+        }
+    }
 
     /// <summary>Number of sequences (batch rows).</summary>
     public int Rows { get; private set; }
@@ -49,7 +152,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
     /// <c>[rows, V]</c> float32 on the CPU (the caller owns them). Throws
     /// <see cref="MiniGptContextOverflowException"/> when the cache would overflow.
     /// </summary>
-    public Tensor Prefill(Tensor inputEmbeds) => Run(inputEmbeds, allLogits: false);
+    public Tensor Prefill(Tensor inputEmbeds, CancellationToken cancellationToken = default) => Run(inputEmbeds, allLogits: false, ct: cancellationToken);
 
     /// <summary>Like <see cref="Prefill"/> for token ids (the same ids appended to every row).</summary>
     public Tensor PrefillTokens(ReadOnlySpan<int> ids)
@@ -113,7 +216,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
             return;
         }
 
-        var (keys, values) = Allocate(source.Length);
+        var (keys, values) = Allocate(source.Length, AllocatedPositions);
         for (var l = 0; l < _keys.Length; l++)
         {
             keys[l].narrow(2, 0, Length).copy_(_keys[l].narrow(2, 0, Length).index_select(0, index));
@@ -144,7 +247,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         return states.ToArray();
     }
 
-    private Tensor Run(Tensor inputEmbeds, bool allLogits, List<Tensor>? states = null)
+    private Tensor Run(Tensor inputEmbeds, bool allLogits, List<Tensor>? states = null, CancellationToken ct = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var cfg = _lm.Config;
@@ -158,6 +261,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         if (t < 1) throw new ArgumentException("no positions to prefill.", nameof(inputEmbeds));
         if (Length + t > Capacity)
             throw new MiniGptContextOverflowException(Length, t, Capacity);
+        Reserve((int)(Length + t));
 
         using var scope = NewDisposeScope();
         using var guard = inference_mode();
@@ -170,6 +274,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         var layers = _lm.Model.Layers;
         for (var l = 0; l < layers.Count; l++)
         {
+            ct.ThrowIfCancellationRequested(); // nothing was committed: Length moves only after the last layer
             states?.Add(x.to(ScalarType.Float32).cpu().MoveToOuterDisposeScope());
             var next = layers[l].Forward(x, cos, sin, _keys[l], _values[l], start, mask);
             if (l > 0) x.Dispose();
@@ -211,7 +316,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         return _lm.EmbedCheckedTokens(t);
     }
 
-    private (Tensor[] Keys, Tensor[] Values) Allocate(int rows)
+    private (Tensor[] Keys, Tensor[] Values) Allocate(int rows, int positions)
     {
         var cfg = _lm.Config;
         var keys = new Tensor[cfg.NumHiddenLayers];
@@ -220,8 +325,8 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         {
             // Uninitialised: a position is always written before it is read (reads stop at Length),
             // and untouched pages of a long context cost no memory until the conversation gets there.
-            keys[l] = empty([rows, cfg.NumKeyValueHeads, Capacity, cfg.HeadDim], _lm.DType, _lm.Device).DetachFromDisposeScope();
-            values[l] = empty([rows, cfg.NumKeyValueHeads, Capacity, cfg.HeadDim], _lm.DType, _lm.Device).DetachFromDisposeScope();
+            keys[l] = empty([rows, cfg.NumKeyValueHeads, positions, cfg.HeadDim], _lm.DType, _lm.Device).DetachFromDisposeScope();
+            values[l] = empty([rows, cfg.NumKeyValueHeads, positions, cfg.HeadDim], _lm.DType, _lm.Device).DetachFromDisposeScope();
         }
         return (keys, values);
     }

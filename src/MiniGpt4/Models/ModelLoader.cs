@@ -10,12 +10,10 @@ internal static class ModelLoader
 {
     public static MiniGptPipeline Load(ModelManifest m, MiniGptLoadOptions options, IProgress<MiniGptProgress>? progress, CancellationToken ct)
     {
+        options.Validate();
+        ct.ThrowIfCancellationRequested();
         NativeRuntime.EnsureLoaded();
-        if (options.Threads is int threads)
-        {
-            if (threads <= 0) throw new ArgumentOutOfRangeException(nameof(options), "Threads must be positive.");
-            set_num_threads(threads);
-        }
+        if (options.Threads is int threads) set_num_threads(threads);
         var device = ParseDevice(options.Device);
         var dtype = ToScalarType(options.DType);
         var llmPath = m.Resolve(m.Llm.Path);
@@ -76,7 +74,12 @@ internal static class ModelLoader
             }
 
             progress?.Report(new MiniGptProgress("language model", 0.15, llmPath));
-            var llmProgress = progress is null ? null : new SyncProgress<double>(f => progress.Report(new MiniGptProgress("language model", 0.15 + 0.85 * f, llmPath)));
+            // Reported after every tensor: also where a cancelled load stops (the partly loaded model is freed).
+            var llmProgress = new SyncProgress<double>(f =>
+            {
+                ct.ThrowIfCancellationRequested();
+                progress?.Report(new MiniGptProgress("language model", 0.15 + 0.85 * f, llmPath));
+            });
             llm = LlamaLanguageModel.Load(llmPath, textTokenizer, dtype, device, options.ContextLength, llmProgress);
             if (m.Variant == ModelVariant.MiniGptV2 && !m.IsLanguageModelOnly)
             {
@@ -86,8 +89,9 @@ internal static class ModelLoader
             if (projector is not null && projector.OutputDim != llm.HiddenSize)
                 throw new MiniGptWeightsException($"The projection outputs {projector.OutputDim} features but the language model's hidden size is {llm.HiddenSize}: " +
                                                   $"'{m.Projection.Checkpoint}' does not belong to '{m.Llm.Path}'.", m.Resolve(m.Projection.Checkpoint), "llama_proj.weight");
+            ct.ThrowIfCancellationRequested();
             progress?.Report(new MiniGptProgress("ready", 1.0));
-            return new MiniGptPipeline(m.Variant, vision, projector, llm);
+            return new MiniGptPipeline(m.Variant, vision, projector, llm, ownsComponents: true, options);
         }
         catch
         {

@@ -13,7 +13,7 @@ internal sealed class EvaVisionEncoder : IVisionEncoder
     private readonly ImageDecodingOptions _decoding;
     private readonly ScalarType _dtype;
     private readonly Device _device;
-    private readonly object _gate = new();
+    private readonly Generation.ComputeGate _gate = new(nameof(EvaVisionEncoder));
 
     public EvaVisionEncoder(EvaVisionTransformer vit, int imageSize, ImageDecodingOptions decoding, ScalarType dtype, Device device)
     {
@@ -27,33 +27,31 @@ internal sealed class EvaVisionEncoder : IVisionEncoder
     public VisionFeatures Encode(ImageInput image, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(image);
+        ObjectDisposedException.ThrowIf(_gate.IsClosed, this);
         var pixels = ImagePreprocessor.ToPixelValues(image, ImageSize, _decoding);
         cancellationToken.ThrowIfCancellationRequested();
-        return EncodePixels(pixels);
+        return EncodePixels(pixels, cancellationToken);
     }
 
-    /// <summary>Encodes already-normalised CHW pixel values <c>[3*S*S]</c>.</summary>
-    internal VisionFeatures EncodePixels(float[] pixelValues)
+    /// <summary>Encodes already-normalised CHW pixel values <c>[3*S*S]</c>; cancellable between blocks.</summary>
+    internal VisionFeatures EncodePixels(float[] pixelValues, CancellationToken cancellationToken = default) => _gate.Run(() =>
     {
-        lock (_gate)
-        {
-            using var scope = NewDisposeScope();
-            using var _ = inference_mode();
-            var x = tensor(pixelValues, new long[] { 1, 3, ImageSize, ImageSize }).to(_dtype, _device);
-            var y = _vit.call(x);
-            return new VisionFeatures(y.MoveToOuterDisposeScope());
-        }
-    }
+        using var scope = NewDisposeScope();
+        using var _ = inference_mode();
+        var x = tensor(pixelValues, new long[] { 1, 3, ImageSize, ImageSize }).to(_dtype, _device);
+        var y = _vit.Encode(x, cancellationToken);
+        return new VisionFeatures(y.MoveToOuterDisposeScope());
+    }, cancellationToken);
 
-    /// <inheritdoc />
-    public void Dispose() => _vit.Dispose();
+    /// <summary>Waits for an encoding in flight, then frees the weights; later calls throw <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose() => _gate.Close(_vit.Dispose);
 }
 
 /// <summary><see cref="IProjector"/> over the Q-Former or the concat projector (ln_vision included).</summary>
 internal sealed class VisionProjector : IProjector
 {
     private readonly IVisionProjector _inner;
-    private readonly object _gate = new();
+    private readonly Generation.ComputeGate _gate = new(nameof(VisionProjector));
 
     public VisionProjector(IVisionProjector inner) => _inner = inner;
 
@@ -67,14 +65,14 @@ internal sealed class VisionProjector : IProjector
     public ImageEmbeddings Project(VisionFeatures features)
     {
         ArgumentNullException.ThrowIfNull(features);
-        lock (_gate)
+        return _gate.Run(() =>
         {
             using var scope = NewDisposeScope();
             using var _ = inference_mode();
             return new ImageEmbeddings(_inner.Project(features.Tensor).MoveToOuterDisposeScope());
-        }
+        });
     }
 
-    /// <inheritdoc />
-    public void Dispose() => (_inner as IDisposable)?.Dispose();
+    /// <summary>Waits for a projection in flight, then frees the weights; later calls throw <see cref="ObjectDisposedException"/>.</summary>
+    public void Dispose() => _gate.Close(() => (_inner as IDisposable)?.Dispose());
 }

@@ -38,21 +38,46 @@ internal sealed record ConversationTemplate(string System, string UserRole, stri
     /// Renders the messages (user, assistant, user, ...) followed by the open assistant slot, as
     /// <c>Conversation.get_prompt()</c> does after <c>Chat.answer</c> appends it.
     /// </summary>
-    public string Render(IReadOnlyList<ConversationMessage> messages)
+    public string Render(IReadOnlyList<ConversationMessage> messages) => Render(messages, out _);
+
+    /// <summary>
+    /// <see cref="Render(IReadOnlyList{ConversationMessage})"/>, also giving the offsets of the image
+    /// placeholders that stand for images. A user's text that happens to contain <c>&lt;ImageHere&gt;</c>
+    /// is plain text: only an image message's own placeholder marks where embeddings go.
+    /// </summary>
+    public string Render(IReadOnlyList<ConversationMessage> messages, out IReadOnlyList<int> imageOffsets)
     {
+        var offsets = new List<int>();
         var sb = new System.Text.StringBuilder(System).Append(Separator);
         foreach (var m in messages)
         {
             var role = m.IsUser ? UserRole : AssistantRole;
-            if (string.IsNullOrEmpty(m.Text)) sb.Append(role);
-            else sb.Append(role).Append(m.Text).Append(Separator);
+            if (string.IsNullOrEmpty(m.Text)) { sb.Append(role); continue; }
+            sb.Append(role);
+            if (m.HasImage) offsets.Add(sb.Length + ImageMessage.IndexOf(ImagePlaceholder, StringComparison.Ordinal));
+            sb.Append(m.Text).Append(Separator);
         }
+        imageOffsets = offsets;
         return sb.Append(AssistantRole).ToString();
+    }
+
+    /// <summary>Splits a rendered prompt at the given image placeholder offsets: images + 1 text segments.</summary>
+    public static IReadOnlyList<string> SplitAtImages(string prompt, IReadOnlyList<int> imageOffsets)
+    {
+        var segments = new List<string>(imageOffsets.Count + 1);
+        var from = 0;
+        foreach (var at in imageOffsets)
+        {
+            segments.Add(prompt[from..at]);
+            from = at + ImagePlaceholder.Length;
+        }
+        segments.Add(prompt[from..]);
+        return segments;
     }
 }
 
-/// <summary>One message of a conversation.</summary>
-internal sealed record ConversationMessage(bool IsUser, string Text);
+/// <summary>One message of a conversation; <paramref name="HasImage"/>: it starts with an image's <c>&lt;Img&gt;&lt;ImageHere&gt;&lt;/Img&gt;</c>.</summary>
+internal sealed record ConversationMessage(bool IsUser, string Text, bool HasImage = false);
 
 /// <summary>The chat state of the reference's <c>Chat</c>: image uploads and questions.</summary>
 internal sealed class Conversation
@@ -63,7 +88,7 @@ internal sealed class Conversation
     public IReadOnlyList<ConversationMessage> Messages => _messages;
 
     /// <summary><c>Chat.upload_img</c>: a user message holding the image placeholder.</summary>
-    public void AddImage() => _messages.Add(new ConversationMessage(true, ConversationTemplate.ImageMessage));
+    public void AddImage() => _messages.Add(new ConversationMessage(true, ConversationTemplate.ImageMessage, HasImage: true));
 
     /// <summary>
     /// <c>Chat.ask</c>: a question after an image message is joined to it with one space;
@@ -88,5 +113,5 @@ internal sealed class Conversation
     }
 
     /// <summary>Number of image placeholders in the conversation.</summary>
-    public int ImageCount => _messages.Count(m => m.IsUser && m.Text.Contains(ConversationTemplate.ImagePlaceholder, StringComparison.Ordinal));
+    public int ImageCount => _messages.Count(m => m.HasImage);
 }

@@ -45,8 +45,9 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
     /// <summary>
     /// Runs the ViT under inference mode: <paramref name="pixelValues"/> <c>[B, 3, S, S]</c> (any float dtype,
     /// any device; moved to the model's) -> <c>[B, 1 + N, W]</c> float32 (the residual stream). The caller owns the result.
+    /// Cancellation is checked before each block.
     /// </summary>
-    public Tensor Encode(Tensor pixelValues)
+    public Tensor Encode(Tensor pixelValues, CancellationToken cancellationToken = default)
     {
         var s = Config.ImageSize;
         if (pixelValues.dim() != 4 || pixelValues.shape[1] != 3 || pixelValues.shape[2] != s || pixelValues.shape[3] != s || pixelValues.shape[0] < 1)
@@ -54,16 +55,22 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
                 $"The vision encoder expects pixel values [B, 3, {s}, {s}]; got [{string.Join(", ", pixelValues.shape)}].");
         using var _ = inference_mode();
         using var scope = NewDisposeScope();
-        return forward(pixelValues.to(DType, Device)).MoveToOuterDisposeScope();
+        return Forward(pixelValues.to(DType, Device), cancellationToken).MoveToOuterDisposeScope();
     }
 
-    public override Tensor forward(Tensor pixelValues)
+    public override Tensor forward(Tensor pixelValues) => Forward(pixelValues, CancellationToken.None);
+
+    private Tensor Forward(Tensor pixelValues, CancellationToken cancellationToken)
     {
         using var scope = NewDisposeScope();
         var x = patch_embed.call(pixelValues.to(DType)).to(ScalarType.Float32);
         var cls = cls_token.expand(x.shape[0], -1, -1);
         x = cat([cls, x], 1).Plus(pos_embed);
-        foreach (var block in blocks) x = block.call(x);
+        foreach (var block in blocks)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            x = block.call(x);
+        }
         return x.MoveToOuterDisposeScope();
     }
 

@@ -117,7 +117,7 @@ public class StreamTests(ITestOutputHelper output)
             for (int i = -N; i < N; i++) // the first N warm the JIT up
             {
                 if (i == 0) { sw.Start(); process.Refresh(); cpu0 = process.TotalProcessorTime; }
-                LogitsRows.CopyTo(logits, 1, V, scores);
+                LogitsRows.CopyTo(logits, 1, V, scores, step: 0);
                 LogitsProcessors.RepetitionPenalty(scores, ids, 1.05f);
                 if (!sample) { LogitsProcessors.ArgMax(scores); continue; }
                 warpers.Warp(scores, 1f, topK, topP);

@@ -63,20 +63,23 @@ public class PipelineBehaviourTests(TinyPipelines tiny) : IClassFixture<TinyPipe
     }
 
     [SkippableFact]
-    public async Task Cancelling_mid_stream_keeps_the_partial_answer_and_the_pipeline_usable()
+    public async Task Cancelling_mid_stream_throws_and_leaves_the_session_as_it_was()
     {
         var p = tiny.Get("vicuna0");
         using var s = p.CreateSession();
         s.AddImage(ImageA);
+        var history = s.History;
         using var cts = new CancellationTokenSource();
         var deltas = 0;
-        await foreach (var _ in s.StreamAsync(Question, Greedy20, cts.Token))
-            if (++deltas == 3) cts.Cancel();
-        var r = s.LastResponse!;
-        Assert.Equal(MiniGptFinishReason.Cancelled, r.FinishReason);
-        Assert.InRange(r.TokenIds.Count, 3, 4);
-        Assert.Equal(RefRun().Ids[..r.TokenIds.Count], r.TokenIds);
-        var again = await p.AskAsync(ImageA, Question, Greedy20);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            await foreach (var _ in s.StreamAsync(Question, Greedy20, cts.Token))
+                if (++deltas == 3) cts.Cancel();
+        });
+        Assert.Equal(3, deltas); // within one step of the cancellation
+        Assert.Null(s.LastResponse);
+        Assert.Equal(history, s.History);
+        var again = await s.AskAsync(Question, Greedy20);
         Assert.Equal(RefRun().Ids, again.TokenIds);
     }
 
@@ -86,7 +89,7 @@ public class PipelineBehaviourTests(TinyPipelines tiny) : IClassFixture<TinyPipe
         // Chat.answer_prepare: if prompt + max_new_tokens > max_length, embs = embs[:, current - max_length:].
         var p = tiny.Get("vicuna0");
         var chat = Oracle.Reference["variants"]!["vicuna0"]!["chat"]!["a_gradient_shapes_640x480.png"]!;
-        var r = await p.AskAsync(ImageA, Question, Greedy20 with { MaxContextLength = 100 });
+        var r = await p.AskAsync(ImageA, Question, Greedy20 with { MaxContextLength = 100, TruncatePromptFromLeft = true });
         Assert.Equal(10, r.Usage.TruncatedPromptTokens);           // 90 + 20 - 100
         Assert.Equal(80, r.Usage.PromptTokens);
         // First principles: the first logits equal the language model run on the oracle's embeddings minus 10 rows.
@@ -100,11 +103,22 @@ public class PipelineBehaviourTests(TinyPipelines tiny) : IClassFixture<TinyPipe
     }
 
     [SkippableFact]
+    public async Task Long_prompts_are_refused_by_default_instead_of_losing_the_image()
+    {
+        var p = tiny.Get("vicuna0");
+        var ex = await Assert.ThrowsAsync<MiniGptContextLengthException>(() => p.AskAsync(ImageA, Question, Greedy20 with { MaxContextLength = 100 }));
+        Assert.Equal(90, ex.PromptTokens);
+        Assert.Equal(20, ex.MaxNewTokens);
+        Assert.Equal(100, ex.ContextLength);
+        Assert.Contains("TruncatePromptFromLeft", ex.Message);
+    }
+
+    [SkippableFact]
     public async Task A_direct_language_model_call_beyond_its_context_throws()
     {
         var lm = tiny.Get("vicuna0").LanguageModel;
         var prompt = new PromptSequence().AddTokens(Enumerable.Repeat(5, lm.ContextLength - 10).ToArray());
-        await Assert.ThrowsAsync<ArgumentException>(async () =>
+        await Assert.ThrowsAsync<MiniGptContextLengthException>(async () =>
         {
             await foreach (var _ in lm.GenerateAsync(prompt, Greedy20)) { }
         });

@@ -1,0 +1,79 @@
+namespace MiniGpt4.Generation;
+
+/// <summary>
+/// Serialises the native calls on one model and makes disposal safe: every forward, step or
+/// encode runs inside <see cref="RunAsync{T}"/> or <see cref="Run{T}"/>, which hold the gate only
+/// for that one call (never while control is with a caller, across a <c>yield</c>), and
+/// <see cref="Close"/> waits for the call in flight before it frees the weights. A call that
+/// starts after <see cref="Close"/> throws <see cref="ObjectDisposedException"/>.
+/// </summary>
+internal sealed class ComputeGate
+{
+    private readonly SemaphoreSlim _lock = new(1, 1);
+    private readonly string _owner;
+    private volatile bool _closed;
+
+    public ComputeGate(string owner) => _owner = owner;
+
+    /// <summary>True once <see cref="Close"/> has run.</summary>
+    public bool IsClosed => _closed;
+
+    /// <summary>
+    /// Runs <paramref name="work"/> on the thread pool while holding the gate. Waiting for the gate
+    /// honours <paramref name="cancellationToken"/>; a call that has started runs to its end (its own
+    /// code checks the token between layers or steps).
+    /// </summary>
+    public async Task<T> RunAsync<T>(Func<T> work, CancellationToken cancellationToken)
+    {
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_closed, _owner);
+            cancellationToken.ThrowIfCancellationRequested();
+            return await Task.Run(work, CancellationToken.None).ConfigureAwait(false);
+        }
+        finally { _lock.Release(); }
+    }
+
+    /// <summary>Runs <paramref name="work"/> on the calling thread while holding the gate.</summary>
+    public T Run<T>(Func<T> work, CancellationToken cancellationToken = default)
+    {
+        _lock.Wait(cancellationToken);
+        try
+        {
+            ObjectDisposedException.ThrowIf(_closed, _owner);
+            cancellationToken.ThrowIfCancellationRequested();
+            return work();
+        }
+        finally { _lock.Release(); }
+    }
+
+    /// <summary>Runs <paramref name="work"/> under the gate unless the gate is closed (then nothing runs: what it would free is gone).</summary>
+    public void RunIfOpen(Action work)
+    {
+        _lock.Wait();
+        try { if (!_closed) work(); }
+        finally { _lock.Release(); }
+    }
+
+    /// <summary>Runs <paramref name="work"/> under the gate, open or closed (frees memory that outlives the model, such as a cache).</summary>
+    public void RunAlways(Action work)
+    {
+        _lock.Wait();
+        try { work(); }
+        finally { _lock.Release(); }
+    }
+
+    /// <summary>Waits for the call in flight, then runs <paramref name="free"/> once; later calls throw <see cref="ObjectDisposedException"/>.</summary>
+    public void Close(Action free)
+    {
+        _lock.Wait();
+        try
+        {
+            if (_closed) return;
+            _closed = true;
+            free();
+        }
+        finally { _lock.Release(); }
+    }
+}
