@@ -88,7 +88,7 @@ public sealed class ChatSession : IDisposable
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(question);
-        options ??= new GenerationOptions();
+        options ??= _pipeline.Preset.Defaults;
         options.Validate();
         EnterTurn();
         var messagesBefore = _conversation.Messages.Count;

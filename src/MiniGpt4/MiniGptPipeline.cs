@@ -41,13 +41,13 @@ public sealed class MiniGptPipeline : IDisposable
         VisionEncoder = visionEncoder;
         Projector = projector;
         LanguageModel = languageModel;
-        Template = ConversationTemplate.For(variant);
+        Preset = ModelPreset.For(variant);
         _ownsComponents = ownsComponents;
         Admission = new Generation.RequestAdmission(Generation.AdmissionLimits.From(options.Validate()));
         _imageBytes = EstimateImageBytes(options.Images, visionEncoder?.ImageSize ?? 0);
-        _templateStops = new Lazy<IReadOnlyList<IReadOnlyList<int>>>(() => DemoStops
-            .Where(s => s.Ids.Select((id, i) => id < languageModel.VocabSize && languageModel.TokenPiece(id) == s.Pieces[i]).All(ok => ok))
-            .Select(s => (IReadOnlyList<int>)s.Ids).ToArray());
+        _templateStops = new Lazy<IReadOnlyList<IReadOnlyList<int>>>(() => !Preset.StopsAtSeparator ? []
+            : languageModel is Models.LlamaLanguageModel lm ? SeparatorStops.For(lm.Tokenizer)
+            : [languageModel.Tokenize(AnswerPostProcessor.Separator, addBos: false)]);
     }
 
     /// <summary>The model variant.</summary>
@@ -62,7 +62,10 @@ public sealed class MiniGptPipeline : IDisposable
     /// <summary>The language model and tokenizer.</summary>
     public ILanguageModel LanguageModel { get; }
 
-    internal ConversationTemplate Template { get; }
+    /// <summary>The variant's template, stop rule and defaults.</summary>
+    internal ModelPreset Preset { get; }
+
+    internal ConversationTemplate Template => Preset.Template;
 
     /// <summary>Admission of this pipeline's requests (slots, queue, memory budget).</summary>
     internal Generation.RequestAdmission Admission { get; }
@@ -189,23 +192,16 @@ public sealed class MiniGptPipeline : IDisposable
             seq.SkipLeft = current - options.MaxContextLength;
         }
         var effective = options;
-        if (options.UseTemplateStops && Variant != ModelVariant.MiniGptV2 && _templateStops.Value.Count > 0)
+        if (options.UseTemplateStops && _templateStops.Value.Count > 0)
             effective = options with { StopTokenSequences = options.StopTokenSequences.Concat(_templateStops.Value).ToArray() };
         return new Turn(prompt, ids, seq, effective);
     }
 
     /// <summary>
-    /// The demo's stops for both MiniGPT-4 variants, <c>[835]</c> (<c>▁###</c>) and <c>[2277, 29937]</c>
-    /// (<c>##</c>, <c>#</c>): ids of the LLaMA vocabulary. A stop is kept only where the loaded vocabulary
-    /// has exactly those pieces at those ids (always, with the released tokenizer).
+    /// The template separator's token spellings that end an answer (<see cref="SeparatorStops"/>): with
+    /// LLaMA's vocabulary the demo's <c>[835]</c> and <c>[2277, 29937]</c>; none for MiniGPT-v2.
     /// </summary>
     internal IReadOnlyList<IReadOnlyList<int>> TemplateStops => _templateStops.Value;
-
-    private static readonly (int[] Ids, string[] Pieces)[] DemoStops =
-    {
-        (new[] { 835 }, new[] { "\u2581###" }),
-        (new[] { 2277, 29937 }, new[] { "##", "#" }),
-    };
 
     /// <summary>
     /// Frees the components (when owned). Safe while requests run: it waits for the native call in flight,

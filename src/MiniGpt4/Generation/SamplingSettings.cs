@@ -26,9 +26,6 @@ internal sealed record SamplingSettings(
     int BosId = 1,
     IReadOnlyList<int[]>? StopTokenSuffixes = null)
 {
-    /// <summary>The MiniGPT-4 demo's <c>###</c> stop suffixes for the LLaMA/Vicuna vocabulary.</summary>
-    public static IReadOnlyList<int[]> VicunaHashStops { get; } = [[835], [2277, 29937]];
-
     /// <summary>True when tokens are drawn (sampling with a positive temperature), false for argmax.</summary>
     public bool IsSampling => DoSample && Temperature > 0f;
 

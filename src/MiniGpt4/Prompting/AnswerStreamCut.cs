@@ -7,7 +7,7 @@ namespace MiniGpt4.Prompting;
 /// </summary>
 internal sealed class AnswerStreamCut
 {
-    private const string Marker = "###";
+    private const string Marker = AnswerPostProcessor.Separator;
     private readonly System.Text.StringBuilder _raw = new();
     private int _sent;
     private bool _cut;

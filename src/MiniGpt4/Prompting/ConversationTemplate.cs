@@ -25,15 +25,6 @@ internal sealed record ConversationTemplate(string System, string UserRole, stri
     /// <summary><c>CONV_VISION_minigptv2</c>.</summary>
     public static ConversationTemplate MiniGptV2 { get; } = new("", "<s>[INST] ", " [/INST]", "");
 
-    /// <summary>The template of a model variant.</summary>
-    public static ConversationTemplate For(ModelVariant variant) => variant switch
-    {
-        ModelVariant.MiniGpt4Vicuna0 => Vicuna0,
-        ModelVariant.MiniGpt4Llama2 => Llama2,
-        ModelVariant.MiniGptV2 => MiniGptV2,
-        _ => throw new ArgumentOutOfRangeException(nameof(variant)),
-    };
-
     /// <summary>
     /// Renders the messages (user, assistant, user, ...) followed by the open assistant slot, as
     /// <c>Conversation.get_prompt()</c> does after <c>Chat.answer</c> appends it.

@@ -216,6 +216,20 @@ internal sealed class LlamaTextTokenizer
     private void EncodeText(string chunk, List<int> ids) => _bpe.EncodeNormalized(_bpe.Normalize(chunk), ids);
 
     /// <summary>
+    /// The ids of <paramref name="text"/> as it tokenizes when glued to preceding text: SentencePiece's
+    /// encoding without the dummy-prefix space it puts before a text of its own.
+    /// </summary>
+    public IReadOnlyList<int> EncodeContinuation(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        var normalized = _bpe.Normalize(text);
+        if (_model.AddDummyPrefix && normalized.Length > 0) normalized = normalized[1..];
+        var ids = new List<int>();
+        if (normalized.Length > 0) _bpe.EncodeNormalized(normalized, ids);
+        return ids;
+    }
+
+    /// <summary>
     /// transformers 4.30 slow <c>LlamaTokenizer.decode(ids, skip_special_tokens)</c> (no clean-up of
     /// tokenization spaces). An id outside the vocabulary throws <see cref="ArgumentOutOfRangeException"/>.
     /// </summary>

@@ -287,6 +287,14 @@ public class TemplateStopTests
         Assert.Equal("##", tok.Piece(2277));
         Assert.Equal("#", tok.Piece(29937));
     }
+
+    [SkippableFact]
+    public void Separator_stops_found_from_the_tokenizer_pieces_are_the_demo_ids_for_llama()
+    {
+        var tok = MiniGpt4.Text.LlamaTextTokenizer.FromFile(Fixtures.Require("assets/llama-tokenizer.model"));
+        var stops = MiniGpt4.Prompting.SeparatorStops.For(tok);
+        Assert.Equal(new[] { new[] { 835 }, new[] { 2277, 29937 } }, stops.Select(s => s.ToArray()).ToArray());
+    }
 }
 
 public class AbandonedStreamTests : IClassFixture<TinyPipelines>

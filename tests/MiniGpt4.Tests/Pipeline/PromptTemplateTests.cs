@@ -17,7 +17,7 @@ public class PromptTemplateTests
         var conv = new Conversation();
         conv.AddImage();
         conv.Ask(chat["question"]!.GetValue<string>());
-        Assert.Equal(chat["prompt"]!.GetValue<string>(), ConversationTemplate.For(v).Render(conv.Messages));
+        Assert.Equal(chat["prompt"]!.GetValue<string>(), ModelPreset.For(v).Template.Render(conv.Messages));
     }
 
     [SkippableTheory]
@@ -32,7 +32,7 @@ public class PromptTemplateTests
         foreach (var turn in turns)
         {
             conv.Ask(turn!["question"]!.GetValue<string>());
-            Assert.Equal(turn["prompt"]!.GetValue<string>(), ConversationTemplate.For(v).Render(conv.Messages));
+            Assert.Equal(turn["prompt"]!.GetValue<string>(), ModelPreset.For(v).Template.Render(conv.Messages));
             conv.AddAnswer(turn["chat_answer_text"]!.GetValue<string>());
         }
     }
