@@ -1,0 +1,55 @@
+using System.CommandLine;
+
+namespace MiniGpt4.Cli.Options;
+
+/// <summary>How a model is loaded (--dtype, --device, --threads, --decoder), mapped to <see cref="MiniGptLoadOptions"/>.</summary>
+internal sealed class LoadOptionSet
+{
+    public Option<MiniGptDType?> DType { get; } = DTypeOption();
+    public Option<string?> Device { get; } = CliOption.Text("--device", "cpu, cuda or cuda:N [default: cpu]", "cpu|cuda");
+    public Option<int?> Threads { get; } = CliOption.Int("--threads", "Intra-op CPU threads for libtorch [default: libtorch's]");
+    public Option<ImageDecoderChoice?> Decoder { get; } = CliOption.Choice("--decoder",
+        "Image decoder; skia decodes JPEG bit-exactly like Pillow [default: imagesharp]",
+        new Dictionary<string, ImageDecoderChoice> { ["imagesharp"] = ImageDecoderChoice.ImageSharp, ["skia"] = ImageDecoderChoice.Skia });
+
+    /// <summary>Every option, in help order.</summary>
+    public IReadOnlyList<Option> All => [DType, Device, Threads, Decoder];
+
+    /// <summary>Adds the options to <paramref name="command"/>.</summary>
+    public void AddTo(Command command)
+    {
+        foreach (var o in All) command.Options.Add(o);
+    }
+
+    /// <summary>The load options the command line asks for.</summary>
+    public MiniGptLoadOptions Read(ParseResult r) => new()
+    {
+        DType = r.GetValue(DType) ?? MiniGptDType.BFloat16,
+        Device = r.GetValue(Device) ?? "cpu",
+        Threads = r.GetValue(Threads),
+        Images = new ImageDecodingOptions
+        {
+            Decoder = r.GetValue(Decoder) switch
+            {
+                ImageDecoderChoice.Skia => MiniGpt4.Imaging.Skia.SkiaImageDecoder.Instance,
+                _ => ImageDecodingOptions.Default.Decoder, // ImageSharp, the library default
+            },
+        },
+    };
+
+    /// <summary>--dtype: float32 (fp32), bfloat16 (bf16) or float16 (fp16); null when absent.</summary>
+    public static Option<MiniGptDType?> DTypeOption(string description = "Weights and activations dtype; float32 gives the reference's exact numbers [default: bfloat16]") =>
+        CliOption.Choice("--dtype", description, new Dictionary<string, MiniGptDType>
+        {
+            ["float32"] = MiniGptDType.Float32, ["fp32"] = MiniGptDType.Float32,
+            ["bfloat16"] = MiniGptDType.BFloat16, ["bf16"] = MiniGptDType.BFloat16,
+            ["float16"] = MiniGptDType.Float16, ["fp16"] = MiniGptDType.Float16,
+        }, "float32", "bfloat16", "float16");
+}
+
+/// <summary>The image decoders --decoder selects.</summary>
+internal enum ImageDecoderChoice
+{
+    ImageSharp,
+    Skia,
+}
