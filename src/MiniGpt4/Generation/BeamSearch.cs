@@ -10,7 +10,7 @@ namespace MiniGpt4.Generation;
 /// within the top k becomes a finished hypothesis (ids so far, without the EOS), others are
 /// skipped; the first k non-EOS candidates continue. Done when the scorer's <c>is_done</c>
 /// heuristic holds, every running beam ends with the same stop suffix, or the beams reach
-/// <see cref="SamplingSettings.MaxNewTokens"/>; at the end the running beams are added as
+/// <see cref="GenerationOptions.MaxNewTokens"/>; at the end the running beams are added as
 /// hypotheses unless the scorer was done, and the best hypothesis is returned.
 /// <para>With sampling (HF <c>beam_sample</c>): the warpers (temperature, top-k, top-p with
 /// min_tokens_to_keep 2) run on each beam's row after its running score was added, then 2k
@@ -25,7 +25,8 @@ namespace MiniGpt4.Generation;
 internal sealed class BeamSearch : IDisposable
 {
     private readonly ITokenStepper _model;
-    private readonly SamplingSettings _s;
+    private readonly GenerationOptions _s;
+    private readonly DecodeRules _rules;
     private readonly StopSuffixes _stops;
     private readonly int _k, _vocab;
     private readonly float[] _logProbs; // [k * V]; row r = model row r
@@ -46,10 +47,11 @@ internal sealed class BeamSearch : IDisposable
     private readonly List<int> _pool = [];
 
     /// <summary>Starts from the prefill's <c>[1, V]</c> logits (copied).</summary>
-    public BeamSearch(ITokenStepper model, torch.Tensor firstLogits, SamplingSettings settings, StopSuffixes stops)
+    public BeamSearch(ITokenStepper model, torch.Tensor firstLogits, GenerationOptions settings, DecodeRules rules, StopSuffixes stops)
     {
         _model = model;
         _s = settings;
+        _rules = rules;
         _stops = stops;
         _k = settings.NumBeams;
         _vocab = model.VocabSize;
@@ -65,11 +67,11 @@ internal sealed class BeamSearch : IDisposable
         for (int b = 0; b < _k; b++)
         {
             _tokens[b] = [];
-            _penalised[b] = new PenalisedIds(settings.BosId);
+            _penalised[b] = new PenalisedIds(rules.BosId);
             _beamScores[b] = b == 0 ? 0f : -1e9f;
         }
         _hypotheses = new BeamHypotheses(_k, settings.LengthPenalty);
-        if (settings.IsSampling)
+        if (!settings.IsGreedy)
         {
             _warpers = new LogitsWarpers(_vocab);
             _sampler = new TokenSampler(settings.Seed ?? TokenSampler.NewSeed());
@@ -89,7 +91,7 @@ internal sealed class BeamSearch : IDisposable
     public IReadOnlyList<int> BestRunning => _tokens[0];
 
     /// <summary>One beam step; returns the finish reason when the search ended with it, else null.</summary>
-    public FinishReason? Step(ref int modelSteps)
+    public MiniGptFinishReason? Step(ref int modelSteps)
     {
         if (_feedTokens is not null) Feed(ref modelSteps);
 
@@ -99,7 +101,7 @@ internal sealed class BeamSearch : IDisposable
             var row = _work.AsSpan(b * _vocab, _vocab);
             _logProbs.AsSpan(_rowOfBeam[b] * _vocab, _vocab).CopyTo(row);
             LogitsProcessors.RepetitionPenalty(row, _penalised[b].Ids, _s.RepetitionPenalty);
-            LogitsProcessors.MinNewTokens(row, _tokens[b].Count, _s.MinNewTokens, _s.EosId);
+            LogitsProcessors.MinNewTokens(row, _tokens[b].Count, _s.MinNewTokens, _rules.EosId);
             Observer?.Invoke(_tokens[b].Count, b, row);
             float beamScore = _beamScores[b];
             for (int v = 0; v < row.Length; v++) row[v] += beamScore;
@@ -113,7 +115,7 @@ internal sealed class BeamSearch : IDisposable
         for (int rank = 0; rank < m && n < _k; rank++)
         {
             int beam = _topIndices[rank] / _vocab, token = _topIndices[rank] % _vocab;
-            if (token == _s.EosId)
+            if (token == _rules.EosId)
             {
                 if (rank >= _k) continue;
                 _hypotheses.Add([.. _tokens[beam], token], _topValues[rank], curLen, endedWithEos: true);
@@ -149,7 +151,7 @@ internal sealed class BeamSearch : IDisposable
         if (_done || suffixStop || lengthStop)
         {
             _final = Finalize(_hypotheses);
-            return _final[0].EndedWithEos || suffixStop ? FinishReason.Stop : FinishReason.Length;
+            return _final[0].EndedWithEos || suffixStop ? MiniGptFinishReason.Stop : MiniGptFinishReason.Length;
         }
         _feedRows = feedRows;
         _feedTokens = nextTokens;

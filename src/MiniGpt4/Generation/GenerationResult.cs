@@ -1,16 +1,5 @@
 namespace MiniGpt4.Generation;
 
-/// <summary>Why a generation ended.</summary>
-internal enum FinishReason
-{
-    /// <summary>EOS, a stop-token suffix or a stop string; the stopping token is the last returned id.</summary>
-    Stop,
-    /// <summary><see cref="SamplingSettings.MaxNewTokens"/> reached.</summary>
-    Length,
-    /// <summary>Cancelled by the caller; the result holds the tokens generated so far.</summary>
-    Cancelled,
-}
-
 /// <summary>One final beam-search hypothesis.</summary>
 /// <param name="TokenIds">Generated ids (no BOS); ends with EOS when <paramref name="EndedWithEos"/>.</param>
 /// <param name="Score">HF's final score: sum of processed log-probs / (1 + ids without EOS) ^ length_penalty.</param>
@@ -38,14 +27,14 @@ internal sealed record GenerationStats(int PromptTokens, int GeneratedTokens, Ti
 /// stop suffix / the token that completed a stop string).
 /// </summary>
 /// <param name="TokenIds">Generated ids, stopping token included.</param>
-/// <param name="Finish">Why the generation ended.</param>
+/// <param name="Finish">Why the generation ended; null while it runs.</param>
 /// <param name="SequenceScore">Beam search: the returned hypothesis' score (HF <c>sequences_scores</c>); null otherwise.</param>
 /// <param name="Stats">Counts and timings.</param>
 /// <param name="Seed">The sampling seed used (sampling and beam-sample; null for greedy and beam search).</param>
 /// <param name="Hypotheses">Beam search: every kept final hypothesis, best first; null otherwise.</param>
 internal sealed record GenerationResult(
     IReadOnlyList<int> TokenIds,
-    FinishReason Finish,
+    MiniGptFinishReason? Finish,
     double? SequenceScore,
     GenerationStats Stats,
     long? Seed = null,

@@ -62,30 +62,12 @@ internal sealed class GenerationRun : IDisposable
         _cache.SetKeys(_keys);
         _reused = common;
         _prefilled = _keys.Length - common;
-        _generator = new Generator(session, logits, Settings());
+        _generator = new Generator(session, logits, _options, Rules());
         _prefillMs = sw.Elapsed.TotalMilliseconds;
     }
 
-    private SamplingSettings Settings()
-    {
-        var suffixes = new List<int[]>();
-        suffixes.AddRange(_options.StopTokenSequences.Select(q => q.ToArray()));
-        suffixes.AddRange(_options.StopTokenIds.Select(id => new[] { id }));
-        return new SamplingSettings(
-            DoSample: !_options.IsGreedy,
-            Temperature: _options.IsGreedy ? 1f : _options.Temperature,
-            TopK: _options.TopK,
-            TopP: _options.TopP,
-            RepetitionPenalty: _options.RepetitionPenalty,
-            MaxNewTokens: _options.MaxNewTokens,
-            MinNewTokens: _options.MinNewTokens,
-            NumBeams: _options.NumBeams,
-            LengthPenalty: _options.LengthPenalty,
-            Seed: _options.Seed,
-            EosId: _model.EosId,
-            BosId: _model.BosId,
-            StopTokenSuffixes: suffixes);
-    }
+    private DecodeRules Rules() => new(_model.EosId, _model.BosId,
+        [.. _options.StopTokenSequences.Select(q => q.ToArray()), .. _options.StopTokenIds.Select(id => new[] { id })]);
 
     /// <summary>One token (or one beam step): an update to stream, null while beams are still running.</summary>
     public GenerationUpdate? Next()
@@ -100,14 +82,14 @@ internal sealed class GenerationRun : IDisposable
         using (inference_mode())
             more = gen.TryStep(out token);
         _decode.Stop();
-        if (!more) return Finish(gen.Finish ?? FinishReason.Length);
+        if (!more) return Finish(gen.Finish ?? MiniGptFinishReason.Length);
         _tokens.Add(token);
         _cache.SyncGenerated(_keys.Length, _tokens);
         var text = _detok.Append(token);
         if (_stops is not null)
         {
             text = _stops.Push(text, out var stopped);
-            if (stopped) return Finish(FinishReason.Stop, text, token);
+            if (stopped) return Finish(MiniGptFinishReason.Stop, text, token);
         }
         return new GenerationUpdate(text, new[] { token });
     }
@@ -130,14 +112,14 @@ internal sealed class GenerationRun : IDisposable
             var emitted = _stops.Push(text, out var stopped);
             text = stopped ? emitted : emitted + _stops.Flush();
         }
-        return Finish(result.Finish, text, null, result.SequenceScore, allTokens: true);
+        return Finish(result.Finish!.Value, text, null, result.SequenceScore, allTokens: true);
     }
 
-    private GenerationUpdate Finish(FinishReason reason, string text = "", int? lastToken = null, double? score = null, bool allTokens = false)
+    private GenerationUpdate Finish(MiniGptFinishReason reason, string text = "", int? lastToken = null, double? score = null, bool allTokens = false)
     {
         _finished = true;
         Dispose();
-        if ((reason != FinishReason.Stop || lastToken is null) && !allTokens)
+        if ((reason != MiniGptFinishReason.Stop || lastToken is null) && !allTokens)
         {
             // Flush whatever the detokenizer and the stop matcher still hold.
             var tail = _detok.Flush();
@@ -148,8 +130,7 @@ internal sealed class GenerationRun : IDisposable
         var usage = new MiniGptUsage(_keys.Length, _tokens.Count, _prompt.SkipLeft, _reused, _prefilled);
         var timings = new MiniGptTimings(0, _prefillMs, decodeMs, decodeMs > 0 ? steps / (decodeMs / 1000.0) : 0);
         IReadOnlyList<int> ids = allTokens ? _tokens.ToArray() : lastToken is null ? Array.Empty<int>() : new[] { lastToken.Value };
-        var finish = reason == FinishReason.Length ? MiniGptFinishReason.Length : MiniGptFinishReason.Stop;
-        return new GenerationUpdate(text, ids, finish, usage, timings, score);
+        return new GenerationUpdate(text, ids, reason, usage, timings, score);
     }
 
     /// <summary>Frees the sampler (also when the caller abandons the run early).</summary>

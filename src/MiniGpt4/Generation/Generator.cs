@@ -7,13 +7,13 @@ namespace MiniGpt4.Generation;
 /// One generation over an already prefilled <see cref="ITokenStepper"/>, with transformers 4.30
 /// <c>generate()</c> semantics (MiniGPT-4 generates from <c>inputs_embeds</c>, so HF's
 /// <c>input_ids</c> start as <c>[bos]</c>). Greedy and sampling stream one token per
-/// <see cref="TryStep"/>; beam search (<see cref="SamplingSettings.NumBeams"/> &gt; 1; with
+/// <see cref="TryStep"/>; beam search (<see cref="GenerationOptions.NumBeams"/> &gt; 1; with
 /// sampling HF's beam-sample) runs through <see cref="RunToEnd"/> or <see cref="TryBeamStep"/>.
 /// <para>Per token: copy the logits row, repetition penalty over {BOS} + generated ids, EOS masked
-/// below <see cref="SamplingSettings.MinNewTokens"/>, then argmax or temperature / top-k / top-p and
+/// below <see cref="GenerationOptions.MinNewTokens"/>, then argmax or temperature / top-k / top-p and
 /// a draw. After appending: EOS, a stop-token suffix or the text stopper end the run with that
-/// token included; <see cref="SamplingSettings.MaxNewTokens"/> ends it with
-/// <see cref="FinishReason.Length"/>.</para>
+/// token included; <see cref="GenerationOptions.MaxNewTokens"/> ends it with
+/// <see cref="MiniGptFinishReason.Length"/>.</para>
 /// <para>The model is stepped lazily: the token chosen by one call is fed at the start of the
 /// next, so the last generated token is never fed (as in HF) and a stopped run wastes no forward.
 /// Each call does its tensor work inside its own dispose scope and no-grad guard, so calls may
@@ -22,7 +22,8 @@ namespace MiniGpt4.Generation;
 internal sealed class Generator : IDisposable
 {
     private readonly ITokenStepper _model;
-    private readonly SamplingSettings _settings;
+    private readonly GenerationOptions _options;
+    private readonly DecodeRules _rules;
     private readonly ITextStopper? _text;
     private readonly PrefillInfo _prefill;
     private readonly int _vocab;
@@ -44,34 +45,37 @@ internal sealed class Generator : IDisposable
     /// <summary>
     /// Starts a generation from the prefill's last-position logits <paramref name="firstLogits"/>
     /// (<c>[1, V]</c>; copied, the caller keeps ownership). Throws
-    /// <see cref="MiniGptConfigurationException"/> for invalid settings.
+    /// <see cref="ArgumentOutOfRangeException"/> for invalid options or ids outside the vocabulary.
     /// </summary>
-    public Generator(ITokenStepper model, torch.Tensor firstLogits, SamplingSettings settings,
+    public Generator(ITokenStepper model, torch.Tensor firstLogits, GenerationOptions options, DecodeRules rules,
         ITextStopper? text = null, PrefillInfo prefill = default)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(firstLogits);
-        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(rules);
         _vocab = model.VocabSize;
-        settings.Validate(_vocab);
+        options.Validate();
+        rules.Validate(_vocab);
         _model = model;
-        _settings = settings;
+        _options = options;
+        _rules = rules;
         _text = text;
         _prefill = prefill;
-        _stops = new StopSuffixes(settings.StopTokenSuffixes);
+        _stops = new StopSuffixes(rules.StopTokenSuffixes);
 
-        if (settings.NumBeams > 1)
+        if (options.NumBeams > 1)
         {
-            _beams = new BeamSearch(model, firstLogits, settings, _stops);
+            _beams = new BeamSearch(model, firstLogits, options, rules, _stops);
             return;
         }
         _scores = new float[_vocab];
         using (torch.no_grad()) LogitsRows.CopyTo(firstLogits, 1, _vocab, _scores, step: 0);
-        _penalised = new PenalisedIds(settings.BosId);
-        if (settings.IsSampling)
+        _penalised = new PenalisedIds(rules.BosId);
+        if (!options.IsGreedy)
         {
             _warpers = new LogitsWarpers(_vocab);
-            _sampler = new TokenSampler(settings.Seed ?? TokenSampler.NewSeed());
+            _sampler = new TokenSampler(options.Seed ?? TokenSampler.NewSeed());
         }
     }
 
@@ -93,7 +97,7 @@ internal sealed class Generator : IDisposable
     public bool IsBeamSearch => _beams is not null;
 
     /// <summary>Why the run ended, or null while it is running.</summary>
-    public FinishReason? Finish { get; private set; }
+    public MiniGptFinishReason? Finish { get; private set; }
 
     /// <summary>Ids generated so far (single sequence); for beams, the current best running beam.</summary>
     public IReadOnlyList<int> Generated => _beams?.BestRunning ?? _generated;
@@ -127,12 +131,12 @@ internal sealed class Generator : IDisposable
 
         _generated.Add(token);
         _penalised!.Add(token);
-        if (token == _settings.EosId || _stops.Match(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_generated)) >= 0)
-            Finish = FinishReason.Stop;
+        if (token == _rules.EosId || _stops.Match(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_generated)) >= 0)
+            Finish = MiniGptFinishReason.Stop;
         else if (_text?.ShouldStop(token) == true)
-            Finish = FinishReason.Stop;
-        else if (_generated.Count >= _settings.MaxNewTokens)
-            Finish = FinishReason.Length;
+            Finish = MiniGptFinishReason.Stop;
+        else if (_generated.Count >= _options.MaxNewTokens)
+            Finish = MiniGptFinishReason.Length;
         else
             _pending = token;
         return true;
@@ -140,13 +144,13 @@ internal sealed class Generator : IDisposable
 
     private int NextToken()
     {
-        var s = _settings;
+        var o = _options;
         var scores = _scores!.AsSpan();
-        LogitsProcessors.RepetitionPenalty(scores, _penalised!.Ids, s.RepetitionPenalty);
-        LogitsProcessors.MinNewTokens(scores, _generated.Count, s.MinNewTokens, s.EosId);
+        LogitsProcessors.RepetitionPenalty(scores, _penalised!.Ids, o.RepetitionPenalty);
+        LogitsProcessors.MinNewTokens(scores, _generated.Count, o.MinNewTokens, _rules.EosId);
         _observer?.Invoke(_generated.Count, 0, scores);
         if (_sampler is null) return LogitsProcessors.ArgMax(scores);
-        _warpers!.Warp(scores, s.Temperature, s.TopK, s.TopP);
+        _warpers!.Warp(scores, o.Temperature, o.TopK, o.TopP);
         return _sampler.Sample(scores, _warpers.Candidates);
     }
 
@@ -166,19 +170,15 @@ internal sealed class Generator : IDisposable
         return true;
     }
 
-    /// <summary>Ends a running generation as <see cref="FinishReason.Cancelled"/> (no-op once finished).</summary>
-    public void Cancel() => Finish ??= FinishReason.Cancelled;
-
     /// <summary>
-    /// Runs until a stop rule fires or <paramref name="ct"/> is cancelled (checked between steps;
-    /// then <see cref="FinishReason.Cancelled"/> with the tokens so far - for beams, the best
-    /// hypothesis so far) and returns the result.
+    /// Runs until a stop rule fires and returns the result; <paramref name="ct"/> is checked between
+    /// steps and throws <see cref="OperationCanceledException"/>.
     /// </summary>
     public GenerationResult RunToEnd(CancellationToken ct = default)
     {
         while (Finish is null)
         {
-            if (ct.IsCancellationRequested) { Cancel(); break; }
+            ct.ThrowIfCancellationRequested();
             if (_beams is not null) TryBeamStep();
             else TryStep(out _);
         }
@@ -194,10 +194,10 @@ internal sealed class Generator : IDisposable
             {
                 var hyps = _beams.FinalHypotheses();
                 var best = hyps[0];
-                return new GenerationResult(best.TokenIds, Finish ?? FinishReason.Cancelled, best.Score,
+                return new GenerationResult(best.TokenIds, Finish, best.Score,
                     Stats(best.TokenIds.Count), _beams.Seed, hyps);
             }
-            return new GenerationResult(_generated.ToArray(), Finish ?? FinishReason.Cancelled, null,
+            return new GenerationResult(_generated.ToArray(), Finish, null,
                 Stats(_generated.Count), _sampler?.Seed);
         }
     }

@@ -37,8 +37,8 @@ public class BeamSearchTests
     {
         var model = new HistoryStepper(5, Table(t));
         using var first = model.FirstLogits();
-        var s = new SamplingSettings(DoSample: false, NumBeams: beams, MaxNewTokens: maxNew, RepetitionPenalty: rp, LengthPenalty: 1f, EosId: Eos, BosId: Bos);
-        using var g = new Generator(model, first, s);
+        var s = new HfGenerate(DoSample: false, NumBeams: beams, MaxNewTokens: maxNew, RepetitionPenalty: rp, LengthPenalty: 1f, EosId: Eos, BosId: Bos);
+        using var g = HfGenerate.Start(model, first, s);
         return (g.RunToEnd(), model);
     }
 
@@ -57,7 +57,7 @@ public class BeamSearchTests
     public void Eos_candidates_finish_hypotheses_and_is_done_stops_early()
     {
         var (r, model) = Beam(Scenario(), maxNew: 10);
-        Assert.Equal(FinishReason.Stop, r.Finish);
+        Assert.Equal(MiniGptFinishReason.Stop, r.Finish);
         Assert.Equal([A, A, A, Eos], r.TokenIds);
         Assert.Equal(Math.Log(.5 * .5 * .5 * .5) / 4, r.SequenceScore!.Value, 5);
         Assert.Equal(4, model.Steps);
@@ -85,7 +85,7 @@ public class BeamSearchTests
         t.Remove("aaaa");
         t.Remove("aaab");
         var (r, model) = Beam(t, maxNew: 4);
-        Assert.Equal(FinishReason.Length, r.Finish);
+        Assert.Equal(MiniGptFinishReason.Length, r.Finish);
         Assert.Equal([A, A, A, A], r.TokenIds);
         Assert.Equal(Math.Log(.5 * .5 * .5 * .24) / 5, r.SequenceScore!.Value, 5);
         Assert.Equal(3, model.Steps);
@@ -118,8 +118,8 @@ public class BeamSearchTests
         }
         var model = new HistoryStepper(V, h => Probs(h).Select(x => (float)Math.Log(x)).ToArray());
         using var first = model.FirstLogits();
-        var s = new SamplingSettings(DoSample: false, NumBeams: K, MaxNewTokens: T, RepetitionPenalty: rp, EosId: Eos, BosId: Bos);
-        using var g = new Generator(model, first, s);
+        var s = new HfGenerate(DoSample: false, NumBeams: K, MaxNewTokens: T, RepetitionPenalty: rp, EosId: Eos, BosId: Bos);
+        using var g = HfGenerate.Start(model, first, s);
         var r = g.RunToEnd();
 
         int[] tokens = [A, Bos, B, C];
@@ -138,7 +138,7 @@ public class BeamSearchTests
             all.Add((seq, sum));
         }
         var best = all.OrderByDescending(e => e.Sum).Take(K).ToList();
-        Assert.Equal(FinishReason.Length, r.Finish);
+        Assert.Equal(MiniGptFinishReason.Length, r.Finish);
         Assert.Equal(K, r.Hypotheses!.Count);
         for (int i = 0; i < K; i++)
         {
@@ -164,7 +164,7 @@ public class BeamSearchTests
 
         var model = new HistoryStepper(5, Table(t));
         using var first = model.FirstLogits();
-        using var g = new Generator(model, first, new SamplingSettings(DoSample: false, MaxNewTokens: 2, RepetitionPenalty: 1f, EosId: Eos, BosId: Bos));
+        using var g = HfGenerate.Start(model, first, new HfGenerate(DoSample: false, MaxNewTokens: 2, RepetitionPenalty: 1f, EosId: Eos, BosId: Bos));
         Assert.Equal(A, g.RunToEnd().TokenIds[0]);
     }
 
@@ -174,29 +174,30 @@ public class BeamSearchTests
         // every history continues with c (.9): after the first token, both beams end with c
         var model = new HistoryStepper(5, h => (h.Count == 0 ? new[] { .5, .05, .04, .4, .01 } : [.03, .03, .01, .03, .9]).Select(x => (float)Math.Log(x)).ToArray());
         using var first = model.FirstLogits();
-        var s = new SamplingSettings(DoSample: false, NumBeams: 2, MaxNewTokens: 10, EosId: Eos, BosId: Bos, RepetitionPenalty: 1f, StopTokenSuffixes: [[C]]);
-        using var g = new Generator(model, first, s);
+        var s = new HfGenerate(DoSample: false, NumBeams: 2, MaxNewTokens: 10, EosId: Eos, BosId: Bos, RepetitionPenalty: 1f, StopTokenSuffixes: [[C]]);
+        using var g = HfGenerate.Start(model, first, s);
         var r = g.RunToEnd();
-        Assert.Equal(FinishReason.Stop, r.Finish);
+        Assert.Equal(MiniGptFinishReason.Stop, r.Finish);
         Assert.Equal([A, C], r.TokenIds);
         Assert.Equal(1, model.Steps);
     }
 
     [Fact]
-    public void Beam_generator_refuses_token_streaming_and_cancels_with_the_best_so_far()
+    public void Beam_generator_refuses_token_streaming_and_cancellation_throws()
     {
         var model = new HistoryStepper(5, Table(Scenario()));
         using var first = model.FirstLogits();
-        var s = new SamplingSettings(DoSample: false, NumBeams: 2, MaxNewTokens: 10, EosId: Eos, BosId: Bos, RepetitionPenalty: 1f);
-        using var g = new Generator(model, first, s);
+        var s = new HfGenerate(DoSample: false, NumBeams: 2, MaxNewTokens: 10, EosId: Eos, BosId: Bos, RepetitionPenalty: 1f);
+        using var g = HfGenerate.Start(model, first, s);
         Assert.Throws<InvalidOperationException>(() => g.TryStep(out _));
         Assert.True(g.TryBeamStep());
         Assert.True(g.TryBeamStep());
         using var cts = new CancellationTokenSource();
         cts.Cancel();
-        var r = g.RunToEnd(cts.Token);
-        Assert.Equal(FinishReason.Cancelled, r.Finish);
+        Assert.Throws<OperationCanceledException>(() => g.RunToEnd(cts.Token));
+        Assert.Null(g.Finish);
         // after two steps: hypothesis "b EOS" (ln(.12)/2 = -1.060) and running "aa" (ln .25 / 3 = -0.462), "ac"
+        var r = g.Result;
         Assert.Equal([A, A], r.TokenIds);
         Assert.Equal(Math.Log(.25) / 3, r.SequenceScore!.Value, 5);
     }
@@ -221,8 +222,8 @@ public class BeamSearchTests
         {
             var model = new HistoryStepper(5, Table(t));
             using var first = model.FirstLogits();
-            var s = new SamplingSettings(DoSample: true, Temperature: T, NumBeams: 2, MaxNewTokens: 2, RepetitionPenalty: 1f, EosId: Eos, BosId: Bos, Seed: seed);
-            using var g = new Generator(model, first, s);
+            var s = new HfGenerate(DoSample: true, Temperature: T, NumBeams: 2, MaxNewTokens: 2, RepetitionPenalty: 1f, EosId: Eos, BosId: Bos, Seed: seed);
+            using var g = HfGenerate.Start(model, first, s);
             var r = g.RunToEnd();
             Assert.Equal(2, r.TokenIds.Count);
             Assert.Equal(A, r.TokenIds[0]);
@@ -242,7 +243,7 @@ public class BeamSearchTests
         {
             var model = new HistoryStepper(40, h => (float[])table[h.Count == 0 ? 40 : h[^1]].Clone());
             using var first = model.FirstLogits();
-            using var g = new Generator(model, first, new SamplingSettings(NumBeams: 3, MaxNewTokens: 12, EosId: 39, Seed: seed));
+            using var g = HfGenerate.Start(model, first, new HfGenerate(NumBeams: 3, MaxNewTokens: 12, EosId: 39, Seed: seed));
             return g.RunToEnd();
         }
         var a = Run(1);

@@ -5,14 +5,14 @@ namespace MiniGpt4.Tests.Generation;
 
 public class DecodeLoopTests
 {
-    private static GenerationResult Run(HistoryStepper model, SamplingSettings s, ITextStopper? text = null)
+    private static GenerationResult Run(HistoryStepper model, HfGenerate s, ITextStopper? text = null)
     {
         using var first = model.FirstLogits();
-        using var g = new Generator(model, first, s, text);
+        using var g = HfGenerate.Start(model, first, s, text);
         return g.RunToEnd();
     }
 
-    private static SamplingSettings Greedy(int max = 10) =>
+    private static HfGenerate Greedy(int max = 10) =>
         new(DoSample: false, RepetitionPenalty: 1f, MaxNewTokens: max);
 
     /// <summary>Logits that depend on the last token: a fixed Markov table (seeded pseudo-random).</summary>
@@ -48,7 +48,7 @@ public class DecodeLoopTests
     {
         var f = Markov(12, 2);
         var greedy = Run(new HistoryStepper(12, f), Greedy(8) with { EosId = 11 });
-        var t0 = Run(new HistoryStepper(12, f), new SamplingSettings(DoSample: true, Temperature: 0f, RepetitionPenalty: 1f, MaxNewTokens: 8, EosId: 11, Seed: 5));
+        var t0 = Run(new HistoryStepper(12, f), new HfGenerate(DoSample: true, Temperature: 0f, RepetitionPenalty: 1f, MaxNewTokens: 8, EosId: 11, Seed: 5));
         Assert.Equal(greedy.TokenIds, t0.TokenIds);
         Assert.Null(t0.Seed);
     }
@@ -62,7 +62,7 @@ public class DecodeLoopTests
         float[] l = [1.0f, 3.0f, -5f, 2.9f, 2.8f, -1f];
         var r = Run(new HistoryStepper(6, _ => (float[])l.Clone()), Greedy(5) with { RepetitionPenalty = 2f });
         Assert.Equal([3, 4, 1, 1, 1], r.TokenIds);
-        Assert.Equal(FinishReason.Length, r.Finish);
+        Assert.Equal(MiniGptFinishReason.Length, r.Finish);
 
         var plain = Run(new HistoryStepper(6, _ => (float[])l.Clone()), Greedy(3));
         Assert.Equal([1, 1, 1], plain.TokenIds);
@@ -75,12 +75,12 @@ public class DecodeLoopTests
         float[] l = [0f, 0f, 4f, 0f, 0f, 3f];
         var r0 = Run(new HistoryStepper(6, _ => (float[])l.Clone()), Greedy(10));
         Assert.Equal([2], r0.TokenIds); // HF min_length=1 does not mask EOS at step 0
-        Assert.Equal(FinishReason.Stop, r0.Finish);
+        Assert.Equal(MiniGptFinishReason.Stop, r0.Finish);
 
         var model = new HistoryStepper(6, _ => (float[])l.Clone());
         var r3 = Run(model, Greedy(10) with { MinNewTokens = 3 });
         Assert.Equal([5, 5, 5, 2], r3.TokenIds);
-        Assert.Equal(FinishReason.Stop, r3.Finish);
+        Assert.Equal(MiniGptFinishReason.Stop, r3.Finish);
         Assert.Equal(3, model.Steps);
     }
 
@@ -90,7 +90,7 @@ public class DecodeLoopTests
         var model = new HistoryStepper(6, _ => [0f, 0f, -9f, 1f, 0f, 0f]);
         var r = Run(model, Greedy(7));
         Assert.Equal(Enumerable.Repeat(3, 7), r.TokenIds);
-        Assert.Equal(FinishReason.Length, r.Finish);
+        Assert.Equal(MiniGptFinishReason.Length, r.Finish);
         Assert.Equal(6, model.Steps);
         Assert.Equal(7, r.Stats.GeneratedTokens);
         Assert.Equal(6, r.Stats.ModelSteps);
@@ -109,7 +109,7 @@ public class DecodeLoopTests
         var s = Greedy(20) with { StopTokenSuffixes = [[835], [2277, 29937]] }; // the MiniGPT-4 demo's stop ids
         var r = Run(Scripted(32000, script), s);
         Assert.Equal(expected, r.TokenIds);
-        Assert.Equal(FinishReason.Stop, r.Finish);
+        Assert.Equal(MiniGptFinishReason.Stop, r.Finish);
     }
 
     private sealed class StopAfter(int n) : ITextStopper
@@ -125,7 +125,7 @@ public class DecodeLoopTests
         var r = Run(Scripted(50, 10, 11, 12, 13, 14), Greedy(20), text);
         Assert.Equal([10, 11, 12], r.TokenIds);
         Assert.Equal([10, 11, 12], text.Seen);
-        Assert.Equal(FinishReason.Stop, r.Finish);
+        Assert.Equal(MiniGptFinishReason.Stop, r.Finish);
     }
 
     [Fact]
@@ -133,10 +133,10 @@ public class DecodeLoopTests
     {
         var model = Scripted(50, 10, 11, 2);
         using var first = model.FirstLogits();
-        using var g = new Generator(model, first, Greedy(20));
+        using var g = HfGenerate.Start(model, first, Greedy(20));
         Assert.True(g.TryStep(out var a)); Assert.Equal(10, a); Assert.Null(g.Finish);
         Assert.True(g.TryStep(out var b)); Assert.Equal(11, b);
-        Assert.True(g.TryStep(out var c)); Assert.Equal(2, c); Assert.Equal(FinishReason.Stop, g.Finish);
+        Assert.True(g.TryStep(out var c)); Assert.Equal(2, c); Assert.Equal(MiniGptFinishReason.Stop, g.Finish);
         Assert.False(g.TryStep(out _));
         Assert.Equal([10, 11, 2], g.Generated);
     }
@@ -145,7 +145,7 @@ public class DecodeLoopTests
     public void A_fixed_seed_reproduces_and_different_seeds_differ()
     {
         var f = Markov(40, 3);
-        SamplingSettings S(long seed) => new(DoSample: true, Temperature: 1.3f, TopK: 20, TopP: 0.95f, MaxNewTokens: 40, EosId: 39, Seed: seed);
+        HfGenerate S(long seed) => new(DoSample: true, Temperature: 1.3f, TopK: 20, TopP: 0.95f, MaxNewTokens: 40, EosId: 39, Seed: seed);
         var a = Run(new HistoryStepper(40, f), S(42));
         var b = Run(new HistoryStepper(40, f), S(42));
         var c = Run(new HistoryStepper(40, f), S(43));
@@ -161,7 +161,7 @@ public class DecodeLoopTests
     {
         // scores 0..19: top-k 3 leaves ids 17, 18, 19
         var model = new HistoryStepper(20, _ => Enumerable.Range(0, 20).Select(i => (float)i * 0.1f).ToArray());
-        var r = Run(model, new SamplingSettings(TopK: 3, TopP: 1f, RepetitionPenalty: 1f, MaxNewTokens: 200, EosId: 0, Seed: 9));
+        var r = Run(model, new HfGenerate(TopK: 3, TopP: 1f, RepetitionPenalty: 1f, MaxNewTokens: 200, EosId: 0, Seed: 9));
         Assert.All(r.TokenIds, t => Assert.InRange(t, 17, 19));
         Assert.Equal(3, r.TokenIds.Distinct().Count());
     }
@@ -170,7 +170,7 @@ public class DecodeLoopTests
     public void Unseeded_sampling_reports_the_seed_that_reproduces_it()
     {
         var f = Markov(40, 4);
-        var s = new SamplingSettings(MaxNewTokens: 30, EosId: 39);
+        var s = new HfGenerate(MaxNewTokens: 30, EosId: 39);
         var a = Run(new HistoryStepper(40, f), s);
         Assert.NotNull(a.Seed);
         var b = Run(new HistoryStepper(40, f), s with { Seed = a.Seed });
@@ -182,12 +182,12 @@ public class DecodeLoopTests
     [InlineData(300, -0.1f, 1.05f, 1)]
     [InlineData(300, 0.9f, 0f, 1)]
     [InlineData(300, 0.9f, 1.05f, 0)]
-    public void Invalid_settings_throw_a_configuration_exception(int maxNew, float topP, float rp, int beams)
+    public void Invalid_settings_throw_before_any_step(int maxNew, float topP, float rp, int beams)
     {
         var model = new HistoryStepper(10, _ => new float[10]);
         using var first = model.FirstLogits();
-        var s = new SamplingSettings(MaxNewTokens: maxNew, TopP: topP, RepetitionPenalty: rp, NumBeams: beams);
-        Assert.Throws<MiniGptConfigurationException>(() => new Generator(model, first, s));
+        var s = new HfGenerate(MaxNewTokens: maxNew, TopP: topP, RepetitionPenalty: rp, NumBeams: beams);
+        Assert.Throws<ArgumentOutOfRangeException>(() => HfGenerate.Start(model, first, s));
     }
 
     [Fact]
@@ -195,7 +195,7 @@ public class DecodeLoopTests
     {
         var model = new HistoryStepper(10, _ => new float[10]);
         using var bad = TorchSharp.torch.zeros(1, 9);
-        var e = Assert.Throws<InvalidOperationException>(() => new Generator(model, bad, Greedy()));
+        var e = Assert.Throws<InvalidOperationException>(() => HfGenerate.Start(model, bad, Greedy()));
         Assert.Contains("[1, 9]", e.Message);
     }
 }

@@ -36,8 +36,8 @@ public class OracleReplayTests
             return rows[fed.Count];
         });
         using var first = model.FirstLogits();
-        var settings = new SamplingSettings(DoSample: false, RepetitionPenalty: rp, MaxNewTokens: 20);
-        using var g = new Generator(model, first, settings);
+        var settings = new HfGenerate(DoSample: false, RepetitionPenalty: rp, MaxNewTokens: 20);
+        using var g = HfGenerate.Start(model, first, settings);
         var observed = new List<(int[] Ids, float[] Values)>();
         g.OnProcessedScores = (step, beam, s) =>
         {
