@@ -12,8 +12,9 @@ internal static class ImagePreprocessor
     public static float[] ToPixelValues(ImageInput image, int size, ImageDecodingOptions options)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        var decoded = Decode(image, options); // first: a refused image costs no output buffer
         var values = new float[checked(3 * size * size)];
-        ToPixelValues(image, size, options, values);
+        Normalise(decoded, size, values);
         return values;
     }
 
@@ -24,7 +25,11 @@ internal static class ImagePreprocessor
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
         if (destination.Length != 3L * size * size)
             throw new ArgumentException($"destination holds {destination.Length} floats; 3 x {size} x {size} = {3L * size * size} are needed", nameof(destination));
-        var decoded = Decode(image, options);
+        Normalise(Decode(image, options), size, destination);
+    }
+
+    private static void Normalise(DecodedImage decoded, int size, Span<float> destination)
+    {
         var resized = decoded.Width == size && decoded.Height == size
             ? decoded.Rgb24.Span // Pillow: a same-size resize is a copy
             : ResizeBicubic(decoded, size, size);
