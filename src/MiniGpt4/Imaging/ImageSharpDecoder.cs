@@ -70,7 +70,8 @@ internal sealed class ImageSharpDecoder : IImageDecoder
 
     private static Configuration ConfigurationFor(ImageDecodingOptions options)
     {
-        long limitMb = options.MaxPixels * BudgetBytesPerPixel / (1024 * 1024) + SlackMegabytes;
+        // No image gets past ImageLimits with more than MaxRgbPixels pixels (and MaxPixels * 4 could overflow).
+        long limitMb = Math.Min(options.MaxPixels, ImageLimits.MaxRgbPixels) * BudgetBytesPerPixel / (1024 * 1024) + SlackMegabytes;
         int limit = (int)Math.Min(limitMb, int.MaxValue);
         return Configurations.GetOrAdd((options.AllowGif, options.AllowTiff, limit), static key => Create(key.Gif, key.Tiff, key.LimitMb));
     }

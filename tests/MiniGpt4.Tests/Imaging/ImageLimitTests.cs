@@ -138,6 +138,31 @@ public class ImageLimitTests
         Assert.Contains("MaxEncodedBytes = 100", e.Message);
     }
 
+    [Theory]
+    [MemberData(nameof(Decoders))]
+    public void The_largest_limits_do_not_overflow(string decoder)
+    {
+        var options = new ImageDecodingOptions
+        {
+            Decoder = For(decoder).Decoder, MaxEncodedBytes = long.MaxValue, MaxPixels = long.MaxValue, MaxDimension = int.MaxValue,
+        };
+        var png = TestImages.Encode(TestImages.Quadrants(16, 16), 16, 16, new PngEncoder());
+        Assert.Equal(16, ImagePreprocessor.Decode(ImageInput.FromStream(new CountingStream(png, seekable: false)), options).Width);
+        Assert.Equal(16, ImagePreprocessor.Decode(ImageInput.FromStream(new MemoryStream(png)), options).Width);
+        var (e, _) = Refused(() => options.ThrowIfOverLimits("PNG", 1_000_000, 1_000_000));
+        Assert.Contains("would not fit in one .NET array", e.Message);
+    }
+
+    [Fact]
+    public void The_largest_pixel_budget_does_not_shrink_the_ImageSharp_allocator_limit()
+    {
+        // MaxPixels * 4 bytes once wrapped round to a 32 MB allocator limit: a 36 MB image failed to decode.
+        var rgb = TestImages.Quadrants(4000, 3000);
+        var png = TestImages.Encode(rgb, 4000, 3000, new PngEncoder());
+        var options = new ImageDecodingOptions { MaxPixels = long.MaxValue };
+        Assert.Equal(4000, ImagePreprocessor.Decode(ImageInput.FromBytes(png), options).Width);
+    }
+
     // ------------------------------------------------------------------ declared pixels
 
     [Theory]
