@@ -10,7 +10,10 @@ namespace MiniGpt4.Imaging.Skia;
 /// <c>new ImageDecodingOptions { Decoder = SkiaImageDecoder.Instance }</c>.
 /// Formats: JPEG, PNG, WebP, BMP, and GIF (first frame) when <see cref="ImageDecodingOptions.AllowGif"/>
 /// is set; Skia has no TIFF decoder. No colour management is applied (as in PIL); alpha is dropped
-/// without compositing.
+/// without compositing. The limits of <see cref="ImageDecodingOptions"/> are applied the library's way
+/// (<see cref="ImageDecodingOptions.ThrowIfRefused"/> on the bytes, then
+/// <see cref="ImageDecodingOptions.ThrowIfOverLimits"/> on the size Skia reads) before any pixel buffer
+/// is allocated, also when the decoder is called directly.
 /// </summary>
 public sealed class SkiaImageDecoder : IImageDecoder
 {
@@ -23,7 +26,8 @@ public sealed class SkiaImageDecoder : IImageDecoder
     public DecodedImage Decode(ReadOnlyMemory<byte> encoded, ImageDecodingOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        if (encoded.IsEmpty) throw new MiniGptImageException("The image is empty (0 bytes).");
+        // Byte limit, format, declared size and completeness, as for every decoder, before Skia copies the bytes.
+        options.ThrowIfRefused(encoded.Span);
         using var data = SKData.CreateCopy(encoded.Span);
         using var codec = SKCodec.Create(data) ?? throw Unrecognised(encoded.Span);
 
@@ -44,10 +48,13 @@ public sealed class SkiaImageDecoder : IImageDecoder
         int width = info.Width, height = info.Height;
         if (width <= 0 || height <= 0)
             throw new MiniGptImageException($"Invalid {format} image: its header declares an empty size {width}x{height}.");
-        if (height > options.MaxPixels / width)
+        // The size Skia will decode, which may differ from what the library's header walk read.
+        options.ThrowIfOverLimits(Name(format), width, height);
+        if ((long)width * height * 4 > Array.MaxLength)
             throw new MiniGptImageException(string.Format(CultureInfo.InvariantCulture,
-                "The {0} image is {1}x{2} = {3:N0} pixels, over the pixel budget ImageDecodingOptions.MaxPixels = {4:N0}; it was refused before decoding.",
-                format, width, height, (long)width * height, options.MaxPixels));
+                "The {0} image is {1}x{2} pixels: Skia's RGBA buffer ({3:N0} bytes) would not fit in one .NET array; " +
+                "it was refused before decoding (lower ImageDecodingOptions.MaxPixels = {4:N0}).",
+                Name(format), width, height, (long)width * height * 4, options.MaxPixels));
 
         // Unpremultiplied RGBA without a colour space: the stored RGB values, no colour conversion.
         var target = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
@@ -65,6 +72,16 @@ public sealed class SkiaImageDecoder : IImageDecoder
         var origin = options.ApplyExifOrientation ? codec.EncodedOrigin : SKEncodedOrigin.TopLeft;
         return Orientation.ToRgb(rgba, width, height, origin);
     }
+
+    private static string Name(SKEncodedImageFormat format) => format switch
+    {
+        SKEncodedImageFormat.Jpeg => "JPEG",
+        SKEncodedImageFormat.Png => "PNG",
+        SKEncodedImageFormat.Webp => "WebP",
+        SKEncodedImageFormat.Bmp => "BMP",
+        SKEncodedImageFormat.Gif => "GIF",
+        _ => format.ToString(),
+    };
 
     private static MiniGptImageException Unrecognised(ReadOnlySpan<byte> d)
     {

@@ -7,6 +7,14 @@ namespace MiniGpt4;
 /// from untrusted sources and reproduce what the reference (PIL <c>Image.open(path).convert("RGB")</c>)
 /// does: alpha dropped without compositing, grey expanded to RGB, EXIF orientation ignored.
 /// </summary>
+/// <remarks>
+/// The limits (<see cref="MaxEncodedBytes"/>, <see cref="MaxPixels"/>, <see cref="MaxDimension"/>) hold
+/// for every kind of <see cref="ImageInput"/> and every decoder, and are checked before anything the
+/// size of the image is read, allocated or decoded: a file from its length, a stream from its length
+/// or after at most <c>MaxEncodedBytes + 1</c> bytes, a size from the header's first bytes, RGB input
+/// from its width and height. A refusal is a <see cref="MiniGptImageException"/> whose message names
+/// the option and its value (docs/imaging.md lists the limits).
+/// </remarks>
 public sealed class ImageDecodingOptions
 {
     /// <summary>The default pixel budget, 40 million pixels.</summary>
@@ -17,8 +25,16 @@ public sealed class ImageDecodingOptions
     /// </remarks>
     public const long DefaultMaxPixels = 40_000_000;
 
-    /// <summary>The default cap on the encoded size read from a file or stream, 256 MiB.</summary>
+    /// <summary>The default cap on the encoded size of an image (file, stream or bytes), 256 MiB.</summary>
     public const long DefaultMaxEncodedBytes = 256L * 1024 * 1024;
+
+    /// <summary>The default cap on the width and on the height, 65,535 pixels.</summary>
+    /// <remarks>
+    /// The largest side a JPEG or GIF header can declare, and far above any camera. It bounds what the
+    /// pixel budget alone does not: a 40,000,000 x 1 image is within 40 MP, but resizing it to 224 x 224
+    /// needs bicubic weight tables of about 4 bytes x 4 x its width (640 MB); at 65,535 they stay near 1 MB.
+    /// </remarks>
+    public const int DefaultMaxDimension = 65_535;
 
     /// <summary>Shared instance with the default settings.</summary>
     public static ImageDecodingOptions Default { get; } = new();
@@ -35,13 +51,28 @@ public sealed class ImageDecodingOptions
     }
     private readonly long _maxPixels = DefaultMaxPixels;
 
-    /// <summary>Largest accepted encoded size for file and stream input. Default <see cref="DefaultMaxEncodedBytes"/>.</summary>
+    /// <summary>
+    /// Largest accepted encoded size in bytes, for file, stream and byte input. A file or seekable stream
+    /// over it is refused from its length, without reading it; a stream that cannot seek is read no
+    /// further than one byte past it. Default <see cref="DefaultMaxEncodedBytes"/>.
+    /// </summary>
     public long MaxEncodedBytes
     {
         get => _maxEncodedBytes;
         init => _maxEncodedBytes = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxEncodedBytes), value, "MaxEncodedBytes must be positive.");
     }
     private readonly long _maxEncodedBytes = DefaultMaxEncodedBytes;
+
+    /// <summary>
+    /// Largest accepted width and height, in pixels, declared or decoded (RGB input too). Checked with
+    /// <see cref="MaxPixels"/>, before decoding. Default <see cref="DefaultMaxDimension"/>.
+    /// </summary>
+    public int MaxDimension
+    {
+        get => _maxDimension;
+        init => _maxDimension = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxDimension), value, "MaxDimension must be positive.");
+    }
+    private readonly int _maxDimension = DefaultMaxDimension;
 
     /// <summary>
     /// Accept GIF images (the first frame is used). Off by default: the GIF decoder of ImageSharp
@@ -72,4 +103,29 @@ public sealed class ImageDecodingOptions
         init => _decoder = value ?? throw new ArgumentNullException(nameof(Decoder));
     }
     private readonly IImageDecoder _decoder = ImageSharpDecoder.Instance;
+
+    /// <summary>
+    /// Refuses an image size over these limits: <see cref="MaxPixels"/>, <see cref="MaxDimension"/>, or
+    /// more RGB pixels than one array can hold; also an empty size. An <see cref="IImageDecoder"/> calls it
+    /// with the size its header reader found, before allocating pixels, so that it applies the same rule
+    /// as the library (which calls it on every input).
+    /// </summary>
+    /// <param name="format">The image's format or kind, for the message (e.g. "PNG").</param>
+    /// <param name="width">Width in pixels.</param>
+    /// <param name="height">Height in pixels.</param>
+    /// <exception cref="MiniGptImageException">The size is empty or over a limit; the message names the limit and its value.</exception>
+    public void ThrowIfOverLimits(string format, long width, long height)
+        => ImageLimits.CheckSize(string.IsNullOrEmpty(format) ? "encoded" : format, width, height, this);
+
+    /// <summary>
+    /// Runs on complete encoded bytes the checks the library applies before any decoder sees them:
+    /// <see cref="MaxEncodedBytes"/>, the format from the content (GIF and TIFF only when allowed), the
+    /// size declared in the header against <see cref="MaxPixels"/> and <see cref="MaxDimension"/>, and
+    /// that every part the container declares is present (a truncated file is refused). Reads only
+    /// headers and lengths and allocates nothing the size of the image. An <see cref="IImageDecoder"/>
+    /// that may be called directly calls it first.
+    /// </summary>
+    /// <param name="encoded">The complete encoded file.</param>
+    /// <exception cref="MiniGptImageException">The bytes are refused; the message names the first problem.</exception>
+    public void ThrowIfRefused(ReadOnlySpan<byte> encoded) => ImageLimits.CheckEncoded(encoded, this);
 }

@@ -1,3 +1,5 @@
+using MiniGpt4.Imaging;
+
 namespace MiniGpt4;
 
 /// <summary>
@@ -5,6 +7,8 @@ namespace MiniGpt4;
 /// and TIFF when <see cref="ImageDecodingOptions"/> allows them), or already decoded RGB pixels.
 /// Encoded input is decoded only when the image is used, with the limits of
 /// <see cref="ImageDecodingOptions"/>; the format is read from the content, never from a file name.
+/// Every limit (encoded bytes, declared and decoded pixels, width and height) holds for every kind of
+/// input, RGB pixels included, and is checked before the image is decoded.
 /// </summary>
 public sealed class ImageInput
 {
@@ -27,7 +31,41 @@ public sealed class ImageInput
     internal int Width { get; }
     internal int Height { get; }
 
-    /// <summary>An encoded image file. The file is read when the image is used.</summary>
+    // Stream input: bytes that Inspect took from a stream that cannot seek, to be decoded first.
+    internal object StreamGate { get; } = new();
+    internal byte[] StreamHead { get; set; } = [];
+    internal int StreamHeadLength { get; set; }
+    internal bool StreamEnded { get; set; }
+
+    /// <summary>
+    /// Applies the limits of <paramref name="options"/> as far as they can be applied without decoding,
+    /// and returns what the image declares: for a queue's admission check, and the first step of every decode.
+    /// Cheap: RGB input is checked from its size; byte input by a walk of its headers; a file or seekable
+    /// stream from its length and at most its first <see cref="ImageInputReader.MaxHeaderBytes"/> bytes
+    /// (usually 64 KiB, in pooled buffers), after which a stream is back at its position; a stream that
+    /// cannot seek keeps the bytes it read for the decode, so it can still be used. Nothing the size of the
+    /// image is allocated. Completeness (a truncated file) is checked only when all bytes are at hand.
+    /// </summary>
+    /// <returns>The format, the declared width and height (0 when the header's first bytes do not reach them)
+    /// and the size in bytes (-1 for a stream that cannot seek, not read to its end).</returns>
+    /// <exception cref="MiniGptImageException">A limit is exceeded, the format is unknown or not allowed, or
+    /// the input cannot be read; the message names the source and the limit with its value.</exception>
+    internal ImageInspection Inspect(ImageDecodingOptions options)
+    {
+        try
+        {
+            return ImageInputReader.Inspect(this, options);
+        }
+        catch (MiniGptImageException e)
+        {
+            throw ImageInputReader.WithSource(this, e);
+        }
+    }
+
+    /// <summary>
+    /// An encoded image file. The file is read when the image is used; one longer than
+    /// <see cref="ImageDecodingOptions.MaxEncodedBytes"/> is refused from its length.
+    /// </summary>
     /// <param name="path">Path of a JPEG, PNG, WebP or BMP file (its extension is ignored).</param>
     /// <exception cref="ArgumentException">The path is null or empty.</exception>
     public static ImageInput FromFile(string path)
@@ -38,8 +76,9 @@ public sealed class ImageInput
 
     /// <summary>
     /// An encoded image in a stream. The stream is read from its current position to its end when the
-    /// image is used (up to <see cref="ImageDecodingOptions.MaxEncodedBytes"/>), so such an input can be
-    /// used once; the stream is not disposed.
+    /// image is used, so such an input can be used once; the stream is not disposed. A seekable stream
+    /// longer than <see cref="ImageDecodingOptions.MaxEncodedBytes"/> is refused from its length; any other
+    /// is read no further than one byte past it, and its header is checked before the rest is read.
     /// </summary>
     /// <param name="stream">A readable stream.</param>
     /// <exception cref="ArgumentNullException">The stream is null.</exception>
@@ -51,14 +90,19 @@ public sealed class ImageInput
         return new ImageInput(InputKind.Stream, null, stream, default, 0, 0);
     }
 
-    /// <summary>An encoded image held in memory (the bytes are not copied: do not change them while the image is in use).</summary>
+    /// <summary>
+    /// An encoded image held in memory (the bytes are not copied: do not change them while the image is
+    /// in use). <see cref="ImageDecodingOptions.MaxEncodedBytes"/> applies to it too.
+    /// </summary>
     /// <param name="encoded">The bytes of a JPEG, PNG, WebP or BMP file.</param>
     public static ImageInput FromBytes(ReadOnlyMemory<byte> encoded)
         => new(InputKind.Encoded, null, null, encoded, 0, 0);
 
     /// <summary>
     /// Decoded pixels: <paramref name="height"/> rows of <paramref name="width"/> pixels, 3 bytes per
-    /// pixel in R, G, B order, rows top to bottom without padding (HWC uint8). Not copied.
+    /// pixel in R, G, B order, rows top to bottom without padding (HWC uint8). Not copied. When the image
+    /// is used, its size is checked against <see cref="ImageDecodingOptions.MaxPixels"/> and
+    /// <see cref="ImageDecodingOptions.MaxDimension"/> like a decoded image's, before it is resized.
     /// </summary>
     /// <param name="width">Width in pixels (at least 1).</param>
     /// <param name="height">Height in pixels (at least 1).</param>

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Globalization;
 
 namespace MiniGpt4.Imaging;
 
@@ -15,7 +14,8 @@ internal readonly record struct EncodedImageHeader(EncodedImageFormat Format, lo
 /// <item>the format is recognised from the content (magic bytes), never from a file name;</item>
 /// <item>GIF and TIFF are refused unless the options allow them;</item>
 /// <item>the declared width and height are read from the header and refused when zero or over
-/// <see cref="ImageDecodingOptions.MaxPixels"/> (decompression bombs are refused before decoding);</item>
+/// <see cref="ImageDecodingOptions.MaxPixels"/> or <see cref="ImageDecodingOptions.MaxDimension"/> by
+/// <see cref="ImageLimits"/> (decompression bombs are refused before decoding);</item>
 /// <item>the container structure is walked and every part it declares must be present: a JPEG's
 /// marker segments and entropy-coded data up to the EOI marker, a PNG's chunks up to IEND, a GIF's
 /// blocks up to the end of the first image, the pixel array a BMP's header implies, the RIFF size of
@@ -56,7 +56,11 @@ internal static class EncodedImageInspector
     };
 
     /// <summary>Runs all checks; throws <see cref="MiniGptImageException"/> naming the first problem.</summary>
-    public static EncodedImageHeader Inspect(ReadOnlySpan<byte> data, ImageDecodingOptions options)
+    /// <param name="data">The encoded image, or its first bytes when <paramref name="prefixOnly"/>.</param>
+    /// <param name="options">The limits.</param>
+    /// <param name="prefixOnly">The data is only the start of the image: running out of it is not an error,
+    /// and the size is -1 x -1 when it ends before the size fields.</param>
+    public static EncodedImageHeader Inspect(ReadOnlySpan<byte> data, ImageDecodingOptions options, bool prefixOnly = false)
     {
         if (data.IsEmpty) throw new MiniGptImageException("The image is empty (0 bytes).");
         var format = Sniff(data);
@@ -86,28 +90,16 @@ internal static class EncodedImageInspector
             _ => WalkTiff(data),
         };
         string name = Name(format);
+        if (prefixOnly && walk.Truncated && (walk.Width <= 0 || walk.Height <= 0))
+            return new EncodedImageHeader(format, -1, -1);
         if (walk.Width < 0 || walk.Height < 0)
             throw new MiniGptImageException($"{(walk.Truncated ? "Truncated" : "Invalid")} {name} image: {walk.Problem ?? "no size in the header"}.");
         if (walk.Width == 0 || walk.Height == 0)
             throw new MiniGptImageException($"Invalid {name} image: its header declares an empty size {walk.Width}x{walk.Height}.");
-        CheckBudget(name, walk.Width, walk.Height, options.MaxPixels);
-        if (walk.Frames > 1 && walk.Height * walk.Frames > options.MaxPixels / walk.Width)
-            throw new MiniGptImageException(string.Format(CultureInfo.InvariantCulture,
-                "The animated {0} image has {1} frames of {2}x{3} pixels, all of which would be decoded: " +
-                "over the pixel budget ImageDecodingOptions.MaxPixels = {4:N0}.", name, walk.Frames, walk.Width, walk.Height, options.MaxPixels));
-        if (walk.Problem is not null)
+        ImageLimits.CheckSize(name, walk.Width, walk.Height, options, frames: walk.Frames);
+        if (walk.Problem is not null && !(prefixOnly && walk.Truncated))
             throw new MiniGptImageException($"{(walk.Truncated ? "Truncated" : "Invalid")} {name} image: {walk.Problem}.");
         return new EncodedImageHeader(format, walk.Width, walk.Height);
-    }
-
-    /// <summary>Refuses a size whose pixel count exceeds the budget.</summary>
-    public static void CheckBudget(string what, long width, long height, long maxPixels)
-    {
-        if (width > 0 && height > maxPixels / width)
-            throw new MiniGptImageException(string.Format(CultureInfo.InvariantCulture,
-                "The {0} image is {1}x{2} = {3:N0} pixels, over the pixel budget ImageDecodingOptions.MaxPixels = {4:N0}; " +
-                "it was refused before decoding. Raise MaxPixels only for trusted images.",
-                what, width, height, (Int128)width * height, maxPixels));
     }
 
     private static string Hex(ReadOnlySpan<byte> d) => Convert.ToHexString(d[..Math.Min(8, d.Length)]);

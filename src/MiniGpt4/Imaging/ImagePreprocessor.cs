@@ -12,8 +12,9 @@ internal static class ImagePreprocessor
     public static float[] ToPixelValues(ImageInput image, int size, ImageDecodingOptions options)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
+        var decoded = Decode(image, options); // first: a refused image costs no output buffer
         var values = new float[checked(3 * size * size)];
-        ToPixelValues(image, size, options, values);
+        Normalise(decoded, size, values);
         return values;
     }
 
@@ -24,7 +25,11 @@ internal static class ImagePreprocessor
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
         if (destination.Length != 3L * size * size)
             throw new ArgumentException($"destination holds {destination.Length} floats; 3 x {size} x {size} = {3L * size * size} are needed", nameof(destination));
-        var decoded = Decode(image, options);
+        Normalise(Decode(image, options), size, destination);
+    }
+
+    private static void Normalise(DecodedImage decoded, int size, Span<float> destination)
+    {
         var resized = decoded.Width == size && decoded.Height == size
             ? decoded.Rgb24.Span // Pillow: a same-size resize is a copy
             : ResizeBicubic(decoded, size, size);
@@ -38,17 +43,24 @@ internal static class ImagePreprocessor
         return PillowBicubicResampler.Resize(image.Rgb24.Span, image.Width, image.Height, width, height);
     }
 
-    /// <summary>Decodes <paramref name="image"/> to RGB24 with <paramref name="options"/> (RGB input is returned as is).</summary>
+    /// <summary>
+    /// Decodes <paramref name="image"/> to RGB24 with <paramref name="options"/> (RGB input is returned as is).
+    /// Every input goes the same way: <see cref="ImageInput.Inspect"/> applies the limits to its length and
+    /// header (or RGB size) before anything the size of the image is read or allocated; then the encoded
+    /// bytes are read within <see cref="ImageDecodingOptions.MaxEncodedBytes"/>, checked whole
+    /// (<see cref="EncodedImageInspector"/>), decoded, and the decoder's result is checked against the limits.
+    /// </summary>
     public static DecodedImage Decode(ImageInput image, ImageDecodingOptions options)
     {
         ArgumentNullException.ThrowIfNull(image);
         ArgumentNullException.ThrowIfNull(options);
-        if (image.Kind == ImageInput.InputKind.Rgb) return new DecodedImage(image.Width, image.Height, image.Data);
-
-        var encoded = ReadEncoded(image, options);
         try
         {
-            // Every decoder gets bytes that passed the same checks (format, budget, completeness).
+            ImageInputReader.Inspect(image, options);
+            if (image.Kind == ImageInput.InputKind.Rgb) return new DecodedImage(image.Width, image.Height, image.Data);
+
+            var encoded = ImageInputReader.ReadEncoded(image, options);
+            // Every decoder gets bytes that passed the same checks (format, limits, completeness).
             var header = EncodedImageInspector.Inspect(encoded.Span, options);
             DecodedImage decoded;
             try
@@ -64,7 +76,7 @@ internal static class ImagePreprocessor
         }
         catch (MiniGptImageException e)
         {
-            throw new MiniGptImageException($"{Capitalise(image.ToString())}: {e.Message}", e);
+            throw ImageInputReader.WithSource(image, e);
         }
     }
 
@@ -73,65 +85,9 @@ internal static class ImagePreprocessor
         if (d is null) throw new MiniGptImageException("The decoder returned no image.");
         if (d.Width <= 0 || d.Height <= 0)
             throw new MiniGptImageException($"The decoder returned an empty image ({d.Width}x{d.Height}).");
-        EncodedImageInspector.CheckBudget("decoded", d.Width, d.Height, options.MaxPixels);
+        ImageLimits.CheckSize("decoded", d.Width, d.Height, options, "after decoding (the decoder returned a larger image than the header declared)");
         if (d.Rgb24.Length != (long)d.Width * d.Height * 3)
             throw new MiniGptImageException(
                 $"The decoder returned {d.Rgb24.Length} bytes for {d.Width}x{d.Height} pixels; RGB24 needs {(long)d.Width * d.Height * 3}.");
     }
-
-    /// <summary>The encoded bytes of a file, stream or memory input, at most <see cref="ImageDecodingOptions.MaxEncodedBytes"/>.</summary>
-    internal static ReadOnlyMemory<byte> ReadEncoded(ImageInput image, ImageDecodingOptions options)
-    {
-        long max = options.MaxEncodedBytes;
-        switch (image.Kind)
-        {
-            case ImageInput.InputKind.Encoded:
-                return image.Data;
-            case ImageInput.InputKind.File:
-                try
-                {
-                    using var file = new FileStream(image.Path!, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
-                    return ReadAll(file, max, $"image file '{image.Path}'");
-                }
-                catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException)
-                {
-                    throw new MiniGptImageException($"Cannot read image file '{image.Path}': {e.Message}", e);
-                }
-            default:
-                try
-                {
-                    return ReadAll(image.Stream!, max, "image stream");
-                }
-                catch (Exception e) when (e is IOException or ObjectDisposedException or NotSupportedException)
-                {
-                    throw new MiniGptImageException($"Cannot read the image stream: {e.Message}", e);
-                }
-        }
-    }
-
-    private static byte[] ReadAll(Stream stream, long max, string what)
-    {
-        if (stream.CanSeek)
-        {
-            long remaining = stream.Length - stream.Position;
-            if (remaining > max) throw TooLarge(what, remaining, max);
-            var buffer = new byte[Math.Max(0, remaining)];
-            stream.ReadExactly(buffer);
-            return buffer;
-        }
-        using var copy = new MemoryStream();
-        var chunk = new byte[81920];
-        int n;
-        while ((n = stream.Read(chunk, 0, chunk.Length)) > 0)
-        {
-            if (copy.Length + n > max) throw TooLarge(what, copy.Length + n, max);
-            copy.Write(chunk, 0, n);
-        }
-        return copy.ToArray();
-    }
-
-    private static MiniGptImageException TooLarge(string what, long size, long max)
-        => new($"The {what} holds more than {max:N0} bytes ({size:N0} read), over ImageDecodingOptions.MaxEncodedBytes.");
-
-    private static string Capitalise(string s) => s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..];
 }

@@ -18,8 +18,9 @@ namespace MiniGpt4.Imaging;
 /// The default decoder: SixLabors.ImageSharp 2.1 (managed code), run with a restricted
 /// <see cref="Configuration"/> per option set: only the JPEG, PNG, WebP and BMP decoders (GIF and
 /// TIFF only when allowed, first frame only), and a memory allocator whose per-buffer limit follows
-/// the pixel budget. The bytes are checked by <see cref="EncodedImageInspector"/> first, then the
-/// header is identified by ImageSharp itself and checked again before decoding.
+/// the pixel budget. The bytes are checked first (<see cref="ImageLimits.CheckEncoded"/>: byte limit,
+/// format, declared size, completeness), then the header is identified by ImageSharp itself and
+/// checked against the same limits again before decoding.
 /// Its JPEG decoder is not libjpeg-turbo: decoded JPEG pixels differ from Pillow's (docs/imaging.md).
 /// </summary>
 internal sealed class ImageSharpDecoder : IImageDecoder
@@ -35,7 +36,7 @@ internal sealed class ImageSharpDecoder : IImageDecoder
     public DecodedImage Decode(ReadOnlyMemory<byte> encoded, ImageDecodingOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var header = EncodedImageInspector.Inspect(encoded.Span, options);
+        var header = ImageLimits.CheckEncoded(encoded.Span, options);
         string name = EncodedImageInspector.Name(header.Format);
         var config = ConfigurationFor(options);
         try
@@ -44,10 +45,11 @@ internal sealed class ImageSharpDecoder : IImageDecoder
                 ?? throw new MiniGptImageException($"The {name} image could not be read: ImageSharp does not recognise its header.");
             if (info.Width <= 0 || info.Height <= 0)
                 throw new MiniGptImageException($"Invalid {name} image: its header declares an empty size {info.Width}x{info.Height}.");
-            EncodedImageInspector.CheckBudget(name, info.Width, info.Height, options.MaxPixels);
+            ImageLimits.CheckSize(name, info.Width, info.Height, options);
 
             using var image = Image.Load<Rgb24>(config, AsStream(encoded));
             if (options.ApplyExifOrientation) image.Mutate(x => x.AutoOrient());
+            ImageLimits.CheckSize("decoded", image.Width, image.Height, options, "after decoding (ImageSharp decoded a larger image than the header declared)");
             var rgb = new byte[checked(image.Width * image.Height * 3)];
             image.CopyPixelDataTo(rgb);
             return new DecodedImage(image.Width, image.Height, rgb);
@@ -68,7 +70,8 @@ internal sealed class ImageSharpDecoder : IImageDecoder
 
     private static Configuration ConfigurationFor(ImageDecodingOptions options)
     {
-        long limitMb = options.MaxPixels * BudgetBytesPerPixel / (1024 * 1024) + SlackMegabytes;
+        // No image gets past ImageLimits with more than MaxRgbPixels pixels (and MaxPixels * 4 could overflow).
+        long limitMb = Math.Min(options.MaxPixels, ImageLimits.MaxRgbPixels) * BudgetBytesPerPixel / (1024 * 1024) + SlackMegabytes;
         int limit = (int)Math.Min(limitMb, int.MaxValue);
         return Configurations.GetOrAdd((options.AllowGif, options.AllowTiff, limit), static key => Create(key.Gif, key.Tiff, key.LimitMb));
     }

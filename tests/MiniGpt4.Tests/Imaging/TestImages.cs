@@ -58,6 +58,92 @@ internal static class TestImages
         return ms.ToArray();
     }
 
+    /// <summary>
+    /// A small valid file of <paramref name="format"/> (png, jpeg, bmp, gif, webp) whose header declares
+    /// <paramref name="width"/> x <paramref name="height"/> pixels: a decompression bomb's header.
+    /// </summary>
+    public static byte[] DeclaringSize(string format, int width, int height)
+    {
+        var rgb = Quadrants(16, 16);
+        switch (format)
+        {
+            case "png":
+                return Png((uint)width, (uint)height, new byte[1 + width * 3]); // one row of data
+            case "jpeg":
+            {
+                var jpg = Encode(rgb, 16, 16, new SixLabors.ImageSharp.Formats.Jpeg.JpegEncoder { Quality = 90 });
+                for (int pos = 2; ; pos += 2 + BinaryPrimitives.ReadUInt16BigEndian(jpg.AsSpan(pos + 2)))
+                    if (jpg[pos + 1] is 0xC0 or 0xC1 or 0xC2) // SOFn: FF Cn, length, precision, height, width
+                    {
+                        BinaryPrimitives.WriteUInt16BigEndian(jpg.AsSpan(pos + 5), (ushort)height);
+                        BinaryPrimitives.WriteUInt16BigEndian(jpg.AsSpan(pos + 7), (ushort)width);
+                        return jpg;
+                    }
+            }
+            case "bmp":
+            {
+                var bmp = Encode(rgb, 16, 16, new SixLabors.ImageSharp.Formats.Bmp.BmpEncoder { BitsPerPixel = SixLabors.ImageSharp.Formats.Bmp.BmpBitsPerPixel.Pixel24 });
+                BinaryPrimitives.WriteInt32LittleEndian(bmp.AsSpan(18), width);
+                BinaryPrimitives.WriteInt32LittleEndian(bmp.AsSpan(22), height);
+                return bmp;
+            }
+            case "gif":
+            {
+                var gif = Encode(rgb, 16, 16, new SixLabors.ImageSharp.Formats.Gif.GifEncoder());
+                BinaryPrimitives.WriteUInt16LittleEndian(gif.AsSpan(6), (ushort)width); // logical screen
+                BinaryPrimitives.WriteUInt16LittleEndian(gif.AsSpan(8), (ushort)height);
+                return gif;
+            }
+            case "webp":
+            {
+                // VP8L stores at most 16384 per side; a VP8X chunk declares the canvas (24 bits per side).
+                var lossless = Encode(rgb, 16, 16, new SixLabors.ImageSharp.Formats.Webp.WebpEncoder { FileFormat = SixLabors.ImageSharp.Formats.Webp.WebpFileFormatType.Lossless });
+                var vp8x = new byte[18];
+                "VP8X"u8.CopyTo(vp8x);
+                BinaryPrimitives.WriteUInt32LittleEndian(vp8x.AsSpan(4), 10);
+                WriteUInt24(vp8x.AsSpan(12), width - 1);
+                WriteUInt24(vp8x.AsSpan(15), height - 1);
+                var body = lossless[12..];
+                var webp = new byte[12 + vp8x.Length + body.Length];
+                "RIFF"u8.CopyTo(webp);
+                BinaryPrimitives.WriteUInt32LittleEndian(webp.AsSpan(4), (uint)(webp.Length - 8));
+                "WEBP"u8.CopyTo(webp.AsSpan(8));
+                vp8x.CopyTo(webp.AsSpan(12));
+                body.CopyTo(webp.AsSpan(12 + vp8x.Length));
+                return webp;
+            }
+            default:
+                throw new ArgumentException(format, nameof(format));
+        }
+    }
+
+    private static void WriteUInt24(Span<byte> s, int v) { s[0] = (byte)v; s[1] = (byte)(v >> 8); s[2] = (byte)(v >> 16); }
+
+    /// <summary>A PNG of <paramref name="width"/> x <paramref name="height"/> with a private chunk of <paramref name="padding"/> bytes after IHDR.</summary>
+    public static byte[] PngWithPadding(int width, int height, int padding)
+    {
+        var png = Encode(Quadrants(width, height), width, height, new SixLabors.ImageSharp.Formats.Png.PngEncoder());
+        using var ms = new MemoryStream();
+        ms.Write(png, 0, 33); // signature + IHDR chunk
+        Chunk(ms, "prVt", new byte[padding]);
+        ms.Write(png, 33, png.Length - 33);
+        return ms.ToArray();
+    }
+
+    /// <summary>A valid JPEG with <paramref name="segments"/> APP15 segments of 65,533 bytes (the largest) before its frame header.</summary>
+    public static byte[] JpegWithMetadata(int width, int height, int segments)
+    {
+        var jpg = Encode(Quadrants(width, height), width, height, new SixLabors.ImageSharp.Formats.Jpeg.JpegEncoder { Quality = 90 });
+        using var ms = new MemoryStream();
+        ms.Write(jpg, 0, 2); // SOI
+        var segment = new byte[2 + 2 + 65531];
+        segment[0] = 0xFF; segment[1] = 0xEF;
+        BinaryPrimitives.WriteUInt16BigEndian(segment.AsSpan(2), 65533);
+        for (int i = 0; i < segments; i++) ms.Write(segment);
+        ms.Write(jpg, 2, jpg.Length - 2);
+        return ms.ToArray();
+    }
+
     private static void Chunk(Stream s, string type, byte[] data)
     {
         var head = new byte[8];
