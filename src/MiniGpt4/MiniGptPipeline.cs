@@ -17,7 +17,7 @@ public sealed class MiniGptPipeline : IDisposable
 {
     private readonly bool _ownsComponents;
     private readonly Lazy<IReadOnlyList<IReadOnlyList<int>>> _templateStops;
-    private readonly long _imageBytes;
+    private readonly ImageDecodingOptions _imageOptions;
     private int _disposed;
 
     /// <summary>Composes a pipeline from components (for example your own implementations).</summary>
@@ -44,7 +44,7 @@ public sealed class MiniGptPipeline : IDisposable
         Preset = ModelPreset.For(variant);
         _ownsComponents = ownsComponents;
         Admission = new Generation.RequestAdmission(Generation.AdmissionLimits.From(options.Validate()));
-        _imageBytes = EstimateImageBytes(options.Images, visionEncoder?.ImageSize ?? 0);
+        _imageOptions = options.Images;
         _templateStops = new Lazy<IReadOnlyList<IReadOnlyList<int>>>(() => !Preset.StopsAtSeparator ? []
             : languageModel is Models.LlamaLanguageModel lm ? SeparatorStops.For(lm.Tokenizer)
             : [languageModel.Tokenize(AnswerPostProcessor.Separator, addBos: false)]);
@@ -79,11 +79,15 @@ public sealed class MiniGptPipeline : IDisposable
     internal bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
     /// <summary>
-    /// What decoding, preprocessing and encoding one image may hold at once: the decoded pixels at the
-    /// pixel budget (4 bytes each), the float32 pixel tensor and a margin for the encoder's activations.
+    /// What decoding, preprocessing and encoding one image may hold at once: its encoded bytes, the decoded
+    /// pixels its header declares (the pixel budget when it declares none), the float32 pixel tensor and a
+    /// margin for the encoder's activations.
     /// </summary>
-    private static long EstimateImageBytes(ImageDecodingOptions images, int imageSize)
-        => images.MaxPixels * 4 + 3L * imageSize * imageSize * 4 * 8 + (16L << 20);
+    private long EstimateImageBytes(Imaging.ImageInspection image)
+    {
+        var size = VisionEncoder?.ImageSize ?? 0;
+        return image.ByteSize + image.DecodedBytes(_imageOptions) + 3L * size * size * 4 * 8 + (16L << 20);
+    }
 
     /// <summary>KV cache bytes one answer may reserve: (prompt + new tokens) positions per beam.</summary>
     internal long EstimateAnswerBytes(int promptPositions, GenerationOptions options)
@@ -148,7 +152,9 @@ public sealed class MiniGptPipeline : IDisposable
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         if (VisionEncoder is null || Projector is null)
             throw new InvalidOperationException("This pipeline has no vision encoder (it was loaded for text only).");
-        using var lease = await Admission.AdmitAsync(_imageBytes, "Encoding an image", ct).ConfigureAwait(false);
+        // The limits (bytes, declared pixels, dimensions) are checked here, before the request queues.
+        var inspection = image.Inspect(_imageOptions);
+        using var lease = await Admission.AdmitAsync(EstimateImageBytes(inspection), "Encoding an image", ct).ConfigureAwait(false);
         return await Task.Run(() =>
         {
             using var features = VisionEncoder.Encode(image, ct);
