@@ -42,3 +42,17 @@ public sealed class TinyPipelines : IDisposable
         foreach (var p in _pipelines.Values) p.Dispose();
     }
 }
+
+/// <summary>The oracle chat the pipeline tests ask: image a, the demo question, 20 greedy tokens without template stops.</summary>
+public static class OracleChat
+{
+    public const string Question = "Describe this image in detail.";
+
+    public static ImageInput ImageA => ImageInput.FromFile(Oracle.Image("a_gradient_shapes_640x480.png"));
+
+    public static GenerationOptions Greedy20 => GenerationOptions.Greedy with { MaxNewTokens = 20, UseTemplateStops = false };
+
+    /// <summary>The reference's greedy ids (repetition penalty 1.0) for image a.</summary>
+    public static int[] ReferenceIds(string variant = "vicuna0") =>
+        Oracle.Ints(Oracle.Reference["variants"]![variant]!["chat"]!["a_gradient_shapes_640x480.png"]!["runs"]!["rp_1.0"]!["generated_ids"]);
+}

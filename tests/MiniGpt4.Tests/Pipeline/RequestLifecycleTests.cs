@@ -3,6 +3,7 @@ using MiniGpt4.Models;
 using MiniGpt4.Tests.Support;
 using TorchSharp;
 using Xunit;
+using static MiniGpt4.Tests.Pipeline.OracleChat;
 
 namespace MiniGpt4.Tests.Pipeline;
 
@@ -13,15 +14,7 @@ namespace MiniGpt4.Tests.Pipeline;
 /// </summary>
 public class RequestLifecycleTests(TinyPipelines tiny) : IClassFixture<TinyPipelines>
 {
-    private const string Question = "Describe this image in detail.";
     private static readonly TimeSpan HangGuard = TimeSpan.FromSeconds(60);
-
-    private static ImageInput ImageA => ImageInput.FromFile(Oracle.Image("a_gradient_shapes_640x480.png"));
-
-    private static GenerationOptions Greedy20 => GenerationOptions.Greedy with { MaxNewTokens = 20, UseTemplateStops = false };
-
-    private static int[] ReferenceIds(string variant = "vicuna0") =>
-        Oracle.Ints(Oracle.Reference["variants"]![variant]!["chat"]!["a_gradient_shapes_640x480.png"]!["runs"]!["rp_1.0"]!["generated_ids"]);
 
     private static MiniGptPipeline Load(MiniGptLoadOptions? options = null, string variant = "vicuna0") =>
         MiniGptPipeline.LoadAsync(Fixtures.Require($"oracle/tiny/minigpt4-{variant}.json"),
