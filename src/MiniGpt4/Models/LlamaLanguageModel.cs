@@ -120,7 +120,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel
             }
             else
             {
-                var img = ((ImageEmbeddings)part).Tensor;
+                var img = ((ImageEmbeddings)part).ToTorch();
                 parts.Add(img.to(_model.DType, _model.Device).reshape(1, -1, img.shape[^1]));
             }
         }

@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using MiniGpt4.Abstractions;
 using MiniGpt4.Bridge;
 using MiniGpt4.Imaging;
@@ -40,7 +41,7 @@ internal sealed class EvaVisionEncoder : IVisionEncoder
         using var _ = inference_mode();
         var x = tensor(pixelValues, new long[] { 1, 3, ImageSize, ImageSize }).to(_dtype, _device);
         var y = _vit.Encode(x, cancellationToken);
-        return new VisionFeatures(y.MoveToOuterDisposeScope());
+        return TorchHandles.Features(y.MoveToOuterDisposeScope());
     }, cancellationToken);
 
     /// <summary>Waits for an encoding in flight, then frees the weights; later calls throw <see cref="ObjectDisposedException"/>.</summary>
@@ -69,7 +70,7 @@ internal sealed class VisionProjector : IProjector
         {
             using var scope = NewDisposeScope();
             using var _ = inference_mode();
-            return new ImageEmbeddings(_inner.Project(features.Tensor).MoveToOuterDisposeScope());
+            return TorchHandles.Embeddings(_inner.Project(features.ToTorch()).MoveToOuterDisposeScope());
         });
     }
 

@@ -183,11 +183,24 @@ public class PipelineBehaviourTests(TinyPipelines tiny) : IClassFixture<TinyPipe
     }
 
     [Fact]
+    public void The_abstractions_and_the_Skia_add_on_do_not_depend_on_TorchSharp_or_the_implementation()
+    {
+        var abstractions = typeof(ImageInput).Assembly;
+        Assert.Equal("MiniGpt4.Abstractions", abstractions.GetName().Name);
+        Assert.DoesNotContain(abstractions.GetReferencedAssemblies(), a => a.Name is "TorchSharp" or "MiniGpt4" || a.Name!.StartsWith("SixLabors", StringComparison.Ordinal));
+        var skia = typeof(MiniGpt4.Imaging.Skia.SkiaImageDecoder).Assembly;
+        Assert.DoesNotContain(skia.GetReferencedAssemblies(), a => a.Name is "TorchSharp" or "MiniGpt4");
+        Assert.Contains(skia.GetReferencedAssemblies(), a => a.Name == "MiniGpt4.Abstractions");
+        // The implementation references the abstractions and forwards the types that moved there.
+        Assert.Same(typeof(ImageInput), Type.GetType("MiniGpt4.ImageInput, MiniGpt4", throwOnError: true));
+    }
+
+    [Fact]
     public void No_TorchSharp_type_appears_in_the_public_surface()
     {
         var torchAssembly = typeof(torch).Assembly;
         var offenders = new List<string>();
-        foreach (var type in typeof(MiniGptPipeline).Assembly.GetExportedTypes())
+        foreach (var type in typeof(MiniGptPipeline).Assembly.GetExportedTypes().Concat(typeof(ImageInput).Assembly.GetExportedTypes()))
         {
             IEnumerable<Type> used = new[] { type.BaseType }.Concat(type.GetInterfaces()).Where(t => t is not null)!;
             const BindingFlags flags = BindingFlags.Public | BindingFlags.Instance | BindingFlags.Static | BindingFlags.DeclaredOnly;

@@ -99,10 +99,14 @@ public sealed class ImageDecodingOptions
     /// </summary>
     public IImageDecoder Decoder
     {
-        get => _decoder;
+        get => _decoder ?? BuiltInDecoder ?? throw new InvalidOperationException(
+            "The built-in image decoder is part of the MiniGpt4 package, which is not loaded: reference MiniGpt4, or set Decoder.");
         init => _decoder = value ?? throw new ArgumentNullException(nameof(Decoder));
     }
-    private readonly IImageDecoder _decoder = ImageSharpDecoder.Instance;
+    private readonly IImageDecoder? _decoder;
+
+    /// <summary>The default decoder (ImageSharp), registered by the MiniGpt4 assembly when it loads.</summary>
+    internal static IImageDecoder? BuiltInDecoder { get; set; }
 
     /// <summary>
     /// Refuses an image size over these limits: <see cref="MaxPixels"/>, <see cref="MaxDimension"/>, or
