@@ -26,7 +26,8 @@ public interface IProjector : IDisposable
 
 /// <summary>
 /// A causal language model with its tokenizer: tokenizes, and generates from prompts that mix text
-/// tokens and image embeddings, with an optional reusable key/value cache.
+/// tokens and image embeddings, with an optional reusable key/value cache. It speaks in tokens and
+/// embeddings; which ids begin or end a sequence is the implementation's own business.
 /// </summary>
 public interface ILanguageModel : IDisposable
 {
@@ -39,20 +40,11 @@ public interface ILanguageModel : IDisposable
     /// <summary>Largest number of positions (prompt plus new tokens) one generation may use.</summary>
     int ContextLength { get; }
 
-    /// <summary>Beginning-of-sequence id.</summary>
-    int BosId { get; }
-
-    /// <summary>End-of-sequence id.</summary>
-    int EosId { get; }
-
     /// <summary>Token ids of <paramref name="text"/> (special tokens in the text become their ids).</summary>
     IReadOnlyList<int> Tokenize(string text, bool addBos);
 
     /// <summary>Text of <paramref name="ids"/>.</summary>
     string Detokenize(IReadOnlyList<int> ids, bool skipSpecialTokens = true);
-
-    /// <summary>The piece (vocabulary entry) of one id.</summary>
-    string TokenPiece(int id);
 
     /// <summary>A key/value cache for a conversation; reusing it across calls skips the common prompt prefix.</summary>
     LanguageModelCache CreateCache();
@@ -79,22 +71,50 @@ public abstract class LanguageModelCache : IDisposable
 /// <summary>A prompt: text token runs and image embeddings in order.</summary>
 public sealed class PromptSequence
 {
-    private readonly List<object> _parts = new();
+    private readonly List<PromptPart> _parts = new();
 
     /// <summary>Appends token ids.</summary>
-    public PromptSequence AddTokens(IReadOnlyList<int> ids) { _parts.Add(ids.ToArray()); return this; }
+    public PromptSequence AddTokens(IReadOnlyList<int> ids) { _parts.Add(new TokenPart(ids.ToArray())); return this; }
 
     /// <summary>Appends image embeddings (the sequence does not own them).</summary>
-    public PromptSequence AddImage(ImageEmbeddings embeddings) { _parts.Add(embeddings); return this; }
+    public PromptSequence AddImage(ImageEmbeddings embeddings) { _parts.Add(new ImagePart(embeddings)); return this; }
 
-    /// <summary>Parts in order: <c>int[]</c> token runs and <see cref="ImageEmbeddings"/>.</summary>
-    public IReadOnlyList<object> Parts => _parts;
+    /// <summary>Parts in order: <see cref="TokenPart"/> runs and <see cref="ImagePart"/>s.</summary>
+    public IReadOnlyList<PromptPart> Parts => _parts;
 
     /// <summary>Total positions.</summary>
-    public int Length => _parts.Sum(p => p is int[] ids ? ids.Length : ((ImageEmbeddings)p).TokenCount);
+    public int Length => _parts.Sum(p => p.Length);
 
-    /// <summary>Positions to drop from the left before feeding the model (the reference's truncation).</summary>
-    public int SkipLeft { get; set; }
+    /// <summary>
+    /// Positions dropped from the left before the model sees the prompt: set by the pipeline only when
+    /// <see cref="GenerationOptions.TruncatePromptFromLeft"/> asks for the reference's truncation.
+    /// </summary>
+    public int SkipLeft { get; internal set; }
+}
+
+/// <summary>One part of a <see cref="PromptSequence"/>.</summary>
+public abstract record PromptPart
+{
+    private protected PromptPart() { }
+
+    /// <summary>Positions the part takes.</summary>
+    public abstract int Length { get; }
+}
+
+/// <summary>A run of token ids.</summary>
+/// <param name="Ids">The ids.</param>
+public sealed record TokenPart(IReadOnlyList<int> Ids) : PromptPart
+{
+    /// <inheritdoc />
+    public override int Length => Ids.Count;
+}
+
+/// <summary>One image's embeddings (not owned by the part).</summary>
+/// <param name="Embeddings">The embeddings.</param>
+public sealed record ImagePart(ImageEmbeddings Embeddings) : PromptPart
+{
+    /// <inheritdoc />
+    public override int Length => Embeddings.TokenCount;
 }
 
 /// <summary>One streamed piece of a generation.</summary>

@@ -146,10 +146,10 @@ internal sealed class GenerationRun : IDisposable
         var keys = new List<long>(prompt.Length);
         foreach (var part in prompt.Parts)
         {
-            if (part is int[] ids) keys.AddRange(ids.Select(i => (long)i));
+            if (part is TokenPart tokens) keys.AddRange(tokens.Ids.Select(i => (long)i));
             else
             {
-                var img = (ImageEmbeddings)part;
+                var img = ((ImagePart)part).Embeddings;
                 var id = ImageIdentity(img);
                 for (var i = 0; i < img.TokenCount; i++) keys.Add(-(id * 1_000_000L + i) - 1);
             }

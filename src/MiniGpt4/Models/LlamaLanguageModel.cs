@@ -80,9 +80,9 @@ internal sealed class LlamaLanguageModel : ILanguageModel
     public int HiddenSize => _model.Config.HiddenSize;
     /// <inheritdoc />
     public int ContextLength { get; }
-    /// <inheritdoc />
+    /// <summary>Beginning-of-sequence id.</summary>
     public int BosId => Tokenizer.BosId;
-    /// <inheritdoc />
+    /// <summary>End-of-sequence id.</summary>
     public int EosId => Tokenizer.EosId;
 
     /// <inheritdoc />
@@ -90,9 +90,6 @@ internal sealed class LlamaLanguageModel : ILanguageModel
 
     /// <inheritdoc />
     public string Detokenize(IReadOnlyList<int> ids, bool skipSpecialTokens = true) => Tokenizer.Decode(ids, skipSpecialTokens);
-
-    /// <inheritdoc />
-    public string TokenPiece(int id) => Tokenizer.IdToPiece(id);
 
     /// <inheritdoc />
     public LanguageModelCache CreateCache()
@@ -112,15 +109,16 @@ internal sealed class LlamaLanguageModel : ILanguageModel
         var parts = new List<Tensor>();
         foreach (var part in prompt.Parts)
         {
-            if (part is int[] ids)
+            if (part is TokenPart tokens)
             {
-                if (ids.Length == 0) continue;
-                var idt = tensor(ids.Select(i => (long)i).ToArray(), new long[] { 1, ids.Length }, dtype: ScalarType.Int64, device: _model.Device);
+                var ids = tokens.Ids;
+                if (ids.Count == 0) continue;
+                var idt = tensor(ids.Select(i => (long)i).ToArray(), new long[] { 1, ids.Count }, dtype: ScalarType.Int64, device: _model.Device);
                 parts.Add(_model.EmbedTokens(idt));
             }
             else
             {
-                var img = ((ImageEmbeddings)part).ToTorch();
+                var img = ((ImagePart)part).Embeddings.ToTorch();
                 parts.Add(img.to(_model.DType, _model.Device).reshape(1, -1, img.shape[^1]));
             }
         }
