@@ -111,7 +111,7 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     {
         using var scope = NewDisposeScope();
         var normed = model.Norm.call(hidden);
-        var logits = lm_head is null ? _linearKernel.Forward(normed, model.EmbedTokens.Weight) : lm_head.call(normed);
+        var logits = lm_head is null ? Proj.Product(_linearKernel, normed, model.EmbedTokens.Weight) : lm_head.call(normed);
         return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
