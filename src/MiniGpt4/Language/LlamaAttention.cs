@@ -39,26 +39,34 @@ internal sealed class LlamaAttention : nn.Module
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor cacheK, Tensor cacheV, long start, Tensor? mask)
     {
         using var scope = NewDisposeScope();
-        long b = x.shape[0], t = x.shape[1], total = start + t;
-        var groups = _heads / _kvHeads;
+        var t = x.shape[1];
+        var (q, k, v) = Project(x, cos, sin);
+        cacheK.narrow(2, start, t).copy_(k);
+        cacheV.narrow(2, start, t).copy_(v);
+        return Attend(q, cacheK.narrow(2, 0, start + t), cacheV.narrow(2, 0, start + t), mask).MoveToOuterDisposeScope();
+    }
 
+    /// <summary>Queries, keys (both rotated) and values of <paramref name="x"/>, as <c>[B, heads or kvHeads, T, headDim]</c>.</summary>
+    private (Tensor Q, Tensor K, Tensor V) Project(Tensor x, Tensor cos, Tensor sin)
+    {
+        long b = x.shape[0], t = x.shape[1];
         var q = q_proj.call(x).view(b, t, _heads, _headDim).transpose(1, 2);
         var k = k_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
         var v = v_proj.call(x).view(b, t, _kvHeads, _headDim).transpose(1, 2);
-        q = RotaryEmbedding.Apply(q, cos, sin);
-        k = RotaryEmbedding.Apply(k, cos, sin);
+        return (RotaryEmbedding.Apply(q, cos, sin), RotaryEmbedding.Apply(k, cos, sin), v);
+    }
 
-        cacheK.narrow(2, start, t).copy_(k);
-        cacheV.narrow(2, start, t).copy_(v);
-        var keys = cacheK.narrow(2, 0, total);
-        var values = cacheV.narrow(2, 0, total);
-
-        // Grouped-query attention without copying the cache: the query heads that share one KV head
-        // are consecutive, so [B, heads, T, d] regroups to [B, kvHeads, groups·T, d] (rows ordered
+    /// <summary>Scaled dot-product attention of <paramref name="q"/> over <paramref name="keys"/>/<paramref name="values"/>, then o_proj: <c>[B, T, H]</c>.</summary>
+    private Tensor Attend(Tensor q, Tensor keys, Tensor values, Tensor? mask)
+    {
+        long b = q.shape[0], t = q.shape[2];
+        var groups = _heads / _kvHeads;
+        // Grouped-query attention without copying K/V: the query heads that share one KV head are
+        // consecutive, so [B, heads, T, d] regroups to [B, kvHeads, groups·T, d] (rows ordered
         // head-major, matching the mask rows).
         var grouped = q.reshape(b, _kvHeads, groups * t, _headDim);
         var context = nn.functional.scaled_dot_product_attention(grouped, keys, values, attn_mask: mask);
         var merged = context.reshape(b, _heads, t, _headDim).transpose(1, 2).reshape(b, t, _heads * _headDim);
-        return o_proj.call(merged).MoveToOuterDisposeScope();
+        return o_proj.call(merged);
     }
 }
