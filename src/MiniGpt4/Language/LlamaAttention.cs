@@ -4,8 +4,10 @@ using static TorchSharp.torch;
 namespace MiniGpt4.Language;
 
 /// <summary>
-/// Multi-head self-attention with rotary embeddings and grouped-query attention, reading and
-/// writing one layer of a preallocated KV cache. Field names equal the HF keys
+/// Multi-head self-attention with rotary embeddings and grouped-query attention, either over one
+/// layer of a preallocated KV cache that it writes in place (inference, <see cref="LlamaSession"/>) or
+/// over a whole sequence without a cache (differentiable, <see cref="LlamaForCausalLM.Forward"/>); both
+/// share the projections, the rotary embedding and the attention. Field names equal the HF keys
 /// (<c>self_attn.{q,k,v,o}_proj.weight</c>).
 /// </summary>
 internal sealed class LlamaAttention : nn.Module
@@ -44,6 +46,30 @@ internal sealed class LlamaAttention : nn.Module
         cacheK.narrow(2, start, t).copy_(k);
         cacheV.narrow(2, start, t).copy_(v);
         return Attend(q, cacheK.narrow(2, 0, start + t), cacheV.narrow(2, 0, start + t), mask).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Attends <paramref name="x"/> <c>[B, T, H]</c> to itself without a cache: the keys and values are
+    /// this call's own, nothing is written in place, so autograd can differentiate it.
+    /// <paramref name="mask"/> is bool (true = attend) <c>[B or 1, 1, groups·T, T]</c>.
+    /// </summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor mask)
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Project(x, cos, sin);
+        return Attend(q, k, v, mask).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Builds the mask <see cref="Forward(Tensor, Tensor, Tensor, Tensor)"/> takes from <paramref name="allowed"/>
+    /// (bool, true = query i may attend key j, <c>[T, S]</c> or <c>[B, T, S]</c>): its rows repeated once per
+    /// query head of a KV group, in the order <see cref="Attend"/> regroups the queries
+    /// (intermediates go to the caller's dispose scope).
+    /// </summary>
+    public static Tensor GroupedMask(Tensor allowed, int groups)
+    {
+        var batched = allowed.dim() == 2 ? allowed.unsqueeze(0) : allowed;
+        return (groups > 1 ? batched.repeat(1, groups, 1) : batched).unsqueeze(1);
     }
 
     /// <summary>Queries, keys (both rotated) and values of <paramref name="x"/>, as <c>[B, heads or kvHeads, T, headDim]</c>.</summary>
