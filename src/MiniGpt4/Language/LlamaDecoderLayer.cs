@@ -24,11 +24,18 @@ internal sealed class LlamaDecoderLayer : nn.Module
     /// <summary>The block's projections (for kernel selection and benchmarks).</summary>
     public IEnumerable<Proj> Projections => self_attn.Projections.Concat(mlp.Projections);
 
-    /// <summary>Runs the block on <paramref name="x"/> <c>[B, T, H]</c>; see <see cref="LlamaAttention.Forward"/>.</summary>
+    /// <summary>Runs the block on <paramref name="x"/> <c>[B, T, H]</c> over a KV cache; see <see cref="LlamaAttention.Forward(Tensor, Tensor, Tensor, Tensor, Tensor, long, Tensor?)"/>.</summary>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor cacheK, Tensor cacheV, long start, Tensor? mask)
+        => Block(x, normed => self_attn.Forward(normed, cos, sin, cacheK, cacheV, start, mask));
+
+    /// <summary>Runs the block on a whole sequence <paramref name="x"/> <c>[B, T, H]</c> without a cache; see <see cref="LlamaAttention.Forward(Tensor, Tensor, Tensor, Tensor)"/>.</summary>
+    public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor mask)
+        => Block(x, normed => self_attn.Forward(normed, cos, sin, mask));
+
+    private Tensor Block(Tensor x, Func<Tensor, Tensor> attention)
     {
         using var scope = NewDisposeScope();
-        var h = x.Plus(self_attn.Forward(input_layernorm.call(x), cos, sin, cacheK, cacheV, start, mask));
+        var h = x.Plus(attention(input_layernorm.call(x)));
         return h.Plus(mlp.call(post_attention_layernorm.call(h))).MoveToOuterDisposeScope();
     }
 }

@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -8,7 +9,9 @@ namespace MiniGpt4.Language;
 /// (transformers 4.30), so its state-dict keys equal the checkpoint's: <c>model.embed_tokens.weight</c>,
 /// <c>model.layers.N.…</c>, <c>model.norm.weight</c>, <c>lm_head.weight</c> (absent when the config ties
 /// the output projection to the embeddings). Parameters are created uninitialised on the target
-/// device and dtype; <see cref="Load(string, ScalarType, Device, IProgress{double}?)"/> fills them. Inference runs through a <see cref="LlamaSession"/>.
+/// device and dtype; <see cref="Load(string, ScalarType, Device, IProgress{double}?)"/> fills them. Inference runs through a
+/// <see cref="LlamaSession"/> (KV cache, in place, inference mode); training through <see cref="Forward"/>
+/// (whole sequences, no cache, differentiable).
 /// </summary>
 internal sealed partial class LlamaForCausalLM : nn.Module
 {
@@ -106,13 +109,52 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     /// <summary>Creates a session with a KV cache for <paramref name="maxTokens"/> positions and <paramref name="rows"/> sequences.</summary>
     public LlamaSession CreateSession(int maxTokens, int rows = 1) => new(this, maxTokens, rows);
 
+    /// <summary>
+    /// The logits of every position of whole sequences, without a KV cache and differentiable: the
+    /// training forward (the session is the inference path). <paramref name="inputEmbeds"/> is
+    /// <c>[B, T, H]</c> (e.g. <see cref="EmbedTokens"/> rows spliced with image embeddings that require
+    /// grad); <paramref name="attentionMask"/> <c>[B, T]</c> marks real tokens with 1 and padding with 0,
+    /// left or right (null: no padding). Returns float32 logits <c>[B, T, V]</c> on the model's device
+    /// (a float64 model, used for exactness checks, keeps float64). Logits at padded positions are
+    /// meaningless; those at real positions equal the unpadded sequence's.
+    /// </summary>
+    /// <remarks>
+    /// Nothing here enters inference mode or no_grad, and nothing is written in place: with autograd on,
+    /// gradients reach <paramref name="inputEmbeds"/> and any parameter the caller sets to require grad
+    /// (loaded parameters do not). Every projection autograd records uses libtorch's <c>linear</c>, not
+    /// <see cref="LinearKernel"/> (see <see cref="Proj.Product"/>). Not thread-safe against a concurrent
+    /// session creation or call that grows the rotary tables.
+    /// </remarks>
+    public Tensor Forward(Tensor inputEmbeds, Tensor? attentionMask = null)
+    {
+        CheckForwardArguments(inputEmbeds, attentionMask);
+        using var scope = NewDisposeScope();
+        var real = attentionMask?.ne(TensorMath.Zero).to(Device);
+        var hidden = model.Forward(inputEmbeds.to(DType, Device), real, _rotary);
+        var logits = Logits(hidden);
+        return (DType == ScalarType.Float64 ? logits : logits.to(ScalarType.Float32)).MoveToOuterDisposeScope();
+    }
+
+    private void CheckForwardArguments(Tensor inputEmbeds, Tensor? attentionMask)
+    {
+        if (!inputEmbeds.is_floating_point() || inputEmbeds.dim() != 3 || inputEmbeds.shape[2] != Config.HiddenSize || inputEmbeds.shape[1] < 1)
+            throw new ArgumentException($"input embeddings must be floating-point [B, T >= 1, {Config.HiddenSize}], got {inputEmbeds.dtype} [{string.Join(", ", inputEmbeds.shape)}].", nameof(inputEmbeds));
+        if (attentionMask is not null && !attentionMask.shape.SequenceEqual(inputEmbeds.shape[..2]))
+            throw new ArgumentException($"the attention mask must be [B, T] = [{inputEmbeds.shape[0]}, {inputEmbeds.shape[1]}], got [{string.Join(", ", attentionMask.shape)}].", nameof(attentionMask));
+    }
+
     /// <summary>Final norm and output head for hidden states <c>[..., H]</c>; returns float32 logits on the model's device.</summary>
     internal Tensor Head(Tensor hidden)
     {
         using var scope = NewDisposeScope();
+        return Logits(hidden).to(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Final norm and output head in the model's dtype (intermediates go to the caller's scope).</summary>
+    private Tensor Logits(Tensor hidden)
+    {
         var normed = model.Norm.call(hidden);
-        var logits = lm_head is null ? _linearKernel.Forward(normed, model.EmbedTokens.Weight) : lm_head.call(normed);
-        return logits.to(ScalarType.Float32).MoveToOuterDisposeScope();
+        return lm_head is null ? Proj.Product(_linearKernel, normed, model.EmbedTokens.Weight) : lm_head.call(normed);
     }
 
     /// <inheritdoc />

@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -11,6 +12,7 @@ internal sealed class LlamaModel : nn.Module
     private readonly ModuleList<LlamaDecoderLayer> layers;
     private readonly RmsNorm norm;
     private readonly LlamaDecoderLayer[] _layers;
+    private readonly int _groups;
 
     /// <summary>Creates an uninitialised stack.</summary>
     public LlamaModel(LlamaConfig config, ScalarType dtype, Device device) : base("model")
@@ -21,6 +23,7 @@ internal sealed class LlamaModel : nn.Module
             layers.Add(new LlamaDecoderLayer(i.ToString(System.Globalization.CultureInfo.InvariantCulture), config, dtype, device));
         _layers = layers.ToArray();
         norm = new RmsNorm("norm", config.HiddenSize, config.RmsNormEps, dtype, device);
+        _groups = config.QueriesPerKeyValue;
         RegisterComponents();
     }
 
@@ -32,4 +35,45 @@ internal sealed class LlamaModel : nn.Module
 
     /// <summary>The final norm.</summary>
     public RmsNorm Norm => norm;
+
+    /// <summary>
+    /// Runs every block over whole sequences without a KV cache: <paramref name="x"/> <c>[B, T, H]</c> in
+    /// the model's dtype and device, <paramref name="real"/> (bool <c>[B, T]</c>, true = a real token,
+    /// false = padding) or null when no row is padded. Differentiable: nothing is written in place and
+    /// autograd stays as the caller set it. Returns the last block's output <c>[B, T, H]</c>, before the
+    /// final norm (the head applies it, as for the session).
+    /// </summary>
+    public Tensor Forward(Tensor x, Tensor? real, RotaryEmbedding rotary)
+    {
+        using var scope = NewDisposeScope();
+        var t = x.shape[1];
+        rotary.EnsureLength((int)t);
+        var (cos, sin) = real is null ? rotary.Slice(0, t) : rotary.At(Positions(real));
+        var mask = LlamaAttention.GroupedMask(Allowed(real, t, x.device), _groups);
+        foreach (var layer in _layers) x = layer.Forward(x, cos, sin, mask);
+        return x.MoveToOuterDisposeScope();
+    }
+
+    // Each token's position among the real tokens of its row (pads get the count before them), as
+    // transformers' generate derives position ids from the mask: 0..T-1 under right padding, and a
+    // left-padded row sees the positions it would have alone.
+    private static Tensor Positions(Tensor real)
+    {
+        using var ones = real.to(ScalarType.Int64);
+        using var counts = ones.cumsum(1);
+        return counts.sub(ones);
+    }
+
+    // Query i may attend key j iff j <= i and j is a real token ([T, T], or [B, T, T] with padding).
+    // A query always sees itself: a padded query whose earlier keys are all padding would otherwise
+    // get an all-masked row (a NaN softmax that later layers would spread through 0·NaN); its output
+    // stays finite garbage that no real query reads.
+    private static Tensor Allowed(Tensor? real, long t, Device device)
+    {
+        using var length = t.ToScalar(); // held in a local for the call: see TensorMath
+        var index = TensorMath.Range(TensorMath.Zero, length, ScalarType.Int64, device);
+        var (keys, queries) = (index.unsqueeze(0), index.unsqueeze(1));
+        var causal = keys <= queries;
+        return real is null ? causal : causal.logical_and(real.unsqueeze(1).logical_or(keys.eq(queries)));
+    }
 }

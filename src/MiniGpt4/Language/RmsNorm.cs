@@ -9,7 +9,9 @@ namespace MiniGpt4.Language;
 /// <summary>
 /// LLaMA's RMSNorm as transformers 4.30 computes it: statistics in float32,
 /// <c>y = w ⊙ cast(x₃₂ · rsqrt(mean(x₃₂²) + eps))</c>, the cast going to the weight's dtype when
-/// that is a half type (so an fp32 activation with bf16 weights also ends in bf16).
+/// that is a half type (so an fp32 activation with bf16 weights also ends in bf16). A float64
+/// activation is normalised in float64 (4.30 would round its statistics to float32; float64 exists
+/// here for exactness checks, gradient checks by finite differences among them).
 /// </summary>
 internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
 {
@@ -28,10 +30,12 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var x32 = x.to(ScalarType.Float32);
+        // float64 (exactness checks) stays float64: in float32 its activations would be rounded here.
+        var wide = x.dtype == ScalarType.Float64 ? x : x.to(ScalarType.Float32);
         // No temporary Scalars (x.pow(2), + eps): see TensorMath. eps is held in a local for the call.
+        // eps is added out of place: the differentiable forward writes nothing in place (same numbers as add_).
         using var eps = _eps.ToScalar();
-        var normed = x32 * rsqrt(x32.Squared().mean([-1L], keepdim: true).PlusInPlace(eps));
+        var normed = wide * rsqrt(wide.Squared().mean([-1L], keepdim: true).add(eps, TensorMath.One));
         if (weight.dtype is ScalarType.BFloat16 or ScalarType.Float16) normed = normed.to(weight.dtype);
         return (weight * normed).MoveToOuterDisposeScope();
     }

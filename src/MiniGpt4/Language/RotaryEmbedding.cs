@@ -43,7 +43,20 @@ internal sealed class RotaryEmbedding : IDisposable
     public (Tensor Cos, Tensor Sin) Slice(long start, long count)
         => (_cos.narrow(0, start, count), _sin.narrow(0, start, count));
 
-    /// <summary>Rotates <paramref name="x"/> <c>[..., T, headDim]</c> by the angles in cos/sin <c>[T, headDim]</c>.</summary>
+    /// <summary>
+    /// cos and sin for per-row positions <paramref name="positions"/> (int64 <c>[B, T]</c>, each below
+    /// <see cref="Length"/>) as <c>[B, 1, T, headDim]</c>, which broadcasts over the heads in <see cref="Apply"/>.
+    /// </summary>
+    public (Tensor Cos, Tensor Sin) At(Tensor positions)
+    {
+        using var flat = positions.reshape(-1);
+        long[] shape = [positions.shape[0], 1, positions.shape[1], _headDim];
+        using var cos = _cos.index_select(0, flat);
+        using var sin = _sin.index_select(0, flat);
+        return (cos.view(shape), sin.view(shape));
+    }
+
+    /// <summary>Rotates <paramref name="x"/> <c>[..., T, headDim]</c> by the angles in cos/sin <c>[T, headDim]</c> (or anything broadcasting to x).</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
         var half = x.shape[^1] / 2;
@@ -59,6 +72,9 @@ internal sealed class RotaryEmbedding : IDisposable
     private (Tensor Cos, Tensor Sin) Build(int length)
     {
         using var scope = NewDisposeScope();
+        // Constants, never inference tensors (even for a session created under inference mode):
+        // autograd refuses to save inference tensors for backward, and Apply's products save cos/sin.
+        using var normal = inference_mode(false);
         using var _ = no_grad();
         // Scalars held in locals for the calls: see TensorMath.
         using var headDim = _headDim.ToScalar();
