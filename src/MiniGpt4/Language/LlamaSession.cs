@@ -287,19 +287,16 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         return _lm.Head(hidden).cpu().MoveToOuterDisposeScope();
     }
 
-    // Query i (absolute position start+i) may attend key j iff j <= start+i. Rows are repeated
-    // once per query head of a KV group (see LlamaAttention). True = attend.
+    // Query i (absolute position start+i) may attend key j iff j <= start+i, in the grouped layout
+    // LlamaAttention uses. True = attend.
     private Tensor CausalMask(long start, long t)
     {
-        var groups = _lm.Config.QueriesPerKeyValue;
         // Scalars held in locals for the calls: see TensorMath.
         using var from = start.ToScalar();
         using var to = (start + t).ToScalar();
         var keys = TensorMath.Range(TensorMath.Zero, to, ScalarType.Int64, _lm.Device).unsqueeze(0);
         var queries = TensorMath.Range(from, to, ScalarType.Int64, _lm.Device).unsqueeze(1);
-        var mask = keys <= queries;
-        if (groups > 1) mask = mask.repeat(groups, 1);
-        return mask.view(1, 1, groups * t, start + t);
+        return LlamaAttention.GroupedMask(keys <= queries, _lm.Config.QueriesPerKeyValue);
     }
 
     private Tensor EmbedIds(ReadOnlySpan<int> ids, bool perRow)
