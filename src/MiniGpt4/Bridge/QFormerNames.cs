@@ -4,7 +4,7 @@ namespace MiniGpt4.Bridge;
 
 /// <summary>
 /// Key names of Q-Former checkpoints: LAVIS (<c>blip2_pretrained_flant5xxl.pth</c>, the module's own names) and
-/// Hugging Face <c>Blip2ForConditionalGeneration</c> / <c>Blip2QFormerModel</c> (ARCHITECTURE §5.5).
+/// Hugging Face <c>Blip2ForConditionalGeneration</c> / <c>Blip2QFormerModel</c>.
 /// </summary>
 internal static class QFormerNames
 {

@@ -118,7 +118,7 @@ internal sealed class QFormerProjector : nn.Module<Tensor, Tensor>, IVisionProje
     }
 
     /// <summary>
-    /// Keys of a LAVIS BLIP-2 checkpoint that MiniGPT-4 does not use (ARCHITECTURE §5.3/§5.4): the Flan-T5
+    /// Keys of a LAVIS BLIP-2 checkpoint that MiniGPT-4 does not use: the Flan-T5
     /// projection, the position-id buffer, and, should a checkpoint hold them, the MLM head, the word and
     /// position embeddings and the text-branch feed-forward of every layer.
     /// </summary>

@@ -10,7 +10,7 @@ namespace MiniGpt4.Vision;
 /// embedding, <see cref="VisionConfig.Depth"/> pre-norm blocks and no final norm (ln_vision lives in
 /// the projector). Pixel values <c>[B, 3, S, S]</c> -> tokens <c>[B, 1 + (S/P)^2, W]</c>.
 /// Parameter names equal the keys of <c>eva_vit_g.pth</c>.
-/// Precision follows the reference's half-precision convention (ARCHITECTURE §3.4): the patch
+/// Precision follows the reference's half-precision convention (LAVIS `eva_vit.py` as MiniGPT-4 runs it): the patch
 /// convolution and every Linear run in the compute dtype (<see cref="DType"/>), while the class token,
 /// position embedding, LayerNorms and the residual stream stay float32. With float32 this is plain fp32.
 /// </summary>

@@ -7,7 +7,7 @@ namespace MiniGpt4.Vision;
 /// <summary>
 /// Key names of EVA ViT checkpoints: LAVIS (<c>eva_vit_g.pth</c>, as the model's own names), the same under the
 /// assembled MiniGPT-4 prefix <c>visual_encoder.</c>, and Hugging Face <c>Blip2VisionModel</c>
-/// (ARCHITECTURE §3.6), with or without the <c>vision_model.</c> prefix.
+/// (transformers' `Blip2VisionModel`), with or without the <c>vision_model.</c> prefix.
 /// </summary>
 internal static partial class EvaVitNames
 {

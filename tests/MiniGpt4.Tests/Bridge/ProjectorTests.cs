@@ -224,7 +224,7 @@ public class ProjectorTests(ITestOutputHelper output)
 
 public class QFormerNamesTests(ITestOutputHelper output)
 {
-    /// <summary>LAVIS -> Hugging Face names (ARCHITECTURE §5.5), to present the oracle's BLIP-2 file as HF writes it.</summary>
+    /// <summary>LAVIS -> Hugging Face names, to present the oracle's BLIP-2 file as HF writes it.</summary>
     private static string? ToHuggingFace(string key)
     {
         if (key == "ln_vision.weight" || key == "ln_vision.bias") return "vision_model.post_layernorm." + key["ln_vision.".Length..];

@@ -5,7 +5,7 @@ namespace MiniGpt4.Tests.Vision;
 
 /// <summary>
 /// Presents a LAVIS-named EVA checkpoint the way a Hugging Face Blip2ForConditionalGeneration file names it
-/// (<c>vision_model.</c> prefix, ARCHITECTURE §3.6), with q_bias / v_bias fused into <c>self_attn.qkv.bias</c>
+/// (<c>vision_model.</c> prefix), with q_bias / v_bias fused into <c>self_attn.qkv.bias</c>
 /// = cat(q_bias, 0, v_bias) as the converter writes it. Test-side, so the HF path runs on the oracle's weights.
 /// </summary>
 internal sealed class HuggingFaceVisionView : IWeightSource
