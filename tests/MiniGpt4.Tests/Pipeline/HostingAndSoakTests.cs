@@ -120,24 +120,42 @@ public class SessionAndSoakTests(TinyPipelines tiny, ITestOutputHelper output) :
     }
 
     [SkippableFact]
-    public async Task Soak_native_memory_stays_flat_over_many_requests()
+    public async Task Soak_native_memory_stays_flat_over_hundreds_of_concurrent_answers()
     {
         var p = tiny.Get("llama2");
         var options = GenerationOptions.Greedy with { MaxNewTokens = 20 };
         async Task Round(int i)
         {
             using var s = p.CreateSession();
-            s.AddImage(Image(i % 2 == 0 ? "b_tall_100x300.jpg" : "d_rgba_300x180.png"));
+            await s.AddImageAsync(Image(i % 2 == 0 ? "b_tall_100x300.jpg" : "d_rgba_300x180.png"));
             await s.AskAsync("Describe this image in detail.", options);
+            if (i % 10 == 9)
+            {
+                // A cancelled second turn: undone, nothing kept.
+                using var cts = new CancellationTokenSource();
+                var deltas = 0;
+                await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+                {
+                    await foreach (var _ in s.StreamAsync("What colour is the biggest shape?", options, cts.Token))
+                        if (++deltas == 2) cts.Cancel();
+                });
+            }
             await s.AskAsync("What colour is the biggest shape?", options with { NumBeams = 1 + i % 3 });
         }
-        for (var i = 0; i < 12; i++) await Round(i); // warm-up: every path and beam width once
+        // Three conversations at a time, so their steps interleave under the admission's slots.
+        async Task Rounds(int from, int count)
+        {
+            for (var i = from; i < from + count; i += 3)
+                await Task.WhenAll(Enumerable.Range(i, Math.Min(3, from + count - i)).Select(Round));
+        }
+        await Rounds(0, 12); // warm-up: every path and beam width once
         var tensors = LiveTensors.Settled();
         var rss0 = Rss();
-        for (var i = 0; i < 60; i++) await Round(i);
+        await Rounds(12, 150);
         var rss1 = Rss();
-        output.WriteLine($"120 answers: live tensors {tensors} -> {torch.Tensor.TotalCount}; RSS {rss0 / 1e6:F1} MB -> {rss1 / 1e6:F1} MB");
+        output.WriteLine($"300 answers (3 at a time, 15 cancelled turns): live tensors {tensors} -> {torch.Tensor.TotalCount}; RSS {rss0 / 1e6:F1} MB -> {rss1 / 1e6:F1} MB");
         Assert.Equal(tensors, torch.Tensor.TotalCount);
+        Assert.Equal(0, p.ActiveRequests);
         // Each answer allocates a few MB of transient native memory; a leak of even one KV cache per
         // answer would add > 100 MB here. The allocator may keep some pages, hence the margin.
         Assert.True(rss1 - rss0 < 64_000_000, $"RSS grew by {(rss1 - rss0) / 1e6:F1} MB");
