@@ -41,6 +41,15 @@ public class HostileFileTests
     [InlineData("""{"a":{"dtype":"U16","shape":[2],"data_offsets":[0,4]}}""", 4, "not supported")]
     [InlineData("""{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}""", 8, "has 8 bytes but shape [3] Float32 needs 12")]
     [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}""", 8, "invalid data_offsets")]
+    // Found by fuzzing: non-numeric offsets threw InvalidOperationException from JsonElement.TryGetInt64.
+    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":["0",8]}}""", 8, "invalid data_offsets")]
+    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,null]}}""", 8, "invalid data_offsets")]
+    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,[8]]}}""", 8, "invalid data_offsets")]
+    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0.5,8]}}""", 8, "invalid data_offsets")]
+    // Escaped lone surrogates: JsonElement.GetString / JsonProperty.Name throw InvalidOperationException.
+    [InlineData("""{"\ud800":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""", 8, "invalid JSON string")]
+    [InlineData("""{"a":{"dtype":"F\udc002","shape":[2],"data_offsets":[0,8]}}""", 8, "invalid JSON string")]
+    [InlineData("""{"__metadata__":{"format":"\ud800"}}""", 0, "invalid JSON string")]
     [InlineData("""{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}""", 8, "invalid shape")]
     [InlineData("""{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}}""", 8, "overflows")]
     [InlineData("""{"a":{"dtype":"F32","shape":[2]}}""", 8, "no data_offsets")]
@@ -176,6 +185,7 @@ public class HostileFileTests
         Check("{\"weight_map\": {\"a\": \"../../etc/passwd\"}}", "not a file name in the index's folder");
         Check("{\"weight_map\": {\"b\": \"model-00001-of-00001.safetensors\"}}", "tensor 'b' is not in its shard");
         Check("{\"weight_map\": {\"a\": 3}}", "not a file name");
+        Check("{\"weight_map\": {\"a\": \"\\ud800.safetensors\"}}", "not valid JSON"); // escaped lone surrogate
     }
 
     [Fact]
