@@ -111,13 +111,25 @@ public sealed record ModelManifest
         }
         if (!File.Exists(full)) throw new MiniGptConfigurationException($"Model manifest not found: '{full}'.");
         string text;
-        try { text = File.ReadAllText(full); }
-        catch (IOException ex) { throw new MiniGptConfigurationException($"Cannot read model manifest '{full}': {ex.Message}", ex); }
+        try
+        {
+            var length = new FileInfo(full).Length;
+            if (length > MaxFileBytes)
+                throw new MiniGptConfigurationException($"{full}: the manifest is {length} bytes, over the {MaxFileBytes >> 20} MB limit.");
+            text = File.ReadAllText(full);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new MiniGptConfigurationException($"Cannot read model manifest '{full}': {ex.Message}", ex);
+        }
         return Parse(text, System.IO.Path.GetDirectoryName(full)!, full);
     }
 
     /// <summary>True for a manifest that names only a language model (no vision sections given).</summary>
     public bool IsLanguageModelOnly { get; init; }
+
+    /// <summary>Largest manifest file read (real ones are under 1 KB).</summary>
+    internal const long MaxFileBytes = 1L << 20;
 
     /// <summary>The manifest file (or the name given to <see cref="Parse"/>), for messages; null for a manifest built in code.</summary>
     internal string? SourceName { get; init; }
@@ -156,16 +168,30 @@ public sealed record ModelManifest
     }
 
     /// <summary>Parses manifest JSON; relative paths resolve against <paramref name="baseDirectory"/>.</summary>
+    /// <exception cref="MiniGptConfigurationException">The text is not JSON (duplicate keys included), or has invalid values.</exception>
     public static ModelManifest Parse(string json, string baseDirectory, string? sourceName = null)
     {
+        ArgumentNullException.ThrowIfNull(json);
         var where = sourceName ?? "model manifest";
-        JsonObject root;
         try
         {
-            root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }) as JsonObject
-                   ?? throw new MiniGptConfigurationException($"{where}: the top level must be a JSON object.");
+            return ParseObject(json, baseDirectory, sourceName, where);
         }
         catch (JsonException ex) { throw new MiniGptConfigurationException($"{where}: invalid JSON: {ex.Message}", ex); }
+        catch (InvalidOperationException ex) // JsonNode reading a string with an escaped lone surrogate ("\ud800")
+        {
+            throw new MiniGptConfigurationException($"{where}: invalid JSON text: {ex.Message}", ex);
+        }
+    }
+
+    private static ModelManifest ParseObject(string json, string baseDirectory, string? sourceName, string where)
+    {
+        // Duplicate keys are refused (JsonObject would otherwise throw ArgumentException on first access).
+        var root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions
+                   {
+                       CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true, AllowDuplicateProperties = false, MaxDepth = 16,
+                   }) as JsonObject
+                   ?? throw new MiniGptConfigurationException($"{where}: the top level must be a JSON object.");
 
         var variantName = Str(root, "variant", where) ?? "minigpt4-vicuna0";
         var variant = variantName switch
@@ -275,7 +301,12 @@ public sealed record ModelManifest
     {
         var n = o[name];
         if (n is null) return null;
-        if (n is JsonValue v && v.TryGetValue<string>(out var s)) return s;
+        if (n is JsonValue v && v.TryGetValue<string>(out var s))
+        {
+            // Every string but the variant is a path: a NUL would make Path.GetFullPath throw ArgumentException later.
+            if (s.Contains('\0')) throw new MiniGptConfigurationException($"{where}: '{name}' contains a NUL character.");
+            return s;
+        }
         throw new MiniGptConfigurationException($"{where}: '{name}' must be a string.");
     }
 

@@ -116,6 +116,8 @@ internal sealed record QFormerConfig(
                 throw new MiniGptConfigurationException($"{path} is {stream.Length} bytes, over the {MaxFileBytes >> 20} MB limit for a BERT config.json.");
             var bytes = new byte[stream.Length];
             stream.ReadExactly(bytes);
+            // JsonDocument does not validate UTF-8 inside strings; GetString would then throw InvalidOperationException.
+            if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new MiniGptConfigurationException($"{path} is not valid UTF-8 JSON text.");
             doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 16 });
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or JsonException)
@@ -162,9 +164,18 @@ internal sealed record QFormerConfig(
 
     private static string? Str(JsonElement root, string name, string path)
         => Get(root, name) is { } v
-            ? v.ValueKind == JsonValueKind.String ? v.GetString()
+            ? v.ValueKind == JsonValueKind.String ? StringOf(v, name, path)
               : throw new MiniGptConfigurationException($"{path}: '{name}' must be a string; got {Raw(v)}.")
             : null;
+
+    private static string? StringOf(JsonElement v, string name, string path)
+    {
+        try { return v.GetString(); }
+        catch (InvalidOperationException ex) // an escaped lone surrogate ("\ud800")
+        {
+            throw new MiniGptConfigurationException($"{path}: '{name}' is not a valid string: {ex.Message}", ex);
+        }
+    }
 
     private static string Raw(JsonElement v)
     {

@@ -163,6 +163,8 @@ internal sealed record LlamaConfig(
     /// <summary>Parses a Hugging Face LLaMA <c>config.json</c> (UTF-8); invalid JSON is a <see cref="MiniGptConfigurationException"/>.</summary>
     public static LlamaConfig FromJson(ReadOnlyMemory<byte> utf8Json)
     {
+        // JsonDocument does not validate UTF-8 inside strings; GetString would then throw InvalidOperationException.
+        if (!System.Text.Unicode.Utf8.IsValid(utf8Json.Span)) throw new MiniGptConfigurationException("not valid UTF-8 JSON text.");
         JsonDocument doc;
         try { doc = JsonDocument.Parse(utf8Json, new JsonDocumentOptions { MaxDepth = 16 }); }
         catch (JsonException ex) { throw new MiniGptConfigurationException($"not valid JSON ({ex.Message})", ex); }
@@ -202,7 +204,14 @@ internal sealed record LlamaConfig(
     private static MiniGptConfigurationException Missing(string key) => new($"config.json lacks '{key}'.");
 
     private static string? Str(JsonElement o, string key)
-        => o.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null;
+    {
+        if (!o.TryGetProperty(key, out var v) || v.ValueKind != JsonValueKind.String) return null;
+        try { return v.GetString(); }
+        catch (InvalidOperationException ex) // an escaped lone surrogate ("\ud800")
+        {
+            throw new MiniGptConfigurationException($"'{key}' is not a valid string: {ex.Message}", ex);
+        }
+    }
 
     private static double? Num(JsonElement o, string key)
     {

@@ -220,3 +220,70 @@ public sealed class HostileConfigTests
             ModelManifest.Load(Fixtures.Require(name)).ValidateAgainstCheckpoints();
     }
 }
+
+/// <summary>
+/// Regression tests for configuration parsing bugs the fuzzers (tests/MiniGpt4.Tests/Fuzzing) or their
+/// review found: each input used to escape as an untyped .NET exception.
+/// </summary>
+public sealed class ConfigParsingRegressionTests
+{
+    private const string Tiny = """{"hidden_size":64,"intermediate_size":176,"num_hidden_layers":2,"num_attention_heads":4,"vocab_size":800""";
+
+    [Theory]
+    [InlineData(Tiny + ""","model_type":"ll\ud800ama"}""", "not a valid string")]          // InvalidOperationException from GetString
+    [InlineData(Tiny + ""","eos_token_id":["a",2]}""", null)]                              // InvalidOperationException from TryGetInt32 (ids are informational: ignored)
+    [InlineData(Tiny + ""","rms_norm_eps":1e999}""", "finite")]                             // FormatException from GetDouble
+    [InlineData(Tiny + ""","rope_theta":-1e999}""", "finite")]
+    [InlineData("""[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]""", "not valid JSON")] // JsonException from FromJson
+    public void Llama_config_text_that_used_to_escape_untyped_is_a_configuration_error_or_accepted(string json, string? mention)
+    {
+        if (mention is null)
+        {
+            Assert.Null(LlamaConfig.FromJson(json).EosTokenId);
+            return;
+        }
+        var ex = Assert.Throws<MiniGptConfigurationException>(() => LlamaConfig.FromJson(json));
+        Assert.Contains(mention, ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Llama_config_with_invalid_utf8_inside_a_string_is_a_configuration_error()
+    {
+        // Found by fuzzing: JsonDocument accepts it, GetString threw InvalidOperationException.
+        var bytes = System.Text.Encoding.UTF8.GetBytes(Tiny + ""","model_type":"llama"}""");
+        bytes[Array.IndexOf(bytes, (byte)'l', Tiny.Length + 10)] = 0xC3;
+        using var dir = new TempDir();
+        var path = dir.File("config.json");
+        File.WriteAllBytes(path, bytes);
+        var ex = Assert.Throws<MiniGptConfigurationException>(() => LlamaConfig.FromFile(path));
+        Assert.Contains(path, ex.Message, StringComparison.Ordinal);
+        Assert.Contains("UTF-8", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"variant":"minigpt4-llama2","vision":{},"vision":{}}""", "invalid JSON")]          // ArgumentException: duplicate key (found by fuzzing)
+    [InlineData("""{"llm":{"path":"llama\u0000x"}}""", "NUL")]                                       // ArgumentException from Path.GetFullPath (found by fuzzing)
+    [InlineData("""{"llm":{"path":"\ud800"}}""", "invalid JSON text")]                               // InvalidOperationException (found by fuzzing)
+    [InlineData("""{"\udc00":1}""", "invalid JSON text")]
+    [InlineData("""{"lora":{"alpha":1e999}}""", "positive and finite")]
+    public void Manifest_text_that_used_to_escape_untyped_is_a_configuration_error(string json, string mention)
+    {
+        var ex = Assert.Throws<MiniGptConfigurationException>(() => ModelManifest.Parse(json, "/m", "m.json"));
+        Assert.Contains(mention, ex.Message, StringComparison.Ordinal);
+        Assert.StartsWith("m.json", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("""{"hidden_act":"ge\ud800lu"}""", "not a valid string")]
+    [InlineData("""{"layer_norm_eps":1e999}""", "finite")]                                             // FormatException from GetDouble
+    [InlineData("""{"num_hidden_layers":100000}""", "at most")]
+    public void Bert_config_text_that_used_to_escape_untyped_is_a_configuration_error(string json, string mention)
+    {
+        using var dir = new TempDir();
+        var path = dir.File("config.json");
+        File.WriteAllText(path, json);
+        var ex = Assert.Throws<MiniGptConfigurationException>(() => MiniGpt4.Bridge.QFormerConfig.FromBertConfigJson(path));
+        Assert.Contains(mention, ex.Message, StringComparison.Ordinal);
+        Assert.Contains(path, ex.Message, StringComparison.Ordinal);
+    }
+}
