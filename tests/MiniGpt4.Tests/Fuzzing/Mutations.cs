@@ -11,7 +11,8 @@ internal enum ByteOp { FlipBit, SetByte, Overwrite16, Overwrite32, Overwrite64, 
 
 /// <summary>
 /// One byte-level mutation. <see cref="Region"/> biases where it lands (0 anywhere, 1 the first KB,
-/// 2 the last KB: where headers, zip directories and pickles live); positions and values are raw
+/// 2 the last KB: where headers, zip directories and pickles live, 3 the first 32 bytes: the fixed
+/// header fields of every image format and of safetensors); positions and values are raw
 /// random numbers mapped onto the input when applied, so a case is printable and replayable.
 /// </summary>
 internal readonly record struct ByteMutation(ByteOp Op, int Region, uint Pos, uint Arg, ulong Value)
@@ -34,7 +35,7 @@ internal static class Mutations
         (2, ByteOp.Truncate), (2, ByteOp.Insert), (2, ByteOp.Delete), (1, ByteOp.CopyChunk), (1, ByteOp.Repeat));
 
     public static readonly Gen<ByteMutation> One =
-        Gen.Select(Ops, Gen.Int[0, 2], Gen.UInt, Gen.UInt, Gen.ULong, (op, region, pos, arg, value) => new ByteMutation(op, region, pos, arg, value));
+        Gen.Select(Ops, Gen.Int[0, 3], Gen.UInt, Gen.UInt, Gen.ULong, (op, region, pos, arg, value) => new ByteMutation(op, region, pos, arg, value));
 
     /// <summary>1 to <paramref name="max"/> mutations.</summary>
     public static Gen<ByteMutation[]> Some(int max = 6) => One.Array[1, max];
@@ -57,6 +58,7 @@ internal static class Mutations
         {
             1 => (int)(m.Pos % (uint)window),
             2 => n - 1 - (int)(m.Pos % (uint)window),
+            3 => (int)(m.Pos % (uint)Math.Min(n, 32)),
             _ => (int)(m.Pos % (uint)n),
         };
     }
