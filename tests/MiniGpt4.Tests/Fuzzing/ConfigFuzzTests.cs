@@ -66,7 +66,7 @@ public sealed class ConfigFuzzTests(ITestOutputHelper output) : IDisposable
             using var lm = LlamaForCausalLM.Load(config, weights, ScalarType.Float32, CPU);
             using var session = lm.CreateSession(4);
             using var logits = session.PrefillTokens([1, 2]);
-        }, c => Show(names, c), ciIterations: 2000, Allowed, output, Input);
+        }, c => Show(names, c), ciIterations: 4000, Allowed, output, Input);
     }
 
     [SkippableFact]
@@ -89,7 +89,7 @@ public sealed class ConfigFuzzTests(ITestOutputHelper output) : IDisposable
                 _ => QFormerConfig.FromBertConfigJson(path, numQueryTokens: 32, crossAttentionFreq: 2, encoderWidth: 32),
             };
             config.CheckAgainst(view, "fuzz");
-        }, c => Show(names, c), ciIterations: 1500, Allowed, output, Input);
+        }, c => Show(names, c), ciIterations: 3000, Allowed, output, Input);
     }
 
     [SkippableFact]
@@ -123,6 +123,6 @@ public sealed class ConfigFuzzTests(ITestOutputHelper output) : IDisposable
             // Every 8th manifest that passes the checks is loaded through the public entry point.
             if (accepted++ % 8 == 0)
                 MiniGptPipeline.LoadAsync(manifest).GetAwaiter().GetResult().Dispose();
-        }, c => $"{files[c.Seed]}: " + Show(files, c), ciIterations: 1200, Allowed, output, Input);
+        }, c => $"{files[c.Seed]}: " + Show(files, c), ciIterations: 2400, Allowed, output, Input);
     }
 }

@@ -86,7 +86,7 @@ public sealed class ImageFuzzTests(ITestOutputHelper output)
         {
             var header = EncodedImageInspector.Inspect(Input(c), Options[c.Options]);
             Assert.True(header.Width > 0 && header.Height > 0 && header.Width * header.Height <= Options[c.Options].MaxPixels);
-        }, Show, ciIterations: 6000, Allowed, output, Input);
+        }, Show, ciIterations: 12000, Allowed, output, Input);
 
     [Fact]
     public void Decoding_through_the_library_only_ever_refuses_with_MiniGptImageException()
@@ -101,7 +101,7 @@ public sealed class ImageFuzzTests(ITestOutputHelper output)
             var direct = options.Decoder.Decode(bytes, options);
             Assert.Equal(decoded.Width, direct.Width);
             if (c.Ops.Length % 3 == 0) Assert.Equal(3 * 32 * 32, ImagePreprocessor.ToPixelValues(ImageInput.FromBytes(bytes), 32, options).Length);
-        }, Show, ciIterations: 1500, Allowed, output, Input);
+        }, Show, ciIterations: 3000, Allowed, output, Input);
 
     [Fact]
     public void Skia_decoder_only_ever_refuses_with_MiniGptImageException()
@@ -116,5 +116,5 @@ public sealed class ImageFuzzTests(ITestOutputHelper output)
             var decoded = ImagePreprocessor.Decode(ImageInput.FromBytes(bytes), options);
             Assert.Equal((long)decoded.Width * decoded.Height * 3, decoded.Rgb24.Length);
             SkiaImageDecoder.Instance.Decode(bytes, options);
-        }, Show, ciIterations: 800, Allowed, output, Input);
+        }, Show, ciIterations: 1600, Allowed, output, Input);
 }

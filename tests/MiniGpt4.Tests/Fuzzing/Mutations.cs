@@ -122,8 +122,12 @@ internal static class Mutations
                 var at = Position(b, m);
                 var count = Math.Min(b.Count - at, 1 + (int)(m.Arg % 8));
                 var chunk = b.GetRange(at, count);
-                var times = 2 + (int)(m.Value % 512);
-                for (var i = 0; i < times && b.Count < (4 << 20); i++) b.InsertRange(at, chunk);
+                // Mostly a few hundred times; one in 16 up to 300 000 (deep nesting, huge counts), within 4 MB.
+                var times = 2 + (int)(m.Value % ((m.Arg & 0xF00) == 0 ? 300_000UL : 512UL));
+                var total = (int)Math.Min((long)times * count, Math.Max(0, (4 << 20) - b.Count));
+                var block = new byte[total];
+                for (var i = 0; i < total; i++) block[i] = chunk[i % count];
+                b.InsertRange(at, block); // one insertion: repeated InsertRange is quadratic
                 break;
             }
         }

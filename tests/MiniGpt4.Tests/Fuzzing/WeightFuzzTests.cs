@@ -124,7 +124,7 @@ public sealed class WeightFuzzTests(ITestOutputHelper output) : IDisposable
         var seeds = SafetensorsSeeds.Value;
         byte[] Input((int Seed, ByteMutation[] Ops) c) => Mutations.Apply(seeds[c.Seed].Bytes, c.Ops);
         FuzzRunner.Run("safetensors-bytes", ByteCases(seeds.Length), c => OpenAndRead(WriteCase(Input(c), ".safetensors")),
-            c => $"{seeds[c.Seed].Name} [{string.Join(", ", c.Ops)}]", ciIterations: 1500, Allowed, output, Input);
+            c => $"{seeds[c.Seed].Name} [{string.Join(", ", c.Ops)}]", ciIterations: 3000, Allowed, output, Input);
     }
 
     [Fact]
@@ -146,7 +146,7 @@ public sealed class WeightFuzzTests(ITestOutputHelper output) : IDisposable
             return file;
         }
         FuzzRunner.Run("safetensors-json", Gen.Select(Mutations.JsonCase, Gen.Int[0, 7], (m, length) => (M: m, Length: length)), c => OpenAndRead(WriteCase(Input(c), ".safetensors")),
-            c => $"json [{string.Join(", ", c.M.Json)}] bytes [{string.Join(", ", c.M.Bytes)}] length#{c.Length}", ciIterations: 1500, Allowed, output, Input);
+            c => $"json [{string.Join(", ", c.M.Json)}] bytes [{string.Join(", ", c.M.Bytes)}] length#{c.Length}", ciIterations: 3000, Allowed, output, Input);
     }
 
     [Fact]
@@ -155,7 +155,7 @@ public sealed class WeightFuzzTests(ITestOutputHelper output) : IDisposable
         var seeds = ZipSeeds.Value;
         byte[] Input((int Seed, ByteMutation[] Ops) c) => Mutations.Apply(seeds[c.Seed].Bytes, c.Ops);
         FuzzRunner.Run("torchzip-bytes", ByteCases(seeds.Length), c => OpenAndRead(WriteCase(Input(c), ".pth")),
-            c => $"{seeds[c.Seed].Name} [{string.Join(", ", c.Ops)}]", ciIterations: 1500, Allowed, output, Input);
+            c => $"{seeds[c.Seed].Name} [{string.Join(", ", c.Ops)}]", ciIterations: 3000, Allowed, output, Input);
     }
 
     [Fact]
@@ -169,7 +169,7 @@ public sealed class WeightFuzzTests(ITestOutputHelper output) : IDisposable
                 TorchZipWriter.WriteZip(path, s.Stem, Mutations.Apply(s.Pickle, c.Ops), s.Storages);
                 OpenAndRead(path);
             },
-            c => $"{seeds[c.Seed].Name} pickle [{string.Join(", ", c.Ops)}]", ciIterations: 1200, Allowed, output,
+            c => $"{seeds[c.Seed].Name} pickle [{string.Join(", ", c.Ops)}]", ciIterations: 2400, Allowed, output,
             c => Mutations.Apply(seeds[c.Seed].Pickle, c.Ops));
     }
 
@@ -179,6 +179,6 @@ public sealed class WeightFuzzTests(ITestOutputHelper output) : IDisposable
         var seeds = PickleSeeds.Value;
         byte[] Input((int Seed, ByteMutation[] Ops) c) => Mutations.Apply(seeds[c.Seed].Pickle, c.Ops);
         FuzzRunner.Run("pickle", Gen.Select(Gen.Int[0, seeds.Length - 1], Mutations.Some(10), (seed, ops) => (Seed: seed, Ops: ops)), c => PickleReader.Load(Input(c), "fuzz.pkl"),
-            c => $"{seeds[c.Seed].Name} [{string.Join(", ", c.Ops)}]", ciIterations: 8000, Allowed, output, Input);
+            c => $"{seeds[c.Seed].Name} [{string.Join(", ", c.Ops)}]", ciIterations: 16000, Allowed, output, Input);
     }
 }
