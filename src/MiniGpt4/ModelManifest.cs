@@ -1,5 +1,8 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using MiniGpt4.Weights;
+using QFormerShape = MiniGpt4.Bridge.QFormerConfig;
+using VisionShape = MiniGpt4.Vision.VisionConfig;
 
 namespace MiniGpt4;
 
@@ -108,25 +111,87 @@ public sealed record ModelManifest
         }
         if (!File.Exists(full)) throw new MiniGptConfigurationException($"Model manifest not found: '{full}'.");
         string text;
-        try { text = File.ReadAllText(full); }
-        catch (IOException ex) { throw new MiniGptConfigurationException($"Cannot read model manifest '{full}': {ex.Message}", ex); }
+        try
+        {
+            var length = new FileInfo(full).Length;
+            if (length > MaxFileBytes)
+                throw new MiniGptConfigurationException($"{full}: the manifest is {length} bytes, over the {MaxFileBytes >> 20} MB limit.");
+            text = File.ReadAllText(full);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new MiniGptConfigurationException($"Cannot read model manifest '{full}': {ex.Message}", ex);
+        }
         return Parse(text, System.IO.Path.GetDirectoryName(full)!, full);
     }
 
     /// <summary>True for a manifest that names only a language model (no vision sections given).</summary>
     public bool IsLanguageModelOnly { get; init; }
 
+    /// <summary>Largest manifest file read (real ones are under 1 KB).</summary>
+    internal const long MaxFileBytes = 1L << 20;
+
+    /// <summary>The manifest file (or the name given to <see cref="Parse"/>), for messages; null for a manifest built in code.</summary>
+    internal string? SourceName { get; init; }
+
+    /// <summary>
+    /// Checks every section against the files it names, reading only configuration files and weight
+    /// headers (no tensor data), before any model part is allocated: the language model's
+    /// <c>config.json</c> against its weights (<see cref="Language.LlamaConfig.CheckAgainst"/>), the vision
+    /// section against the ViT checkpoint (<see cref="VisionShape.CheckAgainst"/>) and the Q-Former
+    /// section (with its BERT <c>config.json</c>) against the BLIP-2 checkpoint
+    /// (<see cref="QFormerShape.CheckAgainst"/>). Throws <see cref="MiniGptConfigurationException"/> for a
+    /// configuration out of bounds and <see cref="MiniGptWeightsException"/> for one that does not fit its
+    /// weights, naming the file and the field.
+    /// </summary>
+    internal void ValidateAgainstCheckpoints()
+    {
+        var where = SourceName ?? "model manifest";
+        var llmPath = Resolve(Llm.Path);
+        var llmFolder = Directory.Exists(llmPath) ? llmPath : System.IO.Path.GetDirectoryName(llmPath)!;
+        var llm = Language.LlamaConfig.FromFile(llmFolder);
+        using (var weights = WeightFiles.Open(llmPath))
+            llm.CheckAgainst(weights, System.IO.Path.Combine(llmFolder, "config.json"));
+        if (IsLanguageModelOnly) return;
+
+        var vision = new VisionShape(Vision.ImageSize, Vision.PatchSize, Vision.Width, Vision.Depth, Vision.Heads, Vision.MlpHidden);
+        using (var file = WeightFiles.Open(Resolve(Vision.Checkpoint)))
+            vision.CheckAgainst(global::MiniGpt4.Vision.EvaVitNames.ToLavis(file, out _), where);
+        if (QFormer is { } q)
+        {
+            var config = q.Config is null
+                ? new QFormerShape(NumQueryTokens: q.NumQueryTokens, EncoderWidth: Vision.Width)
+                : QFormerShape.FromBertConfigJson(Resolve(q.Config), q.NumQueryTokens, encoderWidth: Vision.Width);
+            using var file = WeightFiles.Open(Resolve(q.Checkpoint));
+            config.CheckAgainst(Bridge.QFormerNames.ToLavis(file), q.Config is null ? where : $"{where} (with {Resolve(q.Config)})");
+        }
+    }
+
     /// <summary>Parses manifest JSON; relative paths resolve against <paramref name="baseDirectory"/>.</summary>
+    /// <exception cref="MiniGptConfigurationException">The text is not JSON (duplicate keys included), or has invalid values.</exception>
     public static ModelManifest Parse(string json, string baseDirectory, string? sourceName = null)
     {
+        ArgumentNullException.ThrowIfNull(json);
         var where = sourceName ?? "model manifest";
-        JsonObject root;
         try
         {
-            root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true }) as JsonObject
-                   ?? throw new MiniGptConfigurationException($"{where}: the top level must be a JSON object.");
+            return ParseObject(json, baseDirectory, sourceName, where);
         }
         catch (JsonException ex) { throw new MiniGptConfigurationException($"{where}: invalid JSON: {ex.Message}", ex); }
+        catch (InvalidOperationException ex) // JsonNode reading a string with an escaped lone surrogate ("\ud800")
+        {
+            throw new MiniGptConfigurationException($"{where}: invalid JSON text: {ex.Message}", ex);
+        }
+    }
+
+    private static ModelManifest ParseObject(string json, string baseDirectory, string? sourceName, string where)
+    {
+        // Duplicate keys are refused (JsonObject would otherwise throw ArgumentException on first access).
+        var root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions
+                   {
+                       CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true, AllowDuplicateProperties = false, MaxDepth = 16,
+                   }) as JsonObject
+                   ?? throw new MiniGptConfigurationException($"{where}: the top level must be a JSON object.");
 
         var variantName = Str(root, "variant", where) ?? "minigpt4-vicuna0";
         var variant = variantName switch
@@ -136,7 +201,7 @@ public sealed record ModelManifest
             "minigptv2" or "minigpt-v2" => ModelVariant.MiniGptV2,
             _ => throw new MiniGptConfigurationException($"{where}: unknown variant '{variantName}' (expected minigpt4-vicuna0, minigpt4-llama2 or minigptv2)."),
         };
-        var m = new ModelManifest { Variant = variant, BaseDirectory = baseDirectory };
+        var m = new ModelManifest { Variant = variant, BaseDirectory = baseDirectory, SourceName = sourceName };
         var hasVision = root["vision"] is not null;
 
         if (Obj(root, "vision", where) is { } v)
@@ -196,22 +261,27 @@ public sealed record ModelManifest
 
     private void Validate(string where)
     {
-        void Positive(int value, string name)
+        void InRange(int value, string name, int max)
         {
             if (value <= 0) throw new MiniGptConfigurationException($"{where}: {name} must be positive (got {value}).");
+            if (value > max) throw new MiniGptConfigurationException($"{where}: {name} = {value} is over the limit of {max}.");
         }
-        Positive(Vision.ImageSize, "vision.image_size");
-        Positive(Vision.PatchSize, "vision.patch_size");
-        Positive(Vision.Width, "vision.width");
-        Positive(Vision.Depth, "vision.depth");
-        Positive(Vision.Heads, "vision.heads");
-        Positive(Vision.MlpHidden, "vision.mlp_hidden");
+        InRange(Vision.ImageSize, "vision.image_size", VisionShape.MaxImageSize);
+        InRange(Vision.PatchSize, "vision.patch_size", VisionShape.MaxImageSize);
+        InRange(Vision.Width, "vision.width", VisionShape.MaxWidth);
+        InRange(Vision.Depth, "vision.depth", VisionShape.MaxDepth);
+        InRange(Vision.Heads, "vision.heads", VisionShape.MaxWidth);
+        InRange(Vision.MlpHidden, "vision.mlp_hidden", VisionShape.MaxMlpHidden);
         if (Vision.ImageSize % Vision.PatchSize != 0)
             throw new MiniGptConfigurationException($"{where}: vision.image_size {Vision.ImageSize} is not a multiple of patch_size {Vision.PatchSize}.");
+        var patches = (Vision.ImageSize / Vision.PatchSize) * (Vision.ImageSize / Vision.PatchSize);
+        if (patches > VisionShape.MaxPatches)
+            throw new MiniGptConfigurationException($"{where}: vision.image_size {Vision.ImageSize} at patch_size {Vision.PatchSize} gives {patches} patches, over the limit of {VisionShape.MaxPatches}.");
         if (Vision.Width % Vision.Heads != 0)
             throw new MiniGptConfigurationException($"{where}: vision.width {Vision.Width} is not divisible by heads {Vision.Heads}.");
-        if (QFormer is { NumQueryTokens: <= 0 })
-            throw new MiniGptConfigurationException($"{where}: qformer.num_query_tokens must be positive.");
+        if (QFormer is { } q) InRange(q.NumQueryTokens, "qformer.num_query_tokens", QFormerShape.MaxQueryTokens);
+        if (Lora is { } lora && !(double.IsFinite(lora.Alpha) && lora.Alpha > 0))
+            throw new MiniGptConfigurationException($"{where}: lora.alpha must be positive and finite (got {lora.Alpha}).");
         if (Variant != ModelVariant.MiniGpt4Vicuna0)
         {
             var grid = Vision.ImageSize / Vision.PatchSize;
@@ -231,7 +301,12 @@ public sealed record ModelManifest
     {
         var n = o[name];
         if (n is null) return null;
-        if (n is JsonValue v && v.TryGetValue<string>(out var s)) return s;
+        if (n is JsonValue v && v.TryGetValue<string>(out var s))
+        {
+            // Every string but the variant is a path: a NUL would make Path.GetFullPath throw ArgumentException later.
+            if (s.Contains('\0')) throw new MiniGptConfigurationException($"{where}: '{name}' contains a NUL character.");
+            return s;
+        }
         throw new MiniGptConfigurationException($"{where}: '{name}' must be a string.");
     }
 

@@ -363,7 +363,8 @@ internal static class EncodedImageInspector
         if (d.Length < headerLen) return Walk.Cut(-1, -1, "the data ends inside the header");
         ulong ifd = big ? U(d, le, 8, 8) : U(d, le, 4, 4);
         int countSize = big ? 8 : 2, entrySize = big ? 20 : 12, fieldSize = big ? 8 : 4;
-        if (ifd < (ulong)headerLen || ifd + (ulong)countSize > (ulong)d.Length)
+        // Written so that a BigTIFF offset near 2^64 cannot wrap around (ifd + countSize overflowed, then Slice(-8) threw).
+        if (ifd < (ulong)headerLen || ifd > (ulong)d.Length || (ulong)countSize > (ulong)d.Length - ifd)
             return Walk.Cut(-1, -1, $"the first directory at byte {ifd} is past the end of the data ({d.Length} bytes)");
         ulong entries = U(d, le, (int)ifd, countSize);
         ulong entriesEnd = ifd + (ulong)countSize + entries * (ulong)entrySize;

@@ -11,8 +11,10 @@ internal sealed partial class LlamaForCausalLM
     /// <summary>
     /// Loads a Hugging Face LLaMA checkpoint: a folder (<c>config.json</c> + <c>model.safetensors</c>,
     /// <c>pytorch_model.bin</c> or a sharded index) or one weight file beside its <c>config.json</c>.
-    /// Every key is validated (shape, presence) before any data is read; weights are cast to
-    /// <paramref name="dtype"/> and placed on <paramref name="device"/> tensor by tensor.
+    /// <c>config.json</c> is checked against sane bounds and then against the weight files' headers
+    /// (layer count, every tensor's shape) before the model is allocated, so a hostile or mismatched
+    /// configuration costs no memory; every key is validated (shape, presence) before any data is
+    /// read; weights are cast to <paramref name="dtype"/> and placed on <paramref name="device"/> tensor by tensor.
     /// </summary>
     public static LlamaForCausalLM Load(string hfFolderOrFile, ScalarType dtype, Device device, IProgress<double>? progress = null)
     {
@@ -20,7 +22,7 @@ internal sealed partial class LlamaForCausalLM
         var folder = Directory.Exists(hfFolderOrFile) ? hfFolderOrFile : Path.GetDirectoryName(Path.GetFullPath(hfFolderOrFile))!;
         var config = LlamaConfig.FromFile(folder);
         using var source = WeightFiles.Open(hfFolderOrFile);
-        return Load(config, source, dtype, device, progress);
+        return Load(config, source, dtype, device, progress, Path.Combine(folder, "config.json"));
     }
 
     /// <summary>
@@ -28,11 +30,16 @@ internal sealed partial class LlamaForCausalLM
     /// use <see cref="WeightSourceExtensions.WithPrefix"/>/<see cref="WeightSourceExtensions.Renamed"/>
     /// for checkpoints that nest the LLM under another prefix. A tied config
     /// (<c>tie_word_embeddings</c>) has no <c>lm_head.weight</c> of its own; a file that still carries
-    /// one has it ignored. An untied config needs it.
+    /// one has it ignored. An untied config needs it. The configuration is checked against the
+    /// source's shapes (<see cref="LlamaConfig.CheckAgainst"/>) before anything is allocated;
+    /// <paramref name="configFile"/> names the configuration in messages.
     /// </summary>
-    public static LlamaForCausalLM Load(LlamaConfig config, IWeightSource source, ScalarType dtype, Device device, IProgress<double>? progress = null)
+    public static LlamaForCausalLM Load(LlamaConfig config, IWeightSource source, ScalarType dtype, Device device, IProgress<double>? progress = null,
+        string? configFile = null)
     {
+        ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(source);
+        config.CheckAgainst(source, configFile);
         var lm = new LlamaForCausalLM(config, dtype, device);
         try
         {

@@ -10,7 +10,10 @@ namespace MiniGpt4.Language;
 /// <c>inv_freq = 1 / theta^(2j/d)</c> and the angle table <c>t · inv_freq</c> are computed in float32
 /// and cos/sin are cast to the activation dtype before they are applied.
 /// Not a module: the tables are constants created on the model's device, never loaded
-/// (checkpoint <c>rotary_emb.inv_freq</c> buffers are ignored).
+/// (checkpoint <c>rotary_emb.inv_freq</c> buffers are ignored). They are built on demand, only up
+/// to the positions a session asks for (<see cref="EnsureLength"/>), never eagerly for the
+/// configuration's <c>max_position_embeddings</c>: each row depends only on its position, so a
+/// table built for n positions holds the same values as the first n rows of a longer one.
 /// </summary>
 internal sealed class RotaryEmbedding : IDisposable
 {
@@ -20,17 +23,28 @@ internal sealed class RotaryEmbedding : IDisposable
     private readonly ScalarType _dtype;
     private Tensor _cos, _sin;
 
-    /// <summary>Builds tables for positions <c>0 .. length-1</c>.</summary>
-    public RotaryEmbedding(int headDim, double theta, int length, ScalarType dtype, Device device)
+    /// <summary>
+    /// Prepares tables for a model whose configuration declares <paramref name="maxPositions"/> positions
+    /// (<c>max_position_embeddings</c>, kept as <see cref="MaxPositions"/>); no row is built until
+    /// <see cref="EnsureLength"/> asks for it.
+    /// </summary>
+    public RotaryEmbedding(int headDim, double theta, int maxPositions, ScalarType dtype, Device device)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(headDim);
+        ArgumentOutOfRangeException.ThrowIfNegative(maxPositions);
         _headDim = headDim; _theta = theta; _dtype = dtype; _device = device;
-        (_cos, _sin) = Build(length);
+        MaxPositions = maxPositions;
+        _cos = empty(0, headDim, dtype: dtype, device: device);
+        _sin = empty(0, headDim, dtype: dtype, device: device);
     }
 
-    /// <summary>Number of positions the tables cover.</summary>
+    /// <summary>The configuration's <c>max_position_embeddings</c> (informational: tables grow past it on demand, as in HF).</summary>
+    public int MaxPositions { get; }
+
+    /// <summary>Number of positions the tables currently cover.</summary>
     public long Length => _cos.shape[0];
 
-    /// <summary>Grows the tables (as HF does past <c>max_position_embeddings</c>) so they cover <paramref name="length"/> positions.</summary>
+    /// <summary>Grows the tables (also past <c>max_position_embeddings</c>, as HF does) so they cover <paramref name="length"/> positions.</summary>
     public void EnsureLength(int length)
     {
         if (length <= Length) return;

@@ -33,6 +33,9 @@ internal static class ModelLoader
             }
         }
 
+        // Every configuration against its weight files' headers, before anything is allocated.
+        m.ValidateAgainstCheckpoints();
+
         // Cheap checks that catch mismatched files before gigabytes are read: the language model's
         // configuration and tokenizer, and the projection's output width (from the file header).
         var llmConfig = Language.LlamaConfig.FromFile(llmPath);

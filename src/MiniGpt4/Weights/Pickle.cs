@@ -9,7 +9,8 @@ namespace MiniGpt4.Weights;
 internal sealed class PyDict
 {
     // Position of each scalar key (str, int, float, bool, None) in Items; other keys are appended.
-    private readonly Dictionary<object, int> _index = new();
+    // Created on the first scalar key: a hostile pickle may create millions of empty dicts.
+    private Dictionary<object, int>? _index;
     private static readonly object NoneKey = new();
 
     /// <summary>Entries, in the order the pickle set them (a later duplicate key replaces the value in place).</summary>
@@ -21,6 +22,7 @@ internal sealed class PyDict
         var k = key ?? NoneKey;
         if (k is string or long or double or bool or BigInteger || ReferenceEquals(k, NoneKey))
         {
+            _index ??= new Dictionary<object, int>();
             if (_index.TryGetValue(k, out var i)) { Items[i] = new(key, value); return; }
             _index[k] = Items.Count;
         }
@@ -28,7 +30,7 @@ internal sealed class PyDict
     }
 
     /// <summary>The value of a string key, or null.</summary>
-    public object? Get(string key) => _index.TryGetValue(key, out var i) ? Items[i].Value : null;
+    public object? Get(string key) => _index is not null && _index.TryGetValue(key, out var i) ? Items[i].Value : null;
 }
 
 /// <summary>A Python tuple.</summary>
@@ -72,7 +74,15 @@ internal sealed class PickleReader
         "int64", "uint8", "bool", "long", "int", "short",
     };
 
-    private const int MaxStack = 1 << 24;
+    private const int MaxStack = 1 << 20;
+
+    /// <summary>
+    /// Values a pickle may create (every push but BINGET/DUP re-pushing an existing one). A torch.save
+    /// pickle creates about 25 per tensor, so this allows some 80 000 tensors, while bounding what a
+    /// hostile 64 MB pickle of one-byte "new dict" opcodes can allocate (it would otherwise make 64 M objects).
+    /// </summary>
+    internal const int MaxValues = 1 << 21;
+    private int _created;
     private readonly byte[] _data;
     private readonly string _file;
     private int _pos;
@@ -103,7 +113,7 @@ internal sealed class PickleReader
                 case (byte)'(': _marks.Push(_stack.Count); break; // MARK
                 case (byte)'0': Pop(); break; // POP
                 case (byte)'1': PopMark(); break; // POP_MARK
-                case (byte)'2': Push(Peek()); break; // DUP
+                case (byte)'2': PushExisting(Peek()); break; // DUP
                 case (byte)'N': Push(null); break;
                 case 0x88: Push(true); break;
                 case 0x89: Push(false); break;
@@ -151,11 +161,11 @@ internal sealed class PickleReader
                     for (var i = 0; i < items.Count; i += 2) d.Set(items[i], items[i + 1]);
                     break;
                 }
-                case (byte)'q': _memo[ReadByte()] = Peek(); break; // BINPUT
-                case (byte)'r': _memo[BinaryPrimitives.ReadUInt32LittleEndian(Take(4))] = Peek(); break; // LONG_BINPUT
-                case 0x94: _memo[_memo.Count] = Peek(); break; // MEMOIZE
-                case (byte)'h': Push(Memo(ReadByte())); break; // BINGET
-                case (byte)'j': Push(Memo(BinaryPrimitives.ReadUInt32LittleEndian(Take(4)))); break; // LONG_BINGET
+                case (byte)'q': Memoize(ReadByte()); break; // BINPUT
+                case (byte)'r': Memoize(BinaryPrimitives.ReadUInt32LittleEndian(Take(4))); break; // LONG_BINPUT
+                case 0x94: Memoize(_memo.Count); break; // MEMOIZE
+                case (byte)'h': PushExisting(Memo(ReadByte())); break; // BINGET
+                case (byte)'j': PushExisting(Memo(BinaryPrimitives.ReadUInt32LittleEndian(Take(4)))); break; // LONG_BINGET
                 case (byte)'c': Push(Global(ReadLine(), ReadLine())); break; // GLOBAL
                 case 0x93: // STACK_GLOBAL
                 {
@@ -186,7 +196,7 @@ internal sealed class PickleReader
     private object? Call(object? fn, object? args)
     {
         if (fn is not PyGlobal g || !Callables.Contains(g.ToString()))
-            throw Bad($"pickle tries to call '{fn}', which is not allowed (a weight file may only hold tensors and plain containers)");
+            throw Bad($"pickle tries to call '{Describe(fn)}', which is not allowed (a weight file may only hold tensors and plain containers)");
         var a = (args as PyTuple)?.Items ?? throw Bad($"arguments of {g} are not a tuple");
         switch (g.ToString())
         {
@@ -243,13 +253,33 @@ internal sealed class PickleReader
         return r;
     }
 
-    private static string Describe(object? o) => o switch
+    /// <summary>
+    /// A short description of a pickled value for messages: at most 3 levels deep, 6 items per
+    /// container and 80 characters per string. (Values nest as deep as the pickle says, and
+    /// record ToString or an unbounded recursion over them overflows the stack or runs for minutes.)
+    /// </summary>
+    internal static string Describe(object? o, int depth = 0)
     {
-        null => "None",
-        PyTuple t => "(" + string.Join(", ", t.Items.Select(Describe)) + ")",
-        string s => "'" + s + "'",
-        _ => o.ToString() ?? "?",
-    };
+        const int maxItems = 6;
+        string Items(IEnumerable<object?> items, int count)
+            => string.Join(", ", items.Take(maxItems).Select(i => Describe(i, depth + 1))) + (count > maxItems ? ", ..." : "");
+        return o switch
+        {
+            null => "None",
+            string s => "'" + (s.Length <= 80 ? s : s[..80] + "...") + "'",
+            long or double or bool or System.Numerics.BigInteger => Convert.ToString(o, System.Globalization.CultureInfo.InvariantCulture) is { Length: <= 80 } n ? n : "<big int>",
+            _ when depth >= 3 => "...",
+            PyTuple t => "(" + Items(t.Items, t.Items.Length) + ")",
+            List<object?> l => "[" + Items(l, l.Count) + "]",
+            PyDict d => "{" + string.Join(", ", d.Items.Take(maxItems).Select(kv => Describe(kv.Key, depth + 1) + ": " + Describe(kv.Value, depth + 1))) + (d.Items.Count > maxItems ? ", ..." : "") + "}",
+            PyGlobal g => g.ToString(),
+            PyPlaceholder p => p.Type + "(" + Describe(p.State, depth + 1) + ")",
+            StorageRef r => $"storage '{(r.Key.Length <= 80 ? r.Key : r.Key[..80] + "...")}'",
+            TensorRef => "tensor",
+            byte[] b => $"<{b.Length} bytes>",
+            _ => o.GetType().Name,
+        };
+    }
 
     private object ReadLong(int n)
     {
@@ -303,6 +333,12 @@ internal sealed class PickleReader
 
     private void Push(object? o)
     {
+        if (++_created > MaxValues) throw Bad($"pickle creates more than {MaxValues} values (not a weight file, or a hostile one)");
+        PushExisting(o);
+    }
+
+    private void PushExisting(object? o)
+    {
         if (_stack.Count >= MaxStack) throw Bad("pickle stack too deep");
         _stack.Add(o);
     }
@@ -328,6 +364,13 @@ internal sealed class PickleReader
         var items = _stack.GetRange(m, _stack.Count - m);
         _stack.RemoveRange(m, _stack.Count - m);
         return items;
+    }
+
+    private void Memoize(long key)
+    {
+        var value = Peek();
+        if (_memo.Count >= MaxValues && !_memo.ContainsKey(key)) throw Bad($"pickle memoizes more than {MaxValues} values");
+        _memo[key] = value;
     }
 
     private object? Memo(long i) => _memo.TryGetValue(i, out var o) ? o : throw Bad($"pickle refers to memo {i}, which was never stored");

@@ -57,6 +57,7 @@ internal static class SafetensorsReader
             throw new MiniGptWeightsException($"{path}: header is not valid JSON: {ex.Message}", path, null, ex);
         }
         using (doc)
+        try
         {
             if (doc.RootElement.ValueKind != JsonValueKind.Object) throw Bad(path, "header is not a JSON object");
             var seen = new HashSet<string>(StringComparer.Ordinal);
@@ -83,6 +84,10 @@ internal static class SafetensorsReader
                 entries.Add((info, new TensorLocation(path, dataStart + begin, end - begin)));
                 ranges.Add((begin, end, key));
             }
+        }
+        catch (InvalidOperationException ex) // a key or string with an escaped lone surrogate ("\ud800")
+        {
+            throw new MiniGptWeightsException($"{path}: header holds an invalid JSON string: {ex.Message}", path, null, ex);
         }
         ranges.Sort((a, b) => a.Begin != b.Begin ? a.Begin.CompareTo(b.Begin) : a.End.CompareTo(b.End));
         for (var i = 1; i < ranges.Count; i++)
@@ -115,7 +120,9 @@ internal static class SafetensorsReader
         }
         if (!e.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2)
             throw Bad(path, $"tensor '{key}' has no data_offsets [begin, end]", key);
-        if (!off[0].TryGetInt64(out var begin) || !off[1].TryGetInt64(out var end) || begin < 0 || end < begin)
+        // TryGetInt64 throws InvalidOperationException on a non-number: check the kind first.
+        if (off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number
+            || !off[0].TryGetInt64(out var begin) || !off[1].TryGetInt64(out var end) || begin < 0 || end < begin)
             throw Bad(path, $"tensor '{key}' has invalid data_offsets {off.GetRawText()}", key);
         long[] shapeArr = shape.ToArray();
         try { checked { _ = DTypes.NumElements(shapeArr) * DTypes.ElementSize(dtype); } }

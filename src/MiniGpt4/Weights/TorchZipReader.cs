@@ -38,7 +38,7 @@ internal static class TorchZipReader
         foreach (var (k, v) in dict.Items)
         {
             if (v is not TensorRef t) continue; // optimizer, config, epoch, _metadata ...: not weights
-            if (k is not string key) throw new MiniGptWeightsException($"{path}: a tensor has a non-string key '{k}'", path);
+            if (k is not string key) throw new MiniGptWeightsException($"{path}: a tensor has a non-string key {PickleReader.Describe(k)}", path);
             if (!seen.Add(key)) continue;
             entries.Add(Locate(path, prefix, records, key, t));
         }

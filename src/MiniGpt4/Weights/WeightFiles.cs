@@ -73,7 +73,7 @@ internal static class WeightFiles
                 weightMap.Add((p.Name, p.Value.GetString()!));
             }
         }
-        catch (JsonException ex)
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException) // InvalidOperation: an escaped lone surrogate
         {
             throw new MiniGptWeightsException($"{indexPath}: index is not valid JSON: {ex.Message}", indexPath, null, ex);
         }

@@ -41,6 +41,15 @@ public class HostileFileTests
     [InlineData("""{"a":{"dtype":"U16","shape":[2],"data_offsets":[0,4]}}""", 4, "not supported")]
     [InlineData("""{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}""", 8, "has 8 bytes but shape [3] Float32 needs 12")]
     [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}""", 8, "invalid data_offsets")]
+    // Found by fuzzing: non-numeric offsets threw InvalidOperationException from JsonElement.TryGetInt64.
+    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":["0",8]}}""", 8, "invalid data_offsets")]
+    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,null]}}""", 8, "invalid data_offsets")]
+    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,[8]]}}""", 8, "invalid data_offsets")]
+    [InlineData("""{"a":{"dtype":"F32","shape":[2],"data_offsets":[0.5,8]}}""", 8, "invalid data_offsets")]
+    // Escaped lone surrogates: JsonElement.GetString / JsonProperty.Name throw InvalidOperationException.
+    [InlineData("""{"\ud800":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}""", 8, "invalid JSON string")]
+    [InlineData("""{"a":{"dtype":"F\udc002","shape":[2],"data_offsets":[0,8]}}""", 8, "invalid JSON string")]
+    [InlineData("""{"__metadata__":{"format":"\ud800"}}""", 0, "invalid JSON string")]
     [InlineData("""{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}""", 8, "invalid shape")]
     [InlineData("""{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}}""", 8, "overflows")]
     [InlineData("""{"a":{"dtype":"F32","shape":[2]}}""", 8, "no data_offsets")]
@@ -98,7 +107,44 @@ public class HostileFileTests
         { "pop empty stack", Pickle([(byte)'0']), "empty stack" },
         { "not a dict", Pickle(U("just a string")), "no state dict" },
         { "bad persistent id", Pickle(A("ctorch._utils\n_rebuild_tensor_v2\n"), [(byte)'('], U("nope"), [(byte)'Q']), "unexpected persistent id" },
+        // The message used to describe the id recursively, without bound: 200 000 nested tuples overflowed the stack.
+        { "deeply nested persistent id", Pickle([(byte)'N'], Enumerable.Repeat((byte)0x85, 200_000).ToArray(), [(byte)'Q']), "unexpected persistent id (((...)))" },
+        // ... and the value called through record ToString: 100 000 nested torch.device(...) placeholders.
+        { "deeply nested call target", NestedDeviceCall(100_000), "pickle tries to call 'torch.device(torch.device(torch.device(...)))'" },
     };
+
+    /// <summary>torch.device(torch.device(... None ...)) nested <paramref name="depth"/> times, then called.</summary>
+    private static byte[] NestedDeviceCall(int depth)
+    {
+        var body = new List<byte>();
+        body.AddRange(A("ctorch\ndevice\n")); body.AddRange([(byte)'q', 0, (byte)'N']);
+        for (var i = 0; i < depth; i++)
+            body.AddRange([(byte)'q', 1, (byte)'0', (byte)'h', 0, (byte)'h', 1, 0x85, (byte)'R']); // x = device((x,))
+        body.AddRange([(byte)')', (byte)'R']); // x()
+        return Pickle(body.ToArray());
+    }
+
+    [Fact]
+    public void Pickles_of_millions_of_one_byte_values_are_refused_within_a_memory_budget()
+    {
+        // Millions of one- or two-byte opcodes that each keep a new object alive: the reader used to
+        // allocate about 0.5 to 1 GB for each of these 8-16 MB pickles.
+        using var dir = new TempDir();
+        foreach (var (name, pickle, expected) in new[]
+                 {
+                     ("stacked dicts", Pickle(Enumerable.Repeat((byte)'}', 8 << 20).ToArray()), "stack too deep"),
+                     ("listed dicts", Pickle([(byte)']'], Enumerable.Range(0, 4 << 20).SelectMany(_ => new[] { (byte)'}', (byte)'a' }).ToArray()), "creates more than"),
+                     ("memo", Pickle([(byte)'}'], Enumerable.Repeat((byte)0x94, 8 << 20).ToArray()), "memoizes more than"),
+                 })
+        {
+            var path = dir.File(name + ".pth");
+            TorchZipWriter.WriteZip(path, "big", pickle, new());
+            var (thrown, use) = MiniGpt4.Tests.Fuzzing.MemoryProbe.MeasureThrow(() => { using var s = WeightFiles.Open(path); });
+            var ex = Assert.IsType<MiniGptWeightsException>(thrown);
+            Assert.Contains(expected, ex.Message);
+            Assert.True(use.ManagedBytes < (320L << 20), $"{name}: {use}");
+        }
+    }
 
     [Theory]
     [MemberData(nameof(HostilePickles))]
@@ -176,6 +222,7 @@ public class HostileFileTests
         Check("{\"weight_map\": {\"a\": \"../../etc/passwd\"}}", "not a file name in the index's folder");
         Check("{\"weight_map\": {\"b\": \"model-00001-of-00001.safetensors\"}}", "tensor 'b' is not in its shard");
         Check("{\"weight_map\": {\"a\": 3}}", "not a file name");
+        Check("{\"weight_map\": {\"a\": \"\\ud800.safetensors\"}}", "not valid JSON"); // escaped lone surrogate
     }
 
     [Fact]
