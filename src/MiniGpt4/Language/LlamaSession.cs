@@ -32,8 +32,8 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
         _lm = lm;
         Capacity = maxTokens;
-        lm.Rotary.EnsureLength(maxTokens);
         AllocatedPositions = Math.Min(maxTokens, Granularity);
+        lm.Rotary.EnsureLength(AllocatedPositions); // grows with the cache, never to the whole context up front
         (_keys, _values) = Allocate(rows, AllocatedPositions);
         Rows = rows;
     }
@@ -63,6 +63,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         if (positions <= AllocatedPositions) return;
         var grown = Math.Max(positions, Math.Min(Capacity, 2L * AllocatedPositions));
         var target = (int)Math.Min(Capacity, (grown + Granularity - 1) / Granularity * Granularity);
+        _lm.Rotary.EnsureLength(target);
         var (keys, values) = Allocate(Rows, target);
         if (Length > 0)
         {
