@@ -114,7 +114,12 @@ public sealed class MiniGptPipeline : IDisposable
         IProgress<MiniGptProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(manifest);
-        return Task.Run(() => Models.ModelLoader.Load(manifest, options ?? new MiniGptLoadOptions(), progress, cancellationToken), cancellationToken);
+        options ??= new MiniGptLoadOptions();
+        return Task.Run(() =>
+        {
+            var parts = Models.ModelLoader.Load(manifest, options, progress, cancellationToken);
+            return new MiniGptPipeline(parts.Variant, parts.Vision, parts.Projector, parts.LanguageModel, ownsComponents: true, options);
+        }, cancellationToken);
     }
 
     /// <summary>Asks one question about one image.</summary>

@@ -146,24 +146,34 @@ public sealed record ModelManifest
     /// </summary>
     internal void ValidateAgainstCheckpoints()
     {
+        var llmPath = Resolve(Llm.Path);
+        var llmFolder = Directory.Exists(llmPath) ? llmPath : System.IO.Path.GetDirectoryName(llmPath)!;
+        using var llm = WeightFiles.Open(llmPath);
+        using var vision = IsLanguageModelOnly ? null : WeightFiles.Open(Resolve(Vision.Checkpoint));
+        using var blip2 = IsLanguageModelOnly || QFormer is null ? null : WeightFiles.Open(Resolve(QFormer.Checkpoint));
+        ValidateAgainst(Language.LlamaConfig.FromFile(llmFolder), llm, vision, blip2);
+    }
+
+    /// <summary>
+    /// Checks every configuration against the already opened weight files' headers (no data is read):
+    /// the language model's <c>config.json</c>, the vision section and the Q-Former section.
+    /// </summary>
+    internal void ValidateAgainst(Language.LlamaConfig llmConfig, IWeightSource llm, IWeightSource? vision, IWeightSource? blip2)
+    {
         var where = SourceName ?? "model manifest";
         var llmPath = Resolve(Llm.Path);
         var llmFolder = Directory.Exists(llmPath) ? llmPath : System.IO.Path.GetDirectoryName(llmPath)!;
-        var llm = Language.LlamaConfig.FromFile(llmFolder);
-        using (var weights = WeightFiles.Open(llmPath))
-            llm.CheckAgainst(weights, System.IO.Path.Combine(llmFolder, "config.json"));
+        llmConfig.CheckAgainst(llm, System.IO.Path.Combine(llmFolder, "config.json"));
         if (IsLanguageModelOnly) return;
 
-        var vision = new VisionShape(Vision.ImageSize, Vision.PatchSize, Vision.Width, Vision.Depth, Vision.Heads, Vision.MlpHidden);
-        using (var file = WeightFiles.Open(Resolve(Vision.Checkpoint)))
-            vision.CheckAgainst(global::MiniGpt4.Vision.EvaVitNames.ToLavis(file, out _), where);
+        var shape = new VisionShape(Vision.ImageSize, Vision.PatchSize, Vision.Width, Vision.Depth, Vision.Heads, Vision.MlpHidden);
+        shape.CheckAgainst(global::MiniGpt4.Vision.EvaVitNames.ToLavis(vision!, out _), where);
         if (QFormer is { } q)
         {
             var config = q.Config is null
                 ? new QFormerShape(NumQueryTokens: q.NumQueryTokens, EncoderWidth: Vision.Width)
                 : QFormerShape.FromBertConfigJson(Resolve(q.Config), q.NumQueryTokens, encoderWidth: Vision.Width);
-            using var file = WeightFiles.Open(Resolve(q.Checkpoint));
-            config.CheckAgainst(Bridge.QFormerNames.ToLavis(file), q.Config is null ? where : $"{where} (with {Resolve(q.Config)})");
+            config.CheckAgainst(Bridge.QFormerNames.ToLavis(blip2!), q.Config is null ? where : $"{where} (with {Resolve(q.Config)})");
         }
     }
 

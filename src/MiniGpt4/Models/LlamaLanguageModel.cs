@@ -43,30 +43,18 @@ internal sealed class LlamaLanguageModel : ILanguageModel
             : LlamaTextTokenizer.FromFile(tokPath, padToken: "$$");
     }
 
-    /// <summary>Loads a Hugging Face LLaMA folder (config.json, weights) with an already loaded tokenizer.</summary>
-    public static LlamaLanguageModel Load(string folder, LlamaTextTokenizer tokenizer, ScalarType dtype, Device device,
-        int? contextLength, IProgress<double>? progress = null)
-    {
-        NativeRuntime.EnsureLoaded();
-        var model = LlamaForCausalLM.Load(folder, dtype, device, progress);
-        var maxPos = model.Config.MaxPositionEmbeddings;
-        var ctx = Math.Min(contextLength ?? maxPos, maxPos);
-        return new LlamaLanguageModel(model, tokenizer, ctx);
-    }
-
     internal LlamaForCausalLM Model => _model;
 
     /// <summary>
     /// Folds MiniGPT-v2's LoRA adapters (q_proj, v_proj; keys under <c>llama_model.base_model.model.</c>)
-    /// from <paramref name="checkpoint"/> into the weights. The rank comes from the shapes.
+    /// from the opened stage checkpoint <paramref name="stage"/> into the weights. The rank comes from the shapes.
     /// </summary>
-    internal int MergeLora(string checkpoint, double alpha)
+    internal int MergeLora(Weights.IWeightSource stage, double alpha)
     {
-        using var file = Weights.WeightFiles.Open(checkpoint);
-        using var llm = Weights.WeightSourceExtensions.WithPrefix(file, "llama_model.base_model.model.");
+        using var llm = Weights.WeightSourceExtensions.WithPrefix(stage, "llama_model.base_model.model.");
         var merged = _model.MergeLora(llm, alpha);
         if (merged.Count == 0)
-            throw new MiniGptWeightsException($"'{checkpoint}' holds no LoRA adapters (llama_model.base_model.model.*.lora_A/B), which MiniGPT-v2 needs.", checkpoint);
+            throw new MiniGptWeightsException($"{stage.Description} holds no LoRA adapters (llama_model.base_model.model.*.lora_A/B), which MiniGPT-v2 needs.", stage.Description);
         return merged.Count;
     }
 

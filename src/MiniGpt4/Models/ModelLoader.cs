@@ -1,14 +1,23 @@
+using MiniGpt4.Abstractions;
 using MiniGpt4.Bridge;
+using MiniGpt4.Language;
 using MiniGpt4.Runtime;
 using MiniGpt4.Vision;
+using MiniGpt4.Weights;
 using static TorchSharp.torch;
 
 namespace MiniGpt4.Models;
 
-/// <summary>Builds a <see cref="MiniGptPipeline"/> from a manifest: validates every file first, then loads the parts.</summary>
+/// <summary>The parts a manifest describes, loaded; the caller composes them (and owns them).</summary>
+internal sealed record LoadedModel(ModelVariant Variant, IVisionEncoder? Vision, IProjector? Projector, LlamaLanguageModel LanguageModel);
+
+/// <summary>
+/// Loads the parts of a manifest: checks every file exists, opens each weight file once, checks every
+/// configuration against the files' headers, and only then allocates and reads the parts.
+/// </summary>
 internal static class ModelLoader
 {
-    public static MiniGptPipeline Load(ModelManifest m, MiniGptLoadOptions options, IProgress<MiniGptProgress>? progress, CancellationToken ct)
+    public static LoadedModel Load(ModelManifest m, MiniGptLoadOptions options, IProgress<MiniGptProgress>? progress, CancellationToken ct)
     {
         options.Validate();
         ct.ThrowIfCancellationRequested();
@@ -16,40 +25,34 @@ internal static class ModelLoader
         if (options.Threads is int threads) set_num_threads(threads);
         var device = ParseDevice(options.Device);
         var dtype = ToScalarType(options.DType);
+        var preset = ModelPreset.For(m.Variant);
         var llmPath = m.Resolve(m.Llm.Path);
-        var tokenizer = m.Llm.Tokenizer is null ? null : m.Resolve(m.Llm.Tokenizer);
+        var llmFolder = Directory.Exists(llmPath) ? llmPath : Path.GetDirectoryName(Path.GetFullPath(llmPath))!;
+        var tokenizerPath = m.Llm.Tokenizer is null ? null : m.Resolve(m.Llm.Tokenizer);
+        var visionPath = m.Resolve(m.Vision.Checkpoint);
+        var stagePath = m.Resolve(m.Projection.Checkpoint);
+        var blip2Path = m.QFormer is { } qf ? m.Resolve(qf.Checkpoint) : null;
 
-        // Validate that every file exists before allocating anything large.
         RequireExists(llmPath, "llm.path");
-        if (tokenizer is not null) RequireExists(tokenizer, "llm.tokenizer");
+        if (tokenizerPath is not null) RequireExists(tokenizerPath, "llm.tokenizer");
         if (!m.IsLanguageModelOnly)
         {
-            RequireExists(m.Resolve(m.Vision.Checkpoint), "vision.checkpoint");
-            RequireExists(m.Resolve(m.Projection.Checkpoint), "projection.checkpoint");
-            if (m.QFormer is { } q)
-            {
-                RequireExists(m.Resolve(q.Checkpoint), "qformer.checkpoint");
-                if (q.Config is not null) RequireExists(m.Resolve(q.Config), "qformer.config");
-            }
+            RequireExists(visionPath, "vision.checkpoint");
+            RequireExists(stagePath, "projection.checkpoint");
+            if (blip2Path is not null) RequireExists(blip2Path, "qformer.checkpoint");
+            if (m.QFormer?.Config is { } bert) RequireExists(m.Resolve(bert), "qformer.config");
         }
 
-        // Every configuration against its weight files' headers, before anything is allocated.
-        m.ValidateAgainstCheckpoints();
-
-        // Cheap checks that catch mismatched files before gigabytes are read: the language model's
-        // configuration and tokenizer, and the projection's output width (from the file header).
-        var llmConfig = Language.LlamaConfig.FromFile(llmPath);
-        var textTokenizer = LlamaLanguageModel.LoadTokenizer(llmPath, tokenizer);
-        if (!m.IsLanguageModelOnly)
-        {
-            var projection = m.Resolve(m.Projection.Checkpoint);
-            using var stage2 = Weights.WeightFiles.Open(projection);
-            if (!stage2.TryGetInfo("llama_proj.weight", out var proj))
-                throw new MiniGptWeightsException($"'{projection}' has no llama_proj.weight: it is not a MiniGPT stage-2 checkpoint.", projection, "llama_proj.weight");
-            if (proj.Shape.Length != 2 || proj.Shape[0] != llmConfig.HiddenSize)
-                throw new MiniGptWeightsException($"llama_proj.weight in '{projection}' has shape [{string.Join(", ", proj.Shape)}] but the language model " +
-                                                  $"'{llmPath}' has hidden size {llmConfig.HiddenSize}: the projection does not belong to this language model.", projection, "llama_proj.weight");
-        }
+        // Each file opened once; every check reads headers only, before anything large is allocated.
+        var llmConfig = LlamaConfig.FromFile(llmFolder);
+        var tokenizer = LlamaLanguageModel.LoadTokenizer(llmPath, tokenizerPath);
+        using var llmWeights = WeightFiles.Open(llmPath);
+        using var visionWeights = m.IsLanguageModelOnly ? null : WeightFiles.Open(visionPath);
+        using var stageWeights = m.IsLanguageModelOnly ? null : WeightFiles.Open(stagePath);
+        using var blip2Weights = m.IsLanguageModelOnly || blip2Path is null ? null : WeightFiles.Open(blip2Path);
+        m.ValidateAgainst(llmConfig, llmWeights, visionWeights, blip2Weights);
+        if (stageWeights is not null) CheckProjectionWidth(stageWeights, stagePath, llmConfig, llmPath);
+        ct.ThrowIfCancellationRequested();
 
         EvaVisionEncoder? vision = null;
         VisionProjector? projector = null;
@@ -58,20 +61,15 @@ internal static class ModelLoader
         {
             if (!m.IsLanguageModelOnly)
             {
-                progress?.Report(new MiniGptProgress("vision encoder", 0.0, m.Resolve(m.Vision.Checkpoint)));
+                progress?.Report(new MiniGptProgress("vision encoder", 0.0, visionPath));
                 var vcfg = new VisionConfig(m.Vision.ImageSize, m.Vision.PatchSize, m.Vision.Width, m.Vision.Depth, m.Vision.Heads, m.Vision.MlpHidden);
-                var vit = EvaVisionTransformer.Load(m.Resolve(m.Vision.Checkpoint), vcfg, dtype, device);
-                vision = new EvaVisionEncoder(vit, m.Vision.ImageSize, options.Images, dtype, device);
+                vision = new EvaVisionEncoder(EvaVisionTransformer.Load(visionWeights!, vcfg, dtype, device), m.Vision.ImageSize, options.Images, dtype, device);
                 ct.ThrowIfCancellationRequested();
 
-                progress?.Report(new MiniGptProgress("projector", 0.1, m.Resolve(m.Projection.Checkpoint)));
-                IVisionProjector inner = m.QFormer is { } q
-                    ? QFormerProjector.Load(m.Resolve(q.Checkpoint), m.Resolve(m.Projection.Checkpoint),
-                        q.Config is null
-                            ? new QFormerConfig(NumQueryTokens: q.NumQueryTokens, EncoderWidth: m.Vision.Width)
-                            : QFormerConfig.FromBertConfigJson(m.Resolve(q.Config), q.NumQueryTokens, encoderWidth: m.Vision.Width),
-                        dtype, device)
-                    : ConcatProjector.Load(m.Resolve(m.Projection.Checkpoint), vcfg, dtype, device);
+                progress?.Report(new MiniGptProgress("projector", 0.1, stagePath));
+                IVisionProjector inner = preset.Projector == ProjectorKind.QFormer
+                    ? QFormerProjector.Load(blip2Weights!, stageWeights!, QFormerSettings(m), dtype, device)
+                    : ConcatProjector.Load(stageWeights!, vcfg, dtype, device);
                 projector = new VisionProjector(inner);
                 ct.ThrowIfCancellationRequested();
             }
@@ -83,18 +81,16 @@ internal static class ModelLoader
                 ct.ThrowIfCancellationRequested();
                 progress?.Report(new MiniGptProgress("language model", 0.15 + 0.85 * f, llmPath));
             });
-            llm = LlamaLanguageModel.Load(llmPath, textTokenizer, dtype, device, options.ContextLength, llmProgress);
-            if (m.Variant == ModelVariant.MiniGptV2 && !m.IsLanguageModelOnly)
+            var model = LlamaForCausalLM.Load(llmConfig, llmWeights, dtype, device, llmProgress, Path.Combine(llmFolder, "config.json"));
+            llm = new LlamaLanguageModel(model, tokenizer, Math.Min(options.ContextLength ?? llmConfig.MaxPositionEmbeddings, llmConfig.MaxPositionEmbeddings));
+            if (preset.LoraAlpha is { } defaultAlpha && stageWeights is not null)
             {
-                progress?.Report(new MiniGptProgress("LoRA merge", 0.98, m.Resolve(m.Projection.Checkpoint)));
-                llm.MergeLora(m.Resolve(m.Projection.Checkpoint), (m.Lora ?? new ModelManifest.LoraSection()).Alpha);
+                progress?.Report(new MiniGptProgress("LoRA merge", 0.98, stagePath));
+                llm.MergeLora(stageWeights, m.Lora?.Alpha ?? defaultAlpha);
             }
-            if (projector is not null && projector.OutputDim != llm.HiddenSize)
-                throw new MiniGptWeightsException($"The projection outputs {projector.OutputDim} features but the language model's hidden size is {llm.HiddenSize}: " +
-                                                  $"'{m.Projection.Checkpoint}' does not belong to '{m.Llm.Path}'.", m.Resolve(m.Projection.Checkpoint), "llama_proj.weight");
             ct.ThrowIfCancellationRequested();
             progress?.Report(new MiniGptProgress("ready", 1.0));
-            return new MiniGptPipeline(m.Variant, vision, projector, llm, ownsComponents: true, options);
+            return new LoadedModel(m.Variant, vision, projector, llm);
         }
         catch
         {
@@ -103,6 +99,24 @@ internal static class ModelLoader
             llm?.Dispose();
             throw;
         }
+    }
+
+    private static QFormerConfig QFormerSettings(ModelManifest m)
+    {
+        var q = m.QFormer!;
+        return q.Config is null
+            ? new QFormerConfig(NumQueryTokens: q.NumQueryTokens, EncoderWidth: m.Vision.Width)
+            : QFormerConfig.FromBertConfigJson(m.Resolve(q.Config), q.NumQueryTokens, encoderWidth: m.Vision.Width);
+    }
+
+    /// <summary>The projection's output width (from its header) is the language model's hidden size: checked once, before loading.</summary>
+    private static void CheckProjectionWidth(IWeightSource stage, string stagePath, LlamaConfig llm, string llmPath)
+    {
+        if (!stage.TryGetInfo("llama_proj.weight", out var proj))
+            throw new MiniGptWeightsException($"'{stagePath}' has no llama_proj.weight: it is not a MiniGPT stage-2 checkpoint.", stagePath, "llama_proj.weight");
+        if (proj.Shape.Length != 2 || proj.Shape[0] != llm.HiddenSize)
+            throw new MiniGptWeightsException($"llama_proj.weight in '{stagePath}' has shape [{string.Join(", ", proj.Shape)}] but the language model " +
+                                              $"'{llmPath}' has hidden size {llm.HiddenSize}: the projection does not belong to this language model.", stagePath, "llama_proj.weight");
     }
 
     private static void RequireExists(string path, string field)
