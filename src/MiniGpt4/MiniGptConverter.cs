@@ -102,12 +102,7 @@ public static partial class MiniGptConverter
         return path;
     }
 
-    private static string VariantName(ModelVariant v) => v switch
-    {
-        ModelVariant.MiniGpt4Vicuna0 => "minigpt4-vicuna0",
-        ModelVariant.MiniGpt4Llama2 => "minigpt4-llama2",
-        _ => "minigptv2",
-    };
+    private static string VariantName(ModelVariant v) => ModelPreset.For(v).Name;
 
     private static int? BlockIndex(string key)
     {

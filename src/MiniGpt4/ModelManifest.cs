@@ -38,9 +38,9 @@ public sealed record ModelManifest
     public sealed record VisionSection
     {
         /// <summary>The checkpoint (<c>eva_vit_g.pth</c> or a converted safetensors file).</summary>
-        public string Checkpoint { get; init; } = "eva_vit_g.pth";
+        public string Checkpoint { get; init; } = ModelPreset.Vicuna0.Files.Vision;
         /// <summary>Input size in pixels (224; 448 for MiniGPT-v2).</summary>
-        public int ImageSize { get; init; } = 224;
+        public int ImageSize { get; init; } = ModelPreset.Vicuna0.ImageSize;
         /// <summary>Patch size (14).</summary>
         public int PatchSize { get; init; } = 14;
         /// <summary>Transformer width (1408).</summary>
@@ -57,9 +57,9 @@ public sealed record ModelManifest
     public sealed record QFormerSection
     {
         /// <summary>The BLIP-2 checkpoint (<c>blip2_pretrained_flant5xxl.pth</c>).</summary>
-        public string Checkpoint { get; init; } = "blip2_pretrained_flant5xxl.pth";
+        public string Checkpoint { get; init; } = ModelPreset.Vicuna0.Files.QFormer!;
         /// <summary>Learned query tokens (32).</summary>
-        public int NumQueryTokens { get; init; } = 32;
+        public int NumQueryTokens { get; init; } = ModelPreset.Vicuna0.TokensPerImage;
         /// <summary>An optional BERT <c>config.json</c> overriding the bert-base defaults.</summary>
         public string? Config { get; init; }
     }
@@ -68,14 +68,14 @@ public sealed record ModelManifest
     public sealed record ProjectionSection
     {
         /// <summary>The file; the official 7B name keeps its typo: <c>prerained_minigpt4_7b.pth</c>.</summary>
-        public string Checkpoint { get; init; } = "prerained_minigpt4_7b.pth";
+        public string Checkpoint { get; init; } = ModelPreset.Vicuna0.Files.Projection;
     }
 
     /// <summary>Language model location.</summary>
     public sealed record LlmSection
     {
         /// <summary>A Hugging Face folder (config.json, tokenizer.model, weights).</summary>
-        public string Path { get; init; } = "vicuna-7b";
+        public string Path { get; init; } = ModelPreset.Vicuna0.Files.LanguageModel;
         /// <summary>An optional tokenizer.model path; default: <c>tokenizer.model</c> in <see cref="Path"/>.</summary>
         public string? Tokenizer { get; init; }
     }
@@ -84,7 +84,7 @@ public sealed record ModelManifest
     public sealed record LoraSection
     {
         /// <summary>lora_alpha (16); the rank comes from the weight shapes.</summary>
-        public double Alpha { get; init; } = 16;
+        public double Alpha { get; init; } = ModelPreset.MiniGptV2.LoraAlpha!.Value;
     }
 
     /// <summary>Resolves a manifest path against <see cref="BaseDirectory"/>.</summary>
@@ -203,20 +203,22 @@ public sealed record ModelManifest
                    }) as JsonObject
                    ?? throw new MiniGptConfigurationException($"{where}: the top level must be a JSON object.");
 
-        var variantName = Str(root, "variant", where) ?? "minigpt4-vicuna0";
-        var variant = variantName switch
+        var variantName = Str(root, "variant", where) ?? ModelPreset.Vicuna0.Name;
+        var preset = ModelPreset.Find(variantName)
+                     ?? throw new MiniGptConfigurationException($"{where}: unknown variant '{variantName}' (expected {ModelPreset.Names}).");
+        var files = preset.Files;
+        var m = new ModelManifest
         {
-            "minigpt4-vicuna0" or "minigpt4" => ModelVariant.MiniGpt4Vicuna0,
-            "minigpt4-llama2" => ModelVariant.MiniGpt4Llama2,
-            "minigptv2" or "minigpt-v2" => ModelVariant.MiniGptV2,
-            _ => throw new MiniGptConfigurationException($"{where}: unknown variant '{variantName}' (expected minigpt4-vicuna0, minigpt4-llama2 or minigptv2)."),
+            Variant = preset.Variant, BaseDirectory = baseDirectory, SourceName = sourceName,
+            Vision = new VisionSection { Checkpoint = files.Vision, ImageSize = preset.ImageSize },
+            Projection = new ProjectionSection { Checkpoint = files.Projection },
+            Llm = new LlmSection { Path = files.LanguageModel },
         };
-        var m = new ModelManifest { Variant = variant, BaseDirectory = baseDirectory, SourceName = sourceName };
         var hasVision = root["vision"] is not null;
 
         if (Obj(root, "vision", where) is { } v)
         {
-            var d = new VisionSection { ImageSize = variant == ModelVariant.MiniGptV2 ? 448 : 224 };
+            var d = m.Vision;
             m = m with
             {
                 Vision = d with
@@ -231,12 +233,11 @@ public sealed record ModelManifest
                 },
             };
         }
-        else if (variant == ModelVariant.MiniGptV2) m = m with { Vision = new VisionSection { ImageSize = 448 } };
 
-        if (variant == ModelVariant.MiniGpt4Vicuna0)
+        if (preset.Projector == ProjectorKind.QFormer)
         {
             var q = Obj(root, "qformer", where);
-            var d = new QFormerSection();
+            var d = new QFormerSection { Checkpoint = files.QFormer!, NumQueryTokens = preset.TokensPerImage };
             m = m with
             {
                 QFormer = q is null ? d : d with
@@ -252,17 +253,13 @@ public sealed record ModelManifest
 
         if (Obj(root, "projection", where) is { } p)
             m = m with { Projection = new ProjectionSection { Checkpoint = Str(p, "checkpoint", where) ?? m.Projection.Checkpoint } };
-        else if (variant != ModelVariant.MiniGpt4Vicuna0)
-            m = m with { Projection = new ProjectionSection { Checkpoint = variant == ModelVariant.MiniGpt4Llama2 ? "pretrained_minigpt4_llama2_7b.pth" : "minigptv2_checkpoint.pth" } };
 
         if (Obj(root, "llm", where) is { } l)
             m = m with { Llm = new LlmSection { Path = Str(l, "path", where) ?? m.Llm.Path, Tokenizer = Str(l, "tokenizer", where) } };
-        else if (variant != ModelVariant.MiniGpt4Vicuna0)
-            m = m with { Llm = new LlmSection { Path = "Llama-2-7b-chat-hf" } };
 
         if (Obj(root, "lora", where) is { } lo)
-            m = m with { Lora = new LoraSection { Alpha = Dbl(lo, "alpha", where) ?? 16 } };
-        else if (variant == ModelVariant.MiniGptV2) m = m with { Lora = new LoraSection() };
+            m = m with { Lora = new LoraSection { Alpha = Dbl(lo, "alpha", where) ?? preset.LoraAlpha ?? 16 } };
+        else if (preset.LoraAlpha is { } alpha) m = m with { Lora = new LoraSection { Alpha = alpha } };
 
         m = m with { IsLanguageModelOnly = !hasVision && root["projection"] is null && root["qformer"] is null && root["llm"] is not null };
         m.Validate(where);
