@@ -90,13 +90,13 @@ internal static class FuzzRunner
                 cases++;
                 Exception? thrown = null;
                 watchdog.Start(caseSeed, () => describe(value));
-                var rssBefore = Rss.Current();
-                var peakReset = Rss.ResetPeak();
+                var rssBefore = MemoryProbe.Current();
+                var peakReset = MemoryProbe.ResetPeak();
                 var managedBefore = GC.GetTotalAllocatedBytes(precise: false);
                 try { property(value); }
                 catch (Exception ex) { thrown = ex; }
                 var managed = GC.GetTotalAllocatedBytes(precise: false) - managedBefore;
-                var rss = Math.Max(0, (peakReset ? Rss.Peak() : Rss.Current()) - rssBefore);
+                var rss = Math.Max(0, (peakReset ? MemoryProbe.Peak() : MemoryProbe.Current()) - rssBefore);
                 watchdog.Stop();
                 maxManaged = Math.Max(maxManaged, managed);
                 maxRss = Math.Max(maxRss, rss);
@@ -193,40 +193,6 @@ internal static class FuzzRunner
         }
 
         public void Dispose() => _timer.Dispose();
-    }
-
-    /// <summary>Resident-set figures of this process (Linux); elsewhere the working set, and no peak reset.</summary>
-    private static class Rss
-    {
-        private static readonly bool CanReset = OperatingSystem.IsLinux() && TryReset();
-
-        public static long Current() => Field("VmRSS:");
-
-        public static long Peak() => Field("VmHWM:");
-
-        public static bool ResetPeak() => CanReset && TryReset();
-
-        private static bool TryReset()
-        {
-            try
-            {
-                File.WriteAllText("/proc/self/clear_refs", "5");
-                return true;
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException) { return false; }
-        }
-
-        private static long Field(string name)
-        {
-            if (!OperatingSystem.IsLinux()) return Environment.WorkingSet;
-            var text = File.ReadAllText("/proc/self/status");
-            var at = text.IndexOf(name, StringComparison.Ordinal);
-            if (at < 0) return 0;
-            var end = text.IndexOf('\n', at);
-            var value = text.AsSpan(at + name.Length, (end < 0 ? text.Length : end) - at - name.Length).Trim();
-            var space = value.IndexOf(' ');
-            return long.Parse(space < 0 ? value : value[..space], CultureInfo.InvariantCulture) * 1024;
-        }
     }
 }
 

@@ -44,6 +44,17 @@ internal static class MemoryProbe
         return (thrown, use);
     }
 
+    /// <summary>The resident set now (Linux <c>VmRSS</c>; elsewhere the working set).</summary>
+    public static long Current() => Status("VmRSS:");
+
+    /// <summary>The peak resident set since the last reset (Linux <c>VmHWM</c>).</summary>
+    public static long Peak() => Status("VmHWM:");
+
+    /// <summary>Resets the peak resident set; false where that is not possible (then use <see cref="Current"/>).</summary>
+    public static bool ResetPeak() => CanReset && TryResetPeak();
+
+    private static readonly bool CanReset = TryResetPeak();
+
     private static bool TryResetPeak()
     {
         if (!OperatingSystem.IsLinux()) return false;
