@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using TorchSharp;
 
 namespace MiniGpt4.Generation;
@@ -11,7 +10,7 @@ namespace MiniGpt4.Generation;
 /// sampling HF's beam-sample) runs through <see cref="RunToEnd"/> or <see cref="TryBeamStep"/>.
 /// <para>Per token: copy the logits row, repetition penalty over {BOS} + generated ids, EOS masked
 /// below <see cref="GenerationOptions.MinNewTokens"/>, then argmax or temperature / top-k / top-p and
-/// a draw. After appending: EOS, a stop-token suffix or the text stopper end the run with that
+/// a draw. After appending: EOS or a stop-token suffix end the run with that
 /// token included; <see cref="GenerationOptions.MaxNewTokens"/> ends it with
 /// <see cref="MiniGptFinishReason.Length"/>.</para>
 /// <para>The model is stepped lazily: the token chosen by one call is fed at the start of the
@@ -24,11 +23,8 @@ internal sealed class Generator : IDisposable
     private readonly ITokenStepper _model;
     private readonly GenerationOptions _options;
     private readonly DecodeRules _rules;
-    private readonly ITextStopper? _text;
-    private readonly PrefillInfo _prefill;
     private readonly int _vocab;
     private readonly StopSuffixes _stops;
-    private readonly Stopwatch _decode = new();
     private int _modelSteps;
 
     // single sequence
@@ -47,8 +43,7 @@ internal sealed class Generator : IDisposable
     /// (<c>[1, V]</c>; copied, the caller keeps ownership). Throws
     /// <see cref="ArgumentOutOfRangeException"/> for invalid options or ids outside the vocabulary.
     /// </summary>
-    public Generator(ITokenStepper model, torch.Tensor firstLogits, GenerationOptions options, DecodeRules rules,
-        ITextStopper? text = null, PrefillInfo prefill = default)
+    public Generator(ITokenStepper model, torch.Tensor firstLogits, GenerationOptions options, DecodeRules rules)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(firstLogits);
@@ -60,8 +55,6 @@ internal sealed class Generator : IDisposable
         _model = model;
         _options = options;
         _rules = rules;
-        _text = text;
-        _prefill = prefill;
         _stops = new StopSuffixes(rules.StopTokenSuffixes);
 
         if (options.NumBeams > 1)
@@ -113,11 +106,9 @@ internal sealed class Generator : IDisposable
             throw new InvalidOperationException("Beam search has no token stream: use TryBeamStep or RunToEnd.");
         token = -1;
         if (Finish is not null) return false;
-        _decode.Start();
-        try
+        using (torch.NewDisposeScope())
+        using (torch.no_grad())
         {
-            using var scope = torch.NewDisposeScope();
-            using var noGrad = torch.no_grad();
             if (_pending is int previous)
             {
                 using var logits = _model.Step([previous]);
@@ -127,13 +118,10 @@ internal sealed class Generator : IDisposable
             }
             token = NextToken();
         }
-        finally { _decode.Stop(); }
 
         _generated.Add(token);
         _penalised!.Add(token);
         if (token == _rules.EosId || _stops.Match(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_generated)) >= 0)
-            Finish = MiniGptFinishReason.Stop;
-        else if (_text?.ShouldStop(token) == true)
             Finish = MiniGptFinishReason.Stop;
         else if (_generated.Count >= _options.MaxNewTokens)
             Finish = MiniGptFinishReason.Length;
@@ -159,14 +147,9 @@ internal sealed class Generator : IDisposable
     {
         if (_beams is null) throw new InvalidOperationException("Not a beam search: use TryStep.");
         if (Finish is not null) return false;
-        _decode.Start();
-        try
-        {
-            using var scope = torch.NewDisposeScope();
-            using var noGrad = torch.no_grad();
+        using (torch.NewDisposeScope())
+        using (torch.no_grad())
             Finish = _beams.Step(ref _modelSteps);
-        }
-        finally { _decode.Stop(); }
         return true;
     }
 
@@ -195,15 +178,13 @@ internal sealed class Generator : IDisposable
                 var hyps = _beams.FinalHypotheses();
                 var best = hyps[0];
                 return new GenerationResult(best.TokenIds, Finish, best.Score,
-                    Stats(best.TokenIds.Count), _beams.Seed, hyps);
+                    _modelSteps, _beams.Seed, hyps);
             }
             return new GenerationResult(_generated.ToArray(), Finish, null,
-                Stats(_generated.Count), _sampler?.Seed);
+                _modelSteps, _sampler?.Seed);
         }
     }
 
-    private GenerationStats Stats(int generated) =>
-        new(_prefill.PromptTokens, generated, _prefill.Elapsed, _decode.Elapsed, _modelSteps);
 
     /// <summary>Releases the sampler's native generator (the model is the caller's).</summary>
     public void Dispose()

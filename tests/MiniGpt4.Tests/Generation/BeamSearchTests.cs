@@ -61,7 +61,7 @@ public class BeamSearchTests
         Assert.Equal([A, A, A, Eos], r.TokenIds);
         Assert.Equal(Math.Log(.5 * .5 * .5 * .5) / 4, r.SequenceScore!.Value, 5);
         Assert.Equal(4, model.Steps);
-        Assert.Equal(4, r.Stats.ModelSteps);
+        Assert.Equal(4, r.ModelSteps);
         var h = r.Hypotheses!;
         Assert.Equal(2, h.Count);
         Assert.Equal([A, C, Eos], h[1].TokenIds);
