@@ -63,7 +63,8 @@ internal static class ModelLoader
             {
                 progress?.Report(new MiniGptProgress("vision encoder", 0.0, visionPath));
                 var vcfg = new VisionConfig(m.Vision.ImageSize, m.Vision.PatchSize, m.Vision.Width, m.Vision.Depth, m.Vision.Heads, m.Vision.MlpHidden);
-                vision = new EvaVisionEncoder(EvaVisionTransformer.Load(visionWeights!, vcfg, dtype, device), m.Vision.ImageSize, options.Images, dtype, device);
+                var vit = EvaVisionTransformer.Load(visionWeights!, vcfg, dtype, device, Stage("vision encoder", 0.0, 0.1, visionPath));
+                vision = new EvaVisionEncoder(vit, m.Vision.ImageSize, options.Images, dtype, device);
                 ct.ThrowIfCancellationRequested();
 
                 progress?.Report(new MiniGptProgress("projector", 0.1, stagePath));
@@ -75,13 +76,7 @@ internal static class ModelLoader
             }
 
             progress?.Report(new MiniGptProgress("language model", 0.15, llmPath));
-            // Reported after every tensor: also where a cancelled load stops (the partly loaded model is freed).
-            var llmProgress = new SyncProgress<double>(f =>
-            {
-                ct.ThrowIfCancellationRequested();
-                progress?.Report(new MiniGptProgress("language model", 0.15 + 0.85 * f, llmPath));
-            });
-            var model = LlamaForCausalLM.Load(llmConfig, llmWeights, dtype, device, llmProgress, Path.Combine(llmFolder, "config.json"));
+            var model = LlamaForCausalLM.Load(llmConfig, llmWeights, dtype, device, Stage("language model", 0.15, 0.85, llmPath), Path.Combine(llmFolder, "config.json"));
             llm = new LlamaLanguageModel(model, tokenizer, Math.Min(options.ContextLength ?? llmConfig.MaxPositionEmbeddings, llmConfig.MaxPositionEmbeddings));
             if (preset.LoraAlpha is { } defaultAlpha && stageWeights is not null)
             {
@@ -91,6 +86,13 @@ internal static class ModelLoader
             ct.ThrowIfCancellationRequested();
             progress?.Report(new MiniGptProgress("ready", 1.0));
             return new LoadedModel(m.Variant, vision, projector, llm);
+
+            // Reported after every tensor read: also where a cancelled load stops (the partly loaded part is freed).
+            SyncProgress<double> Stage(string stage, double from, double span, string file) => new(f =>
+            {
+                ct.ThrowIfCancellationRequested();
+                progress?.Report(new MiniGptProgress(stage, from + span * f, file));
+            });
         }
         catch
         {

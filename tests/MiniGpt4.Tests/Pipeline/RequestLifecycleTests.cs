@@ -144,23 +144,30 @@ public class RequestLifecycleTests(TinyPipelines tiny) : IClassFixture<TinyPipel
         Assert.Single(s.History);
 
         var residue = await LoadDisposeResidue();
-        var before = LiveTensors.Settled();
-        using var loadCts = new CancellationTokenSource();
-        var progress = new CancelOnStage("language model", loadCts);
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => MiniGptPipeline.LoadAsync(
-            Fixtures.Require("oracle/tiny/minigpt4-vicuna0.json"), TinyPipelines.Float32Exact, progress, loadCts.Token));
-        Assert.True(progress.Reports > 0);
-        Assert.Equal(before + residue, LiveTensors.Settled()); // every module built was freed
+        foreach (var stage in new[] { "vision encoder", "language model" })
+        {
+            var before = LiveTensors.Settled();
+            using var loadCts = new CancellationTokenSource();
+            var progress = new CancelOnStage(stage, loadCts);
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => MiniGptPipeline.LoadAsync(
+                Fixtures.Require("oracle/tiny/minigpt4-vicuna0.json"), TinyPipelines.Float32Exact, progress, loadCts.Token));
+            Assert.True(progress.Cancelled, stage);
+            Assert.True(LiveTensors.Settled() - before <= residue, stage); // every module built so far was freed
+        }
     }
 
+    /// <summary>Cancels the load at the first progress report of <paramref name="stage"/> after its start (mid-stage, between tensors).</summary>
     private sealed class CancelOnStage(string stage, CancellationTokenSource cts) : IProgress<MiniGptProgress>
     {
-        public int Reports { get; private set; }
+        private int _reports;
+
+        public bool Cancelled { get; private set; }
 
         public void Report(MiniGptProgress value)
         {
-            Reports++;
-            if (value.Stage == stage && value.Fraction > 0.2) cts.Cancel();
+            if (value.Stage != stage || ++_reports < 2) return;
+            Cancelled = true;
+            cts.Cancel();
         }
     }
 
