@@ -161,7 +161,7 @@ public class SessionAndSoakTests(TinyPipelines tiny, ITestOutputHelper output) :
         Assert.True(rss1 - rss0 < 64_000_000, $"RSS grew by {(rss1 - rss0) / 1e6:F1} MB");
     }
 
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "malloc_trim")]
+    [System.Runtime.InteropServices.DllImport("libc.so.6", EntryPoint = "malloc_trim")]
     private static extern int MallocTrim(nuint pad);
 
     /// <summary>
