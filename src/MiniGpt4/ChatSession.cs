@@ -98,7 +98,7 @@ public sealed class ChatSession : IDisposable
         try
         {
             _conversation.Ask(question);
-            var turn = _pipeline.BuildPrompt(_conversation, _images, options);
+            var turn = _pipeline.Prompts.Build(_conversation, _images, options);
             var positions = turn.Sequence.Length - turn.Sequence.SkipLeft;
             lease = await _pipeline.Admission.AdmitAsync(_pipeline.EstimateAnswerBytes(positions, options), "This answer", cancellationToken).ConfigureAwait(false);
             if (_cache is IEvictable held) _pipeline.Admission.Forget(held);

@@ -16,7 +16,6 @@ namespace MiniGpt4;
 public sealed class MiniGptPipeline : IDisposable
 {
     private readonly bool _ownsComponents;
-    private readonly Lazy<IReadOnlyList<IReadOnlyList<int>>> _templateStops;
     private readonly ImageDecodingOptions _imageOptions;
     private int _disposed;
 
@@ -45,7 +44,7 @@ public sealed class MiniGptPipeline : IDisposable
         _ownsComponents = ownsComponents;
         Admission = new Generation.RequestAdmission(Generation.AdmissionLimits.From(options.Validate()));
         _imageOptions = options.Images;
-        _templateStops = new Lazy<IReadOnlyList<IReadOnlyList<int>>>(() => !Preset.StopsAtSeparator ? []
+        Prompts = new PromptBuilder(Preset.Template, languageModel, () => !Preset.StopsAtSeparator ? []
             : languageModel is Models.LlamaLanguageModel lm ? SeparatorStops.For(lm.Tokenizer)
             : [languageModel.Tokenize(AnswerPostProcessor.Separator, addBos: false)]);
     }
@@ -65,7 +64,8 @@ public sealed class MiniGptPipeline : IDisposable
     /// <summary>The variant's template, stop rule and defaults.</summary>
     internal ModelPreset Preset { get; }
 
-    internal ConversationTemplate Template => Preset.Template;
+    /// <summary>Renders and tokenizes each turn's prompt.</summary>
+    internal PromptBuilder Prompts { get; }
 
     /// <summary>Admission of this pipeline's requests (slots, queue, memory budget).</summary>
     internal Generation.RequestAdmission Admission { get; }
@@ -167,52 +167,6 @@ public sealed class MiniGptPipeline : IDisposable
             return Projector.Project(features);
         }, ct).ConfigureAwait(false);
     }
-
-    /// <summary>A rendered turn: the prompt, its text segments' ids, what the language model is fed.</summary>
-    internal sealed record Turn(string Prompt, IReadOnlyList<IReadOnlyList<int>> SegmentIds, PromptSequence Sequence, GenerationOptions Options);
-
-    /// <summary>
-    /// Renders the conversation with the template, splits it at the image placeholders, tokenizes each
-    /// segment on its own (BOS on the first only), splices the images in, and applies the reference's
-    /// left truncation when prompt + MaxNewTokens exceeds MaxContextLength.
-    /// </summary>
-    internal Turn BuildPrompt(Conversation conversation, IReadOnlyList<ImageEmbeddings> images, GenerationOptions options)
-    {
-        var prompt = Template.Render(conversation.Messages, out var imageOffsets);
-        if (imageOffsets.Count != images.Count)
-            throw new InvalidOperationException($"The conversation has {imageOffsets.Count} image messages but the session holds {images.Count} images.");
-        var segments = ConversationTemplate.SplitAtImages(prompt, imageOffsets);
-        var ids = new List<IReadOnlyList<int>>();
-        var seq = new PromptSequence();
-        for (var i = 0; i < segments.Count; i++)
-        {
-            var segIds = LanguageModel.Tokenize(segments[i], addBos: i == 0);
-            ids.Add(segIds);
-            seq.AddTokens(segIds);
-            if (i < images.Count) seq.AddImage(images[i]);
-        }
-        var current = seq.Length + options.MaxNewTokens;
-        if (current > options.MaxContextLength)
-        {
-            if (!options.TruncatePromptFromLeft)
-                throw new MiniGptContextLengthException(
-                    $"The prompt ({seq.Length} positions, {images.Count} image(s) included) plus MaxNewTokens ({options.MaxNewTokens}) exceeds " +
-                    $"MaxContextLength ({options.MaxContextLength}). Shorten the question or the conversation, lower MaxNewTokens, or set " +
-                    "TruncatePromptFromLeft for the reference's left truncation (which can cut an image).",
-                    seq.Length, options.MaxNewTokens, options.MaxContextLength);
-            seq.SkipLeft = current - options.MaxContextLength;
-        }
-        var effective = options;
-        if (options.UseTemplateStops && _templateStops.Value.Count > 0)
-            effective = options with { StopTokenSequences = options.StopTokenSequences.Concat(_templateStops.Value).ToArray() };
-        return new Turn(prompt, ids, seq, effective);
-    }
-
-    /// <summary>
-    /// The template separator's token spellings that end an answer (<see cref="SeparatorStops"/>): with
-    /// LLaMA's vocabulary the demo's <c>[835]</c> and <c>[2277, 29937]</c>; none for MiniGPT-v2.
-    /// </summary>
-    internal IReadOnlyList<IReadOnlyList<int>> TemplateStops => _templateStops.Value;
 
     /// <summary>
     /// Frees the components (when owned). Safe while requests run: it waits for the native call in flight,
