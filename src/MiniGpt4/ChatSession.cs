@@ -40,7 +40,6 @@ public sealed class ChatSession : IDisposable
     /// <summary>Positions held by the session's key/value cache.</summary>
     public int CachedTokens => _cache.Length;
 
-    internal LanguageModelCache Cache => _cache;
 
     /// <summary>Adds an image to the conversation (<c>Chat.upload_img</c> + <c>encode_img</c>): it is encoded now, once.</summary>
     /// <exception cref="MiniGptImageException">The image cannot be decoded or is refused; the session is unchanged.</exception>

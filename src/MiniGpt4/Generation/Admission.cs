@@ -67,14 +67,6 @@ internal sealed class RequestAdmission
         }
     }
 
-    /// <summary>The synchronous form of <see cref="AdmitAsync"/> (for synchronous public methods).</summary>
-    public AdmissionLease Admit(long bytes, string what, CancellationToken cancellationToken)
-    {
-        var task = AdmitAsync(bytes, what, cancellationToken);
-        try { return task.GetAwaiter().GetResult(); }
-        catch (TaskCanceledException) { throw new OperationCanceledException(cancellationToken); }
-    }
-
     /// <summary>A cache kept between requests: counted against the budget and evicted first when room is needed.</summary>
     public void MarkIdle(IEvictable cache)
     {

@@ -24,9 +24,6 @@ internal static class TensorMath
     /// <summary><c>a + b</c> (broadcasting), safe from the temporary-scalar race.</summary>
     public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, One);
 
-    /// <summary>In place <c>x += value</c> (TorchSharp's <c>add_(Scalar)</c> adds a temporary alpha of 1).</summary>
-    public static Tensor PlusInPlace(this Tensor x, Scalar value) => x.add_(value, One);
-
     /// <summary><c>[start, stop)</c> in unit steps with every scalar explicit (TorchSharp's shorter overloads create temporaries).</summary>
     public static Tensor Range(Scalar start, Scalar stop, ScalarType dtype, Device device) => arange(start, stop, One, dtype: dtype, device: device);
 
