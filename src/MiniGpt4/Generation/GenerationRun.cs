@@ -16,7 +16,7 @@ namespace MiniGpt4.Generation;
 internal sealed class GenerationRun : IDisposable
 {
     /// <summary>What a run needs of its language model.</summary>
-    public sealed record Model(int EosId, int BosId, LlamaTextTokenizer Tokenizer, Func<PromptSequence, Tensor> Embed);
+    internal sealed record Model(int EosId, int BosId, LlamaTextTokenizer Tokenizer, Func<PromptSequence, Tensor> Embed);
 
     private readonly Model _model;
     private readonly PromptSequence _prompt;
