@@ -25,9 +25,11 @@ public interface IProjector : IDisposable
 }
 
 /// <summary>
-/// A causal language model with its tokenizer: tokenizes, and generates from prompts that mix text
-/// tokens and image embeddings, with an optional reusable key/value cache. It speaks in tokens and
-/// embeddings; which ids begin or end a sequence is the implementation's own business.
+/// A causal language model with its tokenizer, at the level of a forward pass: it tokenizes, and computes
+/// next-token logits for prompts that mix text tokens and image embeddings into a key/value cache it
+/// creates. Decoding (sampling, beams, stops, streaming text) is the library's engine, not the model's:
+/// the model speaks in tokens, embeddings and logits. Calls on one model may come from several threads;
+/// an implementation serialises its native work itself.
 /// </summary>
 public interface ILanguageModel : IDisposable
 {
@@ -40,29 +42,71 @@ public interface ILanguageModel : IDisposable
     /// <summary>Largest number of positions (prompt plus new tokens) one generation may use.</summary>
     int ContextLength { get; }
 
+    /// <summary>The token that ends a sequence in this model's vocabulary (generation stops at it).</summary>
+    int EndOfSequenceId { get; }
+
+    /// <summary>
+    /// The token that begins a sequence in this model's vocabulary (generating from embeddings,
+    /// transformers counts it as already generated, so the repetition penalty includes it).
+    /// </summary>
+    int BeginningOfSequenceId { get; }
+
+    /// <summary>Bytes of key/value cache one position of one row takes (for memory admission).</summary>
+    long CacheBytesPerPosition { get; }
+
     /// <summary>Token ids of <paramref name="text"/> (special tokens in the text become their ids).</summary>
     IReadOnlyList<int> Tokenize(string text, bool addBos);
 
-    /// <summary>Text of <paramref name="ids"/>.</summary>
+    /// <summary>Text of <paramref name="ids"/>; the library streams text by decoding short windows of ids.</summary>
     string Detokenize(IReadOnlyList<int> ids, bool skipSpecialTokens = true);
 
-    /// <summary>A key/value cache for a conversation; reusing it across calls skips the common prompt prefix.</summary>
+    /// <summary>An empty key/value cache of one row.</summary>
     LanguageModelCache CreateCache();
 
     /// <summary>
-    /// Generates from <paramref name="prompt"/>, streaming text deltas. The last update carries the finish
-    /// reason and the usage. Throws <see cref="ArgumentException"/> when the prompt plus
-    /// <see cref="GenerationOptions.MaxNewTokens"/> exceeds <see cref="ContextLength"/>.
+    /// Computes the keys and values of <paramref name="prompt"/>'s positions from <see cref="LanguageModelCache.Length"/>
+    /// on (the cache already holds the positions before) into <paramref name="cache"/>, which has one row, and writes the
+    /// next-token logits after the prompt's last position into <paramref name="logits"/> (<see cref="VocabSize"/> values).
+    /// Cancellable between layers: it then throws <see cref="OperationCanceledException"/> and the cache keeps its length.
     /// </summary>
-    IAsyncEnumerable<GenerationUpdate> GenerateAsync(PromptSequence prompt, GenerationOptions options,
-        LanguageModelCache? cache = null, CancellationToken cancellationToken = default);
+    void Prefill(LanguageModelCache cache, PromptSequence prompt, Span<float> logits, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Appends one token to each row of <paramref name="cache"/> and writes each row's next-token logits into
+    /// <paramref name="logits"/> (rows × <see cref="VocabSize"/> values, row-major).
+    /// </summary>
+    void Step(LanguageModelCache cache, ReadOnlySpan<int> tokenPerRow, Span<float> logits);
 }
 
-/// <summary>An opaque key/value cache owned by a conversation; dispose it to free its memory.</summary>
+/// <summary>
+/// A language model's key/value cache: <see cref="Rows"/> sequences of <see cref="Length"/> positions each.
+/// Created by <see cref="ILanguageModel.CreateCache"/> and used with that model only; dispose it to free its memory.
+/// </summary>
 public abstract class LanguageModelCache : IDisposable
 {
-    /// <summary>Positions currently cached.</summary>
+    /// <summary>Positions currently cached (per row).</summary>
     public abstract int Length { get; }
+
+    /// <summary>Rows (sequences) held: 1, or the beam count during beam search.</summary>
+    public abstract int Rows { get; }
+
+    /// <summary>Bytes the cache holds now.</summary>
+    public abstract long AllocatedBytes { get; }
+
+    /// <summary>Makes room for <paramref name="positions"/> positions per row ahead of time (the cache otherwise grows by need).</summary>
+    public abstract void Reserve(int positions);
+
+    /// <summary>Keeps the first <paramref name="length"/> positions.</summary>
+    public abstract void Truncate(int length);
+
+    /// <summary>Rebuilds the rows so that new row <c>i</c> is a copy of old row <c>source[i]</c> (the count may change, e.g. 1 to k beams).</summary>
+    public abstract void ReorderRows(ReadOnlySpan<int> source);
+
+    /// <summary>Saves row 0's positions from <paramref name="fromPosition"/> on, so that <see cref="Restore"/> can put them back.</summary>
+    public abstract IDisposable Save(int fromPosition);
+
+    /// <summary>Puts back what <see cref="Save"/> saved: one row, the saved length.</summary>
+    public abstract void Restore(IDisposable saved);
 
     /// <summary>Frees the cache.</summary>
     public abstract void Dispose();

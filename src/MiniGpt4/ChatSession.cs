@@ -19,7 +19,7 @@ public sealed class ChatSession : IDisposable
     private readonly MiniGptPipeline _pipeline;
     private readonly Conversation _conversation = new();
     private readonly List<ImageEmbeddings> _images = new();
-    private readonly LanguageModelCache _cache;
+    private readonly ConversationCache _cache;
     private double _pendingImageMs;
     private int _busy;
     private bool _disposed;
@@ -27,7 +27,7 @@ public sealed class ChatSession : IDisposable
     internal ChatSession(MiniGptPipeline pipeline)
     {
         _pipeline = pipeline;
-        _cache = pipeline.LanguageModel.CreateCache();
+        _cache = pipeline.Engine.CreateCache();
     }
 
     /// <summary>The messages so far as (role, text): role is <c>user</c> or <c>assistant</c>.</summary>
@@ -100,11 +100,11 @@ public sealed class ChatSession : IDisposable
             var turn = _pipeline.Prompts.Build(_conversation, _images, options);
             var positions = turn.Sequence.Length - turn.Sequence.SkipLeft;
             lease = await _pipeline.Admission.AdmitAsync(_pipeline.EstimateAnswerBytes(positions, options), "This answer", cancellationToken).ConfigureAwait(false);
-            if (_cache is IEvictable held) _pipeline.Admission.Forget(held);
+            _pipeline.Admission.Forget(_cache);
             var stream = new AnswerStreamCut(); // what the reference keeps: the text before the first "###"
             var tokens = new List<int>();
             GenerationUpdate? last = null;
-            await foreach (var u in _pipeline.LanguageModel.GenerateAsync(turn.Sequence, turn.Options, _cache, cancellationToken).ConfigureAwait(false))
+            await foreach (var u in _pipeline.Engine.GenerateAsync(turn.Sequence, turn.Options, _cache, cancellationToken).ConfigureAwait(false))
             {
                 tokens.AddRange(u.TokenIds);
                 last = u;
@@ -136,7 +136,7 @@ public sealed class ChatSession : IDisposable
             if (!committed) _conversation.Restore(messagesBefore, lastBefore);
             if (lease is not null)
             {
-                if (_cache is IEvictable kept && !_disposed) _pipeline.Admission.MarkIdle(kept);
+                if (!_disposed) _pipeline.Admission.MarkIdle(_cache);
                 lease.Dispose();
             }
             ExitTurn();
@@ -162,7 +162,7 @@ public sealed class ChatSession : IDisposable
     {
         if (_disposed) return;
         _disposed = true;
-        if (_cache is IEvictable held) _pipeline.Admission.Forget(held);
+        _pipeline.Admission.Forget(_cache);
         _cache.Dispose();
         foreach (var img in _images) img.Dispose();
         _images.Clear();

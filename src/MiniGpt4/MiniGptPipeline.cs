@@ -42,6 +42,7 @@ public sealed class MiniGptPipeline : IDisposable
         LanguageModel = languageModel;
         Preset = ModelPreset.For(variant);
         _ownsComponents = ownsComponents;
+        Engine = Generation.GenerationEngine.For(languageModel);
         Admission = new Generation.RequestAdmission(Generation.AdmissionLimits.From(options.Validate()));
         _imageOptions = options.Images;
         Prompts = new PromptBuilder(Preset.Template, languageModel, () => !Preset.StopsAtSeparator ? []
@@ -67,6 +68,9 @@ public sealed class MiniGptPipeline : IDisposable
     /// <summary>Renders and tokenizes each turn's prompt.</summary>
     internal PromptBuilder Prompts { get; }
 
+    /// <summary>The decoding engine over the language model.</summary>
+    internal Generation.GenerationEngine Engine { get; }
+
     /// <summary>Admission of this pipeline's requests (slots, queue, memory budget).</summary>
     internal Generation.RequestAdmission Admission { get; }
 
@@ -91,9 +95,7 @@ public sealed class MiniGptPipeline : IDisposable
 
     /// <summary>KV cache bytes one answer may reserve: (prompt + new tokens) positions per beam.</summary>
     internal long EstimateAnswerBytes(int promptPositions, GenerationOptions options)
-        => LanguageModel is Models.LlamaLanguageModel lm
-            ? lm.KvBytesPerPosition * (promptPositions + options.MaxNewTokens) * options.NumBeams
-            : 0;
+        => LanguageModel.CacheBytesPerPosition * (promptPositions + options.MaxNewTokens) * options.NumBeams;
 
     /// <summary>
     /// Loads a model from a manifest (<c>minigpt4.json</c>, or a folder holding one, or a plain Hugging Face
@@ -141,6 +143,26 @@ public sealed class MiniGptPipeline : IDisposable
         await session.AddImageAsync(image, cancellationToken).ConfigureAwait(false);
         await foreach (var delta in session.StreamAsync(question, options, cancellationToken).ConfigureAwait(false))
             yield return delta;
+    }
+
+    /// <summary>
+    /// Generates from a prompt you build yourself (token ids from <see cref="ILanguageModel.Tokenize"/> and image
+    /// embeddings), without the variant's template: the engine's decoding, admission and cancellation, no conversation.
+    /// The last update carries the finish reason, usage and timings.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">Cancelled, within one decoding step.</exception>
+    /// <exception cref="MiniGptQueueFullException">Too many requests are waiting.</exception>
+    /// <exception cref="MiniGptContextLengthException">The prompt plus MaxNewTokens does not fit the context.</exception>
+    public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(PromptSequence prompt, GenerationOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        ArgumentNullException.ThrowIfNull(prompt);
+        options ??= Preset.Defaults;
+        options.Validate();
+        using var lease = await Admission.AdmitAsync(EstimateAnswerBytes(prompt.Length - prompt.SkipLeft, options), "This generation", cancellationToken).ConfigureAwait(false);
+        await foreach (var update in Engine.GenerateAsync(prompt, options, null, cancellationToken).ConfigureAwait(false))
+            yield return update;
     }
 
     /// <summary>Starts a conversation. Dispose it when done.</summary>

@@ -38,7 +38,7 @@ internal sealed class GenerateCommand : ModelCommand
         using var pipeline = await MiniGptPipeline.LoadAsync(model, _load.Read(r), json ? null : ProgressPrinter.Create(), ct);
         MiniGptResponse response;
         if (r.GetValue(_raw))
-            response = await RawAsync(pipeline.LanguageModel, prompt, options, json, ct);
+            response = await RawAsync(pipeline, prompt, options, json, ct);
         else
         {
             using var session = pipeline.CreateSession();
@@ -53,14 +53,14 @@ internal sealed class GenerateCommand : ModelCommand
         return ExitCodes.Ok;
     }
 
-    private static async Task<MiniGptResponse> RawAsync(ILanguageModel lm, string prompt, GenerationOptions options, bool quiet, CancellationToken ct)
+    private static async Task<MiniGptResponse> RawAsync(MiniGptPipeline pipeline, string prompt, GenerationOptions options, bool quiet, CancellationToken ct)
     {
-        var ids = lm.Tokenize(prompt, addBos: true);
+        var ids = pipeline.LanguageModel.Tokenize(prompt, addBos: true);
         var seq = new PromptSequence().AddTokens(ids);
         var text = new StringBuilder();
         var tokens = new List<int>();
         GenerationUpdate? last = null;
-        await foreach (var u in lm.GenerateAsync(seq, options, null, ct))
+        await foreach (var u in pipeline.GenerateAsync(seq, options, ct))
         {
             if (!quiet) Console.Write(u.Text);
             text.Append(u.Text);

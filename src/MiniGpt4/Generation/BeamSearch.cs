@@ -1,5 +1,3 @@
-using TorchSharp;
-
 namespace MiniGpt4.Generation;
 
 /// <summary>
@@ -47,7 +45,7 @@ internal sealed class BeamSearch : IDisposable
     private readonly List<int> _pool = [];
 
     /// <summary>Starts from the prefill's <c>[1, V]</c> logits (copied).</summary>
-    public BeamSearch(ITokenStepper model, torch.Tensor firstLogits, GenerationOptions settings, DecodeRules rules, StopSuffixes stops)
+    public BeamSearch(ITokenStepper model, ReadOnlySpan<float> firstLogits, GenerationOptions settings, DecodeRules rules, StopSuffixes stops)
     {
         _model = model;
         _s = settings;
@@ -59,7 +57,8 @@ internal sealed class BeamSearch : IDisposable
         _work = new float[_k * _vocab];
         _topValues = new float[2 * _k];
         _topIndices = new int[2 * _k];
-        using (torch.no_grad()) LogitsRows.CopyTo(firstLogits, 1, _vocab, _logProbs, step: 0, logSoftmax: true);
+        firstLogits.CopyTo(_logProbs);
+        LogitsRows.LogSoftmax(_logProbs.AsSpan(0, _vocab), _vocab);
         _tokens = new List<int>[_k];
         _penalised = new PenalisedIds[_k];
         _beamScores = new float[_k];
@@ -164,9 +163,10 @@ internal sealed class BeamSearch : IDisposable
         for (int i = 0; identity && i < _k; i++) identity = _feedRows![i] == i;
         if (!identity) _model.ReorderRows(_feedRows);
         _modelRows = _k;
-        using var logits = _model.Step(_feedTokens);
+        _model.Step(_feedTokens, _logProbs);
         modelSteps++;
-        LogitsRows.CopyTo(logits, _k, _vocab, _logProbs, step: _tokens[0].Count, logSoftmax: true);
+        LogitsRows.ThrowIfNotFinite(_logProbs, step: _tokens[0].Count);
+        LogitsRows.LogSoftmax(_logProbs, _vocab);
         for (int b = 0; b < _k; b++) _rowOfBeam[b] = b;
         _feedRows = _feedTokens = null;
     }

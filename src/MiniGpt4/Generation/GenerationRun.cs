@@ -1,73 +1,54 @@
-using System.Diagnostics;
 using MiniGpt4.Abstractions;
+using System.Diagnostics;
 using MiniGpt4.Text;
-using static TorchSharp.torch;
 
 namespace MiniGpt4.Generation;
 
 /// <summary>
-/// One answer over a <see cref="KvCache"/>: <see cref="Prefill"/> (reusing the cache's longest common
-/// prefix), then one token per <see cref="Next"/> (greedy or sampling), or one beam step per call
-/// (beam search, the best hypothesis at the end), with stop strings, streaming detokenisation, usage,
-/// timings and the finish reason. Each call is synchronous and does its tensor work in its own dispose
-/// scope; the caller runs each call under the model's <see cref="ComputeGate"/> and checks cancellation
-/// between calls.
+/// One answer over a <see cref="ConversationCache"/>: <see cref="Prefill"/> (reusing the cache's longest common
+/// prefix), then one token per <see cref="Next"/> (greedy or sampling), or one beam step per call (beam search,
+/// the best hypothesis at the end), with stop strings, streaming text, usage, timings and the finish reason.
+/// Each call is synchronous; the engine runs them one at a time per model and checks cancellation between them.
 /// </summary>
 internal sealed class GenerationRun : IDisposable
 {
-    /// <summary>What a run needs of its language model.</summary>
-    internal sealed record Model(int EosId, int BosId, LlamaTextTokenizer Tokenizer, Func<PromptSequence, Tensor> Embed);
-
-    private readonly Model _model;
+    private readonly ILanguageModel _model;
     private readonly PromptSequence _prompt;
     private readonly GenerationOptions _options;
-    private readonly KvCache _cache;
+    private readonly ConversationCache _cache;
     private readonly long[] _keys;
-    private readonly IncrementalDetokenizer _detok;
+    private readonly StreamingText _text;
     private readonly StopStringMatcher? _stops;
     private readonly List<int> _tokens = new();
     private readonly Stopwatch _decode = new();
     private Generator? _generator;
-    private int _reused, _prefilled;
+    private int _reused;
     private double _prefillMs;
     private bool _finished;
 
-    public GenerationRun(Model model, PromptSequence prompt, GenerationOptions options, KvCache cache)
+    public GenerationRun(ILanguageModel model, PromptSequence prompt, GenerationOptions options, ConversationCache cache)
     {
         _model = model; _prompt = prompt; _options = options; _cache = cache;
         _keys = PositionKeys(prompt);
-        _detok = model.Tokenizer.CreateDetokenizer(skipSpecialTokens: true);
+        _text = new StreamingText(ids => model.Detokenize(ids, skipSpecialTokens: true));
         _stops = options.StopStrings.Count > 0 ? new StopStringMatcher(options.StopStrings) : null;
     }
-
-    /// <summary>Diagnostics (parity tests): sees the prompt's full embeddings <c>[1,L,H]</c> and first logits <c>[1,V]</c>.</summary>
-    public Action<Tensor, Tensor>? PrefillObserver { get; init; }
 
     /// <summary>Computes the prompt's keys/values after the reused prefix and the first logits; cancellable between layers.</summary>
     public void Prefill(CancellationToken cancellationToken)
     {
         var sw = Stopwatch.StartNew();
-        using var scope = NewDisposeScope();
-        using var _ = inference_mode();
-        var session = _cache.Session;
         // Left truncation (the reference's) shifts every position: nothing cached stays valid.
-        var common = _prompt.SkipLeft > 0 ? 0 : _cache.CommonPrefix(_keys);
-        common = Math.Min(common, _keys.Length - 1); // at least one position yields the first logits
-        _cache.KeepPrefix(common);
-        session.Reserve(_keys.Length + _options.MaxNewTokens);
-        var embeds = _model.Embed(_prompt);
-        var rest = embeds[.., common.., ..];
-        var logits = session.Prefill(rest, cancellationToken);
-        PrefillObserver?.Invoke(embeds, logits);
-        _cache.SetKeys(_keys);
-        _reused = common;
-        _prefilled = _keys.Length - common;
-        _generator = new Generator(session, logits, _options, Rules());
+        _reused = _cache.KeepCommonPrefix(_keys, reuse: _prompt.SkipLeft == 0);
+        var cache = _cache.Cache;
+        cache.Reserve(_keys.Length + _options.MaxNewTokens);
+        var logits = new float[_model.VocabSize];
+        _model.Prefill(cache, _prompt, logits, cancellationToken);
+        _cache.SetPrompt(_keys);
+        _generator = new Generator(new CacheStepper(_model, cache), logits, _options, new DecodeRules(_model.EndOfSequenceId, _model.BeginningOfSequenceId,
+            [.. _options.StopTokenSequences.Select(q => q.ToArray()), .. _options.StopTokenIds.Select(id => new[] { id })]));
         _prefillMs = sw.Elapsed.TotalMilliseconds;
     }
-
-    private DecodeRules Rules() => new(_model.EosId, _model.BosId,
-        [.. _options.StopTokenSequences.Select(q => q.ToArray()), .. _options.StopTokenIds.Select(id => new[] { id })]);
 
     /// <summary>One token (or one beam step): an update to stream, null while beams are still running.</summary>
     public GenerationUpdate? Next()
@@ -76,16 +57,12 @@ internal sealed class GenerationRun : IDisposable
         if (_finished) throw new InvalidOperationException("The generation has finished.");
         if (gen.IsBeamSearch) return BeamStep(gen);
         _decode.Start();
-        bool more;
-        int token;
-        using (var scope = NewDisposeScope())
-        using (inference_mode())
-            more = gen.TryStep(out token);
+        var more = gen.TryStep(out var token);
         _decode.Stop();
         if (!more) return Finish(gen.Finish ?? MiniGptFinishReason.Length);
         _tokens.Add(token);
         _cache.SyncGenerated(_keys.Length, _tokens);
-        var text = _detok.Append(token);
+        var text = _text.Append(token);
         if (_stops is not null)
         {
             text = _stops.Push(text, out var stopped);
@@ -97,16 +74,14 @@ internal sealed class GenerationRun : IDisposable
     private GenerationUpdate? BeamStep(Generator gen)
     {
         _decode.Start();
-        using (var scope = NewDisposeScope())
-        using (inference_mode())
-            gen.TryBeamStep();
+        gen.TryBeamStep();
         _decode.Stop();
         if (gen.Finish is null) return null;
         var result = gen.Result;
         _tokens.AddRange(result.TokenIds);
         // Beam rows diverged: keep only the shared prompt in the cache.
         _cache.ResetToPrompt(_keys.Length);
-        var text = _model.Tokenizer.Decode(_tokens, skipSpecialTokens: true);
+        var text = _model.Detokenize(_tokens, skipSpecialTokens: true);
         if (_stops is not null)
         {
             var emitted = _stops.Push(text, out var stopped);
@@ -121,13 +96,13 @@ internal sealed class GenerationRun : IDisposable
         Dispose();
         if ((reason != MiniGptFinishReason.Stop || lastToken is null) && !allTokens)
         {
-            // Flush whatever the detokenizer and the stop matcher still hold.
-            var tail = _detok.Flush();
+            // Flush whatever the text stream and the stop matcher still hold.
+            var tail = _text.Flush();
             text += _stops is null ? tail : _stops.Push(tail, out _) + _stops.Flush();
         }
         var decodeMs = _decode.Elapsed.TotalMilliseconds;
         var steps = Math.Max(0, _tokens.Count - 1);
-        var usage = new MiniGptUsage(_keys.Length, _tokens.Count, _prompt.SkipLeft, _reused, _prefilled);
+        var usage = new MiniGptUsage(_keys.Length, _tokens.Count, _prompt.SkipLeft, _reused, _keys.Length - _reused);
         var timings = new MiniGptTimings(0, _prefillMs, decodeMs, decodeMs > 0 ? steps / (decodeMs / 1000.0) : 0);
         IReadOnlyList<int> ids = allTokens ? _tokens.ToArray() : lastToken is null ? Array.Empty<int>() : new[] { lastToken.Value };
         return new GenerationUpdate(text, ids, reason, usage, timings, score);

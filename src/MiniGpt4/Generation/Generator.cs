@@ -1,5 +1,3 @@
-using TorchSharp;
-
 namespace MiniGpt4.Generation;
 
 /// <summary>
@@ -40,13 +38,12 @@ internal sealed class Generator : IDisposable
 
     /// <summary>
     /// Starts a generation from the prefill's last-position logits <paramref name="firstLogits"/>
-    /// (<c>[1, V]</c>; copied, the caller keeps ownership). Throws
-    /// <see cref="ArgumentOutOfRangeException"/> for invalid options or ids outside the vocabulary.
+    /// (V values; copied). Throws <see cref="ArgumentOutOfRangeException"/> for invalid options or ids
+    /// outside the vocabulary, <see cref="ArgumentException"/> for logits of another width.
     /// </summary>
-    public Generator(ITokenStepper model, torch.Tensor firstLogits, GenerationOptions options, DecodeRules rules)
+    public Generator(ITokenStepper model, ReadOnlySpan<float> firstLogits, GenerationOptions options, DecodeRules rules)
     {
         ArgumentNullException.ThrowIfNull(model);
-        ArgumentNullException.ThrowIfNull(firstLogits);
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(rules);
         _vocab = model.VocabSize;
@@ -56,14 +53,16 @@ internal sealed class Generator : IDisposable
         _options = options;
         _rules = rules;
         _stops = new StopSuffixes(rules.StopTokenSuffixes);
+        if (firstLogits.Length != _vocab)
+            throw new ArgumentException($"The prefill gave {firstLogits.Length} logits; the vocabulary has {_vocab}.", nameof(firstLogits));
+        LogitsRows.ThrowIfNotFinite(firstLogits, step: 0);
 
         if (options.NumBeams > 1)
         {
             _beams = new BeamSearch(model, firstLogits, options, rules, _stops);
             return;
         }
-        _scores = new float[_vocab];
-        using (torch.no_grad()) LogitsRows.CopyTo(firstLogits, 1, _vocab, _scores, step: 0);
+        _scores = firstLogits.ToArray();
         _penalised = new PenalisedIds(rules.BosId);
         if (!options.IsGreedy)
         {
@@ -106,18 +105,14 @@ internal sealed class Generator : IDisposable
             throw new InvalidOperationException("Beam search has no token stream: use TryBeamStep or RunToEnd.");
         token = -1;
         if (Finish is not null) return false;
-        using (torch.NewDisposeScope())
-        using (torch.no_grad())
+        if (_pending is int previous)
         {
-            if (_pending is int previous)
-            {
-                using var logits = _model.Step([previous]);
-                _modelSteps++;
-                LogitsRows.CopyTo(logits, 1, _vocab, _scores!, step: _generated.Count);
-                _pending = null;
-            }
-            token = NextToken();
+            _model.Step([previous], _scores);
+            _modelSteps++;
+            LogitsRows.ThrowIfNotFinite(_scores, step: _generated.Count);
+            _pending = null;
         }
+        token = NextToken();
 
         _generated.Add(token);
         _penalised!.Add(token);
@@ -147,9 +142,7 @@ internal sealed class Generator : IDisposable
     {
         if (_beams is null) throw new InvalidOperationException("Not a beam search: use TryStep.");
         if (Finish is not null) return false;
-        using (torch.NewDisposeScope())
-        using (torch.no_grad())
-            Finish = _beams.Step(ref _modelSteps);
+        Finish = _beams.Step(ref _modelSteps);
         return true;
     }
 

@@ -1,7 +1,6 @@
 using MiniGpt4.Runtime;
 using MiniGpt4.Weights;
 using TorchSharp;
-using MiniGpt4.Generation;
 using static TorchSharp.torch;
 
 namespace MiniGpt4.Language;
@@ -17,7 +16,7 @@ namespace MiniGpt4.Language;
 /// <see cref="Step"/>. Every call runs synchronously under its own dispose scope and inference mode.
 /// Not thread-safe.
 /// </summary>
-internal sealed class LlamaSession : ITokenStepper, IDisposable
+internal sealed class LlamaSession : IDisposable
 {
     private readonly LlamaForCausalLM _lm;
     private Tensor[] _keys, _values;
@@ -144,7 +143,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
     /// <summary>Tokens (positions) currently in the cache, the same for every row.</summary>
     public int Length { get; private set; }
 
-    /// <inheritdoc />
+    /// <summary>Size of the logits' last dimension.</summary>
     public int VocabSize => _lm.Config.VocabSize;
 
     /// <summary>
@@ -166,7 +165,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
     /// <summary>Like <see cref="Prefill"/> but returns the logits of every new position, <c>[rows, T, V]</c> (parity tests).</summary>
     public Tensor ForwardAllLogits(Tensor inputEmbeds) => Run(inputEmbeds, allLogits: true);
 
-    /// <inheritdoc />
+    /// <summary>Appends one token to each row and returns next-token logits <c>[rows, V]</c> float32 on the CPU (the caller owns them).</summary>
     public Tensor Step(ReadOnlySpan<int> tokenPerRow)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -185,7 +184,7 @@ internal sealed class LlamaSession : ITokenStepper, IDisposable
         Length = length;
     }
 
-    /// <inheritdoc />
+    /// <summary>Rebuilds the rows so that new row <c>i</c> is a copy of old row <c>source[i]</c> (the count may change).</summary>
     public void ReorderRows(ReadOnlySpan<int> source)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);

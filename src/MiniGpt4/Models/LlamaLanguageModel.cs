@@ -1,6 +1,4 @@
-using System.Runtime.CompilerServices;
 using MiniGpt4.Abstractions;
-using MiniGpt4.Generation;
 using MiniGpt4.Language;
 using MiniGpt4.Runtime;
 using MiniGpt4.Text;
@@ -10,11 +8,9 @@ using static TorchSharp.torch;
 namespace MiniGpt4.Models;
 
 /// <summary>
-/// <see cref="ILanguageModel"/> over a LLaMA-family decoder, its SentencePiece tokenizer and the
-/// generation engine (<see cref="GenerationRun"/>). Native calls are serialised per model by a
-/// <see cref="ComputeGate"/> held for one prefill or step at a time, so several generations interleave
-/// their steps and a stream left unread blocks nobody; all tensor work happens in synchronous calls, so
-/// no dispose scope or inference-mode guard crosses an await.
+/// <see cref="ILanguageModel"/> over a LLaMA-family decoder and its SentencePiece tokenizer. Each prefill
+/// or step runs synchronously under the model's <see cref="ComputeGate"/> (so disposal waits for the call
+/// in flight) inside its own dispose scope and inference mode; its caches are <see cref="LlamaSession"/>s.
 /// </summary>
 internal sealed class LlamaLanguageModel : ILanguageModel
 {
@@ -58,7 +54,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel
         return merged.Count;
     }
 
-    /// <summary>Diagnostics (parity tests): sees each prompt's full embeddings <c>[1,L,H]</c> and first logits <c>[1,V]</c>.</summary>
+    /// <summary>Diagnostics (parity tests): sees each prefill's full prompt embeddings <c>[1,L,H]</c> and its logits <c>[1,V]</c>.</summary>
     internal Action<Tensor, Tensor>? PrefillObserver { get; set; }
     internal LlamaTextTokenizer Tokenizer { get; }
 
@@ -68,10 +64,12 @@ internal sealed class LlamaLanguageModel : ILanguageModel
     public int HiddenSize => _model.Config.HiddenSize;
     /// <inheritdoc />
     public int ContextLength { get; }
-    /// <summary>Beginning-of-sequence id.</summary>
-    public int BosId => Tokenizer.BosId;
-    /// <summary>End-of-sequence id.</summary>
-    public int EosId => Tokenizer.EosId;
+    /// <inheritdoc />
+    public int BeginningOfSequenceId => Tokenizer.BosId;
+    /// <inheritdoc />
+    public int EndOfSequenceId => Tokenizer.EosId;
+    /// <inheritdoc />
+    public long CacheBytesPerPosition => LlamaSession.BytesPerPosition(_model.Config, _model.DType);
 
     /// <inheritdoc />
     public IReadOnlyList<int> Tokenize(string text, bool addBos) => Tokenizer.Encode(text, addBos);
@@ -83,94 +81,123 @@ internal sealed class LlamaLanguageModel : ILanguageModel
     public LanguageModelCache CreateCache()
     {
         ObjectDisposedException.ThrowIf(_gate.IsClosed, this);
-        return new KvCache(this, _gate, () => _model.CreateSession(ContextLength));
+        return new LlamaCache(this, _gate.Run(() => _model.CreateSession(ContextLength)));
     }
 
-    /// <summary>The gate every native call on this model runs under.</summary>
-    internal ComputeGate Gate => _gate;
-
-    /// <summary>Embeds a prompt (text runs looked up in embed_tokens, image rows spliced in): <c>[1, L, H]</c>.</summary>
-    internal Tensor EmbedPrompt(PromptSequence prompt)
+    /// <inheritdoc />
+    public void Prefill(LanguageModelCache cache, PromptSequence prompt, Span<float> logits, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(prompt);
+        var session = SessionOf(cache);
+        var length = prompt.Length - prompt.SkipLeft;
+        if (session.Rows != 1) throw new ArgumentException("Prefill needs a cache of one row.", nameof(cache));
+        if (session.Length >= length) throw new ArgumentException($"The cache already holds {session.Length} positions of a {length}-position prompt.", nameof(prompt));
+        using var held = _gate.Enter(cancellationToken);
         using var scope = NewDisposeScope();
         using var _ = inference_mode();
+        var embeds = EmbedPrompt(prompt);
+        var last = session.Prefill(embeds[.., session.Length.., ..], cancellationToken);
+        PrefillObserver?.Invoke(embeds, last);
+        last.CopyTo(logits);
+    }
+
+    /// <inheritdoc />
+    public void Step(LanguageModelCache cache, ReadOnlySpan<int> tokenPerRow, Span<float> logits)
+    {
+        var session = SessionOf(cache);
+        using var held = _gate.Enter();
+        using var scope = NewDisposeScope();
+        session.Step(tokenPerRow).CopyTo(logits);
+    }
+
+    private LlamaSession SessionOf(LanguageModelCache cache) =>
+        cache is LlamaCache own && own.Model == this
+            ? own.Session
+            : throw new ArgumentException("The cache was created by another language model.", nameof(cache));
+
+    /// <summary>Embeds a prompt (text runs looked up in embed_tokens, image rows spliced in): <c>[1, L, H]</c>.</summary>
+    private Tensor EmbedPrompt(PromptSequence prompt)
+    {
         var parts = new List<Tensor>();
         foreach (var part in prompt.Parts)
         {
-            if (part is TokenPart tokens)
+            if (part is TokenPart { Ids.Count: > 0 } tokens)
+                parts.Add(_model.EmbedTokens(tensor(tokens.Ids.Select(i => (long)i).ToArray(), new long[] { 1, tokens.Ids.Count }, device: _model.Device)));
+            else if (part is ImagePart image)
             {
-                var ids = tokens.Ids;
-                if (ids.Count == 0) continue;
-                var idt = tensor(ids.Select(i => (long)i).ToArray(), new long[] { 1, ids.Count }, dtype: ScalarType.Int64, device: _model.Device);
-                parts.Add(_model.EmbedTokens(idt));
-            }
-            else
-            {
-                var img = ((ImagePart)part).Embeddings.ToTorch();
+                var img = image.Embeddings.ToTorch();
                 parts.Add(img.to(_model.DType, _model.Device).reshape(1, -1, img.shape[^1]));
             }
         }
         var all = cat(parts, 1);
-        if (prompt.SkipLeft > 0) all = all[.., prompt.SkipLeft.., ..];
-        return all.contiguous().MoveToOuterDisposeScope();
+        return prompt.SkipLeft > 0 ? all[.., prompt.SkipLeft.., ..] : all;
     }
-
-    /// <inheritdoc />
-    public async IAsyncEnumerable<GenerationUpdate> GenerateAsync(PromptSequence prompt, GenerationOptions options,
-        LanguageModelCache? cache = null, [EnumeratorCancellation] CancellationToken cancellationToken = default)
-    {
-        ObjectDisposedException.ThrowIf(_gate.IsClosed, this);
-        ArgumentNullException.ThrowIfNull(prompt);
-        ArgumentNullException.ThrowIfNull(options);
-        options.Validate();
-        var promptLength = prompt.Length - prompt.SkipLeft;
-        if (promptLength <= 0) throw new ArgumentException("The prompt is empty.", nameof(prompt));
-        if (promptLength + options.MaxNewTokens > ContextLength)
-            throw new MiniGptContextLengthException(
-                $"The prompt ({promptLength} positions) plus MaxNewTokens ({options.MaxNewTokens}) exceeds the model's context ({ContextLength}).",
-                promptLength, options.MaxNewTokens, ContextLength);
-        if (cache is not null && (cache is not KvCache kc || kc.Owner != this))
-            throw new ArgumentException("The cache was created by another language model.", nameof(cache));
-        cancellationToken.ThrowIfCancellationRequested();
-
-        var owned = cache is null ? (KvCache)CreateCache() : null;
-        var kv = owned ?? (KvCache)cache!;
-        kv.BeginTurn();
-        var run = new GenerationRun(RunModel, prompt, options, kv) { PrefillObserver = PrefillObserver };
-        var finished = false;
-        try
-        {
-            // Each native call holds the gate for itself only: never while the caller has control.
-            await _gate.RunAsync(() => { run.Prefill(cancellationToken); return true; }, cancellationToken).ConfigureAwait(false);
-            while (true)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                var update = await _gate.RunAsync(run.Next, cancellationToken).ConfigureAwait(false);
-                if (update is null) continue;
-                finished = update.FinishReason is not null;
-                yield return update;
-                if (finished) break;
-            }
-        }
-        finally
-        {
-            run.Dispose();
-            if (!finished) kv.Rollback();
-            kv.EndTurn();
-            owned?.Dispose();
-        }
-    }
-
-    private GenerationRun.Model RunModel => _runModel ??= new GenerationRun.Model(EosId, BosId, Tokenizer, EmbedPrompt);
-    private GenerationRun.Model? _runModel;
-
-    /// <summary>Bytes of KV cache one position takes (one row).</summary>
-    internal long KvBytesPerPosition => LlamaSession.BytesPerPosition(_model.Config, _model.DType);
 
     /// <inheritdoc />
     public void Dispose()
     {
-        // Waits for the step in flight; later calls throw ObjectDisposedException.
+        // Waits for the call in flight; later calls throw ObjectDisposedException.
         _gate.Close(_model.Dispose);
+    }
+
+    /// <summary>A <see cref="LlamaSession"/> as a <see cref="LanguageModelCache"/>; freed under the model's gate.</summary>
+    private sealed class LlamaCache(LlamaLanguageModel model, LlamaSession session) : LanguageModelCache
+    {
+        private bool _disposed;
+
+        public LlamaLanguageModel Model => model;
+
+        public LlamaSession Session
+        {
+            get
+            {
+                ObjectDisposedException.ThrowIf(_disposed, this);
+                return session;
+            }
+        }
+
+        public override int Length => _disposed ? 0 : session.Length;
+        public override int Rows => session.Rows;
+        public override long AllocatedBytes => session.AllocatedBytes;
+
+        public override void Reserve(int positions)
+        {
+            using var held = model._gate.Enter();
+            Session.Reserve(positions);
+        }
+
+        public override void Truncate(int length)
+        {
+            using var held = model._gate.Enter();
+            Session.Truncate(length);
+        }
+
+        public override void ReorderRows(ReadOnlySpan<int> source)
+        {
+            using var held = model._gate.Enter();
+            Session.ReorderRows(source);
+        }
+
+        public override IDisposable Save(int fromPosition)
+        {
+            using var held = model._gate.Enter();
+            return Session.Save(fromPosition);
+        }
+
+        public override void Restore(IDisposable saved)
+        {
+            using var held = model._gate.Enter();
+            var snapshot = (LlamaSession.Snapshot)saved;
+            if (Session.Rows != snapshot.Rows) Session.ReorderRows([0]);
+            Session.Restore(snapshot);
+        }
+
+        public override void Dispose()
+        {
+            if (_disposed) return;
+            _disposed = true;
+            // A step on this cache may be running on another thread: free after it.
+            model._gate.RunAlways(session.Dispose);
+        }
     }
 }

@@ -14,7 +14,7 @@ internal sealed class EvaVisionEncoder : IVisionEncoder
     private readonly ImageDecodingOptions _decoding;
     private readonly ScalarType _dtype;
     private readonly Device _device;
-    private readonly Generation.ComputeGate _gate = new(nameof(EvaVisionEncoder));
+    private readonly ComputeGate _gate = new(nameof(EvaVisionEncoder));
 
     public EvaVisionEncoder(EvaVisionTransformer vit, int imageSize, ImageDecodingOptions decoding, ScalarType dtype, Device device)
     {
@@ -52,7 +52,7 @@ internal sealed class EvaVisionEncoder : IVisionEncoder
 internal sealed class VisionProjector : IProjector
 {
     private readonly IVisionProjector _inner;
-    private readonly Generation.ComputeGate _gate = new(nameof(VisionProjector));
+    private readonly ComputeGate _gate = new(nameof(VisionProjector));
 
     public VisionProjector(IVisionProjector inner) => _inner = inner;
 

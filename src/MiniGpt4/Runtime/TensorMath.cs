@@ -29,4 +29,17 @@ internal static class TensorMath
 
     /// <summary><c>x * x</c> element-wise (TorchSharp's <c>square()</c> is <c>pow(2)</c>, with a temporary scalar).</summary>
     public static Tensor Squared(this Tensor x) => x.mul(x);
+
+    /// <summary>
+    /// Copies <paramref name="t"/>'s values as float32 into <paramref name="destination"/>, which must have exactly
+    /// as many elements (converted and moved to the CPU first when needed; one memcpy out of the native buffer).
+    /// </summary>
+    public static void CopyTo(this Tensor t, Span<float> destination)
+    {
+        if (t.numel() != destination.Length)
+            throw new InvalidOperationException($"The model returned a tensor of shape [{string.Join(", ", t.shape)}]; {destination.Length} values were expected.");
+        using var scope = NewDisposeScope();
+        var flat = t.to(ScalarType.Float32).cpu().contiguous();
+        System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(flat.bytes).CopyTo(destination);
+    }
 }

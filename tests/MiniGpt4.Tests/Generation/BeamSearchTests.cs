@@ -36,7 +36,7 @@ public class BeamSearchTests
     private static (GenerationResult Result, HistoryStepper Model) Beam(Dictionary<string, double[]> t, int maxNew, int beams = 2, float rp = 1f)
     {
         var model = new HistoryStepper(5, Table(t));
-        using var first = model.FirstLogits();
+        var first = model.FirstLogits();
         var s = new HfGenerate(DoSample: false, NumBeams: beams, MaxNewTokens: maxNew, RepetitionPenalty: rp, LengthPenalty: 1f, EosId: Eos, BosId: Bos);
         using var g = HfGenerate.Start(model, first, s);
         return (g.RunToEnd(), model);
@@ -117,7 +117,7 @@ public class BeamSearchTests
             return w.Select(x => x / w.Sum()).ToArray();
         }
         var model = new HistoryStepper(V, h => Probs(h).Select(x => (float)Math.Log(x)).ToArray());
-        using var first = model.FirstLogits();
+        var first = model.FirstLogits();
         var s = new HfGenerate(DoSample: false, NumBeams: K, MaxNewTokens: T, RepetitionPenalty: rp, EosId: Eos, BosId: Bos);
         using var g = HfGenerate.Start(model, first, s);
         var r = g.RunToEnd();
@@ -163,7 +163,7 @@ public class BeamSearchTests
         Assert.Equal(Math.Log(.4 * .9) / 3, r.SequenceScore!.Value, 5);
 
         var model = new HistoryStepper(5, Table(t));
-        using var first = model.FirstLogits();
+        var first = model.FirstLogits();
         using var g = HfGenerate.Start(model, first, new HfGenerate(DoSample: false, MaxNewTokens: 2, RepetitionPenalty: 1f, EosId: Eos, BosId: Bos));
         Assert.Equal(A, g.RunToEnd().TokenIds[0]);
     }
@@ -173,7 +173,7 @@ public class BeamSearchTests
     {
         // every history continues with c (.9): after the first token, both beams end with c
         var model = new HistoryStepper(5, h => (h.Count == 0 ? new[] { .5, .05, .04, .4, .01 } : [.03, .03, .01, .03, .9]).Select(x => (float)Math.Log(x)).ToArray());
-        using var first = model.FirstLogits();
+        var first = model.FirstLogits();
         var s = new HfGenerate(DoSample: false, NumBeams: 2, MaxNewTokens: 10, EosId: Eos, BosId: Bos, RepetitionPenalty: 1f, StopTokenSuffixes: [[C]]);
         using var g = HfGenerate.Start(model, first, s);
         var r = g.RunToEnd();
@@ -186,7 +186,7 @@ public class BeamSearchTests
     public void Beam_generator_refuses_token_streaming_and_cancellation_throws()
     {
         var model = new HistoryStepper(5, Table(Scenario()));
-        using var first = model.FirstLogits();
+        var first = model.FirstLogits();
         var s = new HfGenerate(DoSample: false, NumBeams: 2, MaxNewTokens: 10, EosId: Eos, BosId: Bos, RepetitionPenalty: 1f);
         using var g = HfGenerate.Start(model, first, s);
         Assert.Throws<InvalidOperationException>(() => g.TryStep(out _));
@@ -221,7 +221,7 @@ public class BeamSearchTests
         for (long seed = 0; seed < 5; seed++)
         {
             var model = new HistoryStepper(5, Table(t));
-            using var first = model.FirstLogits();
+            var first = model.FirstLogits();
             var s = new HfGenerate(DoSample: true, Temperature: T, NumBeams: 2, MaxNewTokens: 2, RepetitionPenalty: 1f, EosId: Eos, BosId: Bos, Seed: seed);
             using var g = HfGenerate.Start(model, first, s);
             var r = g.RunToEnd();
@@ -242,7 +242,7 @@ public class BeamSearchTests
         GenerationResult Run(long seed)
         {
             var model = new HistoryStepper(40, h => (float[])table[h.Count == 0 ? 40 : h[^1]].Clone());
-            using var first = model.FirstLogits();
+            var first = model.FirstLogits();
             using var g = HfGenerate.Start(model, first, new HfGenerate(NumBeams: 3, MaxNewTokens: 12, EosId: 39, Seed: seed));
             return g.RunToEnd();
         }

@@ -7,7 +7,7 @@ public class DecodeLoopTests
 {
     private static GenerationResult Run(HistoryStepper model, HfGenerate s)
     {
-        using var first = model.FirstLogits();
+        var first = model.FirstLogits();
         using var g = HfGenerate.Start(model, first, s);
         return g.RunToEnd();
     }
@@ -116,7 +116,7 @@ public class DecodeLoopTests
     public void Try_step_streams_one_token_per_call_and_reports_finish_with_the_last()
     {
         var model = Scripted(50, 10, 11, 2);
-        using var first = model.FirstLogits();
+        var first = model.FirstLogits();
         using var g = HfGenerate.Start(model, first, Greedy(20));
         Assert.True(g.TryStep(out var a)); Assert.Equal(10, a); Assert.Null(g.Finish);
         Assert.True(g.TryStep(out var b)); Assert.Equal(11, b);
@@ -169,7 +169,7 @@ public class DecodeLoopTests
     public void Invalid_settings_throw_before_any_step(int maxNew, float topP, float rp, int beams)
     {
         var model = new HistoryStepper(10, _ => new float[10]);
-        using var first = model.FirstLogits();
+        var first = model.FirstLogits();
         var s = new HfGenerate(MaxNewTokens: maxNew, TopP: topP, RepetitionPenalty: rp, NumBeams: beams);
         Assert.Throws<ArgumentOutOfRangeException>(() => HfGenerate.Start(model, first, s));
     }
@@ -178,8 +178,7 @@ public class DecodeLoopTests
     public void Wrong_logits_shape_from_the_model_is_a_clear_error()
     {
         var model = new HistoryStepper(10, _ => new float[10]);
-        using var bad = TorchSharp.torch.zeros(1, 9);
-        var e = Assert.Throws<InvalidOperationException>(() => HfGenerate.Start(model, bad, Greedy()));
-        Assert.Contains("[1, 9]", e.Message);
+        var e = Assert.Throws<ArgumentException>(() => HfGenerate.Start(model, new float[9], Greedy()));
+        Assert.Contains("9 logits", e.Message);
     }
 }

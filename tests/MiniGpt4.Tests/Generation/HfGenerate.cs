@@ -20,6 +20,6 @@ internal sealed record HfGenerate(
     public DecodeRules Rules => new(EosId, BosId, StopTokenSuffixes);
 
     /// <summary>A generator over <paramref name="model"/> from its prefill logits.</summary>
-    public static Generator Start(ITokenStepper model, TorchSharp.torch.Tensor firstLogits, HfGenerate s)
+    public static Generator Start(ITokenStepper model, ReadOnlySpan<float> firstLogits, HfGenerate s)
         => new(model, firstLogits, s.Options, s.Rules);
 }

@@ -1,5 +1,4 @@
 using MiniGpt4.Generation;
-using TorchSharp;
 
 namespace MiniGpt4.Tests.Generation;
 
@@ -18,22 +17,20 @@ internal sealed class HistoryStepper(int vocabSize, Func<IReadOnlyList<int>, flo
     public Action<int>? OnStep { get; set; }
     public IReadOnlyList<IReadOnlyList<int>> Rows => _rows;
 
-    /// <summary>The prefill's logits: the function at the empty history, [1, V].</summary>
-    public torch.Tensor FirstLogits() => torch.tensor(Checked(logitsOf([])), [1, VocabSize]);
+    /// <summary>The prefill's logits: the function at the empty history, V values.</summary>
+    public float[] FirstLogits() => Checked(logitsOf([]));
 
-    public torch.Tensor Step(ReadOnlySpan<int> tokenPerRow)
+    public void Step(ReadOnlySpan<int> tokenPerRow, Span<float> logits)
     {
         if (tokenPerRow.Length != _rows.Count)
             throw new InvalidOperationException($"Step got {tokenPerRow.Length} tokens for {_rows.Count} rows.");
         Steps++;
-        var data = new float[_rows.Count * VocabSize];
         for (int r = 0; r < _rows.Count; r++)
         {
             _rows[r].Add(tokenPerRow[r]);
-            Checked(logitsOf(_rows[r])).CopyTo(data, r * VocabSize);
+            Checked(logitsOf(_rows[r])).CopyTo(logits.Slice(r * VocabSize, VocabSize));
         }
         OnStep?.Invoke(Steps);
-        return torch.tensor(data, [_rows.Count, VocabSize]);
     }
 
     public void ReorderRows(ReadOnlySpan<int> source)

@@ -35,7 +35,7 @@ public class OracleReplayTests
             if (fed.Count > 0) Assert.Equal(greedyPath[fed.Count - 1], fed[^1]);
             return rows[fed.Count];
         });
-        using var first = model.FirstLogits();
+        var first = model.FirstLogits();
         var settings = new HfGenerate(DoSample: false, RepetitionPenalty: rp, MaxNewTokens: 20);
         using var g = HfGenerate.Start(model, first, settings);
         var observed = new List<(int[] Ids, float[] Values)>();

@@ -11,7 +11,7 @@ public class ProcessingCostTests(ITestOutputHelper output)
     public void Processing_cost_per_step_at_vocabulary_32000()
     {
         // Reports (does not assert) the engine's own per-step work with the demo's settings on
-        // V = 32000: logits copy out of the tensor, repetition penalty over 300 ids, top-k 50,
+        // V = 32000: logits copy out of the tensor and finiteness check, repetition penalty over 300 ids, top-k 50,
         // top-p 0.9, draw. Logits: a peaked random row (a few tokens well above the rest).
         const int V = 32000, N = 300;
         var rng = new Random(3);
@@ -29,7 +29,8 @@ public class ProcessingCostTests(ITestOutputHelper output)
             for (int i = -N; i < N; i++) // the first N warm the JIT up
             {
                 if (i == 0) { sw.Start(); process.Refresh(); cpu0 = process.TotalProcessorTime; }
-                LogitsRows.CopyTo(logits, 1, V, scores, step: 0);
+                Runtime.TensorMath.CopyTo(logits, scores);
+                LogitsRows.ThrowIfNotFinite(scores, step: 0);
                 LogitsProcessors.RepetitionPenalty(scores, ids, 1.05f);
                 if (!sample) { LogitsProcessors.ArgMax(scores); continue; }
                 warpers.Warp(scores, 1f, topK, topP);

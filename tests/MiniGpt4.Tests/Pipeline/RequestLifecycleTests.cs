@@ -239,7 +239,7 @@ public class RequestLifecycleTests(TinyPipelines tiny) : IClassFixture<TinyPipel
     [SkippableFact]
     public async Task A_request_larger_than_the_memory_budget_is_refused_and_caches_grow_by_need()
     {
-        var perPosition = ((LlamaLanguageModel)tiny.Get("vicuna0").LanguageModel).KvBytesPerPosition;
+        var perPosition = ((LlamaLanguageModel)tiny.Get("vicuna0").LanguageModel).CacheBytesPerPosition;
         using var p = LoadTextOnly(new MiniGptLoadOptions { MemoryBudgetBytes = perPosition * 300 });
         using var s = p.CreateSession();
         var ex = await Assert.ThrowsAsync<MiniGptCapacityException>(() => s.AskAsync("Hello", Greedy20 with { MaxNewTokens = 1900, MaxContextLength = 2048 }));
@@ -256,7 +256,7 @@ public class RequestLifecycleTests(TinyPipelines tiny) : IClassFixture<TinyPipel
     [SkippableFact]
     public async Task Idle_caches_are_evicted_least_recently_used_first_without_changing_answers()
     {
-        var perPosition = ((LlamaLanguageModel)tiny.Get("vicuna0").LanguageModel).KvBytesPerPosition;
+        var perPosition = ((LlamaLanguageModel)tiny.Get("vicuna0").LanguageModel).CacheBytesPerPosition;
         long held, answer;
         using (var probe = LoadTextOnly(new MiniGptLoadOptions()))
         using (var s = probe.CreateSession())

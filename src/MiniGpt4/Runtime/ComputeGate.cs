@@ -1,4 +1,4 @@
-namespace MiniGpt4.Generation;
+namespace MiniGpt4.Runtime;
 
 /// <summary>
 /// Serialises the native calls on one model and makes disposal safe: every forward, step or
@@ -38,14 +38,27 @@ internal sealed class ComputeGate
     /// <summary>Runs <paramref name="work"/> on the calling thread while holding the gate.</summary>
     public T Run<T>(Func<T> work, CancellationToken cancellationToken = default)
     {
+        using (Enter(cancellationToken)) return work();
+    }
+
+    /// <summary>Holds the gate on the calling thread until the result is disposed (for work on spans, which lambdas cannot capture).</summary>
+    public Held Enter(CancellationToken cancellationToken = default)
+    {
         _lock.Wait(cancellationToken);
-        try
+        if (_closed || cancellationToken.IsCancellationRequested)
         {
+            _lock.Release();
             ObjectDisposedException.ThrowIf(_closed, _owner);
             cancellationToken.ThrowIfCancellationRequested();
-            return work();
         }
-        finally { _lock.Release(); }
+        return new Held(_lock);
+    }
+
+    /// <summary>The gate, held until disposed.</summary>
+    public readonly struct Held(SemaphoreSlim held) : IDisposable
+    {
+        /// <summary>Releases the gate.</summary>
+        public void Dispose() => held.Release();
     }
 
     /// <summary>Runs <paramref name="work"/> under the gate unless the gate is closed (then nothing runs: what it would free is gone).</summary>
