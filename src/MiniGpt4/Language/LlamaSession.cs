@@ -116,17 +116,6 @@ internal sealed class LlamaSession : IDisposable
         Length = snapshot.From + snapshot.Count;
     }
 
-    /// <summary>Frees the memory (keeps nothing); the session stays usable and starts empty.</summary>
-    internal void Clear()
-    {
-        ObjectDisposedException.ThrowIf(_disposed, this);
-        Length = 0;
-        if (AllocatedPositions <= Granularity) return;
-        DisposeCache();
-        AllocatedPositions = Math.Min(Capacity, Granularity);
-        (_keys, _values) = Allocate(Rows, AllocatedPositions);
-    }
-
     /// <summary>Cached keys/values of positions <c>From .. From+Count-1</c>; dispose to free.</summary>
     internal sealed record Snapshot(int From, int Rows, int Count, Tensor[] Keys, Tensor[] Values) : IDisposable
     {

@@ -61,14 +61,6 @@ internal sealed class ComputeGate
         public void Dispose() => held.Release();
     }
 
-    /// <summary>Runs <paramref name="work"/> under the gate unless the gate is closed (then nothing runs: what it would free is gone).</summary>
-    public void RunIfOpen(Action work)
-    {
-        _lock.Wait();
-        try { if (!_closed) work(); }
-        finally { _lock.Release(); }
-    }
-
     /// <summary>Runs <paramref name="work"/> under the gate, open or closed (frees memory that outlives the model, such as a cache).</summary>
     public void RunAlways(Action work)
     {
