@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Text;
 using System.Text.Json;
 using TorchSharp;
 
@@ -53,20 +54,16 @@ internal static class SafetensorsWriter
             shards[^1].Add(item);
             current += item.Bytes;
         }
-        var names = shards.Select((_, i) => $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors").ToList();
-        for (var i = 0; i < shards.Count; i++) WriteItems(Path.Combine(folder, names[i]), shards[i]);
-        var indexPath = Path.Combine(folder, "model.safetensors.index.json");
-        using var fs = new FileStream(indexPath, FileMode.Create, FileAccess.Write);
-        using var w = new Utf8JsonWriter(fs, new JsonWriterOptions { Indented = true });
-        w.WriteStartObject();
-        w.WriteStartObject("metadata");
-        w.WriteNumber("total_size", items.Sum(i => i.Bytes));
-        w.WriteEndObject();
-        w.WriteStartObject("weight_map");
+        var weightMap = new SortedDictionary<string, string>(StringComparer.Ordinal);
         for (var i = 0; i < shards.Count; i++)
-            foreach (var item in shards[i]) w.WriteString(item.Key, names[i]);
-        w.WriteEndObject();
-        w.WriteEndObject();
+        {
+            var name = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
+            WriteItems(Path.Combine(folder, name), shards[i]);
+            foreach (var item in shards[i]) weightMap[item.Key] = name;
+        }
+        var indexPath = Path.Combine(folder, "model.safetensors.index.json");
+        var index = new { metadata = new { total_size = items.Sum(i => i.Bytes) }, weight_map = weightMap };
+        File.WriteAllText(indexPath, JsonSerializer.Serialize(index, new JsonSerializerOptions { WriteIndented = true }));
         return indexPath;
     }
 
@@ -81,41 +78,23 @@ internal static class SafetensorsWriter
     private static void WriteItems(string path, IEnumerable<Item> unordered)
     {
         var items = unordered.OrderBy(i => i.Key, StringComparer.Ordinal).ToList();
-        for (var i = 1; i < items.Count; i++)
-            if (items[i].Key == items[i - 1].Key) throw new ArgumentException($"key '{items[i].Key}' given twice");
-        var header = new MemoryStream();
-        using (var w = new Utf8JsonWriter(header))
+        var header = new OrderedDictionary<string, object> { ["__metadata__"] = new { format = "pt" } };
+        long offset = 0;
+        foreach (var item in items)
         {
-            w.WriteStartObject();
-            w.WriteStartObject("__metadata__");
-            w.WriteString("format", "pt");
-            w.WriteEndObject();
-            long offset = 0;
-            foreach (var item in items)
-            {
-                w.WriteStartObject(item.Key);
-                w.WriteString("dtype", DTypes.ToSafetensors(item.DType));
-                w.WriteStartArray("shape");
-                foreach (var d in item.Shape) w.WriteNumberValue(d);
-                w.WriteEndArray();
-                w.WriteStartArray("data_offsets");
-                w.WriteNumberValue(offset);
-                w.WriteNumberValue(offset += item.Bytes);
-                w.WriteEndArray();
-                w.WriteEndObject();
-            }
-            w.WriteEndObject();
+            var entry = new { dtype = DTypes.ToSafetensors(item.DType), shape = item.Shape, data_offsets = new[] { offset, offset += item.Bytes } };
+            if (!header.TryAdd(item.Key, entry)) throw new ArgumentException($"key '{item.Key}' given twice");
         }
-        while (header.Length % 8 != 0) header.WriteByte((byte)' ');
+        var json = JsonSerializer.Serialize(header); // ASCII: the default encoder escapes everything else
+        json = json.PadRight((json.Length + 7) / 8 * 8);
 
         var tmp = path + ".tmp";
         using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
         {
             Span<byte> len = stackalloc byte[8];
-            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)header.Length);
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)json.Length);
             fs.Write(len);
-            header.Position = 0;
-            header.CopyTo(fs);
+            fs.Write(Encoding.ASCII.GetBytes(json));
             foreach (var item in items)
             {
                 using var t = item.Get();
