@@ -42,9 +42,8 @@ internal sealed class MappedWeightSource : IWeightSource
     /// <inheritdoc />
     public bool TryGetInfo(string key, out TensorInfo info)
     {
-        if (_entries.TryGetValue(key, out var e)) { info = e.Info; return true; }
-        info = null!;
-        return false;
+        info = _entries.GetValueOrDefault(key).Info;
+        return info is not null;
     }
 
     /// <inheritdoc />
@@ -172,7 +171,6 @@ internal sealed class MappedWeightSource : IWeightSource
 
     private torch.Tensor? TryMapFile(string file, torch.ScalarType dtype)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
         var length = RandomAccess.GetLength(HandleOf(file)); // follows symlinks, unlike FileInfo.Length
         try
         {
@@ -192,7 +190,6 @@ internal sealed class MappedWeightSource : IWeightSource
             if (_disposed) return;
             _disposed = true;
             foreach (var h in _handles.Values) h.Dispose();
-            _handles.Clear();
         }
     }
 }

@@ -35,7 +35,7 @@ internal static class ModuleLoader
             if (!source.TryGetInfo(key, out var info)) continue;
             if (!targets.TryGetValue(key, out var target))
             {
-                if (!rules.Ignore.Any(p => KeyGlob.IsMatch(p, key)))
+                if (!rules.Ignore.Any(p => LoadRules.IsMatch(p, key)))
                     problems.Add((key, $"unexpected key '{key}' {info.Describe()}: the module has no such parameter or buffer (add it to Ignore if it is unused)"));
                 continue;
             }
@@ -49,7 +49,7 @@ internal static class ModuleLoader
                 loads.Add((key, target));
         }
         foreach (var (key, target) in targets)
-            if (!source.TryGetInfo(key, out _) && !rules.AllowMissing.Any(p => KeyGlob.IsMatch(p, key)))
+            if (!source.TryGetInfo(key, out _) && !rules.AllowMissing.Any(p => LoadRules.IsMatch(p, key)))
                 problems.Add((key, $"missing key '{key}': the module expects {DTypes.FormatShape(target.shape)} {target.dtype}, the file has no such tensor (add it to AllowMissing if it may keep its value)"));
         if (problems.Count > 0) throw Problems(source, problems);
 
@@ -123,13 +123,9 @@ internal sealed class LoadRules
 
     /// <summary>The device the module must be on; moved there (<c>module.to(device)</c>) before loading when it is not.</summary>
     public torch.Device? Device { get; init; }
-}
 
-/// <summary>Glob matching for key patterns: <c>*</c> matches any (possibly empty) run of characters.</summary>
-internal static class KeyGlob
-{
-    /// <summary>True when <paramref name="key"/> matches <paramref name="pattern"/>.</summary>
-    public static bool IsMatch(string pattern, string key)
+    /// <summary>True when <paramref name="key"/> matches the glob <paramref name="pattern"/>: <c>*</c> matches any (possibly empty) run of characters.</summary>
+    internal static bool IsMatch(string pattern, string key)
     {
         int p = 0, k = 0, star = -1, mark = 0;
         while (k < key.Length)

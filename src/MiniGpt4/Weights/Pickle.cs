@@ -71,7 +71,6 @@ internal sealed class PickleReader
     private readonly List<object?> _stack = new();
     private readonly Stack<int> _marks = new();
     private readonly Dictionary<long, object?> _memo = new();
-    private readonly Dictionary<string, StorageRef> _storages = new(StringComparer.Ordinal);
 
     private PickleReader(byte[] data, string file) { _data = data; _file = file; }
 
@@ -201,11 +200,7 @@ internal sealed class PickleReader
         if (kind != "storage") throw Bad($"unexpected persistent id kind '{kind}'");
         var dtype = type.Module == "torch" ? DTypes.FromTorchStorage(type.Name) : null;
         if (dtype is null) throw Bad($"storage '{key}' has type {type}, which is not supported");
-        if (numel < 0) throw Bad($"storage '{key}' has negative size {numel}");
-        if (_storages.TryGetValue(key, out var known)) return known;
-        var s = new StorageRef(key, dtype.Value, numel, location);
-        _storages[key] = s;
-        return s;
+        return numel >= 0 ? new StorageRef(key, dtype.Value, numel, location) : throw Bad($"storage '{key}' has negative size {numel}");
     }
 
     private long[] Longs(object? o, string what) => o is PyTuple t

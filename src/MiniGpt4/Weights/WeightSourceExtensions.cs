@@ -43,9 +43,8 @@ internal static class WeightSourceExtensions
 
         public bool TryGetInfo(string key, out TensorInfo info)
         {
-            if (_toInner.TryGetValue(key, out var k) && _inner.TryGetInfo(k, out var i)) { info = i with { Key = key }; return true; }
-            info = null!;
-            return false;
+            info = _toInner.TryGetValue(key, out var k) && _inner.TryGetInfo(k, out var i) ? i with { Key = key } : null!;
+            return info is not null;
         }
 
         public torch.Tensor Load(string key, torch.ScalarType? dtype = null, torch.Device? device = null) => _inner.Load(Inner(key), dtype, device);

@@ -226,7 +226,7 @@ public class ModuleLoaderFp16Tests
     [InlineData("exact", "exactly", false)]
     [InlineData("*", "", true)]
     public void Glob_patterns_match_whole_keys(string pattern, string key, bool expected) =>
-        Assert.Equal(expected, KeyGlob.IsMatch(pattern, key));
+        Assert.Equal(expected, LoadRules.IsMatch(pattern, key));
 
     private sealed class Progress(Action<double> report) : IProgress<double>
     {
