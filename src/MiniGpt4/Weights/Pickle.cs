@@ -137,8 +137,7 @@ internal sealed class PickleReader
                     Push(Global(module, name));
                     break;
                 }
-                case (byte)'R': { var args = Pop(); var fn = Pop(); Push(Call(fn, args)); break; } // REDUCE
-                case 0x81: { var args = Pop(); var cls = Pop(); Push(Call(cls, args)); break; } // NEWOBJ
+                case (byte)'R': case 0x81: { var args = Pop(); var fn = Pop(); Push(Call(fn, args)); break; } // REDUCE, NEWOBJ
                 case (byte)'b': Pop(); break; // BUILD: state is data only; nothing to apply (e.g. OrderedDict _metadata)
                 case (byte)'Q': Push(PersistentLoad(Pop())); break; // BINPERSID
                 default:
