@@ -104,7 +104,7 @@ public class WeightLoadingBenchmarks
         long bytes;
         if (!viaLoad)
         {
-            bytes = ModuleLoader.Load(model, source, LoadRules.Strict).Bytes;
+            bytes = ModuleLoader.Load(model, source, LoadRules.Strict);
         }
         else
         {
@@ -162,13 +162,13 @@ public class WeightLoadingBenchmarks
 
     private sealed class Inner : torch.nn.Module
     {
-        private readonly EmbeddingTable embed_tokens;
+        private readonly MiniGpt4.Language.TokenEmbedding embed_tokens;
         private readonly ModuleList<Block> layers = new();
         private readonly NormHolder norm;
 
         public Inner(torch.ScalarType dtype, bool empty) : base("Inner")
         {
-            embed_tokens = EmptyInit.Embedding(Vocab, Hidden, dtype);
+            embed_tokens = new MiniGpt4.Language.TokenEmbedding("embed_tokens", Vocab, Hidden, dtype, torch.CPU);
             for (var i = 0; i < Layers; i++) layers.Add(new Block(dtype, empty));
             norm = new NormHolder(EmptyInit.Parameter([Hidden], dtype));
             RegisterComponents();

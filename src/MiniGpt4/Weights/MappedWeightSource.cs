@@ -17,23 +17,17 @@ internal sealed class MappedWeightSource : IWeightSource
     private const long MaxSpanBytes = 1L << 30;
 
     private readonly Dictionary<string, (TensorInfo Info, TensorLocation Location)> _entries;
-    private readonly List<string> _keys;
+    private readonly string[] _keys;
     private readonly Dictionary<string, SafeFileHandle> _handles = new();
     private readonly object _gate = new();
     private bool _disposed;
 
-    /// <summary>Creates the source; <paramref name="entries"/> must already be validated against the files.</summary>
-    public MappedWeightSource(string description, IEnumerable<(TensorInfo Info, TensorLocation Location)> entries)
+    /// <summary>Creates the source; <paramref name="entries"/> must already be validated against the files, keys unique.</summary>
+    public MappedWeightSource(string description, IReadOnlyCollection<(TensorInfo Info, TensorLocation Location)> entries)
     {
         Description = description;
-        _entries = new Dictionary<string, (TensorInfo, TensorLocation)>(StringComparer.Ordinal);
-        _keys = new List<string>();
-        foreach (var e in entries)
-        {
-            if (!_entries.TryAdd(e.Info.Key, e))
-                throw new MiniGptWeightsException($"{description}: tensor '{e.Info.Key}' appears twice", description, e.Info.Key);
-            _keys.Add(e.Info.Key);
-        }
+        _entries = entries.ToDictionary(e => e.Info.Key, StringComparer.Ordinal);
+        _keys = entries.Select(e => e.Info.Key).ToArray();
     }
 
     /// <inheritdoc />
@@ -48,9 +42,8 @@ internal sealed class MappedWeightSource : IWeightSource
     /// <inheritdoc />
     public bool TryGetInfo(string key, out TensorInfo info)
     {
-        if (_entries.TryGetValue(key, out var e)) { info = e.Info; return true; }
-        info = null!;
-        return false;
+        info = _entries.GetValueOrDefault(key).Info;
+        return info is not null;
     }
 
     /// <inheritdoc />
@@ -97,44 +90,32 @@ internal sealed class MappedWeightSource : IWeightSource
         if (n == 0) return 0;
         using var noGrad = torch.no_grad();
         var elem = DTypes.ElementSize(info.DType);
-        var direct = destination.device_type == DeviceType.CPU && destination.dtype == info.DType && destination.is_contiguous();
-
-        if (loc.Strides is not null)
+        if (loc.Strides is not null || !destination.is_contiguous())
         {
-            // Rare (a saved non-contiguous view): read its storage region, then let torch gather it.
+            // Rare (a saved non-contiguous view, a strided destination): read the storage region, let torch gather it.
             using var region = torch.empty(loc.ByteLength / elem, info.DType);
             ReadBytes(loc.File, loc.Offset, region);
-            using var view = region.as_strided(info.Shape, loc.Strides, 0);
+            using var view = loc.Strides is null ? region.view(info.Shape) : region.as_strided(info.Shape, loc.Strides, 0);
             destination.copy_(view);
-            return destination.NumberOfElements * destination.ElementSize;
         }
-
-        if (direct)
+        else if (destination.device_type == DeviceType.CPU && destination.dtype == info.DType)
         {
-            using var flat = destination.view(-1);
-            ReadBytes(loc.File, loc.Offset, flat);
-            return n * elem;
+            ReadBytes(loc.File, loc.Offset, destination);
         }
-
-        // Convert (dtype and/or device) in bounded chunks: the only extra memory is one chunk.
-        if (!destination.is_contiguous())
+        else
         {
-            using var whole = torch.empty(info.Shape, info.DType);
-            using var wholeFlat = whole.view(-1);
-            ReadBytes(loc.File, loc.Offset, wholeFlat);
-            destination.copy_(whole);
-            return destination.NumberOfElements * destination.ElementSize;
-        }
-        var chunk = Math.Max(1, ChunkBytes / elem);
-        using var buffer = torch.empty(Math.Min(chunk, n), info.DType);
-        using var dstFlat = destination.view(-1);
-        for (long start = 0; start < n; start += chunk)
-        {
-            var count = Math.Min(chunk, n - start);
-            using var src = buffer.narrow(0, 0, count);
-            ReadBytes(loc.File, loc.Offset + start * elem, src);
-            using var dst = dstFlat.narrow(0, start, count);
-            dst.copy_(src);
+            // Convert (dtype and/or device) in bounded chunks: the only extra memory is one chunk.
+            var chunk = Math.Max(1, ChunkBytes / elem);
+            using var buffer = torch.empty(Math.Min(chunk, n), info.DType);
+            using var dstFlat = destination.view(-1);
+            for (long start = 0; start < n; start += chunk)
+            {
+                var count = Math.Min(chunk, n - start);
+                using var src = buffer.narrow(0, 0, count);
+                ReadBytes(loc.File, loc.Offset + start * elem, src);
+                using var dst = dstFlat.narrow(0, start, count);
+                dst.copy_(src);
+            }
         }
         return n * destination.ElementSize;
     }
@@ -190,7 +171,6 @@ internal sealed class MappedWeightSource : IWeightSource
 
     private torch.Tensor? TryMapFile(string file, torch.ScalarType dtype)
     {
-        ObjectDisposedException.ThrowIf(_disposed, this);
         var length = RandomAccess.GetLength(HandleOf(file)); // follows symlinks, unlike FileInfo.Length
         try
         {
@@ -210,7 +190,15 @@ internal sealed class MappedWeightSource : IWeightSource
             if (_disposed) return;
             _disposed = true;
             foreach (var h in _handles.Values) h.Dispose();
-            _handles.Clear();
         }
     }
 }
+
+/// <summary>
+/// Where a tensor's bytes are: <paramref name="File"/> from byte <paramref name="Offset"/>, in the
+/// file's dtype. <paramref name="Strides"/> (in elements) is null for a contiguous (row-major) tensor
+/// of exactly <c>numel * elemsize</c> bytes; otherwise <paramref name="ByteLength"/> covers the
+/// storage region from the first element to one past the farthest one, and the tensor is
+/// <c>as_strided(shape, Strides)</c> over it.
+/// </summary>
+internal sealed record TensorLocation(string File, long Offset, long ByteLength, long[]? Strides = null);

@@ -1,4 +1,3 @@
-using System.Text;
 using TorchSharp;
 
 namespace MiniGpt4.Weights;
@@ -19,9 +18,9 @@ internal static class ModuleLoader
     /// fail with one <see cref="MiniGptWeightsException"/> listing every problem with file, key,
     /// expected and actual shape/dtype. Only then reads each tensor straight into its parameter
     /// (casting floating types to the parameter's dtype in bounded chunks), so peak memory is the
-    /// module's own bytes plus one chunk.
+    /// module's own bytes plus one chunk. Returns the bytes written into the module's tensors.
     /// </summary>
-    public static LoadReport Load(torch.nn.Module module, IWeightSource source, LoadRules rules, IProgress<double>? progress = null)
+    public static long Load(torch.nn.Module module, IWeightSource source, LoadRules rules, IProgress<double>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(module);
         ArgumentNullException.ThrowIfNull(source);
@@ -30,58 +29,51 @@ internal static class ModuleLoader
         var targets = module.state_dict();
 
         var problems = new List<(string Key, string Message)>();
-        var loaded = new List<(string Key, torch.Tensor Target, long Bytes)>();
-        var ignored = new List<string>();
-        var missingAllowed = new List<string>();
+        var loads = new List<(string Key, torch.Tensor Target)>();
         foreach (var key in source.Keys)
         {
             if (!source.TryGetInfo(key, out var info)) continue;
             if (!targets.TryGetValue(key, out var target))
             {
-                if (KeyGlob.AnyMatch(rules.Ignore, key)) ignored.Add(key);
-                else problems.Add((key, $"unexpected key '{key}' {info.Describe()}: the module has no such parameter or buffer (add it to Ignore if it is unused)"));
+                if (!rules.Ignore.Any(p => LoadRules.IsMatch(p, key)))
+                    problems.Add((key, $"unexpected key '{key}' {info.Describe()}: the module has no such parameter or buffer (add it to Ignore if it is unused)"));
                 continue;
             }
-            var expected = target.shape;
             if (target.device_type == DeviceType.META)
                 problems.Add((key, $"module tensor '{key}' is on the meta device and cannot be filled (build the module with EmptyInit instead)"));
-            else if (!expected.SequenceEqual(info.Shape))
-                problems.Add((key, $"shape mismatch for '{key}': the module expects {DTypes.FormatShape(expected)} {target.dtype}, the file has {info.Describe()}"));
+            else if (!target.shape.SequenceEqual(info.Shape))
+                problems.Add((key, $"shape mismatch for '{key}': the module expects {DTypes.FormatShape(target.shape)} {target.dtype}, the file has {info.Describe()}"));
             else if (Kind(target.dtype) != Kind(info.DType))
                 problems.Add((key, $"dtype mismatch for '{key}': the module expects {target.dtype}, the file has {info.DType} (only floating types are converted)"));
             else
-                loaded.Add((key, target, target.NumberOfElements * target.ElementSize));
+                loads.Add((key, target));
         }
-        foreach (var key in targets.Keys)
-        {
-            if (source.TryGetInfo(key, out _)) continue;
-            if (KeyGlob.AnyMatch(rules.AllowMissing, key)) missingAllowed.Add(key);
-            else problems.Add((key, $"missing key '{key}': the module expects {DTypes.FormatShape(targets[key].shape)} {targets[key].dtype}, the file has no such tensor (add it to AllowMissing if it may keep its value)"));
-        }
+        foreach (var (key, target) in targets)
+            if (!source.TryGetInfo(key, out _) && !rules.AllowMissing.Any(p => LoadRules.IsMatch(p, key)))
+                problems.Add((key, $"missing key '{key}': the module expects {DTypes.FormatShape(target.shape)} {target.dtype}, the file has no such tensor (add it to AllowMissing if it may keep its value)"));
         if (problems.Count > 0) throw Problems(source, problems);
 
-        var total = Math.Max(1, loaded.Sum(l => l.Bytes));
+        var total = Math.Max(1, loads.Sum(l => Bytes(l.Target)));
         long done = 0;
-        using (torch.no_grad())
+        using var noGrad = torch.no_grad();
+        foreach (var (key, target) in loads)
         {
-            foreach (var (key, target, bytes) in loaded)
+            try
             {
-                try
-                {
-                    source.ReadInto(key, target);
-                }
-                catch (MiniGptWeightsException) { throw; }
-                catch (Exception ex) when (ex is not OutOfMemoryException)
-                {
-                    throw new MiniGptWeightsException($"{source.Description}: loading '{key}' failed: {ex.Message}", source.Description, key, ex);
-                }
-                done += bytes;
-                progress?.Report((double)done / total);
+                source.ReadInto(key, target);
             }
+            catch (Exception ex) when (ex is not (MiniGptWeightsException or OutOfMemoryException))
+            {
+                throw new MiniGptWeightsException($"{source.Description}: loading '{key}' failed: {ex.Message}", source.Description, key, ex);
+            }
+            done += Bytes(target);
+            progress?.Report((double)done / total);
         }
         progress?.Report(1.0);
-        return new LoadReport(loaded.Select(l => l.Key).ToList(), ignored, missingAllowed, done);
+        return done;
     }
+
+    private static long Bytes(torch.Tensor t) => t.NumberOfElements * t.ElementSize;
 
     private static void PrepareModule(torch.nn.Module module, LoadRules rules)
     {
@@ -98,11 +90,52 @@ internal static class ModuleLoader
 
     private static MiniGptWeightsException Problems(IWeightSource source, List<(string Key, string Message)> problems)
     {
-        var sb = new StringBuilder();
-        sb.Append(source.Description).Append(": ").Append(problems.Count).Append(problems.Count == 1 ? " problem" : " problems")
-          .Append(" loading weights into the module:");
-        foreach (var (_, m) in problems.Take(MaxListedProblems)) sb.Append("\n  - ").Append(m);
-        if (problems.Count > MaxListedProblems) sb.Append("\n  ... and ").Append(problems.Count - MaxListedProblems).Append(" more");
-        return new MiniGptWeightsException(sb.ToString(), source.Description, problems[0].Key);
+        var listed = string.Concat(problems.Take(MaxListedProblems).Select(p => "\n  - " + p.Message));
+        var more = problems.Count > MaxListedProblems ? $"\n  ... and {problems.Count - MaxListedProblems} more" : "";
+        return new MiniGptWeightsException(
+            $"{source.Description}: {problems.Count} problem{(problems.Count == 1 ? "" : "s")} loading weights into the module:{listed}{more}",
+            source.Description, problems[0].Key);
+    }
+}
+
+/// <summary>How <see cref="ModuleLoader.Load"/> matches a file against a module.</summary>
+internal sealed class LoadRules
+{
+    /// <summary>No ignores, nothing may be missing, keep the module's dtype and device.</summary>
+    public static LoadRules Strict { get; } = new();
+
+    /// <summary>
+    /// Glob patterns (<c>*</c> matches any run of characters, dots included) of FILE keys the module
+    /// lacks and may skip, e.g. <c>*.rotary_emb.inv_freq</c>, <c>t5_proj.*</c>, <c>*.position_ids</c>.
+    /// </summary>
+    public IReadOnlyList<string> Ignore { get; init; } = [];
+
+    /// <summary>Glob patterns of MODULE keys that may be absent from the file (they keep their values).</summary>
+    public IReadOnlyList<string> AllowMissing { get; init; } = [];
+
+    /// <summary>
+    /// The dtype the module's floating tensors must have. When set and a floating parameter or
+    /// buffer has another dtype, the module is converted (<c>module.to(dtype)</c>) before loading; build
+    /// the module in this dtype (see <see cref="EmptyInit"/>) to avoid that extra pass. Floating file
+    /// tensors are always cast to the module tensor's dtype, tensor by tensor, while loading.
+    /// </summary>
+    public torch.ScalarType? DType { get; init; }
+
+    /// <summary>The device the module must be on; moved there (<c>module.to(device)</c>) before loading when it is not.</summary>
+    public torch.Device? Device { get; init; }
+
+    /// <summary>True when <paramref name="key"/> matches the glob <paramref name="pattern"/>: <c>*</c> matches any (possibly empty) run of characters.</summary>
+    internal static bool IsMatch(string pattern, string key)
+    {
+        int p = 0, k = 0, star = -1, mark = 0;
+        while (k < key.Length)
+        {
+            if (p < pattern.Length && pattern[p] == '*') { star = p++; mark = k; }
+            else if (p < pattern.Length && pattern[p] == key[k]) { p++; k++; }
+            else if (star >= 0) { p = star + 1; k = ++mark; }
+            else return false;
+        }
+        while (p < pattern.Length && pattern[p] == '*') p++;
+        return p == pattern.Length;
     }
 }

@@ -5,32 +5,14 @@ using TorchSharp;
 
 namespace MiniGpt4.Weights;
 
-/// <summary>A Python dict (or OrderedDict) read from a pickle: entries in insertion order.</summary>
-internal sealed class PyDict
+/// <summary>A Python dict (or OrderedDict) read from a pickle: entries in insertion order, a later duplicate key replacing the value in place.</summary>
+internal sealed class PyDict : OrderedDictionary<object, object?>
 {
-    // Position of each scalar key (str, int, float, bool, None) in Items; other keys are appended.
-    // Created on the first scalar key: a hostile pickle may create millions of empty dicts.
-    private Dictionary<object, int>? _index;
-    private static readonly object NoneKey = new();
-
-    /// <summary>Entries, in the order the pickle set them (a later duplicate key replaces the value in place).</summary>
-    public List<KeyValuePair<object?, object?>> Items { get; } = new();
+    /// <summary>The key None, which a .NET dictionary cannot hold.</summary>
+    public static readonly object NoneKey = new();
 
     /// <summary>Sets <paramref name="key"/> like Python's <c>d[key] = value</c>.</summary>
-    public void Set(object? key, object? value)
-    {
-        var k = key ?? NoneKey;
-        if (k is string or long or double or bool or BigInteger || ReferenceEquals(k, NoneKey))
-        {
-            _index ??= new Dictionary<object, int>();
-            if (_index.TryGetValue(k, out var i)) { Items[i] = new(key, value); return; }
-            _index[k] = Items.Count;
-        }
-        Items.Add(new(key, value));
-    }
-
-    /// <summary>The value of a string key, or null.</summary>
-    public object? Get(string key) => _index is not null && _index.TryGetValue(key, out var i) ? Items[i].Value : null;
+    public void Set(object? key, object? value) => this[key ?? NoneKey] = value;
 }
 
 /// <summary>A Python tuple.</summary>
@@ -81,7 +63,7 @@ internal sealed class PickleReader
     /// pickle creates about 25 per tensor, so this allows some 80 000 tensors, while bounding what a
     /// hostile 64 MB pickle of one-byte "new dict" opcodes can allocate (it would otherwise make 64 M objects).
     /// </summary>
-    internal const int MaxValues = 1 << 21;
+    private const int MaxValues = 1 << 21;
     private int _created;
     private readonly byte[] _data;
     private readonly string _file;
@@ -89,13 +71,11 @@ internal sealed class PickleReader
     private readonly List<object?> _stack = new();
     private readonly Stack<int> _marks = new();
     private readonly Dictionary<long, object?> _memo = new();
-    private readonly Dictionary<string, StorageRef> _storages = new(StringComparer.Ordinal);
 
     private PickleReader(byte[] data, string file) { _data = data; _file = file; }
 
     /// <summary>The object the pickle in <paramref name="data"/> describes.</summary>
     public static object? Load(byte[] data, string file) => new PickleReader(data, file).Run();
-
 
     private object? Run()
     {
@@ -132,35 +112,18 @@ internal sealed class PickleReader
                 case (byte)'C': Push(Take(ReadByte()).ToArray()); break; // SHORT_BINBYTES
                 case 0x8e: Push(Take(ReadLength(BinaryPrimitives.ReadInt64LittleEndian(Take(8)))).ToArray()); break; // BINBYTES8
                 case (byte)'}': Push(new PyDict()); break; // EMPTY_DICT
-                case (byte)']': Push(new List<object?>()); break; // EMPTY_LIST
+                case (byte)']': case 0x8f: Push(new List<object?>()); break; // EMPTY_LIST, EMPTY_SET (kept as a list)
                 case (byte)')': Push(new PyTuple([])); break; // EMPTY_TUPLE
-                case 0x8f: Push(new List<object?>()); break; // EMPTY_SET (kept as a list)
                 case (byte)'t': Push(new PyTuple(PopMark().ToArray())); break; // TUPLE
                 case 0x85: Push(new PyTuple([Pop()])); break; // TUPLE1
                 case 0x86: { var b = Pop(); var a = Pop(); Push(new PyTuple([a, b])); break; } // TUPLE2
                 case 0x87: { var c = Pop(); var b = Pop(); var a = Pop(); Push(new PyTuple([a, b, c])); break; } // TUPLE3
-                case (byte)'l': Push(PopMark()); break; // LIST
-                case 0x91: Push(PopMark()); break; // FROZENSET (kept as a list)
-                case (byte)'d': // DICT
-                {
-                    var items = PopMark();
-                    var d = new PyDict();
-                    for (var i = 0; i + 1 < items.Count; i += 2) d.Set(items[i], items[i + 1]);
-                    Push(d);
-                    break;
-                }
+                case (byte)'l': case 0x91: Push(PopMark()); break; // LIST, FROZENSET (kept as a list)
+                case (byte)'d': Push(SetItems(new PyDict(), PopMark())); break; // DICT
                 case (byte)'a': { var v = Pop(); AsList(Peek(), "APPEND").Add(v); break; } // APPEND
-                case (byte)'e': { var items = PopMark(); AsList(Peek(), "APPENDS").AddRange(items); break; } // APPENDS
-                case 0x90: { var items = PopMark(); AsList(Peek(), "ADDITEMS").AddRange(items); break; } // ADDITEMS
+                case (byte)'e': case 0x90: { var items = PopMark(); AsList(Peek(), "APPENDS").AddRange(items); break; } // APPENDS, ADDITEMS
                 case (byte)'s': { var v = Pop(); var k = Pop(); AsDict(Peek(), "SETITEM").Set(k, v); break; } // SETITEM
-                case (byte)'u': // SETITEMS
-                {
-                    var items = PopMark();
-                    if (items.Count % 2 != 0) throw Bad("SETITEMS with an odd number of items");
-                    var d = AsDict(Peek(), "SETITEMS");
-                    for (var i = 0; i < items.Count; i += 2) d.Set(items[i], items[i + 1]);
-                    break;
-                }
+                case (byte)'u': { var items = PopMark(); SetItems(AsDict(Peek(), "SETITEMS"), items); break; } // SETITEMS
                 case (byte)'q': Memoize(ReadByte()); break; // BINPUT
                 case (byte)'r': Memoize(BinaryPrimitives.ReadUInt32LittleEndian(Take(4))); break; // LONG_BINPUT
                 case 0x94: Memoize(_memo.Count); break; // MEMOIZE
@@ -174,8 +137,7 @@ internal sealed class PickleReader
                     Push(Global(module, name));
                     break;
                 }
-                case (byte)'R': { var args = Pop(); var fn = Pop(); Push(Call(fn, args)); break; } // REDUCE
-                case 0x81: { var args = Pop(); var cls = Pop(); Push(Call(cls, args)); break; } // NEWOBJ
+                case (byte)'R': case 0x81: { var args = Pop(); var fn = Pop(); Push(Call(fn, args)); break; } // REDUCE, NEWOBJ
                 case (byte)'b': Pop(); break; // BUILD: state is data only; nothing to apply (e.g. OrderedDict _metadata)
                 case (byte)'Q': Push(PersistentLoad(Pop())); break; // BINPERSID
                 default:
@@ -237,21 +199,12 @@ internal sealed class PickleReader
         if (kind != "storage") throw Bad($"unexpected persistent id kind '{kind}'");
         var dtype = type.Module == "torch" ? DTypes.FromTorchStorage(type.Name) : null;
         if (dtype is null) throw Bad($"storage '{key}' has type {type}, which is not supported");
-        if (numel < 0) throw Bad($"storage '{key}' has negative size {numel}");
-        if (_storages.TryGetValue(key, out var known)) return known;
-        var s = new StorageRef(key, dtype.Value, numel, location);
-        _storages[key] = s;
-        return s;
+        return numel >= 0 ? new StorageRef(key, dtype.Value, numel, location) : throw Bad($"storage '{key}' has negative size {numel}");
     }
 
-    private static long[] Longs(object? o, string what)
-    {
-        if (o is not PyTuple t) throw new MiniGptWeightsException($"tensor {what} is not a tuple");
-        var r = new long[t.Items.Length];
-        for (var i = 0; i < r.Length; i++)
-            r[i] = t.Items[i] is long v ? v : throw new MiniGptWeightsException($"tensor {what} holds a non-integer");
-        return r;
-    }
+    private long[] Longs(object? o, string what) => o is PyTuple t
+        ? t.Items.Select(i => i is long v ? v : throw Bad($"tensor {what} holds a non-integer")).ToArray()
+        : throw Bad($"tensor {what} is not a tuple");
 
     /// <summary>
     /// A short description of a pickled value for messages: at most 3 levels deep, 6 items per
@@ -266,12 +219,13 @@ internal sealed class PickleReader
         return o switch
         {
             null => "None",
+            _ when o == PyDict.NoneKey => "None",
             string s => "'" + (s.Length <= 80 ? s : s[..80] + "...") + "'",
-            long or double or bool or System.Numerics.BigInteger => Convert.ToString(o, System.Globalization.CultureInfo.InvariantCulture) is { Length: <= 80 } n ? n : "<big int>",
+            long or double or bool or BigInteger => Convert.ToString(o, System.Globalization.CultureInfo.InvariantCulture) is { Length: <= 80 } n ? n : "<big int>",
             _ when depth >= 3 => "...",
             PyTuple t => "(" + Items(t.Items, t.Items.Length) + ")",
             List<object?> l => "[" + Items(l, l.Count) + "]",
-            PyDict d => "{" + string.Join(", ", d.Items.Take(maxItems).Select(kv => Describe(kv.Key, depth + 1) + ": " + Describe(kv.Value, depth + 1))) + (d.Items.Count > maxItems ? ", ..." : "") + "}",
+            PyDict d => "{" + string.Join(", ", d.Take(maxItems).Select(kv => Describe(kv.Key, depth + 1) + ": " + Describe(kv.Value, depth + 1))) + (d.Count > maxItems ? ", ..." : "") + "}",
             PyGlobal g => g.ToString(),
             PyPlaceholder p => p.Type + "(" + Describe(p.State, depth + 1) + ")",
             StorageRef r => $"storage '{(r.Key.Length <= 80 ? r.Key : r.Key[..80] + "...")}'",
@@ -283,15 +237,15 @@ internal sealed class PickleReader
 
     private object ReadLong(int n)
     {
-        var bytes = Take(n);
-        if (n <= 8)
-        {
-            long v = 0;
-            for (var i = n - 1; i >= 0; i--) v = (v << 8) | bytes[i];
-            if (n > 0 && n < 8 && (bytes[n - 1] & 0x80) != 0) v -= 1L << (8 * n);
-            return v;
-        }
-        return new BigInteger(bytes, isUnsigned: false, isBigEndian: false);
+        var v = new BigInteger(Take(n), isUnsigned: false, isBigEndian: false);
+        return v >= long.MinValue && v <= long.MaxValue ? (object)(long)v : v;
+    }
+
+    private PyDict SetItems(PyDict d, List<object?> items)
+    {
+        if (items.Count % 2 != 0) throw Bad("dict items with an odd count");
+        for (var i = 0; i < items.Count; i += 2) d.Set(items[i], items[i + 1]);
+        return d;
     }
 
     private int ReadLength(long n)

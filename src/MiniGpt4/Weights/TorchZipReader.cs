@@ -13,12 +13,9 @@ internal static class TorchZipReader
 {
     private const long MaxPickleBytes = 64L << 20; // real data.pkl files are KBs (a few MB with optimizer state)
 
-    /// <summary>Parses and validates <paramref name="path"/>; returns its tensors in pickle order.</summary>
+    /// <summary>Parses and validates the zip archive <paramref name="path"/>; returns its tensors in pickle order.</summary>
     public static List<(TensorInfo Info, TensorLocation Location)> ReadEntries(string path)
     {
-        if (!ZipDirectory.LooksLikeZip(path))
-            throw new MiniGptWeightsException(
-                $"{path}: not a zip archive. Only torch.save files written by torch >= 1.6 (zip format) and safetensors are supported; re-save legacy files with a current torch.", path);
         var records = ZipDirectory.Read(path);
         var pkl = records.Values.Where(r => r.Name.EndsWith("data.pkl", StringComparison.Ordinal))
             .OrderBy(r => r.Name.Length).FirstOrDefault()
@@ -34,13 +31,11 @@ internal static class TorchZipReader
             $"{path}: the checkpoint holds no state dict (expected a dict of tensors, or one under 'model' or 'state_dict')", path);
 
         var entries = new List<(TensorInfo, TensorLocation)>();
-        var seen = new HashSet<string>(StringComparer.Ordinal);
-        foreach (var (k, v) in dict.Items)
+        foreach (var (k, v) in dict)
         {
             if (v is not TensorRef t) continue; // optimizer, config, epoch, _metadata ...: not weights
             if (k is not string key) throw new MiniGptWeightsException($"{path}: a tensor has a non-string key {PickleReader.Describe(k)}", path);
-            if (!seen.Add(key)) continue;
-            entries.Add(Locate(path, prefix, records, key, t));
+            entries.Add(Locate(path, prefix + "data/" + t.Storage.Key, records, key, t));
         }
         return entries;
     }
@@ -49,40 +44,34 @@ internal static class TorchZipReader
     {
         if (root is not PyDict d) return null;
         foreach (var name in new[] { "model", "state_dict" })
-            if (d.Get(name) is PyDict inner && inner.Items.Any(kv => kv.Value is TensorRef)) return inner;
+            if (d.GetValueOrDefault(name) is PyDict inner && inner.Values.Any(v => v is TensorRef)) return inner;
         return d;
     }
 
-    private static (TensorInfo, TensorLocation) Locate(string path, string prefix, Dictionary<string, ZipRecord> records, string key, TensorRef t)
+    private static (TensorInfo, TensorLocation) Locate(string path, string recordName, Dictionary<string, ZipRecord> records, string key, TensorRef t)
     {
+        MiniGptWeightsException Bad(string message) => new($"{path}: tensor '{key}' {message}", path, key);
         var s = t.Storage;
-        var recordName = prefix + "data/" + s.Key;
-        if (!records.TryGetValue(recordName, out var r))
-            throw new MiniGptWeightsException($"{path}: tensor '{key}' refers to record '{recordName}', which is missing from the archive", path, key);
-        if (r.Method != 0)
-            throw new MiniGptWeightsException($"{path}: record '{recordName}' of tensor '{key}' is compressed; torch writes storages uncompressed (re-save the file with torch.save)", path, key);
+        if (!records.TryGetValue(recordName, out var r)) throw Bad($"refers to record '{recordName}', which is missing from the archive");
+        if (r.Method != 0) throw Bad($"is in compressed record '{recordName}'; torch writes storages uncompressed (re-save the file with torch.save)");
+        if (t.StorageOffset < 0 || t.Strides.Any(x => x < 0)) throw Bad("has a negative storage offset or stride");
         var elem = DTypes.ElementSize(s.DType);
-        long storageBytes;
-        try { storageBytes = checked(s.NumElements * elem); }
-        catch (OverflowException) { throw new MiniGptWeightsException($"{path}: storage of tensor '{key}' is impossibly large", path, key); }
-        if (storageBytes > r.Size)
-            throw new MiniGptWeightsException($"{path}: tensor '{key}': storage of {s.NumElements} {s.DType} needs {storageBytes} bytes, record '{recordName}' has {r.Size}", path, key);
-
+        long storageBytes, numel, extent = 1; // extent in elements: last element index + 1
+        try
+        {
+            storageBytes = checked(s.NumElements * elem);
+            numel = DTypes.NumElements(t.Shape);
+            for (var i = 0; i < t.Shape.Length && numel > 0; i++) extent = checked(extent + (t.Shape[i] - 1) * t.Strides[i]);
+        }
+        catch (OverflowException)
+        {
+            throw Bad($"overflows (storage of {s.NumElements} {s.DType}, shape {DTypes.FormatShape(t.Shape)}, stride {DTypes.FormatShape(t.Strides)})");
+        }
+        if (storageBytes > r.Size) throw Bad($"has a storage of {s.NumElements} {s.DType}, which needs {storageBytes} bytes; record '{recordName}' has {r.Size}");
         var info = new TensorInfo(key, s.DType, t.Shape);
-        long numel;
-        try { numel = DTypes.NumElements(t.Shape); }
-        catch (OverflowException) { throw new MiniGptWeightsException($"{path}: tensor '{key}' shape {DTypes.FormatShape(t.Shape)} overflows", path, key); }
-        if (t.StorageOffset < 0 || t.Strides.Any(x => x < 0))
-            throw new MiniGptWeightsException($"{path}: tensor '{key}' has a negative storage offset or stride", path, key);
         if (numel == 0) return (info, new TensorLocation(path, r.DataOffset, 0));
-
-        // Extent in elements: last element index + 1.
-        long extent = 1;
-        try { for (var i = 0; i < t.Shape.Length; i++) extent = checked(extent + (t.Shape[i] - 1) * t.Strides[i]); }
-        catch (OverflowException) { throw new MiniGptWeightsException($"{path}: tensor '{key}' strides overflow", path, key); }
         if (t.StorageOffset > s.NumElements || extent > s.NumElements - t.StorageOffset)
-            throw new MiniGptWeightsException(
-                $"{path}: tensor '{key}' (offset {t.StorageOffset}, shape {DTypes.FormatShape(t.Shape)}, stride {DTypes.FormatShape(t.Strides)}) reaches beyond its storage of {s.NumElements} elements", path, key);
+            throw Bad($"(offset {t.StorageOffset}, shape {DTypes.FormatShape(t.Shape)}, stride {DTypes.FormatShape(t.Strides)}) reaches beyond its storage of {s.NumElements} elements");
         var offset = r.DataOffset + t.StorageOffset * elem;
         return IsContiguous(t.Shape, t.Strides)
             ? (info, new TensorLocation(path, offset, numel * elem))

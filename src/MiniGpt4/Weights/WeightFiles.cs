@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Unicode;
 
 namespace MiniGpt4.Weights;
 
@@ -6,6 +7,7 @@ namespace MiniGpt4.Weights;
 internal static class WeightFiles
 {
     private const long MaxIndexBytes = 64L << 20;
+    private static readonly string[] TorchExtensions = [".pth", ".bin", ".pt", ".ckpt"];
 
     /// <summary>
     /// Opens <paramref name="path"/>: a <c>.safetensors</c> file, a <c>*.safetensors.index.json</c>, a torch
@@ -17,66 +19,68 @@ internal static class WeightFiles
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         path = Path.GetFullPath(path);
-        if (Directory.Exists(path)) return Open(ResolveFolder(path));
+        if (Directory.Exists(path)) path = ResolveFolder(path);
         if (!File.Exists(path)) throw new MiniGptWeightsException($"weight file not found: {path}", path);
-        var name = Path.GetFileName(path);
-        if (name.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase)) return OpenIndex(path);
-        return new MappedWeightSource(path, ReadFile(path));
+        return path.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase) ? OpenIndex(path) : new MappedWeightSource(path, ReadFile(path));
     }
 
-    /// <summary>The file a Hugging Face folder's weights are in (or its index).</summary>
-    internal static string ResolveFolder(string folder)
+    /// <summary>
+    /// Runs <paramref name="read"/> over the JSON <paramref name="json"/> (the <paramref name="what"/> of
+    /// <paramref name="path"/>); invalid UTF-8 or JSON, including an escaped lone surrogate, is a <see cref="MiniGptWeightsException"/>.
+    /// </summary>
+    internal static T ReadJson<T>(string path, string what, ReadOnlyMemory<byte> json, Func<JsonElement, T> read)
+    {
+        if (!Utf8.IsValid(json.Span)) throw new MiniGptWeightsException($"{path}: {what} is not valid UTF-8 JSON", path);
+        try
+        {
+            using var doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 16 });
+            return read(doc.RootElement);
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException) // InvalidOperation: an escaped lone surrogate
+        {
+            throw new MiniGptWeightsException($"{path}: {what} is not valid JSON: {ex.Message}", path, null, ex);
+        }
+    }
+
+    private static string ResolveFolder(string folder)
     {
         string[] candidates = ["model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin"];
-        foreach (var c in candidates)
-        {
-            var p = Path.Combine(folder, c);
-            if (File.Exists(p)) return p;
-        }
-        throw new MiniGptWeightsException($"{folder}: no weights found (looked for {string.Join(", ", candidates)})", folder);
+        return candidates.Select(c => Path.Combine(folder, c)).FirstOrDefault(File.Exists)
+            ?? throw new MiniGptWeightsException($"{folder}: no weights found (looked for {string.Join(", ", candidates)})", folder);
     }
 
-    private static readonly string[] TorchExtensions = [".pth", ".bin", ".pt", ".ckpt"];
-
-    /// <summary>Entries of one file: <c>.safetensors</c> by name, a torch zip by name or content, else safetensors.</summary>
-    private static List<(TensorInfo Info, TensorLocation Location)> ReadFile(string path)
+    /// <summary>Entries of one file: <c>.safetensors</c> by name, a torch zip by content, else safetensors.</summary>
+    private static List<(TensorInfo Info, TensorLocation Location)> ReadFile(string path) => Reading(path, () =>
     {
-        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return SafetensorsReader.ReadEntries(path, out _);
-        bool zip;
-        try { zip = ZipDirectory.LooksLikeZip(path); }
+        if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)) return SafetensorsReader.ReadEntries(path);
+        if (ZipDirectory.LooksLikeZip(path)) return TorchZipReader.ReadEntries(path);
+        if (TorchExtensions.Any(e => path.EndsWith(e, StringComparison.OrdinalIgnoreCase)))
+            throw new MiniGptWeightsException(
+                $"{path}: not a zip archive. Only torch.save files written by torch >= 1.6 (zip format) and safetensors are supported; re-save legacy files with a current torch.", path);
+        return SafetensorsReader.ReadEntries(path);
+    });
+
+    private static T Reading<T>(string path, Func<T> read)
+    {
+        try { return read(); }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new MiniGptWeightsException($"{path}: cannot open: {ex.Message}", path, null, ex);
+            throw new MiniGptWeightsException($"{path}: cannot read: {ex.Message}", path, null, ex);
         }
-        return zip || TorchExtensions.Any(e => path.EndsWith(e, StringComparison.OrdinalIgnoreCase))
-            ? TorchZipReader.ReadEntries(path)
-            : SafetensorsReader.ReadEntries(path, out _);
     }
 
-    private static IWeightSource OpenIndex(string indexPath)
+    private static MappedWeightSource OpenIndex(string indexPath)
     {
         var folder = Path.GetDirectoryName(indexPath)!;
         var len = new FileInfo(indexPath).Length;
         if (len > MaxIndexBytes) throw new MiniGptWeightsException($"{indexPath}: index is {len} bytes, over the {MaxIndexBytes >> 20} MB cap", indexPath);
-        var weightMap = new List<(string Key, string File)>();
-        try
+        var weightMap = ReadJson(indexPath, "index", Reading(indexPath, () => File.ReadAllBytes(indexPath)), root =>
         {
-            var json = File.ReadAllBytes(indexPath);
-            if (!System.Text.Unicode.Utf8.IsValid(json)) throw new MiniGptWeightsException($"{indexPath}: index is not valid UTF-8 JSON", indexPath);
-            using var doc = JsonDocument.Parse(json, new JsonDocumentOptions { MaxDepth = 16 });
-            if (doc.RootElement.ValueKind != JsonValueKind.Object || !doc.RootElement.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
+            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("weight_map", out var map) || map.ValueKind != JsonValueKind.Object)
                 throw new MiniGptWeightsException($"{indexPath}: index has no \"weight_map\" object", indexPath);
-            foreach (var p in map.EnumerateObject())
-            {
-                if (p.Value.ValueKind != JsonValueKind.String)
-                    throw new MiniGptWeightsException($"{indexPath}: weight_map entry '{p.Name}' is not a file name", indexPath, p.Name);
-                weightMap.Add((p.Name, p.Value.GetString()!));
-            }
-        }
-        catch (Exception ex) when (ex is JsonException or InvalidOperationException) // InvalidOperation: an escaped lone surrogate
-        {
-            throw new MiniGptWeightsException($"{indexPath}: index is not valid JSON: {ex.Message}", indexPath, null, ex);
-        }
+            return map.EnumerateObject().Select(p => (Key: p.Name, File: p.Value.ValueKind == JsonValueKind.String ? p.Value.GetString()!
+                : throw new MiniGptWeightsException($"{indexPath}: weight_map entry '{p.Name}' is not a file name", indexPath, p.Name))).ToList();
+        });
 
         var shards = new Dictionary<string, Dictionary<string, (TensorInfo, TensorLocation)>>(StringComparer.Ordinal);
         var entries = new List<(TensorInfo, TensorLocation)>();
@@ -87,18 +91,15 @@ internal static class WeightFiles
             if (!shards.TryGetValue(file, out var shard))
             {
                 var shardPath = Path.GetFullPath(Path.Combine(folder, file));
-                if (Path.IsPathRooted(file) || Path.GetDirectoryName(shardPath) != Path.GetFullPath(folder))
+                if (Path.IsPathRooted(file) || Path.GetDirectoryName(shardPath) != folder)
                     throw new MiniGptWeightsException($"{indexPath}: shard '{file}' is not a file name in the index's folder", indexPath, key);
                 if (!File.Exists(shardPath))
                     throw new MiniGptWeightsException($"{indexPath}: shard '{file}' (of tensor '{key}') not found", shardPath, key);
-                shard = ReadFile(shardPath).ToDictionary(e => e.Info.Key, e => (e.Info, e.Location), StringComparer.Ordinal);
-                shards[file] = shard;
+                shards[file] = shard = ReadFile(shardPath).ToDictionary(e => e.Info.Key, StringComparer.Ordinal);
             }
-            if (!shard.TryGetValue(key, out var entry))
-                throw new MiniGptWeightsException($"{indexPath}: tensor '{key}' is not in its shard '{file}'", Path.Combine(folder, file), key);
-            entries.Add(entry);
+            entries.Add(shard.TryGetValue(key, out var entry) ? entry
+                : throw new MiniGptWeightsException($"{indexPath}: tensor '{key}' is not in its shard '{file}'", Path.Combine(folder, file), key));
         }
-        var description = $"{indexPath} ({shards.Count} shard{(shards.Count == 1 ? "" : "s")})";
-        return new MappedWeightSource(description, entries);
+        return new MappedWeightSource($"{indexPath} ({shards.Count} shard{(shards.Count == 1 ? "" : "s")})", entries);
     }
 }

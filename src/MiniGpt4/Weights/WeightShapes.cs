@@ -22,10 +22,8 @@ internal static class WeightShapes
         {
             if (!k.StartsWith(prefix, StringComparison.Ordinal)) continue;
             var end = k.IndexOf('.', prefix.Length);
-            if (end <= prefix.Length) continue;
-            var digits = k.AsSpan(prefix.Length, end - prefix.Length);
-            if (digits.Length > 9 || digits[0] == '-' || digits[0] == '+') continue;
-            if (int.TryParse(digits, NumberStyles.None, CultureInfo.InvariantCulture, out var i)) max = Math.Max(max, i);
+            if (end >= 0 && int.TryParse(k.AsSpan(prefix.Length, end - prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var i))
+                max = Math.Max(max, i);
         }
         return max + 1;
     }

@@ -14,52 +14,6 @@ internal static class WeightSourceExtensions
         new RenamedSource(s, map, s.Description);
 
     /// <summary>
-    /// The union of several sources (e.g. <c>eva_vit_g.pth</c> renamed under <c>visual_encoder.</c>, the BLIP-2
-    /// file and a stage-2 checkpoint for one module). A key present in two sources is an error naming
-    /// both. The view does not own the sources.
-    /// </summary>
-    public static IWeightSource Combine(this IWeightSource first, params IWeightSource[] others) => new CombinedSource([first, .. others]);
-
-    private sealed class CombinedSource : IWeightSource
-    {
-        private readonly Dictionary<string, IWeightSource> _owner = new(StringComparer.Ordinal);
-        private readonly List<string> _keys = new();
-
-        public CombinedSource(IWeightSource[] sources)
-        {
-            Description = string.Join(" + ", sources.Select(s => s.Description));
-            foreach (var s in sources)
-                foreach (var k in s.Keys)
-                {
-                    if (_owner.TryGetValue(k, out var other))
-                        throw new MiniGptWeightsException($"tensor '{k}' is in both {other.Description} and {s.Description}", s.Description, k);
-                    _owner[k] = s;
-                    _keys.Add(k);
-                }
-        }
-
-        public string Description { get; }
-
-        public IReadOnlyCollection<string> Keys => _keys;
-
-        public bool TryGetInfo(string key, out TensorInfo info)
-        {
-            if (_owner.TryGetValue(key, out var s)) return s.TryGetInfo(key, out info);
-            info = null!;
-            return false;
-        }
-
-        public torch.Tensor Load(string key, torch.ScalarType? dtype = null, torch.Device? device = null) => Owner(key).Load(key, dtype, device);
-
-        public long ReadInto(string key, torch.Tensor destination) => Owner(key).ReadInto(key, destination);
-
-        private IWeightSource Owner(string key) => _owner.TryGetValue(key, out var s) ? s
-            : throw new MiniGptWeightsException($"{Description}: no tensor named '{key}'", Description, key);
-
-        public void Dispose() { }
-    }
-
-    /// <summary>
     /// A renamed view. It does not own the inner source: disposing the view does nothing, so several
     /// views of one open file can be handed to different loaders; dispose the file's source yourself.
     /// </summary>
@@ -89,9 +43,8 @@ internal static class WeightSourceExtensions
 
         public bool TryGetInfo(string key, out TensorInfo info)
         {
-            if (_toInner.TryGetValue(key, out var k) && _inner.TryGetInfo(k, out var i)) { info = i with { Key = key }; return true; }
-            info = null!;
-            return false;
+            info = _toInner.TryGetValue(key, out var k) && _inner.TryGetInfo(k, out var i) ? i with { Key = key } : null!;
+            return info is not null;
         }
 
         public torch.Tensor Load(string key, torch.ScalarType? dtype = null, torch.Device? device = null) => _inner.Load(Inner(key), dtype, device);

@@ -36,8 +36,7 @@ public sealed class WeightFuzzTests(ITestOutputHelper output) : IDisposable
         using var e = torch.tensor(3.25f);
         using var z = torch.zeros(0, 5);
         using var f = torch.ones(3, dtype: torch.ScalarType.Bool);
-        SafetensorsWriter.Write(path, new Dictionary<string, torch.Tensor> { ["a"] = a, ["b"] = b, ["c.weight"] = c, ["d"] = d, ["e"] = e, ["z"] = z, ["f"] = f },
-            new Dictionary<string, string> { ["format"] = "pt" });
+        SafetensorsWriter.Write(path, new Dictionary<string, torch.Tensor> { ["a"] = a, ["b"] = b, ["c.weight"] = c, ["d"] = d, ["e"] = e, ["z"] = z, ["f"] = f });
         var list = new List<(string, byte[])> { ("synthetic", File.ReadAllBytes(path)) };
         return list.ToArray();
     });

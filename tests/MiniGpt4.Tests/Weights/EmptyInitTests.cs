@@ -13,15 +13,13 @@ public class EmptyInitTests
         var bf = torch.ScalarType.BFloat16;
         using var lin = EmptyInit.Linear(48, 64, hasBias: true, bf);
         using var noBias = EmptyInit.Linear(48, 64, hasBias: false, bf);
-        using var emb = EmptyInit.Embedding(800, 64, bf);
         using var ln = EmptyInit.LayerNorm(32, 1e-6, bf);
         using var conv = EmptyInit.Conv2d(3, 32, 14, 14, hasBias: true, bf);
         Shapes(lin, ("weight", [64, 48]), ("bias", [64]));
         Shapes(noBias, ("weight", [64, 48]));
-        Shapes(emb, ("weight", [800, 64]));
         Shapes(ln, ("weight", [32]), ("bias", [32]));
         Shapes(conv, ("weight", [32, 3, 14, 14]), ("bias", [32]));
-        foreach (var m in new torch.nn.Module[] { lin, emb, ln, conv })
+        foreach (var m in new torch.nn.Module[] { lin, ln, conv })
             foreach (var (_, t) in m.state_dict())
             {
                 Assert.Equal(bf, t.dtype);
@@ -44,12 +42,9 @@ public class EmptyInitTests
         var g = new torch.Generator(7);
         using var w = torch.randn([5, 3], generator: g);
         using var b = torch.randn([5], generator: g);
-        using var e = torch.randn([10, 3], generator: g);
         using var cw = torch.randn([4, 3, 2, 2], generator: g);
         using var cb = torch.randn([4], generator: g);
         SafetensorsWriter.Write(path, new Dictionary<string, torch.Tensor> { ["weight"] = w, ["bias"] = b });
-        var embPath = dir.File("e.safetensors");
-        SafetensorsWriter.Write(embPath, new Dictionary<string, torch.Tensor> { ["weight"] = e });
         var convPath = dir.File("c.safetensors");
         SafetensorsWriter.Write(convPath, new Dictionary<string, torch.Tensor> { ["weight"] = cw, ["bias"] = cb });
 
@@ -60,33 +55,12 @@ public class EmptyInitTests
         using var expected = torch.nn.functional.linear(x, w, b);
         TensorAssert.Equal(expected, y);
 
-        using var emb = EmptyInit.Embedding(10, 3, torch.ScalarType.Float32);
-        using (var s = WeightFiles.Open(embPath)) ModuleLoader.Load(emb, s, LoadRules.Strict);
-        using var ids = torch.tensor(new long[] { 3, 0, 9 });
-        using var rows = emb.call(ids);
-        using var expectedRows = e.index_select(0, ids);
-        TensorAssert.Equal(expectedRows, rows);
-
         using var conv = EmptyInit.Conv2d(3, 4, 2, 2, true, torch.ScalarType.Float32);
         using (var s = WeightFiles.Open(convPath)) ModuleLoader.Load(conv, s, LoadRules.Strict);
         using var img = torch.randn([1, 3, 4, 4], generator: g);
         using var out1 = conv.call(img);
         using var expectedConv = torch.nn.functional.conv2d(img, cw, cb, strides: [2, 2]);
         TensorAssert.Equal(expectedConv, out1);
-    }
-
-    [Fact]
-    public void Embedding_state_dict_weight_is_the_tensor_forward_uses()
-    {
-        using var emb = EmptyInit.Embedding(1000, 16, torch.ScalarType.Float16);
-        var weight = emb.state_dict()["weight"];
-        Assert.False(weight.requires_grad);
-        Assert.Equal(torch.ScalarType.Float16, weight.dtype);
-        weight.fill_(3);
-        using var ids = torch.tensor(new long[] { 1, 999, 5, 0 }).reshape(2, 2);
-        using var rows = emb.call(ids);
-        Assert.Equal(new long[] { 2, 2, 16 }, rows.shape);
-        Assert.True(rows.eq(3).all().item<bool>());
     }
 }
 
@@ -96,22 +70,18 @@ public class EmptyInitScopeTests
     public void Layers_built_inside_a_dispose_scope_survive_it()
     {
         TorchSharp.Modules.Linear lin;
-        EmbeddingTable emb;
         TorchSharp.Modules.Parameter p;
         using (torch.NewDisposeScope())
         {
             lin = EmptyInit.Linear(3, 4, true, torch.ScalarType.Float32);
-            emb = EmptyInit.Embedding(5, 2, torch.ScalarType.Float32);
             p = EmptyInit.Parameter([7], torch.ScalarType.Float32);
         }
         Assert.False(lin.weight.IsInvalid);
         Assert.False(lin.bias!.IsInvalid);
-        Assert.False(emb.Weight.IsInvalid);
         Assert.False(p.IsInvalid);
         lin.weight.fill_(1);
         Assert.Equal(12, lin.weight.sum().item<float>());
         lin.Dispose();
-        emb.Dispose();
         p.Dispose();
     }
 }

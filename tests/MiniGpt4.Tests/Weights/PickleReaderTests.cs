@@ -27,27 +27,27 @@ public class PickleReaderTests
             U("a"), [(byte)'K', 5],
             [(byte)'u']);
         var d = Assert.IsType<PyDict>(PickleReader.Load(pickle, "t"));
-        Assert.Equal(new object?[] { "a", "b", "c", "d", "e", "f" }, d.Items.Select(kv => kv.Key));
-        Assert.Equal(5L, d.Get("a")); // a later duplicate replaces in place
-        Assert.Equal(BigInteger.Pow(2, 70), d.Get("b"));
-        Assert.Equal(0.25, d.Get("c"));
-        Assert.Equal(new object?[] { true, null, "é" }, Assert.IsType<PyTuple>(d.Get("d")).Items);
-        Assert.Equal(new object?[] { 1L, 300L, 70000L }, Assert.IsType<List<object?>>(d.Get("e")));
-        Assert.Equal("xy"u8.ToArray(), d.Get("f"));
+        Assert.Equal(new object?[] { "a", "b", "c", "d", "e", "f" }, d.Keys);
+        Assert.Equal(5L, d["a"]); // a later duplicate replaces in place
+        Assert.Equal(BigInteger.Pow(2, 70), d["b"]);
+        Assert.Equal(0.25, d["c"]);
+        Assert.Equal(new object?[] { true, null, "é" }, Assert.IsType<PyTuple>(d["d"]).Items);
+        Assert.Equal(new object?[] { 1L, 300L, 70000L }, Assert.IsType<List<object?>>(d["e"]));
+        Assert.Equal("xy"u8.ToArray(), d["f"]);
     }
 
     [Fact]
-    public void Memo_shares_objects_and_storages_are_deduplicated()
+    public void Memo_shares_objects_and_tensors_name_their_storage()
     {
         byte[] Storage(string key) => [(byte)'(', .. U("storage"), .. "ctorch\nHalfStorage\n"u8.ToArray(), .. U(key), .. U("cpu"), (byte)'K', 6, (byte)'t', (byte)'Q'];
         byte[] Tensor(string key, byte offset) => [.. "ctorch._utils\n_rebuild_tensor_v2\n"u8.ToArray(), (byte)'(', .. Storage(key), (byte)'K', offset,
             (byte)'K', 2, 0x85, (byte)'K', 1, 0x85, 0x89, .. "ccollections\nOrderedDict\n"u8.ToArray(), (byte)')', (byte)'R', (byte)'t', (byte)'R'];
         var pickle = P([(byte)'}', (byte)'('], U("x"), Tensor("0", 0), [(byte)'q', 1], U("y"), Tensor("0", 4), U("z"), [(byte)'h', 1], [(byte)'u']);
         var d = Assert.IsType<PyDict>(PickleReader.Load(pickle, "t"));
-        var x = Assert.IsType<TensorRef>(d.Get("x"));
-        var y = Assert.IsType<TensorRef>(d.Get("y"));
-        Assert.Same(x, d.Get("z"));
-        Assert.Same(x.Storage, y.Storage);
+        var x = Assert.IsType<TensorRef>(d["x"]);
+        var y = Assert.IsType<TensorRef>(d["y"]);
+        Assert.Same(x, d["z"]);
+        Assert.Equal(x.Storage, y.Storage);
         Assert.Equal(torch.ScalarType.Float16, x.Storage.DType);
         Assert.Equal(4, y.StorageOffset);
         Assert.Equal(new long[] { 2 }, y.Shape);
@@ -61,7 +61,7 @@ public class PickleReaderTests
         for (var i = 0; i < 200_000; i++) { parts.Add(U("k" + i)); parts.Add([(byte)'K', 1]); }
         parts.Add([(byte)'u']);
         var d = Assert.IsType<PyDict>(PickleReader.Load(P([.. parts]), "t"));
-        Assert.Equal(200_000, d.Items.Count);
+        Assert.Equal(200_000, d.Count);
         byte[] noNewline = [0x80, 2, (byte)'c', .. Enumerable.Repeat((byte)'a', 5000)];
         Assert.Contains("not terminated", Assert.Throws<MiniGptWeightsException>(() => PickleReader.Load(noNewline, "t")).Message);
     }

@@ -113,7 +113,10 @@ public class SafetensorsTests
     {
         using var dir = new TempDir();
         var tensors = Enumerable.Range(0, 7).ToDictionary(i => $"layers.{i}.weight", i => Sample(torch.ScalarType.BFloat16, [64, 32], 10 + i));
-        var index = SafetensorsWriter.WriteSharded(dir.Path, tensors, maxShardBytes: 3 * 64 * 32 * 2);
+        var whole = dir.File("all.safetensors");
+        SafetensorsWriter.Write(whole, tensors);
+        string index;
+        using (var source = WeightFiles.Open(whole)) index = SafetensorsWriter.WriteSharded(dir.Path, source, maxShardBytes: 3 * 64 * 32 * 2);
         Assert.Equal(dir.File("model.safetensors.index.json"), index);
         Assert.True(File.Exists(dir.File("model-00001-of-00003.safetensors")));
         Assert.True(File.Exists(dir.File("model-00003-of-00003.safetensors")));
