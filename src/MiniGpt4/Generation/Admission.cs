@@ -31,6 +31,9 @@ internal sealed class RequestAdmission
 
     public RequestAdmission(AdmissionLimits limits) => Limits = limits;
 
+    /// <summary>What a closed admission says is disposed (the facade that owns it).</summary>
+    private const string Owner = "MiniGptPipeline";
+
     public AdmissionLimits Limits { get; }
 
     /// <summary>Requests waiting for admission.</summary>
@@ -49,7 +52,7 @@ internal sealed class RequestAdmission
         if (bytes < 0) bytes = 0;
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_closed, typeof(MiniGptPipeline));
+            if (_closed) throw new ObjectDisposedException(Owner);
             if (bytes > Limits.MemoryBudgetBytes)
                 throw new MiniGptCapacityException(
                     $"{what} needs {Mib(bytes)} of memory (KV cache and image buffers), more than the whole budget of {Mib(Limits.MemoryBudgetBytes)}. " +
@@ -140,7 +143,7 @@ internal sealed class RequestAdmission
         foreach (var w in waiting)
         {
             w.Registration.Dispose();
-            w.Task.TrySetException(new ObjectDisposedException(nameof(MiniGptPipeline)));
+            w.Task.TrySetException(new ObjectDisposedException(Owner));
         }
     }
 
