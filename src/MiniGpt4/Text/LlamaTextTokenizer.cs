@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace MiniGpt4.Text;
@@ -34,8 +36,6 @@ internal sealed class LlamaTextTokenizer
     private readonly Dictionary<string, int> _addedToId;
     private readonly (string Text, int Id, bool Strip)[] _splitTokens; // no-split tokens, longest first
     private readonly bool[] _special;
-    private readonly string[] _surface;                    // piece with ▁ -> ' '
-    private readonly bool[] _startsWithSpace;
     private readonly byte[] _byteValue;                    // for byte pieces
 
     private LlamaTextTokenizer(SentencePieceModel model, string? padToken, IReadOnlyDictionary<string, int>? addedTokens, string source)
@@ -43,11 +43,15 @@ internal sealed class LlamaTextTokenizer
         _model = model;
         int n = model.Pieces.Count;
         _pieceToId = new Dictionary<string, int>(n, StringComparer.Ordinal);
+        _byteValue = new byte[n];
         int unk = -1;
         for (int i = 0; i < n; i++)
         {
-            _pieceToId.TryAdd(model.Pieces[i].Piece, i);
-            if (unk < 0 && model.Pieces[i].Type == PieceType.Unknown) unk = i;
+            var (piece, _, type) = model.Pieces[i];
+            _pieceToId.TryAdd(piece, i);
+            if (unk < 0 && type == PieceType.Unknown) unk = i;
+            if (type == PieceType.Byte && !SentencePieceBpe.TryParseBytePiece(piece, out _byteValue[i]))
+                throw new MiniGptConfigurationException($"Byte piece {i} '{piece}' of '{source}' is not of the form <0xNN>.");
         }
         if (unk < 0) throw new MiniGptConfigurationException($"The tokenizer model '{source}' has no <unk> piece.");
         UnkId = unk;
@@ -81,17 +85,6 @@ internal sealed class LlamaTextTokenizer
         _special[UnkId] = _special[BosId] = _special[EosId] = true;
         if (PadId is int pad) _special[pad] = true;
 
-        _surface = new string[n];
-        _startsWithSpace = new bool[n];
-        _byteValue = new byte[n];
-        for (int i = 0; i < n; i++)
-        {
-            string p = model.Pieces[i].Piece;
-            _surface[i] = p.Replace(SpaceSymbol, ' ');
-            _startsWithSpace[i] = p[0] == SpaceSymbol;
-            if (model.Pieces[i].Type == PieceType.Byte && !SentencePieceBpe.TryParseBytePiece(p, out _byteValue[i]))
-                throw new MiniGptConfigurationException($"Byte piece {i} '{p}' of '{source}' is not of the form <0xNN>.");
-        }
     }
 
     /// <summary>
@@ -147,10 +140,7 @@ internal sealed class LlamaTextTokenizer
     public int? PadId { get; }
 
     /// <summary>Number of ids (transformers' <c>len(tokenizer)</c>): the SentencePiece pieces plus the added tokens; ids are 0..VocabSize-1.</summary>
-    public int VocabSize => _model.Pieces.Count + _added.Length;
-
-    /// <summary>Number of SentencePiece pieces (transformers' <c>vocab_size</c>).</summary>
-    public int PieceCount => _model.Pieces.Count;
+    public int VocabSize => PieceCount + _added.Length;
 
     /// <summary>transformers 4.30 slow <c>LlamaTokenizer.encode(text, add_special_tokens: addBos)</c>.</summary>
     public IReadOnlyList<int> Encode(string text, bool addBos)
@@ -236,18 +226,96 @@ internal sealed class LlamaTextTokenizer
     public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true)
     {
         ArgumentNullException.ThrowIfNull(ids);
-        // One detokeniser for batch and streaming: the whole sequence through the incremental one.
-        var detokenizer = CreateDetokenizer(skipSpecialTokens);
-        var sb = new StringBuilder();
-        foreach (var id in ids) sb.Append(detokenizer.Append(id));
-        return sb.Append(detokenizer.Flush()).ToString();
+        // _decode: added tokens are parts of their own, the runs between them go through
+        // convert_tokens_to_string, and the parts are joined with single spaces.
+        var parts = new List<string>();
+        var run = new List<int>();
+        foreach (int id in ids)
+        {
+            CheckId(id);
+            if (skipSpecialTokens && _special[id]) continue;
+            if (!IsAdded(id))
+            {
+                run.Add(id);
+                continue;
+            }
+            if (run.Count > 0) parts.Add(ConvertTokensToString(CollectionsMarshal.AsSpan(run)));
+            run.Clear();
+            parts.Add(_added[id - PieceCount]);
+        }
+        if (run.Count > 0) parts.Add(ConvertTokensToString(CollectionsMarshal.AsSpan(run)));
+        return string.Join(' ', parts);
+    }
+
+    // Special tokens are written literally, with a space in front of a non-empty run of pieces they close.
+    private string ConvertTokensToString(ReadOnlySpan<int> ids)
+    {
+        var text = new StringBuilder();
+        int from = 0;
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if (!_special[ids[i]]) continue;
+            if (i > from) text.Append(' ');
+            DecodePieces(ids[from..i], text);
+            text.Append(_model.Pieces[ids[i]].Piece);
+            from = i + 1;
+        }
+        DecodePieces(ids[from..], text);
+        return text.ToString();
+    }
+
+    // SentencePiece's Decode: control pieces are invisible, U+2581 becomes a space, the first piece loses
+    // its leading U+2581 (dummy prefix), and runs of byte pieces are decoded as UTF-8.
+    private void DecodePieces(ReadOnlySpan<int> ids, StringBuilder text)
+    {
+        int start = text.Length;
+        bool isBosWs = true, bosWsSeen = false;
+        var bytes = new List<byte>();
+        foreach (int id in ids)
+        {
+            var type = _model.Pieces[id].Type;
+            if (type == PieceType.Byte)
+            {
+                bytes.Add(_byteValue[id]);
+                continue;
+            }
+            AppendUtf8(bytes, text);
+            if (bosWsSeen || text.Length > start) isBosWs = false;
+            bosWsSeen = false;
+            if (type == PieceType.Unknown) text.Append(_model.UnknownSurface);
+            else if (type != PieceType.Control) bosWsSeen = AppendPiece(id, isBosWs, text);
+        }
+        AppendUtf8(bytes, text);
+    }
+
+    // Appends a piece with U+2581 as spaces; returns whether it was the leading space that got stripped.
+    private bool AppendPiece(int id, bool isBosWs, StringBuilder text)
+    {
+        string piece = _model.Pieces[id].Piece;
+        bool strip = isBosWs && (_model.AddDummyPrefix || _model.RemoveExtraWhitespaces) && piece[0] == SpaceSymbol;
+        int at = text.Length;
+        text.Append(piece, strip ? 1 : 0, strip ? piece.Length - 1 : piece.Length).Replace(SpaceSymbol, ' ', at, text.Length - at);
+        return strip && !_model.RemoveExtraWhitespaces;
+    }
+
+    // SentencePiece's DecodeUTF8: each byte that does not start a well-formed character becomes one U+FFFD.
+    private static void AppendUtf8(List<byte> bytes, StringBuilder text)
+    {
+        var rest = CollectionsMarshal.AsSpan(bytes);
+        while (rest.Length > 0)
+        {
+            bool ok = Rune.DecodeFromUtf8(rest, out var rune, out int used) == OperationStatus.Done;
+            text.Append(ok ? rune : Rune.ReplacementChar);
+            rest = rest[(ok ? used : 1)..];
+        }
+        bytes.Clear();
     }
 
     /// <summary>The piece string of <paramref name="id"/> (e.g. <c>▁Hello</c>, <c>&lt;0x0A&gt;</c>, <c>&lt;s&gt;</c>).</summary>
     public string IdToPiece(int id)
     {
         CheckId(id);
-        return IsAdded(id) ? _added[id - _model.Pieces.Count] : _model.Pieces[id].Piece;
+        return IsAdded(id) ? _added[id - PieceCount] : _model.Pieces[id].Piece;
     }
 
     /// <summary>transformers' <c>convert_tokens_to_ids</c>: an added token's id, else SentencePiece <c>piece_to_id</c> (<see cref="UnkId"/> when absent).</summary>
@@ -267,33 +335,13 @@ internal sealed class LlamaTextTokenizer
     /// <summary>A streaming decoder whose concatenated outputs equal <see cref="Decode"/> of all ids appended.</summary>
     public IncrementalDetokenizer CreateDetokenizer(bool skipSpecialTokens = true) => new(this, skipSpecialTokens);
 
-    internal void CheckId(int id)
+    private void CheckId(int id)
     {
         if ((uint)id >= (uint)VocabSize)
             throw new ArgumentOutOfRangeException(nameof(id), id, $"Token id {id} is outside the vocabulary (0..{VocabSize - 1}).");
     }
 
-    internal bool IsAdded(int id) => id >= _model.Pieces.Count;
+    private int PieceCount => _model.Pieces.Count;
 
-    internal string AddedText(int id) => _added[id - _model.Pieces.Count];
-
-    internal PieceType KindOf(int id) => _model.Pieces[id].Type;
-
-    internal byte ByteOf(int id) => _byteValue[id];
-
-    internal bool IsSpecialUnchecked(int id) => _special[id];
-
-    internal string SpecialText(int id) => IdToPiece(id);
-
-    internal string Surface(int id) => _surface[id];
-
-    internal string SurfaceWithoutLeadingSpace(int id) => _surface[id].Substring(1);
-
-    internal bool StartsWithSpaceSymbol(int id) => _startsWithSpace[id];
-
-    internal string UnknownSurface(int id) => _model.UnknownSurface;
-
-    internal bool StripsLeadingSpace => _model.AddDummyPrefix || _model.RemoveExtraWhitespaces;
-
-    internal bool RemovesExtraWhitespaces => _model.RemoveExtraWhitespaces;
+    private bool IsAdded(int id) => id >= PieceCount;
 }
