@@ -36,22 +36,17 @@ internal sealed class LlamaTextTokenizer
     private readonly Dictionary<string, int> _addedToId;
     private readonly (string Text, int Id, bool Strip)[] _splitTokens; // no-split tokens, longest first
     private readonly bool[] _special;
-    private readonly byte[] _byteValue;                    // for byte pieces
 
     private LlamaTextTokenizer(SentencePieceModel model, string? padToken, IReadOnlyDictionary<string, int>? addedTokens, string source)
     {
         _model = model;
         int n = model.Pieces.Count;
         _pieceToId = new Dictionary<string, int>(n, StringComparer.Ordinal);
-        _byteValue = new byte[n];
         int unk = -1;
         for (int i = 0; i < n; i++)
         {
-            var (piece, _, type) = model.Pieces[i];
-            _pieceToId.TryAdd(piece, i);
-            if (unk < 0 && type == PieceType.Unknown) unk = i;
-            if (type == PieceType.Byte && !SentencePieceBpe.TryParseBytePiece(piece, out _byteValue[i]))
-                throw new MiniGptConfigurationException($"Byte piece {i} '{piece}' of '{source}' is not of the form <0xNN>.");
+            _pieceToId.TryAdd(model.Pieces[i].Piece, i);
+            if (unk < 0 && model.Pieces[i].Type == PieceType.Unknown) unk = i;
         }
         if (unk < 0) throw new MiniGptConfigurationException($"The tokenizer model '{source}' has no <unk> piece.");
         UnkId = unk;
@@ -273,25 +268,24 @@ internal sealed class LlamaTextTokenizer
         var bytes = new List<byte>();
         foreach (int id in ids)
         {
-            var type = _model.Pieces[id].Type;
-            if (type == PieceType.Byte)
+            var piece = _model.Pieces[id];
+            if (piece.Type == PieceType.Byte)
             {
-                bytes.Add(_byteValue[id]);
+                bytes.Add(piece.ByteValue);
                 continue;
             }
             AppendUtf8(bytes, text);
             if (bosWsSeen || text.Length > start) isBosWs = false;
             bosWsSeen = false;
-            if (type == PieceType.Unknown) text.Append(_model.UnknownSurface);
-            else if (type != PieceType.Control) bosWsSeen = AppendPiece(id, isBosWs, text);
+            if (piece.Type == PieceType.Unknown) text.Append(_model.UnknownSurface);
+            else if (piece.Type != PieceType.Control) bosWsSeen = AppendPiece(piece.Piece, isBosWs, text);
         }
         AppendUtf8(bytes, text);
     }
 
     // Appends a piece with U+2581 as spaces; returns whether it was the leading space that got stripped.
-    private bool AppendPiece(int id, bool isBosWs, StringBuilder text)
+    private bool AppendPiece(string piece, bool isBosWs, StringBuilder text)
     {
-        string piece = _model.Pieces[id].Piece;
         bool strip = isBosWs && (_model.AddDummyPrefix || _model.RemoveExtraWhitespaces) && piece[0] == SpaceSymbol;
         int at = text.Length;
         text.Append(piece, strip ? 1 : 0, strip ? piece.Length - 1 : piece.Length).Replace(SpaceSymbol, ' ', at, text.Length - at);

@@ -105,5 +105,7 @@ public sealed class SyntheticModelTests
         }
         string noUnk = Write(dir, new[] { ("<s>", 0f, 3), ("a", 0f, 1) });
         Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(noUnk));
+        string badByte = Write(dir, Specials.Append(("<0xZZ>", 0f, 6)));
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(badByte));
     }
 }
