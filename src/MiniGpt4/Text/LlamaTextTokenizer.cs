@@ -33,7 +33,6 @@ internal sealed class LlamaTextTokenizer
     private readonly SentencePieceBpe _bpe;
     private readonly Dictionary<string, int> _pieceToId;
     private readonly string[] _added;                      // added tokens (ids from _model.Pieces.Count on)
-    private readonly Dictionary<string, int> _addedToId;
     private readonly (string Text, int Id, bool Strip)[] _splitTokens; // no-split tokens, longest first
     private readonly bool[] _special;
 
@@ -54,7 +53,6 @@ internal sealed class LlamaTextTokenizer
         // Added tokens (transformers' added_tokens.json): consecutive ids after the SentencePiece vocabulary.
         var added = (addedTokens ?? new Dictionary<string, int>()).OrderBy(kv => kv.Value).ToArray();
         _added = new string[added.Length];
-        _addedToId = new Dictionary<string, int>(StringComparer.Ordinal);
         for (int k = 0; k < added.Length; k++)
         {
             var (content, id) = (added[k].Key, added[k].Value);
@@ -62,7 +60,7 @@ internal sealed class LlamaTextTokenizer
                 throw new MiniGptConfigurationException(
                     $"Added token '{content}' -> {id} of '{source}' is invalid: added tokens must be new, non-empty strings with consecutive ids from {n}.");
             _added[k] = content;
-            _addedToId[content] = id;
+            _pieceToId[content] = id;
         }
 
         BosId = PieceToId("<s>");
@@ -149,12 +147,7 @@ internal sealed class LlamaTextTokenizer
         int chunkStart = 0;
         for (int i = 0; i < text.Length;)
         {
-            int hit = -1;
-            for (int t = 0; t < _splitTokens.Length; t++)
-            {
-                var tok = _splitTokens[t].Text;
-                if (tok[0] == text[i] && string.CompareOrdinal(text, i, tok, 0, tok.Length) == 0) { hit = t; break; }
-            }
+            int hit = SplitTokenAt(text, i);
             if (hit < 0) { i++; continue; }
             if (i > chunkStart) parts.Add((text.Substring(chunkStart, i - chunkStart), -1, false));
             parts.Add(_splitTokens[hit]);
@@ -167,8 +160,8 @@ internal sealed class LlamaTextTokenizer
         for (int k = 0; k < parts.Count; k++)
         {
             if (!parts[k].Strip) continue;
-            if (k + 1 < parts.Count && parts[k + 1].Id < 0) parts[k + 1] = (TrimPython(parts[k + 1].Text, start: true), -1, false);
-            if (k > 0 && parts[k - 1].Id < 0) parts[k - 1] = (TrimPython(parts[k - 1].Text, start: false), -1, false);
+            if (k + 1 < parts.Count && parts[k + 1].Id < 0) parts[k + 1] = (PythonWhitespace.Strip(parts[k + 1].Text, end: false), -1, false);
+            if (k > 0 && parts[k - 1].Id < 0) parts[k - 1] = (PythonWhitespace.Strip(parts[k - 1].Text, start: false), -1, false);
         }
 
         foreach (var (chunk, id, _) in parts)
@@ -179,15 +172,9 @@ internal sealed class LlamaTextTokenizer
         return ids;
     }
 
-    // Python's str.lstrip()/rstrip(): Unicode whitespace, including U+001C..U+001F.
-    private static string TrimPython(string s, bool start)
-    {
-        static bool Ws(char c) => char.IsWhiteSpace(c) || c is >= '\u001C' and <= '\u001F';
-        int a = 0, b = s.Length;
-        if (start) while (a < b && Ws(s[a])) a++;
-        else while (b > a && Ws(s[b - 1])) b--;
-        return s.Substring(a, b - a);
-    }
+    // The longest no-split token at text[i..], -1 when none starts there.
+    private int SplitTokenAt(string text, int i)
+        => Array.FindIndex(_splitTokens, t => string.CompareOrdinal(text, i, t.Text, 0, t.Text.Length) == 0);
 
     /// <summary>Plain SentencePiece <c>encode</c> of the whole text: special-token strings are not split out, no BOS.</summary>
     public IReadOnlyList<int> EncodeIgnoringSpecialTokens(string text)
@@ -208,9 +195,8 @@ internal sealed class LlamaTextTokenizer
     {
         ArgumentNullException.ThrowIfNull(text);
         var normalized = _bpe.Normalize(text);
-        if (_model.AddDummyPrefix && normalized.Length > 0) normalized = normalized[1..];
         var ids = new List<int>();
-        if (normalized.Length > 0) _bpe.EncodeNormalized(normalized, ids);
+        _bpe.EncodeNormalized(_model.AddDummyPrefix && normalized.Length > 0 ? normalized[1..] : normalized, ids);
         return ids;
     }
 
@@ -316,7 +302,7 @@ internal sealed class LlamaTextTokenizer
     public int PieceToId(string piece)
     {
         ArgumentNullException.ThrowIfNull(piece);
-        return _addedToId.TryGetValue(piece, out int a) ? a : _pieceToId.TryGetValue(piece, out int id) ? id : UnkId;
+        return _pieceToId.TryGetValue(piece, out int id) ? id : UnkId;
     }
 
     /// <summary>Whether <see cref="Decode"/> with <c>skipSpecialTokens</c> drops <paramref name="id"/> (BOS, EOS, unk, pad).</summary>
