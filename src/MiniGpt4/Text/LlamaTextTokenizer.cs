@@ -34,7 +34,6 @@ internal sealed class LlamaTextTokenizer
     private readonly Dictionary<string, int> _pieceToId;
     private readonly string[] _added;                      // added tokens (ids from _model.Pieces.Count on)
     private readonly (string Text, int Id, bool Strip)[] _splitTokens; // no-split tokens, longest first
-    private readonly bool[] _special;
 
     private LlamaTextTokenizer(SentencePieceModel model, string? padToken, IReadOnlyDictionary<string, int>? addedTokens, string source)
     {
@@ -74,10 +73,6 @@ internal sealed class LlamaTextTokenizer
         _splitTokens = new[] { ("<unk>", UnkId, false), ("</s>", EosId, false), ("<s>", BosId, false) }
             .Concat(_added.Select((t, k) => (t, n + k, true)))
             .OrderByDescending(t => t.Item1.Length).ToArray();
-        _special = new bool[n + _added.Length];
-        _special[UnkId] = _special[BosId] = _special[EosId] = true;
-        if (PadId is int pad) _special[pad] = true;
-
     }
 
     /// <summary>
@@ -214,7 +209,7 @@ internal sealed class LlamaTextTokenizer
         foreach (int id in ids)
         {
             CheckId(id);
-            if (skipSpecialTokens && _special[id]) continue;
+            if (skipSpecialTokens && IsSpecialToken(id)) continue;
             if (!IsAdded(id))
             {
                 run.Add(id);
@@ -235,7 +230,7 @@ internal sealed class LlamaTextTokenizer
         int from = 0;
         for (int i = 0; i < ids.Length; i++)
         {
-            if (!_special[ids[i]]) continue;
+            if (!IsSpecialToken(ids[i])) continue;
             if (i > from) text.Append(' ');
             DecodePieces(ids[from..i], text);
             text.Append(_model.Pieces[ids[i]].Piece);
@@ -309,7 +304,7 @@ internal sealed class LlamaTextTokenizer
     public bool IsSpecial(int id)
     {
         CheckId(id);
-        return _special[id];
+        return IsSpecialToken(id);
     }
 
     /// <summary>A streaming decoder whose concatenated outputs equal <see cref="Decode"/> of all ids appended.</summary>
@@ -320,6 +315,8 @@ internal sealed class LlamaTextTokenizer
         if ((uint)id >= (uint)VocabSize)
             throw new ArgumentOutOfRangeException(nameof(id), id, $"Token id {id} is outside the vocabulary (0..{VocabSize - 1}).");
     }
+
+    private bool IsSpecialToken(int id) => id == UnkId || id == BosId || id == EosId || id == PadId;
 
     private int PieceCount => _model.Pieces.Count;
 

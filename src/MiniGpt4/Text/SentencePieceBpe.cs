@@ -50,30 +50,12 @@ internal sealed class SentencePieceBpe
     public string Normalize(string text)
     {
         bool removeExtra = _model.RemoveExtraWhitespaces;
-        int start = 0;
-        if (removeExtra) while (start < text.Length && text[start] == ' ') start++;
-        if (start == text.Length) return "";
-
-        var sb = new StringBuilder(text.Length - start + 1);
+        if (removeExtra) text = string.Join(' ', text.Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        if (text.Length == 0) return "";
+        if (_model.AddDummyPrefix) text = " " + text;
         char space = _model.EscapeWhitespaces ? SpaceSymbol : ' ';
-        if (_model.AddDummyPrefix) sb.Append(space);
-        bool prevSpace = removeExtra;
-        for (int i = start; i < text.Length; i++)
-        {
-            char c = text[i];
-            if (c == ' ')
-            {
-                if (!prevSpace) sb.Append(space);
-                prevSpace = removeExtra;
-            }
-            else
-            {
-                sb.Append(c);
-                prevSpace = false;
-            }
-        }
-        if (removeExtra) while (sb.Length > 0 && sb[^1] == space) sb.Length--;
-        return sb.ToString();
+        text = text.Replace(' ', space);
+        return removeExtra ? text.TrimEnd(space) : text;
     }
 
     private struct Symbol
