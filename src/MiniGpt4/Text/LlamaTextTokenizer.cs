@@ -27,8 +27,6 @@ namespace MiniGpt4.Text;
 /// </summary>
 internal sealed class LlamaTextTokenizer
 {
-    private const char SpaceSymbol = '\u2581';
-
     private readonly SentencePieceModel _model;
     private readonly SentencePieceBpe _bpe;
     private readonly Dictionary<string, int> _pieceToId;
@@ -144,12 +142,12 @@ internal sealed class LlamaTextTokenizer
         {
             int hit = SplitTokenAt(text, i);
             if (hit < 0) { i++; continue; }
-            if (i > chunkStart) parts.Add((text.Substring(chunkStart, i - chunkStart), -1, false));
+            if (i > chunkStart) parts.Add((text[chunkStart..i], -1, false));
             parts.Add(_splitTokens[hit]);
             i += _splitTokens[hit].Text.Length;
             chunkStart = i;
         }
-        if (chunkStart < text.Length) parts.Add((chunkStart == 0 ? text : text.Substring(chunkStart), -1, false));
+        if (chunkStart < text.Length) parts.Add((text[chunkStart..], -1, false));
 
         // Whitespace stripping around no-split tokens that are not AddedToken(lstrip=False, rstrip=False).
         for (int k = 0; k < parts.Count; k++)
@@ -267,9 +265,9 @@ internal sealed class LlamaTextTokenizer
     // Appends a piece with U+2581 as spaces; returns whether it was the leading space that got stripped.
     private bool AppendPiece(string piece, bool isBosWs, StringBuilder text)
     {
-        bool strip = isBosWs && (_model.AddDummyPrefix || _model.RemoveExtraWhitespaces) && piece[0] == SpaceSymbol;
+        bool strip = isBosWs && (_model.AddDummyPrefix || _model.RemoveExtraWhitespaces) && piece[0] == SentencePieceModel.SpaceSymbol;
         int at = text.Length;
-        text.Append(piece, strip ? 1 : 0, strip ? piece.Length - 1 : piece.Length).Replace(SpaceSymbol, ' ', at, text.Length - at);
+        text.Append(piece, strip ? 1 : 0, strip ? piece.Length - 1 : piece.Length).Replace(SentencePieceModel.SpaceSymbol, ' ', at, text.Length - at);
         return strip && !_model.RemoveExtraWhitespaces;
     }
 

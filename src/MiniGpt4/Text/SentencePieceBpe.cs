@@ -12,8 +12,6 @@ namespace MiniGpt4.Text;
 /// </summary>
 internal sealed class SentencePieceBpe
 {
-    private const char SpaceSymbol = '\u2581';
-
     private readonly SentencePieceModel _model;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _pieces; // NORMAL, USER_DEFINED, UNUSED
     private readonly int _maxUserDefinedLength;
@@ -53,7 +51,7 @@ internal sealed class SentencePieceBpe
         if (removeExtra) text = string.Join(' ', text.Split(' ', StringSplitOptions.RemoveEmptyEntries));
         if (text.Length == 0) return "";
         if (_model.AddDummyPrefix) text = " " + text;
-        char space = _model.EscapeWhitespaces ? SpaceSymbol : ' ';
+        char space = _model.EscapeWhitespaces ? SentencePieceModel.SpaceSymbol : ' ';
         text = text.Replace(' ', space);
         return removeExtra ? text.TrimEnd(space) : text;
     }

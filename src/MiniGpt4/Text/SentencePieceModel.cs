@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
 
@@ -28,6 +29,9 @@ internal readonly record struct SentencePiece(string Piece, float Score, PieceTy
 /// </summary>
 internal sealed class SentencePieceModel
 {
+    /// <summary>The symbol SentencePiece writes for a space (U+2581).</summary>
+    public const char SpaceSymbol = '\u2581';
+
     /// <summary>SentencePiece's <c>TrainerSpec.ModelType.BPE</c>.</summary>
     public const int ModelTypeBpe = 2;
 
@@ -116,7 +120,7 @@ internal sealed class SentencePieceModel
         while (r.Next(out int f, out int w))
         {
             if (f == 1 && w == 2) piece = Encoding.UTF8.GetString(r.ReadBytes());
-            else if (f == 2 && w == 5) score = BitConverter.Int32BitsToSingle((int)r.ReadFixed32());
+            else if (f == 2 && w == 5) score = r.ReadFloat();
             else if (f == 3 && w == 0)
             {
                 ulong t = r.ReadVarint();
@@ -133,7 +137,7 @@ internal sealed class SentencePieceModel
     private static bool IsBytePiece(string piece) => piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece[5] == '>'
         && byte.TryParse(piece.AsSpan(3, 2), NumberStyles.AllowHexSpecifier, null, out _);
 
-    /// <summary>Minimal protobuf wire-format reader (varint, fixed32/64, length-delimited).</summary>
+    /// <summary>Minimal protobuf wire-format reader (varint, float, length-delimited; fixed64 and fixed32 skipped).</summary>
     private ref struct ProtoReader(ReadOnlySpan<byte> data)
     {
         private readonly ReadOnlySpan<byte> _data = data;
@@ -162,39 +166,28 @@ internal sealed class SentencePieceModel
             throw new FormatException("varint too long");
         }
 
-        public uint ReadFixed32()
-        {
-            if (_pos + 4 > _data.Length) throw new FormatException("truncated fixed32");
-            uint v = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(_data.Slice(_pos, 4));
-            _pos += 4;
-            return v;
-        }
+        public float ReadFloat() => BinaryPrimitives.ReadSingleLittleEndian(Take(4));
 
-        public ReadOnlySpan<byte> ReadBytes()
-        {
-            ulong len = ReadVarint();
-            if (len > (ulong)(_data.Length - _pos)) throw new FormatException("truncated length-delimited field");
-            var s = _data.Slice(_pos, (int)len);
-            _pos += (int)len;
-            return s;
-        }
+        public ReadOnlySpan<byte> ReadBytes() => Take((int)Math.Min(ReadVarint(), int.MaxValue));
 
         public void Skip(int wire)
         {
             switch (wire)
             {
                 case 0: ReadVarint(); break;
-                case 1: Advance(8); break;
+                case 1: Take(8); break;
                 case 2: ReadBytes(); break;
-                case 5: Advance(4); break;
+                case 5: Take(4); break;
                 default: throw new FormatException($"unsupported wire type {wire}");
             }
         }
 
-        private void Advance(int n)
+        private ReadOnlySpan<byte> Take(int n)
         {
-            if (_pos + n > _data.Length) throw new FormatException("truncated field");
+            if (n > _data.Length - _pos) throw new FormatException("truncated field");
+            var bytes = _data.Slice(_pos, n);
             _pos += n;
+            return bytes;
         }
     }
 }
