@@ -48,17 +48,15 @@ internal sealed class LlamaTextTokenizer
         UnkId = unk;
 
         // Added tokens (transformers' added_tokens.json): consecutive ids after the SentencePiece vocabulary.
-        var added = (addedTokens ?? new Dictionary<string, int>()).OrderBy(kv => kv.Value).ToArray();
-        _added = new string[added.Length];
-        for (int k = 0; k < added.Length; k++)
+        var added = new List<string>();
+        foreach (var (content, id) in (addedTokens ?? new Dictionary<string, int>()).OrderBy(kv => kv.Value))
         {
-            var (content, id) = (added[k].Key, added[k].Value);
-            if (string.IsNullOrEmpty(content) || id != n + k || _pieceToId.ContainsKey(content))
+            if (string.IsNullOrEmpty(content) || id != n + added.Count || !_pieceToId.TryAdd(content, id))
                 throw new MiniGptConfigurationException(
                     $"Added token '{content}' -> {id} of '{source}' is invalid: added tokens must be new, non-empty strings with consecutive ids from {n}.");
-            _added[k] = content;
-            _pieceToId[content] = id;
+            added.Add(content);
         }
+        _added = added.ToArray();
 
         BosId = PieceToId("<s>");
         EosId = PieceToId("</s>");

@@ -30,16 +30,9 @@ internal sealed class SentencePieceBpe
         for (int i = 0; i < model.Pieces.Count; i++)
         {
             var p = model.Pieces[i];
-            switch (p.Type)
-            {
-                case PieceType.Normal or PieceType.UserDefined or PieceType.Unused:
-                    pieces.TryAdd(p.Piece, i);
-                    if (p.Type == PieceType.UserDefined) _maxUserDefinedLength = Math.Max(_maxUserDefinedLength, p.Piece.Length);
-                    break;
-                case PieceType.Byte:
-                    _byteIds[p.ByteValue] = i;
-                    break;
-            }
+            if (p.Type == PieceType.Byte) _byteIds[p.ByteValue] = i;
+            else if (p.Type is PieceType.Normal or PieceType.UserDefined or PieceType.Unused) pieces.TryAdd(p.Piece, i);
+            if (p.Type == PieceType.UserDefined) _maxUserDefinedLength = Math.Max(_maxUserDefinedLength, p.Piece.Length);
         }
         _pieces = pieces.GetAlternateLookup<ReadOnlySpan<char>>();
     }
