@@ -276,7 +276,7 @@ internal sealed class LlamaTextTokenizer
         while (rest.Length > 0)
         {
             bool ok = Rune.DecodeFromUtf8(rest, out var rune, out int used) == OperationStatus.Done;
-            text.Append(ok ? rune : Rune.ReplacementChar);
+            text.Append((ok ? rune : Rune.ReplacementChar).ToString());
             rest = rest[(ok ? used : 1)..];
         }
         bytes.Clear();
