@@ -1,6 +1,5 @@
 using MiniGpt4.Text;
 
-
 namespace MiniGpt4;
 
 /// <summary>

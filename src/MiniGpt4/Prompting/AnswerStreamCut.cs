@@ -18,8 +18,8 @@ internal sealed class AnswerStreamCut
     /// <summary>Appends a delta; returns the text that may be sent now (possibly empty).</summary>
     public string Push(string delta)
     {
-        if (_cut || delta.Length == 0) { _raw.Append(delta); return ""; }
         _raw.Append(delta);
+        if (_cut || delta.Length == 0) return "";
         var start = Math.Max(0, _sent - (Marker.Length - 1));
         var tail = _raw.ToString(start, _raw.Length - start);
         var at = tail.IndexOf(Marker, StringComparison.Ordinal);

@@ -27,14 +27,9 @@ internal sealed record ConversationTemplate(string System, string UserRole, stri
 
     /// <summary>
     /// Renders the messages (user, assistant, user, ...) followed by the open assistant slot, as
-    /// <c>Conversation.get_prompt()</c> does after <c>Chat.answer</c> appends it.
-    /// </summary>
-    public string Render(IReadOnlyList<ConversationMessage> messages) => Render(messages, out _);
-
-    /// <summary>
-    /// <see cref="Render(IReadOnlyList{ConversationMessage})"/>, also giving the offsets of the image
-    /// placeholders that stand for images. A user's text that happens to contain <c>&lt;ImageHere&gt;</c>
-    /// is plain text: only an image message's own placeholder marks where embeddings go.
+    /// <c>Conversation.get_prompt()</c> does after <c>Chat.answer</c> appends it, and gives the offsets
+    /// of the image placeholders that stand for images. A user's text that happens to contain
+    /// <c>&lt;ImageHere&gt;</c> is plain text: only an image message's own placeholder marks where embeddings go.
     /// </summary>
     public string Render(IReadOnlyList<ConversationMessage> messages, out IReadOnlyList<int> imageOffsets)
     {
@@ -42,9 +37,8 @@ internal sealed record ConversationTemplate(string System, string UserRole, stri
         var sb = new System.Text.StringBuilder(System).Append(Separator);
         foreach (var m in messages)
         {
-            var role = m.IsUser ? UserRole : AssistantRole;
-            if (string.IsNullOrEmpty(m.Text)) { sb.Append(role); continue; }
-            sb.Append(role);
+            sb.Append(m.IsUser ? UserRole : AssistantRole);
+            if (string.IsNullOrEmpty(m.Text)) continue;
             if (m.HasImage) offsets.Add(sb.Length + ImageMessage.IndexOf(ImagePlaceholder, StringComparison.Ordinal));
             sb.Append(m.Text).Append(Separator);
         }
@@ -102,7 +96,4 @@ internal sealed class Conversation
         if (_messages.Count > count) _messages.RemoveRange(count, _messages.Count - count);
         if (last is not null && _messages.Count > 0) _messages[^1] = last;
     }
-
-    /// <summary>Number of image placeholders in the conversation.</summary>
-    public int ImageCount => _messages.Count(m => m.HasImage);
 }

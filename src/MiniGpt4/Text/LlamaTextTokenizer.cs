@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
 using System.Text;
 
 namespace MiniGpt4.Text;
@@ -25,18 +27,11 @@ namespace MiniGpt4.Text;
 /// </summary>
 internal sealed class LlamaTextTokenizer
 {
-    private const char SpaceSymbol = '\u2581';
-
     private readonly SentencePieceModel _model;
     private readonly SentencePieceBpe _bpe;
     private readonly Dictionary<string, int> _pieceToId;
     private readonly string[] _added;                      // added tokens (ids from _model.Pieces.Count on)
-    private readonly Dictionary<string, int> _addedToId;
     private readonly (string Text, int Id, bool Strip)[] _splitTokens; // no-split tokens, longest first
-    private readonly bool[] _special;
-    private readonly string[] _surface;                    // piece with ▁ -> ' '
-    private readonly bool[] _startsWithSpace;
-    private readonly byte[] _byteValue;                    // for byte pieces
 
     private LlamaTextTokenizer(SentencePieceModel model, string? padToken, IReadOnlyDictionary<string, int>? addedTokens, string source)
     {
@@ -53,18 +48,15 @@ internal sealed class LlamaTextTokenizer
         UnkId = unk;
 
         // Added tokens (transformers' added_tokens.json): consecutive ids after the SentencePiece vocabulary.
-        var added = (addedTokens ?? new Dictionary<string, int>()).OrderBy(kv => kv.Value).ToArray();
-        _added = new string[added.Length];
-        _addedToId = new Dictionary<string, int>(StringComparer.Ordinal);
-        for (int k = 0; k < added.Length; k++)
+        var added = new List<string>();
+        foreach (var (content, id) in (addedTokens ?? new Dictionary<string, int>()).OrderBy(kv => kv.Value))
         {
-            var (content, id) = (added[k].Key, added[k].Value);
-            if (string.IsNullOrEmpty(content) || id != n + k || _pieceToId.ContainsKey(content))
+            if (string.IsNullOrEmpty(content) || id != n + added.Count || !_pieceToId.TryAdd(content, id))
                 throw new MiniGptConfigurationException(
                     $"Added token '{content}' -> {id} of '{source}' is invalid: added tokens must be new, non-empty strings with consecutive ids from {n}.");
-            _added[k] = content;
-            _addedToId[content] = id;
+            added.Add(content);
         }
+        _added = added.ToArray();
 
         BosId = PieceToId("<s>");
         EosId = PieceToId("</s>");
@@ -77,21 +69,6 @@ internal sealed class LlamaTextTokenizer
         _splitTokens = new[] { ("<unk>", UnkId, false), ("</s>", EosId, false), ("<s>", BosId, false) }
             .Concat(_added.Select((t, k) => (t, n + k, true)))
             .OrderByDescending(t => t.Item1.Length).ToArray();
-        _special = new bool[n + _added.Length];
-        _special[UnkId] = _special[BosId] = _special[EosId] = true;
-        if (PadId is int pad) _special[pad] = true;
-
-        _surface = new string[n];
-        _startsWithSpace = new bool[n];
-        _byteValue = new byte[n];
-        for (int i = 0; i < n; i++)
-        {
-            string p = model.Pieces[i].Piece;
-            _surface[i] = p.Replace(SpaceSymbol, ' ');
-            _startsWithSpace[i] = p[0] == SpaceSymbol;
-            if (model.Pieces[i].Type == PieceType.Byte && !SentencePieceBpe.TryParseBytePiece(p, out _byteValue[i]))
-                throw new MiniGptConfigurationException($"Byte piece {i} '{p}' of '{source}' is not of the form <0xNN>.");
-        }
     }
 
     /// <summary>
@@ -147,10 +124,7 @@ internal sealed class LlamaTextTokenizer
     public int? PadId { get; }
 
     /// <summary>Number of ids (transformers' <c>len(tokenizer)</c>): the SentencePiece pieces plus the added tokens; ids are 0..VocabSize-1.</summary>
-    public int VocabSize => _model.Pieces.Count + _added.Length;
-
-    /// <summary>Number of SentencePiece pieces (transformers' <c>vocab_size</c>).</summary>
-    public int PieceCount => _model.Pieces.Count;
+    public int VocabSize => PieceCount + _added.Length;
 
     /// <summary>transformers 4.30 slow <c>LlamaTokenizer.encode(text, add_special_tokens: addBos)</c>.</summary>
     public IReadOnlyList<int> Encode(string text, bool addBos)
@@ -164,26 +138,21 @@ internal sealed class LlamaTextTokenizer
         int chunkStart = 0;
         for (int i = 0; i < text.Length;)
         {
-            int hit = -1;
-            for (int t = 0; t < _splitTokens.Length; t++)
-            {
-                var tok = _splitTokens[t].Text;
-                if (tok[0] == text[i] && string.CompareOrdinal(text, i, tok, 0, tok.Length) == 0) { hit = t; break; }
-            }
+            int hit = SplitTokenAt(text, i);
             if (hit < 0) { i++; continue; }
-            if (i > chunkStart) parts.Add((text.Substring(chunkStart, i - chunkStart), -1, false));
+            if (i > chunkStart) parts.Add((text[chunkStart..i], -1, false));
             parts.Add(_splitTokens[hit]);
             i += _splitTokens[hit].Text.Length;
             chunkStart = i;
         }
-        if (chunkStart < text.Length) parts.Add((chunkStart == 0 ? text : text.Substring(chunkStart), -1, false));
+        if (chunkStart < text.Length) parts.Add((text[chunkStart..], -1, false));
 
         // Whitespace stripping around no-split tokens that are not AddedToken(lstrip=False, rstrip=False).
         for (int k = 0; k < parts.Count; k++)
         {
             if (!parts[k].Strip) continue;
-            if (k + 1 < parts.Count && parts[k + 1].Id < 0) parts[k + 1] = (TrimPython(parts[k + 1].Text, start: true), -1, false);
-            if (k > 0 && parts[k - 1].Id < 0) parts[k - 1] = (TrimPython(parts[k - 1].Text, start: false), -1, false);
+            if (k + 1 < parts.Count && parts[k + 1].Id < 0) parts[k + 1] = (PythonWhitespace.Strip(parts[k + 1].Text, end: false), -1, false);
+            if (k > 0 && parts[k - 1].Id < 0) parts[k - 1] = (PythonWhitespace.Strip(parts[k - 1].Text, start: false), -1, false);
         }
 
         foreach (var (chunk, id, _) in parts)
@@ -194,15 +163,9 @@ internal sealed class LlamaTextTokenizer
         return ids;
     }
 
-    // Python's str.lstrip()/rstrip(): Unicode whitespace, including U+001C..U+001F.
-    private static string TrimPython(string s, bool start)
-    {
-        static bool Ws(char c) => char.IsWhiteSpace(c) || c is >= '\u001C' and <= '\u001F';
-        int a = 0, b = s.Length;
-        if (start) while (a < b && Ws(s[a])) a++;
-        else while (b > a && Ws(s[b - 1])) b--;
-        return s.Substring(a, b - a);
-    }
+    // The longest no-split token at text[i..], -1 when none starts there.
+    private int SplitTokenAt(string text, int i)
+        => Array.FindIndex(_splitTokens, t => string.CompareOrdinal(text, i, t.Text, 0, t.Text.Length) == 0);
 
     /// <summary>Plain SentencePiece <c>encode</c> of the whole text: special-token strings are not split out, no BOS.</summary>
     public IReadOnlyList<int> EncodeIgnoringSpecialTokens(string text)
@@ -223,9 +186,8 @@ internal sealed class LlamaTextTokenizer
     {
         ArgumentNullException.ThrowIfNull(text);
         var normalized = _bpe.Normalize(text);
-        if (_model.AddDummyPrefix && normalized.Length > 0) normalized = normalized[1..];
         var ids = new List<int>();
-        if (normalized.Length > 0) _bpe.EncodeNormalized(normalized, ids);
+        _bpe.EncodeNormalized(_model.AddDummyPrefix && normalized.Length > 0 ? normalized[1..] : normalized, ids);
         return ids;
     }
 
@@ -236,64 +198,123 @@ internal sealed class LlamaTextTokenizer
     public string Decode(IEnumerable<int> ids, bool skipSpecialTokens = true)
     {
         ArgumentNullException.ThrowIfNull(ids);
-        // One detokeniser for batch and streaming: the whole sequence through the incremental one.
-        var detokenizer = CreateDetokenizer(skipSpecialTokens);
-        var sb = new StringBuilder();
-        foreach (var id in ids) sb.Append(detokenizer.Append(id));
-        return sb.Append(detokenizer.Flush()).ToString();
+        // _decode: added tokens are parts of their own, the runs between them go through
+        // convert_tokens_to_string, and the parts are joined with single spaces.
+        var parts = new List<string>();
+        var run = new List<int>();
+        foreach (int id in ids)
+        {
+            CheckId(id);
+            if (skipSpecialTokens && IsSpecialToken(id)) continue;
+            if (!IsAdded(id))
+            {
+                run.Add(id);
+                continue;
+            }
+            if (run.Count > 0) parts.Add(ConvertTokensToString(CollectionsMarshal.AsSpan(run)));
+            run.Clear();
+            parts.Add(_added[id - PieceCount]);
+        }
+        if (run.Count > 0) parts.Add(ConvertTokensToString(CollectionsMarshal.AsSpan(run)));
+        return string.Join(' ', parts);
+    }
+
+    // Special tokens are written literally, with a space in front of a non-empty run of pieces they close.
+    private string ConvertTokensToString(ReadOnlySpan<int> ids)
+    {
+        var text = new StringBuilder();
+        int from = 0;
+        for (int i = 0; i < ids.Length; i++)
+        {
+            if (!IsSpecialToken(ids[i])) continue;
+            if (i > from) text.Append(' ');
+            DecodePieces(ids[from..i], text);
+            text.Append(_model.Pieces[ids[i]].Piece);
+            from = i + 1;
+        }
+        DecodePieces(ids[from..], text);
+        return text.ToString();
+    }
+
+    // SentencePiece's Decode: control pieces are invisible, U+2581 becomes a space, the first piece loses
+    // its leading U+2581 (dummy prefix), and runs of byte pieces are decoded as UTF-8.
+    private void DecodePieces(ReadOnlySpan<int> ids, StringBuilder text)
+    {
+        int start = text.Length;
+        bool isBosWs = true, bosWsSeen = false;
+        var bytes = new List<byte>();
+        foreach (int id in ids)
+        {
+            var piece = _model.Pieces[id];
+            if (piece.Type == PieceType.Byte)
+            {
+                bytes.Add(piece.ByteValue);
+                continue;
+            }
+            AppendUtf8(bytes, text);
+            if (bosWsSeen || text.Length > start) isBosWs = false;
+            bosWsSeen = false;
+            if (piece.Type == PieceType.Unknown) text.Append(_model.UnknownSurface);
+            else if (piece.Type != PieceType.Control) bosWsSeen = AppendPiece(piece.Piece, isBosWs, text);
+        }
+        AppendUtf8(bytes, text);
+    }
+
+    // Appends a piece with U+2581 as spaces; returns whether it was the leading space that got stripped.
+    private bool AppendPiece(string piece, bool isBosWs, StringBuilder text)
+    {
+        bool strip = isBosWs && (_model.AddDummyPrefix || _model.RemoveExtraWhitespaces) && piece[0] == SentencePieceModel.SpaceSymbol;
+        int at = text.Length;
+        text.Append(piece, strip ? 1 : 0, strip ? piece.Length - 1 : piece.Length).Replace(SentencePieceModel.SpaceSymbol, ' ', at, text.Length - at);
+        return strip && !_model.RemoveExtraWhitespaces;
+    }
+
+    // SentencePiece's DecodeUTF8: each byte that does not start a well-formed character becomes one U+FFFD.
+    private static void AppendUtf8(List<byte> bytes, StringBuilder text)
+    {
+        var rest = CollectionsMarshal.AsSpan(bytes);
+        while (rest.Length > 0)
+        {
+            bool ok = Rune.DecodeFromUtf8(rest, out var rune, out int used) == OperationStatus.Done;
+            text.Append((ok ? rune : Rune.ReplacementChar).ToString());
+            rest = rest[(ok ? used : 1)..];
+        }
+        bytes.Clear();
     }
 
     /// <summary>The piece string of <paramref name="id"/> (e.g. <c>▁Hello</c>, <c>&lt;0x0A&gt;</c>, <c>&lt;s&gt;</c>).</summary>
     public string IdToPiece(int id)
     {
         CheckId(id);
-        return IsAdded(id) ? _added[id - _model.Pieces.Count] : _model.Pieces[id].Piece;
+        return IsAdded(id) ? _added[id - PieceCount] : _model.Pieces[id].Piece;
     }
 
     /// <summary>transformers' <c>convert_tokens_to_ids</c>: an added token's id, else SentencePiece <c>piece_to_id</c> (<see cref="UnkId"/> when absent).</summary>
     public int PieceToId(string piece)
     {
         ArgumentNullException.ThrowIfNull(piece);
-        return _addedToId.TryGetValue(piece, out int a) ? a : _pieceToId.TryGetValue(piece, out int id) ? id : UnkId;
+        return _pieceToId.TryGetValue(piece, out int id) ? id : UnkId;
     }
 
     /// <summary>Whether <see cref="Decode"/> with <c>skipSpecialTokens</c> drops <paramref name="id"/> (BOS, EOS, unk, pad).</summary>
     public bool IsSpecial(int id)
     {
         CheckId(id);
-        return _special[id];
+        return IsSpecialToken(id);
     }
 
     /// <summary>A streaming decoder whose concatenated outputs equal <see cref="Decode"/> of all ids appended.</summary>
     public IncrementalDetokenizer CreateDetokenizer(bool skipSpecialTokens = true) => new(this, skipSpecialTokens);
 
-    internal void CheckId(int id)
+    private void CheckId(int id)
     {
         if ((uint)id >= (uint)VocabSize)
             throw new ArgumentOutOfRangeException(nameof(id), id, $"Token id {id} is outside the vocabulary (0..{VocabSize - 1}).");
     }
 
-    internal bool IsAdded(int id) => id >= _model.Pieces.Count;
+    private bool IsSpecialToken(int id) => id == UnkId || id == BosId || id == EosId || id == PadId;
 
-    internal string AddedText(int id) => _added[id - _model.Pieces.Count];
+    private int PieceCount => _model.Pieces.Count;
 
-    internal PieceType KindOf(int id) => _model.Pieces[id].Type;
-
-    internal byte ByteOf(int id) => _byteValue[id];
-
-    internal bool IsSpecialUnchecked(int id) => _special[id];
-
-    internal string SpecialText(int id) => IdToPiece(id);
-
-    internal string Surface(int id) => _surface[id];
-
-    internal string SurfaceWithoutLeadingSpace(int id) => _surface[id].Substring(1);
-
-    internal bool StartsWithSpaceSymbol(int id) => _startsWithSpace[id];
-
-    internal string UnknownSurface(int id) => _model.UnknownSurface;
-
-    internal bool StripsLeadingSpace => _model.AddDummyPrefix || _model.RemoveExtraWhitespaces;
-
-    internal bool RemovesExtraWhitespaces => _model.RemoveExtraWhitespaces;
+    private bool IsAdded(int id) => id >= PieceCount;
 }

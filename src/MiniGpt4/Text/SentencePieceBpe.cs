@@ -12,14 +12,9 @@ namespace MiniGpt4.Text;
 /// </summary>
 internal sealed class SentencePieceBpe
 {
-    private const char SpaceSymbol = '\u2581';
-
     private readonly SentencePieceModel _model;
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _pieces; // NORMAL, USER_DEFINED, UNUSED
-    private readonly HashSet<string>.AlternateLookup<ReadOnlySpan<char>> _userDefined;
     private readonly int _maxUserDefinedLength;
-    private readonly float[] _scores;
-    private readonly bool[] _unused;
     private readonly int[] _byteIds = new int[256];
     private readonly int _unkId;
 
@@ -31,70 +26,27 @@ internal sealed class SentencePieceBpe
         _model = model;
         _unkId = unkId;
         var pieces = new Dictionary<string, int>(StringComparer.Ordinal);
-        var userDefined = new HashSet<string>(StringComparer.Ordinal);
-        _scores = new float[model.Pieces.Count];
-        _unused = new bool[model.Pieces.Count];
         Array.Fill(_byteIds, -1);
         for (int i = 0; i < model.Pieces.Count; i++)
         {
             var p = model.Pieces[i];
-            _scores[i] = p.Score;
-            _unused[i] = p.Type == PieceType.Unused;
-            switch (p.Type)
-            {
-                case PieceType.Normal or PieceType.UserDefined or PieceType.Unused:
-                    pieces.TryAdd(p.Piece, i);
-                    if (p.Type == PieceType.UserDefined)
-                    {
-                        userDefined.Add(p.Piece);
-                        _maxUserDefinedLength = Math.Max(_maxUserDefinedLength, p.Piece.Length);
-                    }
-                    break;
-                case PieceType.Byte when TryParseBytePiece(p.Piece, out byte b):
-                    _byteIds[b] = i;
-                    break;
-            }
+            if (p.Type == PieceType.Byte) _byteIds[p.ByteValue] = i;
+            else if (p.Type is PieceType.Normal or PieceType.UserDefined or PieceType.Unused) pieces.TryAdd(p.Piece, i);
+            if (p.Type == PieceType.UserDefined) _maxUserDefinedLength = Math.Max(_maxUserDefinedLength, p.Piece.Length);
         }
         _pieces = pieces.GetAlternateLookup<ReadOnlySpan<char>>();
-        _userDefined = userDefined.GetAlternateLookup<ReadOnlySpan<char>>();
-    }
-
-    /// <summary>Parses a byte-fallback piece <c>&lt;0xNN&gt;</c>.</summary>
-    public static bool TryParseBytePiece(string piece, out byte value)
-    {
-        value = 0;
-        return piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece[5] == '>'
-            && byte.TryParse(piece.AsSpan(3, 2), System.Globalization.NumberStyles.AllowHexSpecifier, null, out value);
     }
 
     /// <summary>SentencePiece's normaliser without a character map (LLaMA's <c>identity</c>).</summary>
     public string Normalize(string text)
     {
         bool removeExtra = _model.RemoveExtraWhitespaces;
-        int start = 0;
-        if (removeExtra) while (start < text.Length && text[start] == ' ') start++;
-        if (start == text.Length) return "";
-
-        var sb = new StringBuilder(text.Length - start + 1);
-        char space = _model.EscapeWhitespaces ? SpaceSymbol : ' ';
-        if (_model.AddDummyPrefix) sb.Append(space);
-        bool prevSpace = removeExtra;
-        for (int i = start; i < text.Length; i++)
-        {
-            char c = text[i];
-            if (c == ' ')
-            {
-                if (!prevSpace) sb.Append(space);
-                prevSpace = removeExtra;
-            }
-            else
-            {
-                sb.Append(c);
-                prevSpace = false;
-            }
-        }
-        if (removeExtra) while (sb.Length > 0 && sb[^1] == space) sb.Length--;
-        return sb.ToString();
+        if (removeExtra) text = string.Join(' ', text.Split(' ', StringSplitOptions.RemoveEmptyEntries));
+        if (text.Length == 0) return "";
+        if (_model.AddDummyPrefix) text = " " + text;
+        char space = _model.EscapeWhitespaces ? SentencePieceModel.SpaceSymbol : ' ';
+        text = text.Replace(' ', space);
+        return removeExtra ? text.TrimEnd(space) : text;
     }
 
     private struct Symbol
@@ -112,13 +64,9 @@ internal sealed class SentencePieceBpe
         var symbols = new List<Symbol>(normalized.Length);
         for (int pos = 0; pos < normalized.Length;)
         {
-            int len = 0;
-            bool freeze = false;
-            for (int l = Math.Min(_maxUserDefinedLength, normalized.Length - pos); l > 0; l--)
-            {
-                if (_userDefined.Contains(normalized.AsSpan(pos, l))) { len = l; freeze = true; break; }
-            }
-            if (len == 0) len = char.IsHighSurrogate(normalized[pos]) && pos + 1 < normalized.Length && char.IsLowSurrogate(normalized[pos + 1]) ? 2 : 1;
+            int len = UserDefinedLength(normalized, pos);
+            bool freeze = len > 0;
+            if (!freeze) len = char.IsSurrogatePair(normalized, pos) ? 2 : 1;
             int index = symbols.Count;
             symbols.Add(new Symbol { Start = pos, Length = len, Prev = index - 1, Next = pos + len < normalized.Length ? index + 1 : -1, Freeze = freeze });
             pos += len;
@@ -134,8 +82,8 @@ internal sealed class SentencePieceBpe
             int size = s[left].Length + s[right].Length;
             var merged = normalized.AsSpan(s[left].Start, size);
             if (!_pieces.TryGetValue(merged, out int id)) return;
-            agenda.Enqueue((left, right, size), (_scores[id], left));
-            if (_unused[id])
+            agenda.Enqueue((left, right, size), (_model.Pieces[id].Score, left));
+            if (IsUnused(id))
             {
                 revMerge ??= new Dictionary<string, (string, string)>(StringComparer.Ordinal);
                 revMerge[merged.ToString()] = (normalized.Substring(s[left].Start, s[left].Length), normalized.Substring(s[right].Start, s[right].Length));
@@ -158,16 +106,24 @@ internal sealed class SentencePieceBpe
         }
 
         for (int i = 0; i >= 0 && i < syms.Length; i = syms[i].Next)
-        {
             Resegment(normalized.AsSpan(syms[i].Start, syms[i].Length), revMerge, output);
-        }
     }
+
+    // The length of the longest user-defined piece at pos (0 when none starts there).
+    private int UserDefinedLength(string text, int pos)
+    {
+        for (int l = Math.Min(_maxUserDefinedLength, text.Length - pos); l > 0; l--)
+            if (_pieces.TryGetValue(text.AsSpan(pos, l), out int id) && _model.Pieces[id].Type == PieceType.UserDefined) return l;
+        return 0;
+    }
+
+    private bool IsUnused(int id) => _model.Pieces[id].Type == PieceType.Unused;
 
     private void Resegment(ReadOnlySpan<char> piece, Dictionary<string, (string Left, string Right)>? revMerge, List<int> output)
     {
         if (_pieces.TryGetValue(piece, out int id))
         {
-            if (_unused[id] && revMerge is not null && revMerge.TryGetValue(piece.ToString(), out var parts))
+            if (IsUnused(id) && revMerge is not null && revMerge.TryGetValue(piece.ToString(), out var parts))
             {
                 Resegment(parts.Left, revMerge, output);
                 Resegment(parts.Right, revMerge, output);

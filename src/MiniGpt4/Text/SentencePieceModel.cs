@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+using System.Globalization;
 using System.Text;
 
 namespace MiniGpt4.Text;
@@ -14,7 +16,11 @@ internal enum PieceType
 }
 
 /// <summary>One vocabulary entry of a SentencePiece model.</summary>
-internal readonly record struct SentencePiece(string Piece, float Score, PieceType Type);
+internal readonly record struct SentencePiece(string Piece, float Score, PieceType Type)
+{
+    /// <summary>The byte a <see cref="PieceType.Byte"/> piece <c>&lt;0xNN&gt;</c> stands for (checked when the model is read).</summary>
+    public byte ByteValue => byte.Parse(Piece.AsSpan(3, 2), NumberStyles.AllowHexSpecifier);
+}
 
 /// <summary>
 /// The parts of a SentencePiece <c>tokenizer.model</c> (a <c>ModelProto</c> protobuf) that encoding
@@ -23,19 +29,22 @@ internal readonly record struct SentencePiece(string Piece, float Score, PieceTy
 /// </summary>
 internal sealed class SentencePieceModel
 {
+    /// <summary>The symbol SentencePiece writes for a space (U+2581).</summary>
+    public const char SpaceSymbol = '\u2581';
+
     /// <summary>SentencePiece's <c>TrainerSpec.ModelType.BPE</c>.</summary>
     public const int ModelTypeBpe = 2;
 
-    public required IReadOnlyList<SentencePiece> Pieces { get; init; }
-    public int ModelType { get; init; } = 1;               // TrainerSpec.model_type, default UNIGRAM
-    public bool ByteFallback { get; init; }                // TrainerSpec.byte_fallback
-    public bool TreatWhitespaceAsSuffix { get; init; }     // TrainerSpec.treat_whitespace_as_suffix
-    public string UnknownSurface { get; init; } = " \u2047 "; // TrainerSpec.unk_surface
-    public string NormalizerName { get; init; } = "";
-    public bool HasPrecompiledCharsMap { get; init; }
-    public bool AddDummyPrefix { get; init; } = true;
-    public bool RemoveExtraWhitespaces { get; init; } = true;
-    public bool EscapeWhitespaces { get; init; } = true;
+    public List<SentencePiece> Pieces { get; } = new();
+    public int ModelType { get; private set; } = 1;               // TrainerSpec.model_type, default UNIGRAM
+    public bool ByteFallback { get; private set; }                // TrainerSpec.byte_fallback
+    public bool TreatWhitespaceAsSuffix { get; private set; }     // TrainerSpec.treat_whitespace_as_suffix
+    public string UnknownSurface { get; private set; } = " \u2047 "; // TrainerSpec.unk_surface
+    public string NormalizerName { get; private set; } = "";
+    public bool HasPrecompiledCharsMap { get; private set; }
+    public bool AddDummyPrefix { get; private set; } = true;
+    public bool RemoveExtraWhitespaces { get; private set; } = true;
+    public bool EscapeWhitespaces { get; private set; } = true;
 
     /// <summary>Reads <paramref name="path"/>; a missing, truncated or non-SentencePiece file throws <see cref="MiniGptConfigurationException"/>.</summary>
     public static SentencePieceModel Load(string path)
@@ -55,30 +64,26 @@ internal sealed class SentencePieceModel
     }
 
     /// <summary>Parses a serialized <c>ModelProto</c>; malformed input throws <see cref="FormatException"/>.</summary>
-    public static SentencePieceModel Parse(ReadOnlySpan<byte> data)
+    private static SentencePieceModel Parse(ReadOnlySpan<byte> data)
     {
-        var pieces = new List<SentencePiece>();
-        int modelType = 1;
-        bool byteFallback = false, suffix = false, addDummy = true, removeExtra = true, escape = true, charsMap = false;
-        string unkSurface = " \u2047 ", normalizerName = "";
-
+        var m = new SentencePieceModel();
         var top = new ProtoReader(data);
         while (top.Next(out int field, out int wire))
         {
             switch (field)
             {
                 case 1 when wire == 2:
-                    pieces.Add(ReadPiece(top.ReadBytes()));
+                    m.Pieces.Add(ReadPiece(top.ReadBytes()));
                     break;
                 case 2 when wire == 2:
                 {
                     var t = new ProtoReader(top.ReadBytes());
                     while (t.Next(out int f, out int w))
                     {
-                        if (f == 3 && w == 0) modelType = (int)t.ReadVarint();
-                        else if (f == 24 && w == 0) suffix = t.ReadVarint() != 0;
-                        else if (f == 35 && w == 0) byteFallback = t.ReadVarint() != 0;
-                        else if (f == 44 && w == 2) unkSurface = Encoding.UTF8.GetString(t.ReadBytes());
+                        if (f == 3 && w == 0) m.ModelType = (int)t.ReadVarint();
+                        else if (f == 24 && w == 0) m.TreatWhitespaceAsSuffix = t.ReadVarint() != 0;
+                        else if (f == 35 && w == 0) m.ByteFallback = t.ReadVarint() != 0;
+                        else if (f == 44 && w == 2) m.UnknownSurface = Encoding.UTF8.GetString(t.ReadBytes());
                         else t.Skip(w);
                     }
                     break;
@@ -88,11 +93,11 @@ internal sealed class SentencePieceModel
                     var n = new ProtoReader(top.ReadBytes());
                     while (n.Next(out int f, out int w))
                     {
-                        if (f == 1 && w == 2) normalizerName = Encoding.UTF8.GetString(n.ReadBytes());
-                        else if (f == 2 && w == 2) charsMap = n.ReadBytes().Length > 0;
-                        else if (f == 3 && w == 0) addDummy = n.ReadVarint() != 0;
-                        else if (f == 4 && w == 0) removeExtra = n.ReadVarint() != 0;
-                        else if (f == 5 && w == 0) escape = n.ReadVarint() != 0;
+                        if (f == 1 && w == 2) m.NormalizerName = Encoding.UTF8.GetString(n.ReadBytes());
+                        else if (f == 2 && w == 2) m.HasPrecompiledCharsMap = n.ReadBytes().Length > 0;
+                        else if (f == 3 && w == 0) m.AddDummyPrefix = n.ReadVarint() != 0;
+                        else if (f == 4 && w == 0) m.RemoveExtraWhitespaces = n.ReadVarint() != 0;
+                        else if (f == 5 && w == 0) m.EscapeWhitespaces = n.ReadVarint() != 0;
                         else n.Skip(w);
                     }
                     break;
@@ -102,20 +107,8 @@ internal sealed class SentencePieceModel
                     break;
             }
         }
-        if (pieces.Count == 0) throw new FormatException("the model has no pieces");
-        return new SentencePieceModel
-        {
-            Pieces = pieces,
-            ModelType = modelType,
-            ByteFallback = byteFallback,
-            TreatWhitespaceAsSuffix = suffix,
-            UnknownSurface = unkSurface,
-            NormalizerName = normalizerName,
-            HasPrecompiledCharsMap = charsMap,
-            AddDummyPrefix = addDummy,
-            RemoveExtraWhitespaces = removeExtra,
-            EscapeWhitespaces = escape,
-        };
+        if (m.Pieces.Count == 0) throw new FormatException("the model has no pieces");
+        return m;
     }
 
     private static SentencePiece ReadPiece(ReadOnlySpan<byte> data)
@@ -127,7 +120,7 @@ internal sealed class SentencePieceModel
         while (r.Next(out int f, out int w))
         {
             if (f == 1 && w == 2) piece = Encoding.UTF8.GetString(r.ReadBytes());
-            else if (f == 2 && w == 5) score = BitConverter.Int32BitsToSingle((int)r.ReadFixed32());
+            else if (f == 2 && w == 5) score = r.ReadFloat();
             else if (f == 3 && w == 0)
             {
                 ulong t = r.ReadVarint();
@@ -137,10 +130,14 @@ internal sealed class SentencePieceModel
             else r.Skip(w);
         }
         if (piece.Length == 0) throw new FormatException("a piece is empty");
+        if (type == PieceType.Byte && !IsBytePiece(piece)) throw new FormatException($"byte piece '{piece}' is not of the form <0xNN>");
         return new SentencePiece(piece, score, type);
     }
 
-    /// <summary>Minimal protobuf wire-format reader (varint, fixed32/64, length-delimited).</summary>
+    private static bool IsBytePiece(string piece) => piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece[5] == '>'
+        && byte.TryParse(piece.AsSpan(3, 2), NumberStyles.AllowHexSpecifier, null, out _);
+
+    /// <summary>Minimal protobuf wire-format reader (varint, float, length-delimited; fixed64 and fixed32 skipped).</summary>
     private ref struct ProtoReader(ReadOnlySpan<byte> data)
     {
         private readonly ReadOnlySpan<byte> _data = data;
@@ -169,39 +166,28 @@ internal sealed class SentencePieceModel
             throw new FormatException("varint too long");
         }
 
-        public uint ReadFixed32()
-        {
-            if (_pos + 4 > _data.Length) throw new FormatException("truncated fixed32");
-            uint v = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(_data.Slice(_pos, 4));
-            _pos += 4;
-            return v;
-        }
+        public float ReadFloat() => BinaryPrimitives.ReadSingleLittleEndian(Take(4));
 
-        public ReadOnlySpan<byte> ReadBytes()
-        {
-            ulong len = ReadVarint();
-            if (len > (ulong)(_data.Length - _pos)) throw new FormatException("truncated length-delimited field");
-            var s = _data.Slice(_pos, (int)len);
-            _pos += (int)len;
-            return s;
-        }
+        public ReadOnlySpan<byte> ReadBytes() => Take((int)Math.Min(ReadVarint(), int.MaxValue));
 
         public void Skip(int wire)
         {
             switch (wire)
             {
                 case 0: ReadVarint(); break;
-                case 1: Advance(8); break;
+                case 1: Take(8); break;
                 case 2: ReadBytes(); break;
-                case 5: Advance(4); break;
+                case 5: Take(4); break;
                 default: throw new FormatException($"unsupported wire type {wire}");
             }
         }
 
-        private void Advance(int n)
+        private ReadOnlySpan<byte> Take(int n)
         {
-            if (_pos + n > _data.Length) throw new FormatException("truncated field");
+            if (n > _data.Length - _pos) throw new FormatException("truncated field");
+            var bytes = _data.Slice(_pos, n);
             _pos += n;
+            return bytes;
         }
     }
 }

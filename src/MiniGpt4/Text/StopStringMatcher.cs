@@ -19,16 +19,9 @@ internal sealed class StopStringMatcher
     public StopStringMatcher(IReadOnlyList<string> stops)
     {
         ArgumentNullException.ThrowIfNull(stops);
-        _stops = new string[stops.Count];
-        for (int i = 0; i < stops.Count; i++)
-        {
-            if (string.IsNullOrEmpty(stops[i])) throw new ArgumentException("Stop strings must be non-empty.", nameof(stops));
-            _stops[i] = stops[i];
-        }
+        if (stops.Any(string.IsNullOrEmpty)) throw new ArgumentException("Stop strings must be non-empty.", nameof(stops));
+        _stops = stops.ToArray();
     }
-
-    /// <summary>Whether a stop string has been seen.</summary>
-    public bool Stopped => _stopped;
 
     /// <summary>
     /// Adds decoded text. Returns the text safe to emit now; when <paramref name="stopped"/> is true it is
@@ -39,8 +32,6 @@ internal sealed class StopStringMatcher
         ArgumentNullException.ThrowIfNull(delta);
         if (_stopped) { stopped = true; return ""; }
         _held.Append(delta);
-        if (_stops.Length == 0) { stopped = false; return Take(_held.Length); }
-
         string text = _held.ToString();
         int first = -1;
         foreach (var stop in _stops)
@@ -68,11 +59,7 @@ internal sealed class StopStringMatcher
     }
 
     /// <summary>At the end of generation: the held-back tail (empty after a stop).</summary>
-    public string Flush()
-    {
-        if (_stopped) return "";
-        return Take(_held.Length);
-    }
+    public string Flush() => _stopped ? "" : Take(_held.Length);
 
     private string Take(int count)
     {

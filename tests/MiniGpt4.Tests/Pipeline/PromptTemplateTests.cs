@@ -17,7 +17,7 @@ public class PromptTemplateTests
         var conv = new Conversation();
         conv.AddImage();
         conv.Ask(chat["question"]!.GetValue<string>());
-        Assert.Equal(chat["prompt"]!.GetValue<string>(), ModelPreset.For(v).Template.Render(conv.Messages));
+        Assert.Equal(chat["prompt"]!.GetValue<string>(), ModelPreset.For(v).Template.Render(conv.Messages, out _));
     }
 
     [SkippableTheory]
@@ -32,7 +32,7 @@ public class PromptTemplateTests
         foreach (var turn in turns)
         {
             conv.Ask(turn!["question"]!.GetValue<string>());
-            Assert.Equal(turn["prompt"]!.GetValue<string>(), ModelPreset.For(v).Template.Render(conv.Messages));
+            Assert.Equal(turn["prompt"]!.GetValue<string>(), ModelPreset.For(v).Template.Render(conv.Messages, out _));
             conv.AddAnswer(turn["chat_answer_text"]!.GetValue<string>());
         }
     }
@@ -43,8 +43,8 @@ public class PromptTemplateTests
         var conv = new Conversation();
         conv.Ask("Hi");
         Assert.Equal("Give the following image: <Img>ImageContent</Img>. You will be able to see the image once I provide it to you. Please answer my questions.###Human: Hi###Assistant: ",
-            ConversationTemplate.Vicuna0.Render(conv.Messages));
-        Assert.Equal("<s>[INST] Hi [/INST]", ConversationTemplate.MiniGptV2.Render(conv.Messages));
+            ConversationTemplate.Vicuna0.Render(conv.Messages, out _));
+        Assert.Equal("<s>[INST] Hi [/INST]", ConversationTemplate.MiniGptV2.Render(conv.Messages, out _));
     }
 
     [Fact]
@@ -56,9 +56,9 @@ public class PromptTemplateTests
         conv.AddAnswer("A1");
         conv.AddImage();
         conv.Ask("Q2");
-        Assert.Equal(2, conv.ImageCount);
+        Assert.Equal(2, conv.Messages.Count(m => m.HasImage));
         Assert.Equal("<s>[INST] <Img><ImageHere></Img> Q1 [/INST]A1<s>[INST] <Img><ImageHere></Img> Q2 [/INST]",
-            ConversationTemplate.MiniGptV2.Render(conv.Messages));
+            ConversationTemplate.MiniGptV2.Render(conv.Messages, out _));
     }
 
     [Theory]

@@ -91,6 +91,7 @@ public sealed class SyntheticModelTests
         var remove = Load(pieces, removeExtra: true);
         Assert.Equal(new[] { "▁", "a", "▁", "b" }, Pieces(remove, "  a  b "));
         Assert.Empty(remove.Encode("   ", addBos: false));
+        Assert.Equal(new[] { "▁", "a" }, Pieces(remove, " a ▁ ")); // a trailing U+2581 goes as well, as in SentencePiece
         Assert.Equal("a b", remove.Decode(remove.Encode("  a  b ", false)));
     }
 
@@ -105,5 +106,7 @@ public sealed class SyntheticModelTests
         }
         string noUnk = Write(dir, new[] { ("<s>", 0f, 3), ("a", 0f, 1) });
         Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(noUnk));
+        string badByte = Write(dir, Specials.Append(("<0xZZ>", 0f, 6)));
+        Assert.Throws<MiniGptConfigurationException>(() => LlamaTextTokenizer.FromFile(badByte));
     }
 }
