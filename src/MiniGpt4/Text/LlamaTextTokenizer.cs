@@ -303,9 +303,6 @@ internal sealed class LlamaTextTokenizer
         return IsSpecialToken(id);
     }
 
-    /// <summary>A streaming decoder whose concatenated outputs equal <see cref="Decode"/> of all ids appended.</summary>
-    public IncrementalDetokenizer CreateDetokenizer(bool skipSpecialTokens = true) => new(this, skipSpecialTokens);
-
     private void CheckId(int id)
     {
         if ((uint)id >= (uint)VocabSize)
