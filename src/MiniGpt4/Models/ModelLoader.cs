@@ -22,35 +22,31 @@ internal sealed class ModelFiles : IDisposable
 {
     public ModelFiles(ModelManifest m)
     {
-        var llmPath = m.Resolve(m.Llm.Path);
-        var tokenizerPath = m.Llm.Tokenizer is null ? null : m.Resolve(m.Llm.Tokenizer);
-        RequireExists(llmPath, "llm.path");
-        if (tokenizerPath is not null) RequireExists(tokenizerPath, "llm.tokenizer");
-        if (!m.IsLanguageModelOnly)
-        {
-            RequireExists(m.Resolve(m.Vision.Checkpoint), "vision.checkpoint");
-            RequireExists(m.Resolve(m.Projection.Checkpoint), "projection.checkpoint");
-            if (m.QFormer is { } q) RequireExists(m.Resolve(q.Checkpoint), "qformer.checkpoint");
-            if (m.QFormer?.Config is { } bert) RequireExists(m.Resolve(bert), "qformer.config");
-        }
+        var vision = !m.IsLanguageModelOnly;
+        LlmPath = Existing(m, m.Llm.Path, "llm.path");
+        var tokenizerPath = m.Llm.Tokenizer is { } t ? Existing(m, t, "llm.tokenizer") : null;
+        VisionPath = vision ? Existing(m, m.Vision.Checkpoint, "vision.checkpoint") : null;
+        StagePath = vision ? Existing(m, m.Projection.Checkpoint, "projection.checkpoint") : null;
+        var blip2Path = vision && m.QFormer is { } q ? Existing(m, q.Checkpoint, "qformer.checkpoint") : null;
+        var bertPath = vision && m.QFormer?.Config is { } bert ? Existing(m, bert, "qformer.config") : null;
 
         LlmConfig = LlamaConfig.FromFile(m.LlmFolder);
         Vision = m.Vision.ToConfig();
-        QFormer = m.IsLanguageModelOnly ? null : m.ReadQFormerConfig();
-        Tokenizer = LlamaLanguageModel.LoadTokenizer(llmPath, tokenizerPath);
+        QFormer = vision ? m.ReadQFormerConfig() : null;
+        Tokenizer = LlamaLanguageModel.LoadTokenizer(LlmPath, tokenizerPath);
         try
         {
-            LlmWeights = WeightFiles.Open(llmPath);
+            LlmWeights = WeightFiles.Open(LlmPath);
             LlmConfig.CheckAgainst(LlmWeights, Path.Combine(m.LlmFolder, "config.json"));
-            if (m.IsLanguageModelOnly) return;
-            VisionWeights = WeightFiles.Open(m.Resolve(m.Vision.Checkpoint));
+            if (!vision) return;
+            VisionWeights = WeightFiles.Open(VisionPath!);
             Vision.CheckAgainst(EvaVitNames.ToLavis(VisionWeights, out _), m.Where);
             if (QFormer is not null)
             {
-                Blip2Weights = WeightFiles.Open(m.Resolve(m.QFormer!.Checkpoint));
-                QFormer.CheckAgainst(QFormerNames.ToLavis(Blip2Weights), m.QFormer.Config is { } bert ? $"{m.Where} (with {m.Resolve(bert)})" : m.Where);
+                Blip2Weights = WeightFiles.Open(blip2Path!);
+                QFormer.CheckAgainst(QFormerNames.ToLavis(Blip2Weights), bertPath is null ? m.Where : $"{m.Where} (with {bertPath})");
             }
-            StageWeights = WeightFiles.Open(m.Resolve(m.Projection.Checkpoint));
+            StageWeights = WeightFiles.Open(StagePath!);
             CheckProjectionWidth(StageWeights, LlmConfig, m.LlmFolder);
         }
         catch
@@ -60,6 +56,9 @@ internal sealed class ModelFiles : IDisposable
         }
     }
 
+    public string LlmPath { get; }
+    public string? VisionPath { get; }
+    public string? StagePath { get; }
     public LlamaConfig LlmConfig { get; }
     public LlamaTextTokenizer Tokenizer { get; }
     public VisionConfig Vision { get; }
@@ -88,10 +87,12 @@ internal sealed class ModelFiles : IDisposable
                                               $"'{llmFolder}' has hidden size {llm.HiddenSize}: the projection does not belong to this language model.", stage, "llama_proj.weight");
     }
 
-    private static void RequireExists(string path, string field)
+    private static string Existing(ModelManifest m, string path, string field)
     {
-        if (!File.Exists(path) && !Directory.Exists(path))
-            throw new MiniGptConfigurationException($"The manifest's {field} points to '{path}', which does not exist.");
+        var full = m.Resolve(path);
+        if (!File.Exists(full) && !Directory.Exists(full))
+            throw new MiniGptConfigurationException($"The manifest's {field} points to '{full}', which does not exist.");
+        return full;
     }
 }
 
@@ -107,10 +108,8 @@ internal static class ModelLoader
         var device = ParseDevice(options.Device);
         var dtype = ToScalarType(options.DType);
         var preset = ModelPreset.For(m.Variant);
-        var llmPath = m.Resolve(m.Llm.Path);
-        var visionPath = m.Resolve(m.Vision.Checkpoint);
-        var stagePath = m.Resolve(m.Projection.Checkpoint);
         using var files = new ModelFiles(m);
+        var (llmPath, visionPath, stagePath) = (files.LlmPath, files.VisionPath!, files.StagePath!);
         ct.ThrowIfCancellationRequested();
 
         EvaVisionEncoder? vision = null;
