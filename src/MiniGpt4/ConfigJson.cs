@@ -4,36 +4,6 @@ using System.Text.Json;
 namespace MiniGpt4;
 
 /// <summary>
-/// The bounds checks of a configuration (a LLaMA or BERT <c>config.json</c>, a model manifest): each refusal is a
-/// <see cref="MiniGptConfigurationException"/> whose message starts with <paramref name="Where"/> (the file) and names the field.
-/// </summary>
-internal readonly record struct ConfigCheck(string Where)
-{
-    /// <summary>Requires 0 &lt; <paramref name="value"/> &lt;= <paramref name="max"/>.</summary>
-    public void InRange(string field, int value, int max)
-    {
-        if (value <= 0) throw Error($"{field} must be positive (got {value})");
-        if (value > max) throw Error($"{field} = {value} is over the limit of {max}");
-    }
-
-    /// <summary>Requires a finite <paramref name="value"/> with 0 &lt; value &lt; <paramref name="below"/>.</summary>
-    public void Positive(string field, double value, double below = double.PositiveInfinity)
-    {
-        if (!(value > 0 && value < below && double.IsFinite(value)))
-            throw Error($"{field} must be positive and finite{(double.IsFinite(below) ? $" and below {below}" : "")} (got {value})");
-    }
-
-    /// <summary>Refuses the configuration with <paramref name="problem"/> unless <paramref name="ok"/>.</summary>
-    public void Require(bool ok, string problem)
-    {
-        if (!ok) throw Error(problem);
-    }
-
-    /// <summary>The refusal for <paramref name="problem"/>.</summary>
-    public MiniGptConfigurationException Error(string problem, Exception? inner = null) => new($"{Where}: {problem}.", inner);
-}
-
-/// <summary>
 /// A JSON object of a configuration file, read with bounds: at most <see cref="MaxFileBytes"/>, valid UTF-8, at most
 /// 16 levels deep, no duplicate keys (comments and trailing commas are allowed). Invalid text and fields of the wrong
 /// type are refused through <see cref="Check"/>, naming the file and the field.

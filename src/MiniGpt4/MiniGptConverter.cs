@@ -1,5 +1,4 @@
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using MiniGpt4.Runtime;
 using MiniGpt4.Weights;
 
@@ -10,7 +9,7 @@ namespace MiniGpt4;
 /// the model's dtype, plus a manifest, so later loads map the weights without converting them. Tensors are
 /// converted one at a time: memory stays near the largest tensor, whatever the model size.
 /// </summary>
-public static partial class MiniGptConverter
+public static class MiniGptConverter
 {
     /// <summary>Largest language-model shard written (bytes).</summary>
     public const long ShardBytes = 2L << 30;
@@ -33,8 +32,8 @@ public static partial class MiniGptConverter
 
         if (!m.IsLanguageModelOnly)
         {
-            // Blocks at or beyond the configured depth are never used: leave them out.
-            Write("vision encoder", 0.0, m.Vision.Checkpoint, "vision.safetensors", k => BlockIndex(k) is int b && b >= m.Vision.Depth ? null : k);
+            // Blocks at or beyond the configured depth are never used: leave them out (blocks.N.* counts N + 1 blocks).
+            Write("vision encoder", 0.0, m.Vision.Checkpoint, "vision.safetensors", k => WeightShapes.CountIndexed([k], "blocks.") > m.Vision.Depth ? null : k);
             manifest["vision"] = new Dictionary<string, object>
             {
                 ["checkpoint"] = "vision.safetensors", ["image_size"] = m.Vision.ImageSize, ["patch_size"] = m.Vision.PatchSize,
@@ -93,13 +92,4 @@ public static partial class MiniGptConverter
             SafetensorsWriter.Write(Path.Combine(outDir, file), kept, st);
         }
     }
-
-    private static int? BlockIndex(string key)
-    {
-        var match = BlockRe().Match(key);
-        return match.Success ? int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) : null;
-    }
-
-    [GeneratedRegex(@"^blocks\.(\d+)\.")]
-    private static partial Regex BlockRe();
 }

@@ -45,11 +45,8 @@ internal sealed record QFormerConfig(
     }
 
     /// <summary>
-    /// Checks this configuration against the shapes of a BLIP-2 checkpoint in LAVIS naming
-    /// (<see cref="QFormerNames.ToLavis"/>; headers only, no tensor data): the layer count must equal the
-    /// layers the file holds, layer N must have cross-attention exactly when N % cross_attention_freq == 0,
-    /// and <c>query_tokens</c>, <c>ln_vision</c> and every layer's projections must have the shapes the
-    /// hidden size, intermediate size, query count and encoder width imply. Throws
+    /// Checks the layer count, which layers have cross-attention and the shape of every tensor the Q-Former would
+    /// allocate against a BLIP-2 checkpoint's headers in LAVIS naming (<see cref="QFormerNames.ToLavis"/>). Throws
     /// <see cref="MiniGptWeightsException"/> naming the file, the key and <paramref name="who"/>'s fields.
     /// </summary>
     public void CheckAgainst(IWeightSource lavisView, string who)

@@ -58,12 +58,9 @@ internal sealed record LlamaConfig(
     }
 
     /// <summary>
-    /// Checks this configuration against the shapes in <paramref name="source"/>'s headers (Hugging Face
-    /// keys; no tensor data is read): the layer count must equal the layers the weights hold, and every
-    /// tensor the model would allocate must be in the file with the shape hidden_size, intermediate_size,
-    /// vocab_size and the head counts imply (<c>lm_head.weight</c> only when untied). Throws
-    /// <see cref="MiniGptWeightsException"/> naming the weight file, the key and the configuration fields
-    /// (from <paramref name="configFile"/>, when known). Cost: one dictionary lookup per tensor.
+    /// Checks the layer count and the shape of every tensor the model would allocate against <paramref name="source"/>'s
+    /// headers (Hugging Face keys; no tensor data is read, one dictionary lookup per tensor). Throws
+    /// <see cref="MiniGptWeightsException"/> naming the weight file, the key and <paramref name="configFile"/>'s fields.
     /// </summary>
     public void CheckAgainst(IWeightSource source, string? configFile = null)
     {

@@ -47,13 +47,9 @@ internal sealed record VisionConfig(
     }
 
     /// <summary>
-    /// Checks this configuration against the shapes of an EVA ViT checkpoint in LAVIS naming
-    /// (<see cref="EvaVitNames.ToLavis"/>; headers only, no tensor data): the file must hold at least
-    /// <see cref="Depth"/> blocks, <c>patch_embed.proj.weight</c> must be <c>[width, 3, patch, patch]</c>,
-    /// <c>pos_embed</c> <c>[1, 1 + g*g, width]</c> for some grid g, and every used block's
-    /// projections and norms must have the shapes width and mlp_hidden imply. Throws
-    /// <see cref="MiniGptWeightsException"/> naming the file, the key and <paramref name="who"/>'s fields
-    /// (e.g. the manifest's <c>vision.width</c>).
+    /// Checks the block count (at least <see cref="Depth"/>) and the shape of every tensor the ViT would allocate against
+    /// an EVA ViT checkpoint's headers in LAVIS naming (<see cref="EvaVitNames.ToLavis"/>; <c>pos_embed</c> may have any
+    /// square grid). Throws <see cref="MiniGptWeightsException"/> naming the file, the key and <paramref name="who"/>'s fields.
     /// </summary>
     public void CheckAgainst(IWeightSource lavisView, string who)
     {
