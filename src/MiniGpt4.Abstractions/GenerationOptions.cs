@@ -199,18 +199,15 @@ public sealed record MiniGptLoadOptions
     /// <summary>Checks every value once, before anything is loaded; throws <see cref="MiniGptConfigurationException"/>.</summary>
     internal MiniGptLoadOptions Validate()
     {
-        static void Check(bool ok, string message)
-        {
-            if (!ok) throw new MiniGptConfigurationException("MiniGptLoadOptions: " + message);
-        }
-        Check(!string.IsNullOrWhiteSpace(Device), "Device must be cpu, cuda or cuda:N.");
-        Check(Enum.IsDefined(DType), $"DType {DType} is not a MiniGptDType.");
-        Check(Threads is null or > 0, $"Threads must be positive (got {Threads}).");
-        Check(ContextLength is null or > 0, $"ContextLength must be positive (got {ContextLength}).");
-        Check(MaxConcurrentRequests > 0, $"MaxConcurrentRequests must be positive (got {MaxConcurrentRequests}).");
-        Check(MaxQueuedRequests >= 0, $"MaxQueuedRequests must not be negative (got {MaxQueuedRequests}).");
-        Check(MemoryBudgetBytes is null or > 0, $"MemoryBudgetBytes must be positive (got {MemoryBudgetBytes}).");
-        Check(Images is not null, "Images must not be null.");
+        var check = new ConfigCheck(nameof(MiniGptLoadOptions));
+        check.Require(!string.IsNullOrWhiteSpace(Device), "Device must be cpu, cuda or cuda:N");
+        check.Require(Enum.IsDefined(DType), $"DType {DType} is not a MiniGptDType");
+        check.Require(Threads is null or > 0, $"Threads must be positive (got {Threads})");
+        check.Require(ContextLength is null or > 0, $"ContextLength must be positive (got {ContextLength})");
+        check.Require(MaxConcurrentRequests > 0, $"MaxConcurrentRequests must be positive (got {MaxConcurrentRequests})");
+        check.Require(MaxQueuedRequests >= 0, $"MaxQueuedRequests must not be negative (got {MaxQueuedRequests})");
+        check.Require(MemoryBudgetBytes is null or > 0, $"MemoryBudgetBytes must be positive (got {MemoryBudgetBytes})");
+        check.Require(Images is not null, "Images must not be null");
         return this;
     }
 }

@@ -109,3 +109,34 @@ public sealed class MiniGptNumericsException : MiniGptException
     /// <summary>The generation step (0 = the logits after the prompt).</summary>
     public int Step { get; }
 }
+
+/// <summary>
+/// The bounds checks of a configuration (a <c>config.json</c>, a model manifest, load options): each refusal is a
+/// <see cref="MiniGptConfigurationException"/> whose message starts with <paramref name="Where"/> (the file or
+/// the options) and names the field.
+/// </summary>
+internal readonly record struct ConfigCheck(string Where)
+{
+    /// <summary>Requires 0 &lt; <paramref name="value"/> &lt;= <paramref name="max"/>.</summary>
+    public void InRange(string field, int value, int max)
+    {
+        if (value <= 0) throw Error($"{field} must be positive (got {value})");
+        if (value > max) throw Error($"{field} = {value} is over the limit of {max}");
+    }
+
+    /// <summary>Requires a finite <paramref name="value"/> with 0 &lt; value &lt; <paramref name="below"/>.</summary>
+    public void Positive(string field, double value, double below = double.PositiveInfinity)
+    {
+        if (!(value > 0 && value < below && double.IsFinite(value)))
+            throw Error($"{field} must be positive and finite{(double.IsFinite(below) ? $" and below {below}" : "")} (got {value})");
+    }
+
+    /// <summary>Refuses the configuration with <paramref name="problem"/> unless <paramref name="ok"/>.</summary>
+    public void Require(bool ok, string problem)
+    {
+        if (!ok) throw Error(problem);
+    }
+
+    /// <summary>The refusal for <paramref name="problem"/>.</summary>
+    public MiniGptConfigurationException Error(string problem, Exception? inner = null) => new($"{Where}: {problem}.", inner);
+}

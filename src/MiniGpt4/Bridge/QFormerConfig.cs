@@ -1,5 +1,5 @@
-using System.Text.Json;
 using MiniGpt4.Weights;
+using static MiniGpt4.Weights.WeightShapes;
 
 namespace MiniGpt4.Bridge;
 
@@ -19,79 +19,67 @@ internal sealed record QFormerConfig(
     int NumQueryTokens = 32,
     int EncoderWidth = 1408)
 {
-    /// <summary>Largest hidden size, intermediate size and encoder width accepted (bert-base: 768, 3072; EVA-ViT-g: 1408).</summary>
-    public const int MaxWidth = 1 << 16;
-
-    /// <summary>Largest layer count accepted (bert-base: 12).</summary>
-    public const int MaxLayers = 256;
-
     /// <summary>Largest number of learned query tokens accepted (MiniGPT-4: 32).</summary>
     public const int MaxQueryTokens = 4096;
-
-    /// <summary>Largest BERT <c>config.json</c> read (real ones are under 1 KB).</summary>
-    internal const long MaxFileBytes = 1L << 20;
 
     /// <summary>Whether layer <paramref name="layer"/> has cross-attention (<c>layer % freq == 0</c>, as LAVIS).</summary>
     public bool HasCrossAttention(int layer) => layer % CrossAttentionFreq == 0;
 
-    /// <summary>Throws <see cref="MiniGptConfigurationException"/> for numbers that cannot describe a Q-Former.</summary>
-    public QFormerConfig Validate()
+    /// <summary>
+    /// Throws <see cref="MiniGptConfigurationException"/>, naming <paramref name="where"/> and the field, for numbers
+    /// that cannot describe a Q-Former or are out of bounds.
+    /// </summary>
+    public QFormerConfig Validate(string where = "Q-Former configuration")
     {
-        void Require(bool ok, string what)
-        {
-            if (!ok) throw new MiniGptConfigurationException($"Invalid Q-Former configuration {this}: {what}.");
-        }
-        Require(Hidden > 0 && Heads > 0 && Hidden % Heads == 0, "the hidden size must be a positive multiple of the head count");
-        Require(Layers > 0 && Intermediate > 0, "layers and intermediate size must be positive");
-        Require(CrossAttentionFreq > 0, "cross_attention_freq must be positive");
-        Require(NumQueryTokens > 0 && EncoderWidth > 0, "query count and encoder width must be positive");
-        Require(Eps > 0 && Eps < 1 && double.IsFinite(Eps), "layer_norm_eps must be positive and below 1");
-        Require(Hidden <= MaxWidth && Intermediate <= MaxWidth && EncoderWidth <= MaxWidth, $"hidden size, intermediate size and encoder width must be at most {MaxWidth}");
-        Require(Layers <= MaxLayers, $"at most {MaxLayers} layers");
-        Require(NumQueryTokens <= MaxQueryTokens, $"at most {MaxQueryTokens} query tokens");
+        var check = new ConfigCheck(where);
+        check.InRange("hidden_size", Hidden, 1 << 16);                        // bert-base: 768
+        check.InRange("num_attention_heads", Heads, Hidden);
+        check.Require(Hidden % Heads == 0, $"hidden_size {Hidden} is not a multiple of num_attention_heads {Heads}");
+        check.InRange("num_hidden_layers", Layers, 256);                      // bert-base: 12
+        check.InRange("intermediate_size", Intermediate, 1 << 16);            // bert-base: 3072
+        check.Require(CrossAttentionFreq > 0, $"cross_attention_freq must be positive (got {CrossAttentionFreq})");
+        check.InRange("num_query_tokens", NumQueryTokens, MaxQueryTokens);
+        check.InRange("encoder width (vision.width)", EncoderWidth, 1 << 16); // EVA-ViT-g: 1408
+        check.Positive("layer_norm_eps", Eps, below: 1);
         return this;
     }
 
     /// <summary>
-    /// Checks this configuration against the shapes of a BLIP-2 checkpoint in LAVIS naming
-    /// (<see cref="QFormerNames.ToLavis"/>; headers only, no tensor data): the layer count must equal the
-    /// layers the file holds, layer N must have cross-attention exactly when N % cross_attention_freq == 0,
-    /// and <c>query_tokens</c>, <c>ln_vision</c> and every layer's projections must have the shapes the
-    /// hidden size, intermediate size, query count and encoder width imply. Throws
+    /// Checks the layer count, which layers have cross-attention and the shape of every tensor the Q-Former would
+    /// allocate against a BLIP-2 checkpoint's headers in LAVIS naming (<see cref="QFormerNames.ToLavis"/>). Throws
     /// <see cref="MiniGptWeightsException"/> naming the file, the key and <paramref name="who"/>'s fields.
     /// </summary>
     public void CheckAgainst(IWeightSource lavisView, string who)
     {
-        ArgumentNullException.ThrowIfNull(lavisView);
-        Validate();
+        Validate(who);
         var file = lavisView.Description;
         const string layerPrefix = "Qformer.bert.encoder.layer.";
-        var layers = WeightShapes.CountIndexed(lavisView.Keys, layerPrefix);
+        var layers = CountIndexed(lavisView.Keys, layerPrefix);
         if (layers != Layers)
             throw new MiniGptWeightsException(
                 $"{file}: {who} says the Q-Former has {Layers} layer{(Layers == 1 ? "" : "s")} (num_hidden_layers), but the checkpoint holds {layers} ({layerPrefix}N.*).",
                 file, layerPrefix);
         long h = Hidden, inter = Intermediate, enc = EncoderWidth;
         var hidden = $"{who}: hidden_size = {Hidden}";
-        WeightShapes.Expect(lavisView, "query_tokens", [1, NumQueryTokens, h], $"{hidden}, num_query_tokens = {NumQueryTokens}");
-        WeightShapes.Expect(lavisView, "ln_vision.weight", [enc], $"{who}: encoder width (vision.width) = {EncoderWidth}");
-        WeightShapes.Expect(lavisView, "Qformer.bert.embeddings.LayerNorm.weight", [h], hidden);
+        Expect(lavisView, "query_tokens", [1, NumQueryTokens, h], $"{hidden}, num_query_tokens = {NumQueryTokens}");
+        Expect(lavisView, "ln_vision.weight", [enc], $"{who}: encoder width (vision.width) = {EncoderWidth}");
+        Expect(lavisView, "Qformer.bert.embeddings.LayerNorm.weight", [h], hidden);
         var mlp = $"{hidden}, intermediate_size = {Intermediate}";
         var cross = $"{hidden}, encoder width (vision.width) = {EncoderWidth}";
         for (var i = 0; i < Layers; i++)
         {
             var p = $"{layerPrefix}{i}.";
-            foreach (var n in new[] { "query", "key", "value" }) WeightShapes.Expect(lavisView, $"{p}attention.self.{n}.weight", [h, h], hidden);
-            WeightShapes.Expect(lavisView, p + "attention.output.dense.weight", [h, h], hidden);
-            WeightShapes.Expect(lavisView, p + "intermediate_query.dense.weight", [inter, h], mlp);
-            WeightShapes.Expect(lavisView, p + "output_query.dense.weight", [h, inter], mlp);
+            foreach (var n in new[] { "query", "key", "value" }) Expect(lavisView, $"{p}attention.self.{n}.weight", [h, h], hidden);
+            Expect(lavisView, p + "attention.output.dense.weight", [h, h], hidden);
+            Expect(lavisView, p + "intermediate_query.dense.weight", [inter, h], mlp);
+            Expect(lavisView, p + "output_query.dense.weight", [h, inter], mlp);
             var crossKey = p + "crossattention.self.key.weight";
             if (HasCrossAttention(i))
             {
-                WeightShapes.Expect(lavisView, p + "crossattention.self.query.weight", [h, h], hidden);
-                WeightShapes.Expect(lavisView, crossKey, [h, enc], cross);
-                WeightShapes.Expect(lavisView, p + "crossattention.self.value.weight", [h, enc], cross);
-                WeightShapes.Expect(lavisView, p + "crossattention.output.dense.weight", [h, h], hidden);
+                Expect(lavisView, p + "crossattention.self.query.weight", [h, h], hidden);
+                Expect(lavisView, crossKey, [h, enc], cross);
+                Expect(lavisView, p + "crossattention.self.value.weight", [h, enc], cross);
+                Expect(lavisView, p + "crossattention.output.dense.weight", [h, h], hidden);
             }
             else if (lavisView.TryGetInfo(crossKey, out _))
                 throw new MiniGptWeightsException(
@@ -108,78 +96,18 @@ internal sealed record QFormerConfig(
     /// </summary>
     public static QFormerConfig FromBertConfigJson(string path, int? numQueryTokens = null, int? crossAttentionFreq = null, int? encoderWidth = null)
     {
-        JsonDocument doc;
-        try
-        {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
-            if (stream.Length > MaxFileBytes)
-                throw new MiniGptConfigurationException($"{path} is {stream.Length} bytes, over the {MaxFileBytes >> 20} MB limit for a BERT config.json.");
-            var bytes = new byte[stream.Length];
-            stream.ReadExactly(bytes);
-            // JsonDocument does not validate UTF-8 inside strings; GetString would then throw InvalidOperationException.
-            if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw new MiniGptConfigurationException($"{path} is not valid UTF-8 JSON text.");
-            doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 16 });
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or JsonException)
-        {
-            throw new MiniGptConfigurationException($"Cannot read the Q-Former BERT configuration {path}: {ex.Message}", ex);
-        }
-        using (doc)
-        {
-            var root = doc.RootElement;
-            if (root.ValueKind != JsonValueKind.Object)
-                throw new MiniGptConfigurationException($"{path} is not a JSON object.");
-            var act = Str(root, "hidden_act", path) ?? "gelu";
-            if (act != "gelu")
-                throw new MiniGptConfigurationException($"{path}: hidden_act '{act}' is not supported; the Q-Former uses the exact (erf) 'gelu'.");
-            var d = new QFormerConfig();
-            var config = new QFormerConfig(
-                Hidden: Int(root, "hidden_size", path) ?? d.Hidden,
-                Layers: Int(root, "num_hidden_layers", path) ?? d.Layers,
-                Heads: Int(root, "num_attention_heads", path) ?? d.Heads,
-                Intermediate: Int(root, "intermediate_size", path) ?? d.Intermediate,
-                CrossAttentionFreq: crossAttentionFreq ?? Int(root, "cross_attention_freq", path) ?? d.CrossAttentionFreq,
-                Eps: Num(root, "layer_norm_eps", path) ?? d.Eps,
-                NumQueryTokens: numQueryTokens ?? Int(root, "query_length", path) ?? d.NumQueryTokens,
-                EncoderWidth: encoderWidth ?? Int(root, "encoder_width", path) ?? d.EncoderWidth);
-            try { return config.Validate(); }
-            catch (MiniGptConfigurationException ex) { throw new MiniGptConfigurationException($"{path}: {ex.Message}", ex); }
-        }
-    }
-
-    private static JsonElement? Get(JsonElement root, string name)
-        => root.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
-
-    private static int? Int(JsonElement root, string name, string path)
-        => Get(root, name) is { } v
-            ? v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i
-              : throw new MiniGptConfigurationException($"{path}: '{name}' must be an integer; got {Raw(v)}.")
-            : null;
-
-    private static double? Num(JsonElement root, string name, string path)
-        => Get(root, name) is { } v
-            ? v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out var d) && double.IsFinite(d) ? d
-              : throw new MiniGptConfigurationException($"{path}: '{name}' must be a finite number; got {Raw(v)}.")
-            : null;
-
-    private static string? Str(JsonElement root, string name, string path)
-        => Get(root, name) is { } v
-            ? v.ValueKind == JsonValueKind.String ? StringOf(v, name, path)
-              : throw new MiniGptConfigurationException($"{path}: '{name}' must be a string; got {Raw(v)}.")
-            : null;
-
-    private static string? StringOf(JsonElement v, string name, string path)
-    {
-        try { return v.GetString(); }
-        catch (InvalidOperationException ex) // an escaped lone surrogate ("\ud800")
-        {
-            throw new MiniGptConfigurationException($"{path}: '{name}' is not a valid string: {ex.Message}", ex);
-        }
-    }
-
-    private static string Raw(JsonElement v)
-    {
-        var text = v.GetRawText();
-        return text.Length <= 40 ? text : text[..40] + "...";
+        var json = ConfigJson.Read(path);
+        var act = json.String("hidden_act") ?? "gelu";
+        json.Check.Require(act == "gelu", $"hidden_act '{act}' is not supported; the Q-Former uses the exact (erf) 'gelu'");
+        var d = new QFormerConfig();
+        return new QFormerConfig(
+            Hidden: json.Int("hidden_size") ?? d.Hidden,
+            Layers: json.Int("num_hidden_layers") ?? d.Layers,
+            Heads: json.Int("num_attention_heads") ?? d.Heads,
+            Intermediate: json.Int("intermediate_size") ?? d.Intermediate,
+            CrossAttentionFreq: crossAttentionFreq ?? json.Int("cross_attention_freq") ?? d.CrossAttentionFreq,
+            Eps: json.Number("layer_norm_eps") ?? d.Eps,
+            NumQueryTokens: numQueryTokens ?? json.Int("query_length") ?? d.NumQueryTokens,
+            EncoderWidth: encoderWidth ?? json.Int("encoder_width") ?? d.EncoderWidth).Validate(path);
     }
 }

@@ -1,4 +1,6 @@
 using System.Text.Json;
+using MiniGpt4.Weights;
+using static MiniGpt4.Weights.WeightShapes;
 
 namespace MiniGpt4.Language;
 
@@ -31,75 +33,40 @@ internal sealed record LlamaConfig(
     /// <summary>Largest <c>max_position_embeddings</c> accepted (1 Mi positions; released LLaMA configs say 2048 or 4096).</summary>
     public const int MaxPositions = 1 << 20;
 
-    /// <summary>Largest <c>num_hidden_layers</c> accepted (the largest LLaMA has 126).</summary>
-    public const int MaxLayers = 1024;
-
-    /// <summary>Largest <c>hidden_size</c> accepted (the largest LLaMA has 16384).</summary>
-    public const int MaxHiddenSize = 1 << 16;
-
-    /// <summary>Largest <c>intermediate_size</c> accepted (the largest LLaMA has 53248).</summary>
-    public const int MaxIntermediateSize = 1 << 18;
-
-    /// <summary>Largest <c>vocab_size</c> accepted (LLaMA 3 has 128256).</summary>
-    public const int MaxVocabSize = 1 << 22;
-
-    /// <summary>Largest <c>config.json</c> read (real ones are about 1 KB).</summary>
-    internal const long MaxFileBytes = 1L << 20;
-
     /// <summary>
-    /// Checks the dimensions are positive, within sane bounds (<see cref="MaxLayers"/>, <see cref="MaxPositions"/>, ...)
-    /// and fit together; throws <see cref="MiniGptConfigurationException"/> naming the field otherwise.
+    /// Checks the dimensions are positive, within sane bounds (a few times the largest LLaMA's) and fit together;
+    /// throws <see cref="MiniGptConfigurationException"/> naming <paramref name="where"/> and the field otherwise.
     /// Nothing is allocated from these numbers before this check (and, when weights are loaded, before
     /// <see cref="CheckAgainst"/>).
     /// </summary>
-    public LlamaConfig Validate()
+    public LlamaConfig Validate(string where = "LLaMA config")
     {
-        static void Positive(string name, double v)
-        {
-            if (!(v > 0) || !double.IsFinite(v)) throw new MiniGptConfigurationException($"LLaMA config: {name} must be positive and finite, got {v}.");
-        }
-        static void AtMost(string name, int v, int max)
-        {
-            if (v > max) throw new MiniGptConfigurationException($"LLaMA config: {name} = {v} is over the limit of {max}.");
-        }
-        Positive("hidden_size", HiddenSize);
-        Positive("intermediate_size", IntermediateSize);
-        Positive("num_hidden_layers", NumHiddenLayers);
-        Positive("num_attention_heads", NumAttentionHeads);
-        Positive("num_key_value_heads", NumKeyValueHeads);
-        Positive("rms_norm_eps", RmsNormEps);
-        Positive("rope_theta", RopeTheta);
-        Positive("max_position_embeddings", MaxPositionEmbeddings);
-        Positive("vocab_size", VocabSize);
-        AtMost("hidden_size", HiddenSize, MaxHiddenSize);
-        AtMost("intermediate_size", IntermediateSize, MaxIntermediateSize);
-        AtMost("num_hidden_layers", NumHiddenLayers, MaxLayers);
-        AtMost("max_position_embeddings", MaxPositionEmbeddings, MaxPositions);
-        AtMost("vocab_size", VocabSize, MaxVocabSize);
-        if (RmsNormEps >= 1) throw new MiniGptConfigurationException($"LLaMA config: rms_norm_eps must be below 1, got {RmsNormEps}.");
-        if (HiddenSize % NumAttentionHeads != 0)
-            throw new MiniGptConfigurationException($"LLaMA config: hidden_size {HiddenSize} is not a multiple of num_attention_heads {NumAttentionHeads}.");
-        if (HeadDim % 2 != 0)
-            throw new MiniGptConfigurationException($"LLaMA config: head dimension {HeadDim} must be even for rotary embeddings.");
-        if (NumAttentionHeads % NumKeyValueHeads != 0)
-            throw new MiniGptConfigurationException($"LLaMA config: num_attention_heads {NumAttentionHeads} is not a multiple of num_key_value_heads {NumKeyValueHeads}.");
+        var check = new ConfigCheck(where);
+        check.InRange("hidden_size", HiddenSize, 1 << 16);             // the largest LLaMA: 16384
+        check.InRange("intermediate_size", IntermediateSize, 1 << 18); // the largest LLaMA: 53248
+        check.InRange("num_hidden_layers", NumHiddenLayers, 1024);     // the largest LLaMA: 126
+        check.InRange("num_attention_heads", NumAttentionHeads, HiddenSize);
+        check.InRange("num_key_value_heads", NumKeyValueHeads, NumAttentionHeads);
+        check.InRange("max_position_embeddings", MaxPositionEmbeddings, MaxPositions);
+        check.InRange("vocab_size", VocabSize, 1 << 22);               // LLaMA 3: 128256
+        check.Positive("rms_norm_eps", RmsNormEps, below: 1);
+        check.Positive("rope_theta", RopeTheta);
+        check.Require(HiddenSize % NumAttentionHeads == 0, $"hidden_size {HiddenSize} is not a multiple of num_attention_heads {NumAttentionHeads}");
+        check.Require(HeadDim % 2 == 0, $"head dimension {HeadDim} must be even for rotary embeddings");
+        check.Require(NumAttentionHeads % NumKeyValueHeads == 0, $"num_attention_heads {NumAttentionHeads} is not a multiple of num_key_value_heads {NumKeyValueHeads}");
         return this;
     }
 
     /// <summary>
-    /// Checks this configuration against the shapes in <paramref name="source"/>'s headers (Hugging Face
-    /// keys; no tensor data is read): the layer count must equal the layers the weights hold, and every
-    /// tensor the model would allocate must be in the file with the shape hidden_size, intermediate_size,
-    /// vocab_size and the head counts imply (<c>lm_head.weight</c> only when untied). Throws
-    /// <see cref="MiniGptWeightsException"/> naming the weight file, the key and the configuration fields
-    /// (from <paramref name="configFile"/>, when known). Cost: one dictionary lookup per tensor.
+    /// Checks the layer count and the shape of every tensor the model would allocate against <paramref name="source"/>'s
+    /// headers (Hugging Face keys; no tensor data is read, one dictionary lookup per tensor). Throws
+    /// <see cref="MiniGptWeightsException"/> naming the weight file, the key and <paramref name="configFile"/>'s fields.
     /// </summary>
-    public void CheckAgainst(Weights.IWeightSource source, string? configFile = null)
+    public void CheckAgainst(IWeightSource source, string? configFile = null)
     {
-        ArgumentNullException.ThrowIfNull(source);
-        Validate();
         var who = configFile ?? "the LLaMA config";
-        var layers = Weights.WeightShapes.CountIndexed(source.Keys, "model.layers.");
+        Validate(who);
+        var layers = CountIndexed(source.Keys, "model.layers.");
         if (layers != NumHiddenLayers)
             throw new MiniGptWeightsException(
                 $"{source.Description}: {who} says num_hidden_layers = {NumHiddenLayers}, but the weights hold {layers} " +
@@ -110,138 +77,68 @@ internal sealed record LlamaConfig(
         var hidden = $"{who}: hidden_size = {HiddenSize}";
         var attention = $"{who}: hidden_size = {HiddenSize}, num_attention_heads = {NumAttentionHeads}, num_key_value_heads = {NumKeyValueHeads}";
         var mlp = $"{who}: hidden_size = {HiddenSize}, intermediate_size = {IntermediateSize}";
-        Weights.WeightShapes.Expect(source, "model.embed_tokens.weight", [v, h], vocab);
-        if (!TieWordEmbeddings) Weights.WeightShapes.Expect(source, "lm_head.weight", [v, h], vocab + ", tie_word_embeddings = false");
-        Weights.WeightShapes.Expect(source, "model.norm.weight", [h], hidden);
+        Expect(source, "model.embed_tokens.weight", [v, h], vocab);
+        if (!TieWordEmbeddings) Expect(source, "lm_head.weight", [v, h], vocab + ", tie_word_embeddings = false");
+        Expect(source, "model.norm.weight", [h], hidden);
         for (var layer = 0; layer < NumHiddenLayers; layer++)
         {
             var p = $"model.layers.{layer}.";
-            Weights.WeightShapes.Expect(source, p + "self_attn.q_proj.weight", [h, h], attention);
-            Weights.WeightShapes.Expect(source, p + "self_attn.k_proj.weight", [kv, h], attention);
-            Weights.WeightShapes.Expect(source, p + "self_attn.v_proj.weight", [kv, h], attention);
-            Weights.WeightShapes.Expect(source, p + "self_attn.o_proj.weight", [h, h], attention);
-            Weights.WeightShapes.Expect(source, p + "mlp.gate_proj.weight", [i, h], mlp);
-            Weights.WeightShapes.Expect(source, p + "mlp.up_proj.weight", [i, h], mlp);
-            Weights.WeightShapes.Expect(source, p + "mlp.down_proj.weight", [h, i], mlp);
-            Weights.WeightShapes.Expect(source, p + "input_layernorm.weight", [h], hidden);
-            Weights.WeightShapes.Expect(source, p + "post_attention_layernorm.weight", [h], hidden);
+            Expect(source, p + "self_attn.q_proj.weight", [h, h], attention);
+            Expect(source, p + "self_attn.k_proj.weight", [kv, h], attention);
+            Expect(source, p + "self_attn.v_proj.weight", [kv, h], attention);
+            Expect(source, p + "self_attn.o_proj.weight", [h, h], attention);
+            Expect(source, p + "mlp.gate_proj.weight", [i, h], mlp);
+            Expect(source, p + "mlp.up_proj.weight", [i, h], mlp);
+            Expect(source, p + "mlp.down_proj.weight", [h, i], mlp);
+            Expect(source, p + "input_layernorm.weight", [h], hidden);
+            Expect(source, p + "post_attention_layernorm.weight", [h], hidden);
         }
     }
 
     /// <summary>
     /// Reads <c>config.json</c> from a file, or from the folder that holds it. Every problem (missing or
-    /// unreadable file, over <see cref="MaxFileBytes"/>, invalid JSON, a field of the wrong type, out of
-    /// bounds or inconsistent) is a <see cref="MiniGptConfigurationException"/> whose message starts with the file.
+    /// unreadable file, too large, invalid JSON, a field of the wrong type, out of bounds or inconsistent)
+    /// is a <see cref="MiniGptConfigurationException"/> whose message starts with the file.
     /// </summary>
     public static LlamaConfig FromFile(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        var file = Directory.Exists(path) ? Path.Combine(path, "config.json") : path;
-        if (!File.Exists(file)) throw new MiniGptConfigurationException($"LLaMA config not found: {file}");
-        try
-        {
-            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read);
-            if (stream.Length > MaxFileBytes)
-                throw new MiniGptConfigurationException($"{file} is {stream.Length} bytes, over the {MaxFileBytes >> 20} MB limit for a config.json.");
-            var bytes = new byte[stream.Length];
-            stream.ReadExactly(bytes);
-            return FromJson(bytes);
-        }
-        catch (MiniGptConfigurationException ex) when (!ex.Message.StartsWith(file, StringComparison.Ordinal))
-        {
-            throw new MiniGptConfigurationException($"{file}: {ex.Message}", ex);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            throw new MiniGptConfigurationException($"{file}: cannot read: {ex.Message}", ex);
-        }
+        return FromJson(ConfigJson.Read(Directory.Exists(path) ? Path.Combine(path, "config.json") : path));
     }
 
-    /// <summary>Parses the text of a Hugging Face LLaMA <c>config.json</c>.</summary>
-    public static LlamaConfig FromJson(string json) => FromJson(System.Text.Encoding.UTF8.GetBytes(json));
-
-    /// <summary>Parses a Hugging Face LLaMA <c>config.json</c> (UTF-8); invalid JSON is a <see cref="MiniGptConfigurationException"/>.</summary>
-    public static LlamaConfig FromJson(ReadOnlyMemory<byte> utf8Json)
+    /// <summary>Reads a parsed Hugging Face LLaMA <c>config.json</c>.</summary>
+    public static LlamaConfig FromJson(ConfigJson json)
     {
-        // JsonDocument does not validate UTF-8 inside strings; GetString would then throw InvalidOperationException.
-        if (!System.Text.Unicode.Utf8.IsValid(utf8Json.Span)) throw new MiniGptConfigurationException("not valid UTF-8 JSON text.");
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(utf8Json, new JsonDocumentOptions { MaxDepth = 16 }); }
-        catch (JsonException ex) { throw new MiniGptConfigurationException($"not valid JSON ({ex.Message})", ex); }
-        using var _ = doc;
-        var root = doc.RootElement;
-        if (root.ValueKind != JsonValueKind.Object) throw new MiniGptConfigurationException("config.json must hold a JSON object.");
+        var check = json.Check;
+        if (json.String("model_type") is { } type) check.Require(type == "llama", $"model_type '{type}' is not supported (expected 'llama')");
+        if (json.String("hidden_act") is { } act) check.Require(act == "silu", $"hidden_act '{act}' is not supported (LLaMA uses 'silu')");
+        check.Require(json["rope_scaling"] is null, "rope_scaling is not supported (only plain rotary embeddings)");
+        check.Require(json.Bool("attention_bias") != true, "attention_bias = true is not supported (LLaMA projections have no bias)");
 
-        if (Str(root, "model_type") is { } type && type != "llama")
-            throw new MiniGptConfigurationException($"model_type '{type}' is not supported (expected 'llama').");
-        if (Str(root, "hidden_act") is { } act && act != "silu")
-            throw new MiniGptConfigurationException($"hidden_act '{act}' is not supported (LLaMA uses 'silu').");
-        if (root.TryGetProperty("rope_scaling", out var scaling) && scaling.ValueKind != JsonValueKind.Null)
-            throw new MiniGptConfigurationException("rope_scaling is not supported (only plain rotary embeddings).");
-        if (root.TryGetProperty("attention_bias", out var bias) && bias.ValueKind == JsonValueKind.True)
-            throw new MiniGptConfigurationException("attention_bias = true is not supported (LLaMA projections have no bias).");
-
-        var hidden = Int(root, "hidden_size") ?? throw Missing("hidden_size");
-        var heads = Int(root, "num_attention_heads") ?? throw Missing("num_attention_heads");
-        if (Int(root, "head_dim") is { } hd && heads > 0 && hd != hidden / heads)
-            throw new MiniGptConfigurationException($"head_dim {hd} differs from hidden_size / num_attention_heads; not supported.");
+        var hidden = json.RequiredInt("hidden_size");
+        var heads = json.RequiredInt("num_attention_heads");
+        if (json.Int("head_dim") is { } hd && heads > 0)
+            check.Require(hd == hidden / heads, $"head_dim {hd} differs from hidden_size / num_attention_heads; not supported");
 
         return new LlamaConfig(
             HiddenSize: hidden,
-            IntermediateSize: Int(root, "intermediate_size") ?? throw Missing("intermediate_size"),
-            NumHiddenLayers: Int(root, "num_hidden_layers") ?? throw Missing("num_hidden_layers"),
+            IntermediateSize: json.RequiredInt("intermediate_size"),
+            NumHiddenLayers: json.RequiredInt("num_hidden_layers"),
             NumAttentionHeads: heads,
-            NumKeyValueHeads: Int(root, "num_key_value_heads") ?? heads,
-            RmsNormEps: Num(root, "rms_norm_eps") ?? 1e-6,
-            RopeTheta: Num(root, "rope_theta") ?? 10000.0,
-            MaxPositionEmbeddings: Int(root, "max_position_embeddings") ?? Int(root, "max_sequence_length") ?? 2048, // Vicuna v0 (4.28.dev) spells it max_sequence_length
-            VocabSize: Int(root, "vocab_size") ?? throw Missing("vocab_size"),
-            TieWordEmbeddings: root.TryGetProperty("tie_word_embeddings", out var tie) && tie.ValueKind == JsonValueKind.True,
-            BosTokenId: FirstInt(root, "bos_token_id"),
-            EosTokenId: FirstInt(root, "eos_token_id")).Validate();
+            NumKeyValueHeads: json.Int("num_key_value_heads") ?? heads,
+            RmsNormEps: json.Number("rms_norm_eps") ?? 1e-6,
+            RopeTheta: json.Number("rope_theta") ?? 10000.0,
+            MaxPositionEmbeddings: json.Int("max_position_embeddings") ?? json.Int("max_sequence_length") ?? 2048, // Vicuna v0 (4.28.dev) spells it max_sequence_length
+            VocabSize: json.RequiredInt("vocab_size"),
+            TieWordEmbeddings: json.Bool("tie_word_embeddings") ?? false,
+            BosTokenId: FirstInt(json["bos_token_id"]),
+            EosTokenId: FirstInt(json["eos_token_id"])).Validate(check.Where);
     }
 
-    private static MiniGptConfigurationException Missing(string key) => new($"config.json lacks '{key}'.");
-
-    private static string? Str(JsonElement o, string key)
+    // Later configs may give a list of eos ids; the first is kept (informational only, so anything else is ignored).
+    private static int? FirstInt(JsonElement? value)
     {
-        if (!o.TryGetProperty(key, out var v) || v.ValueKind != JsonValueKind.String) return null;
-        try { return v.GetString(); }
-        catch (InvalidOperationException ex) // an escaped lone surrogate ("\ud800")
-        {
-            throw new MiniGptConfigurationException($"'{key}' is not a valid string: {ex.Message}", ex);
-        }
-    }
-
-    private static double? Num(JsonElement o, string key)
-    {
-        if (!o.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-        if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out var d) || !double.IsFinite(d))
-            throw new MiniGptConfigurationException($"'{key}' must be a finite number, got {Raw(v)}.");
-        return d;
-    }
-
-    private static int? Int(JsonElement o, string key)
-    {
-        if (!o.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return null;
-        if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt32(out var i))
-            throw new MiniGptConfigurationException($"'{key}' must be an integer (a plain JSON integer that fits 32 bits), got {Raw(v)}.");
-        return i;
-    }
-
-    /// <summary>The JSON text of a value for a message, cut to 40 characters.</summary>
-    private static string Raw(JsonElement v)
-    {
-        var text = v.GetRawText();
-        return text.Length <= 40 ? text : text[..40] + "...";
-    }
-
-    // Later configs may give a list of eos ids; the first is kept (informational only).
-    private static int? FirstInt(JsonElement o, string key)
-    {
-        if (!o.TryGetProperty(key, out var v)) return null;
-        if (v.ValueKind == JsonValueKind.Array)
-            foreach (var e in v.EnumerateArray()) return e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out var first) ? first : null;
+        var v = value is { ValueKind: JsonValueKind.Array } list ? list.EnumerateArray().FirstOrDefault() : value.GetValueOrDefault();
         return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i : null;
     }
 }

@@ -2,6 +2,7 @@ using MiniGpt4.Abstractions;
 using MiniGpt4.Bridge;
 using MiniGpt4.Language;
 using MiniGpt4.Runtime;
+using MiniGpt4.Text;
 using MiniGpt4.Vision;
 using MiniGpt4.Weights;
 using static TorchSharp.torch;
@@ -12,9 +13,90 @@ namespace MiniGpt4.Models;
 internal sealed record LoadedModel(ModelVariant Variant, IVisionEncoder? Vision, IProjector? Projector, LlamaLanguageModel LanguageModel);
 
 /// <summary>
-/// Loads the parts of a manifest: checks every file exists, opens each weight file once, checks every
-/// configuration against the files' headers, and only then allocates and reads the parts.
+/// A manifest's configurations, tokenizer and weight files, each read or opened once and checked together before
+/// anything large is allocated: every path exists, and (headers only, no tensor data) <c>config.json</c> fits the
+/// language model's weights, the vision section the ViT checkpoint, the Q-Former configuration the BLIP-2
+/// checkpoint and the projection's width the language model. The owner disposes the weight files.
 /// </summary>
+internal sealed class ModelFiles : IDisposable
+{
+    public ModelFiles(ModelManifest m)
+    {
+        var vision = !m.IsLanguageModelOnly;
+        LlmPath = Existing(m, m.Llm.Path, "llm.path");
+        var tokenizerPath = m.Llm.Tokenizer is { } t ? Existing(m, t, "llm.tokenizer") : null;
+        VisionPath = vision ? Existing(m, m.Vision.Checkpoint, "vision.checkpoint") : null;
+        StagePath = vision ? Existing(m, m.Projection.Checkpoint, "projection.checkpoint") : null;
+        var blip2Path = vision && m.QFormer is { } q ? Existing(m, q.Checkpoint, "qformer.checkpoint") : null;
+        var bertPath = vision && m.QFormer?.Config is { } bert ? Existing(m, bert, "qformer.config") : null;
+
+        LlmConfig = LlamaConfig.FromFile(m.LlmFolder);
+        Vision = m.Vision.ToConfig();
+        QFormer = vision ? m.ReadQFormerConfig() : null;
+        Tokenizer = LlamaLanguageModel.LoadTokenizer(LlmPath, tokenizerPath);
+        try
+        {
+            LlmWeights = WeightFiles.Open(LlmPath);
+            LlmConfig.CheckAgainst(LlmWeights, Path.Combine(m.LlmFolder, "config.json"));
+            if (!vision) return;
+            VisionWeights = WeightFiles.Open(VisionPath!);
+            Vision.CheckAgainst(EvaVitNames.ToLavis(VisionWeights, out _), m.Where);
+            if (QFormer is not null)
+            {
+                Blip2Weights = WeightFiles.Open(blip2Path!);
+                QFormer.CheckAgainst(QFormerNames.ToLavis(Blip2Weights), bertPath is null ? m.Where : $"{m.Where} (with {bertPath})");
+            }
+            StageWeights = WeightFiles.Open(StagePath!);
+            CheckProjectionWidth(StageWeights, LlmConfig, m.LlmFolder);
+        }
+        catch
+        {
+            Dispose();
+            throw;
+        }
+    }
+
+    public string LlmPath { get; }
+    public string? VisionPath { get; }
+    public string? StagePath { get; }
+    public LlamaConfig LlmConfig { get; }
+    public LlamaTextTokenizer Tokenizer { get; }
+    public VisionConfig Vision { get; }
+    public QFormerConfig? QFormer { get; }
+    public IWeightSource LlmWeights { get; } = null!;
+    public IWeightSource? VisionWeights { get; }
+    public IWeightSource? Blip2Weights { get; }
+    public IWeightSource? StageWeights { get; }
+
+    public void Dispose()
+    {
+        LlmWeights?.Dispose();
+        VisionWeights?.Dispose();
+        Blip2Weights?.Dispose();
+        StageWeights?.Dispose();
+    }
+
+    /// <summary>The projection's output width (from its header) is the language model's hidden size.</summary>
+    private static void CheckProjectionWidth(IWeightSource stageWeights, LlamaConfig llm, string llmFolder)
+    {
+        var stage = stageWeights.Description;
+        if (!stageWeights.TryGetInfo("llama_proj.weight", out var proj))
+            throw new MiniGptWeightsException($"'{stage}' has no llama_proj.weight: it is not a MiniGPT stage-2 checkpoint.", stage, "llama_proj.weight");
+        if (proj.Shape.Length != 2 || proj.Shape[0] != llm.HiddenSize)
+            throw new MiniGptWeightsException($"llama_proj.weight in '{stage}' has shape [{string.Join(", ", proj.Shape)}] but the language model " +
+                                              $"'{llmFolder}' has hidden size {llm.HiddenSize}: the projection does not belong to this language model.", stage, "llama_proj.weight");
+    }
+
+    private static string Existing(ModelManifest m, string path, string field)
+    {
+        var full = m.Resolve(path);
+        if (!File.Exists(full) && !Directory.Exists(full))
+            throw new MiniGptConfigurationException($"The manifest's {field} points to '{full}', which does not exist.");
+        return full;
+    }
+}
+
+/// <summary>Loads the parts of a manifest: opens and checks its files (<see cref="ModelFiles"/>), and only then allocates and reads the parts.</summary>
 internal static class ModelLoader
 {
     public static LoadedModel Load(ModelManifest m, MiniGptLoadOptions options, IProgress<MiniGptProgress>? progress, CancellationToken ct)
@@ -26,32 +108,8 @@ internal static class ModelLoader
         var device = ParseDevice(options.Device);
         var dtype = ToScalarType(options.DType);
         var preset = ModelPreset.For(m.Variant);
-        var llmPath = m.Resolve(m.Llm.Path);
-        var llmFolder = Directory.Exists(llmPath) ? llmPath : Path.GetDirectoryName(Path.GetFullPath(llmPath))!;
-        var tokenizerPath = m.Llm.Tokenizer is null ? null : m.Resolve(m.Llm.Tokenizer);
-        var visionPath = m.Resolve(m.Vision.Checkpoint);
-        var stagePath = m.Resolve(m.Projection.Checkpoint);
-        var blip2Path = m.QFormer is { } qf ? m.Resolve(qf.Checkpoint) : null;
-
-        RequireExists(llmPath, "llm.path");
-        if (tokenizerPath is not null) RequireExists(tokenizerPath, "llm.tokenizer");
-        if (!m.IsLanguageModelOnly)
-        {
-            RequireExists(visionPath, "vision.checkpoint");
-            RequireExists(stagePath, "projection.checkpoint");
-            if (blip2Path is not null) RequireExists(blip2Path, "qformer.checkpoint");
-            if (m.QFormer?.Config is { } bert) RequireExists(m.Resolve(bert), "qformer.config");
-        }
-
-        // Each file opened once; every check reads headers only, before anything large is allocated.
-        var llmConfig = LlamaConfig.FromFile(llmFolder);
-        var tokenizer = LlamaLanguageModel.LoadTokenizer(llmPath, tokenizerPath);
-        using var llmWeights = WeightFiles.Open(llmPath);
-        using var visionWeights = m.IsLanguageModelOnly ? null : WeightFiles.Open(visionPath);
-        using var stageWeights = m.IsLanguageModelOnly ? null : WeightFiles.Open(stagePath);
-        using var blip2Weights = m.IsLanguageModelOnly || blip2Path is null ? null : WeightFiles.Open(blip2Path);
-        m.ValidateAgainst(llmConfig, llmWeights, visionWeights, blip2Weights);
-        if (stageWeights is not null) CheckProjectionWidth(stageWeights, stagePath, llmConfig, llmPath);
+        using var files = new ModelFiles(m);
+        var (llmPath, visionPath, stagePath) = (files.LlmPath, files.VisionPath!, files.StagePath!);
         ct.ThrowIfCancellationRequested();
 
         EvaVisionEncoder? vision = null;
@@ -62,26 +120,26 @@ internal static class ModelLoader
             if (!m.IsLanguageModelOnly)
             {
                 progress?.Report(new MiniGptProgress("vision encoder", 0.0, visionPath));
-                var vcfg = new VisionConfig(m.Vision.ImageSize, m.Vision.PatchSize, m.Vision.Width, m.Vision.Depth, m.Vision.Heads, m.Vision.MlpHidden);
-                var vit = EvaVisionTransformer.Load(visionWeights!, vcfg, dtype, device, Stage("vision encoder", 0.0, 0.1, visionPath));
+                var vit = EvaVisionTransformer.Load(files.VisionWeights!, files.Vision, dtype, device, Stage("vision encoder", 0.0, 0.1, visionPath));
                 vision = new EvaVisionEncoder(vit, m.Vision.ImageSize, options.Images, dtype, device);
                 ct.ThrowIfCancellationRequested();
 
                 progress?.Report(new MiniGptProgress("projector", 0.1, stagePath));
                 IVisionProjector inner = preset.Projector == ProjectorKind.QFormer
-                    ? QFormerProjector.Load(blip2Weights!, stageWeights!, QFormerSettings(m), dtype, device)
-                    : ConcatProjector.Load(stageWeights!, vcfg, dtype, device);
+                    ? QFormerProjector.Load(files.Blip2Weights!, files.StageWeights!, files.QFormer!, dtype, device)
+                    : ConcatProjector.Load(files.StageWeights!, files.Vision, dtype, device);
                 projector = new VisionProjector(inner);
                 ct.ThrowIfCancellationRequested();
             }
 
             progress?.Report(new MiniGptProgress("language model", 0.15, llmPath));
-            var model = LlamaForCausalLM.Load(llmConfig, llmWeights, dtype, device, Stage("language model", 0.15, 0.85, llmPath), Path.Combine(llmFolder, "config.json"));
+            var (llmConfig, tokenizer) = (files.LlmConfig, files.Tokenizer);
+            var model = LlamaForCausalLM.Load(llmConfig, files.LlmWeights, dtype, device, Stage("language model", 0.15, 0.85, llmPath), Path.Combine(m.LlmFolder, "config.json"));
             llm = new LlamaLanguageModel(model, tokenizer, Math.Min(options.ContextLength ?? llmConfig.MaxPositionEmbeddings, llmConfig.MaxPositionEmbeddings));
-            if (preset.LoraAlpha is { } defaultAlpha && stageWeights is not null)
+            if (preset.LoraAlpha is { } defaultAlpha && files.StageWeights is not null)
             {
                 progress?.Report(new MiniGptProgress("LoRA merge", 0.98, stagePath));
-                llm.MergeLora(stageWeights, m.Lora?.Alpha ?? defaultAlpha);
+                llm.MergeLora(files.StageWeights, m.Lora?.Alpha ?? defaultAlpha);
             }
             ct.ThrowIfCancellationRequested();
             progress?.Report(new MiniGptProgress("ready", 1.0));
@@ -101,30 +159,6 @@ internal static class ModelLoader
             llm?.Dispose();
             throw;
         }
-    }
-
-    private static QFormerConfig QFormerSettings(ModelManifest m)
-    {
-        var q = m.QFormer!;
-        return q.Config is null
-            ? new QFormerConfig(NumQueryTokens: q.NumQueryTokens, EncoderWidth: m.Vision.Width)
-            : QFormerConfig.FromBertConfigJson(m.Resolve(q.Config), q.NumQueryTokens, encoderWidth: m.Vision.Width);
-    }
-
-    /// <summary>The projection's output width (from its header) is the language model's hidden size: checked once, before loading.</summary>
-    private static void CheckProjectionWidth(IWeightSource stage, string stagePath, LlamaConfig llm, string llmPath)
-    {
-        if (!stage.TryGetInfo("llama_proj.weight", out var proj))
-            throw new MiniGptWeightsException($"'{stagePath}' has no llama_proj.weight: it is not a MiniGPT stage-2 checkpoint.", stagePath, "llama_proj.weight");
-        if (proj.Shape.Length != 2 || proj.Shape[0] != llm.HiddenSize)
-            throw new MiniGptWeightsException($"llama_proj.weight in '{stagePath}' has shape [{string.Join(", ", proj.Shape)}] but the language model " +
-                                              $"'{llmPath}' has hidden size {llm.HiddenSize}: the projection does not belong to this language model.", stagePath, "llama_proj.weight");
-    }
-
-    private static void RequireExists(string path, string field)
-    {
-        if (!File.Exists(path) && !Directory.Exists(path))
-            throw new MiniGptConfigurationException($"The manifest's {field} points to '{path}', which does not exist.");
     }
 
     public static Device ParseDevice(string device)

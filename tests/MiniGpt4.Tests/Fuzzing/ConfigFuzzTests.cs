@@ -59,7 +59,7 @@ public sealed class ConfigFuzzTests(ITestOutputHelper output) : IDisposable
                 File.WriteAllBytes(path, bytes);
                 config = LlamaConfig.FromFile(path);
             }
-            else config = LlamaConfig.FromJson(bytes);
+            else config = LlamaConfig.FromJson(ConfigJson.Parse(bytes, "fuzz config.json"));
             config.CheckAgainst(weights, "fuzz config.json");
             // It fits the weights: every 8th such config is loaded for real and runs a prefill (~90 ms).
             if (fits++ % 8 != 0) return;
@@ -119,7 +119,7 @@ public sealed class ConfigFuzzTests(ITestOutputHelper output) : IDisposable
                 manifest = ModelManifest.Load(path);
             }
             else manifest = ModelManifest.Parse(Encoding.UTF8.GetString(bytes), _dir.Path, "fuzz.json");
-            manifest.ValidateAgainstCheckpoints();
+            new MiniGpt4.Models.ModelFiles(manifest).Dispose();
             // Every 8th manifest that passes the checks is loaded through the public entry point.
             if (accepted++ % 8 == 0)
                 MiniGptPipeline.LoadAsync(manifest).GetAwaiter().GetResult().Dispose();

@@ -16,15 +16,17 @@ public sealed class LlamaModelTests
          "torch_dtype":"float16","transformers_version":"4.28.0.dev0","use_cache":true,"vocab_size":32001}
         """;
 
+    private static LlamaConfig Parse(string json) => LlamaConfig.FromJson(ConfigJson.Parse(json, "config.json"));
+
     [Fact]
     public void Vicuna_v0_config_parses_with_defaults_and_its_wrong_special_ids()
     {
-        var c = LlamaConfig.FromJson(Vicuna7B);
+        var c = Parse(Vicuna7B);
         Assert.Equal(4096, c.HiddenSize);
         Assert.Equal(32, c.NumKeyValueHeads);          // defaults to the head count
         Assert.Equal(10000.0, c.RopeTheta);            // default theta
         Assert.Equal(2048, c.MaxPositionEmbeddings);   // from max_sequence_length, Vicuna v0's spelling
-        Assert.Equal(4096, LlamaConfig.FromJson(Vicuna7B.Replace("\"max_sequence_length\":2048", "\"max_sequence_length\":4096", StringComparison.Ordinal)).MaxPositionEmbeddings);
+        Assert.Equal(4096, Parse(Vicuna7B.Replace("\"max_sequence_length\":2048", "\"max_sequence_length\":4096", StringComparison.Ordinal)).MaxPositionEmbeddings);
         Assert.Equal(32001, c.VocabSize);              // FastChat's extra [PAD] row
         Assert.False(c.TieWordEmbeddings);
         Assert.Equal(0, c.BosTokenId);                 // as declared (wrong: the tokenizer's BOS is 1)
@@ -35,7 +37,7 @@ public sealed class LlamaModelTests
     [Fact]
     public void Grouped_query_config_parses()
     {
-        var c = LlamaConfig.FromJson("""
+        var c = Parse("""
             {"model_type":"llama","hidden_size":2048,"intermediate_size":8192,"num_hidden_layers":16,"num_attention_heads":32,
              "num_key_value_heads":8,"rms_norm_eps":1e-5,"rope_theta":500000.0,"max_position_embeddings":8192,"vocab_size":128256,
              "tie_word_embeddings":true,"bos_token_id":128000,"eos_token_id":[128001,128008,128009],"rope_scaling":null}
@@ -57,7 +59,7 @@ public sealed class LlamaModelTests
     [InlineData("""[1,2]""", "object")]
     public void Bad_configs_throw_a_configuration_exception_naming_the_problem(string json, string mention)
     {
-        var ex = Assert.Throws<MiniGptConfigurationException>(() => LlamaConfig.FromJson(json));
+        var ex = Assert.Throws<MiniGptConfigurationException>(() => Parse(json));
         Assert.Contains(mention, ex.Message, StringComparison.OrdinalIgnoreCase);
     }
 

@@ -37,7 +37,7 @@ public class ManifestTests
     [Theory]
     [InlineData("""{"variant": "gpt5"}""", "unknown variant 'gpt5'")]
     [InlineData("""{"vision": {"depth": 0}}""", "vision.depth must be positive")]
-    [InlineData("""{"vision": {"image_size": 225}}""", "not a multiple of patch_size")]
+    [InlineData("""{"vision": {"image_size": 225}}""", "not a multiple of vision.patch_size")]
     [InlineData("""{"vision": {"width": "big"}}""", "'width' must be an integer")]
     [InlineData("""{"variant": "minigpt4-llama2", "qformer": {}}""", "has no Q-Former")]
     [InlineData("""[1,2]""", "must be a JSON object")]
