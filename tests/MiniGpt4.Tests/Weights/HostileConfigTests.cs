@@ -1,3 +1,4 @@
+using MiniGpt4.Weights;
 using System.Text.Json.Nodes;
 using MiniGpt4.Language;
 using MiniGpt4.Tests.Fuzzing;

@@ -1,3 +1,4 @@
+using MiniGpt4.Weights;
 using MiniGpt4.Bridge;
 using MiniGpt4.Vision;
 

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
 
-namespace MiniGpt4;
+namespace MiniGpt4.Weights;
 
 /// <summary>
 /// A JSON object of a configuration file, read with bounds: at most <see cref="MaxFileBytes"/>, valid UTF-8, at most
