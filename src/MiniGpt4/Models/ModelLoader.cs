@@ -40,7 +40,7 @@ internal sealed class ModelFiles : IDisposable
             LlmConfig.CheckAgainst(LlmWeights, Path.Combine(m.LlmFolder, "config.json"));
             if (!vision) return;
             VisionWeights = WeightFiles.Open(VisionPath!);
-            Vision.CheckAgainst(EvaVitNames.ToLavis(VisionWeights, out _), m.Where);
+            Vision.CheckAgainst(EvaVitNames.ToLavis(VisionWeights), m.Where);
             if (QFormer is not null)
             {
                 Blip2Weights = WeightFiles.Open(blip2Path!);
