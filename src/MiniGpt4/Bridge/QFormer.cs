@@ -23,34 +23,23 @@ internal sealed class QFormer : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor queryEmbeds, Tensor visionTokens) => bert.call(queryEmbeds, visionTokens);
 }
 
-/// <summary>The Q-Former BERT: embeddings LayerNorm on the query tokens (no word or position embeddings), then the layers.</summary>
+/// <summary>
+/// The Q-Former BERT: the embeddings' <c>LayerNorm</c> (eps 1e-12) on the query tokens, as query-only input has no
+/// word or position embeddings, then the layers.
+/// </summary>
 internal sealed class QFormerBert : nn.Module<Tensor, Tensor, Tensor>
 {
-    private readonly QFormerEmbeddings embeddings;
+    private readonly Sequential embeddings;
     private readonly QFormerEncoder encoder;
 
     public QFormerBert(QFormerConfig cfg, ScalarType dtype, Device device) : base(nameof(QFormerBert))
     {
-        embeddings = new QFormerEmbeddings(cfg, dtype, device);
+        embeddings = nn.Sequential(("LayerNorm", EmptyInit.LayerNorm(cfg.Hidden, cfg.Eps, dtype, device)));
         encoder = new QFormerEncoder(cfg, dtype, device);
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor queryEmbeds, Tensor visionTokens) => encoder.call(embeddings.call(queryEmbeds), visionTokens);
-}
-
-/// <summary>BertEmbeddings for query-only input: just <c>LayerNorm</c> (eps 1e-12).</summary>
-internal sealed class QFormerEmbeddings : nn.Module<Tensor, Tensor>
-{
-    private readonly LayerNorm LayerNorm;
-
-    public QFormerEmbeddings(QFormerConfig cfg, ScalarType dtype, Device device) : base(nameof(QFormerEmbeddings))
-    {
-        LayerNorm = EmptyInit.LayerNorm(cfg.Hidden, cfg.Eps, dtype, device);
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor queryEmbeds) => LayerNorm.call(queryEmbeds);
 }
 
 /// <summary>The stack of <see cref="QFormerLayer"/>s (<c>encoder.layer.N</c>).</summary>

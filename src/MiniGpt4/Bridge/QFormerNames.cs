@@ -8,6 +8,17 @@ namespace MiniGpt4.Bridge;
 /// </summary>
 internal static class QFormerNames
 {
+    /// <summary>Hugging Face key prefixes of the Q-Former bridge and their LAVIS equivalents.</summary>
+    private static readonly (string HuggingFace, string Lavis)[] Prefixes =
+    [
+        ("query_tokens", "query_tokens"),
+        ("vision_model.post_layernorm.", "ln_vision."),
+        ("qformer.layernorm.", "Qformer.bert.embeddings.LayerNorm."),
+        ("qformer.embeddings.layernorm.", "Qformer.bert.embeddings.LayerNorm."),
+        ("qformer.embeddings.position_ids", "Qformer.bert.embeddings.position_ids"),
+        ("qformer.encoder.layer.", "Qformer.bert.encoder.layer."),
+    ];
+
     /// <summary>True when <paramref name="keys"/> use Hugging Face's Q-Former names.</summary>
     public static bool IsHuggingFace(IReadOnlyCollection<string> keys)
         => keys.Contains("qformer.layernorm.weight") || keys.Contains("qformer.embeddings.layernorm.weight");
@@ -24,15 +35,8 @@ internal static class QFormerNames
     /// <summary>Maps one Hugging Face key to LAVIS naming; null for keys outside the Q-Former bridge.</summary>
     public static string? FromHuggingFace(string key)
     {
-        const string layers = "qformer.encoder.layer.";
-        if (key == "query_tokens") return key;
-        if (key.StartsWith("vision_model.post_layernorm.", StringComparison.Ordinal))
-            return "ln_vision." + key["vision_model.post_layernorm.".Length..];
-        foreach (var ln in new[] { "qformer.layernorm.", "qformer.embeddings.layernorm." })
-            if (key.StartsWith(ln, StringComparison.Ordinal)) return "Qformer.bert.embeddings.LayerNorm." + key[ln.Length..];
-        if (key == "qformer.embeddings.position_ids") return "Qformer.bert.embeddings.position_ids";
-        if (!key.StartsWith(layers, StringComparison.Ordinal)) return null;
-        return "Qformer.bert.encoder.layer." + key[layers.Length..]
+        var (hf, lavis) = Prefixes.FirstOrDefault(p => key.StartsWith(p.HuggingFace, StringComparison.Ordinal));
+        return hf is null ? null : (lavis + key[hf.Length..])
             .Replace(".crossattention.attention.", ".crossattention.self.", StringComparison.Ordinal)
             .Replace(".attention.attention.", ".attention.self.", StringComparison.Ordinal);
     }

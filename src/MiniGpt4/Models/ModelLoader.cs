@@ -40,7 +40,7 @@ internal sealed class ModelFiles : IDisposable
             LlmConfig.CheckAgainst(LlmWeights, Path.Combine(m.LlmFolder, "config.json"));
             if (!vision) return;
             VisionWeights = WeightFiles.Open(VisionPath!);
-            Vision.CheckAgainst(EvaVitNames.ToLavis(VisionWeights, out _), m.Where);
+            Vision.CheckAgainst(EvaVitNames.ToLavis(VisionWeights), m.Where);
             if (QFormer is not null)
             {
                 Blip2Weights = WeightFiles.Open(blip2Path!);
@@ -121,11 +121,11 @@ internal static class ModelLoader
             {
                 progress?.Report(new MiniGptProgress("vision encoder", 0.0, visionPath));
                 var vit = EvaVisionTransformer.Load(files.VisionWeights!, files.Vision, dtype, device, Stage("vision encoder", 0.0, 0.1, visionPath));
-                vision = new EvaVisionEncoder(vit, m.Vision.ImageSize, options.Images, dtype, device);
+                vision = new EvaVisionEncoder(vit, options.Images);
                 ct.ThrowIfCancellationRequested();
 
                 progress?.Report(new MiniGptProgress("projector", 0.1, stagePath));
-                IVisionProjector inner = preset.Projector == ProjectorKind.QFormer
+                ProjectorModule inner = preset.Projector == ProjectorKind.QFormer
                     ? QFormerProjector.Load(files.Blip2Weights!, files.StageWeights!, files.QFormer!, dtype, device)
                     : ConcatProjector.Load(files.StageWeights!, files.Vision, dtype, device);
                 projector = new VisionProjector(inner);

@@ -1,6 +1,7 @@
 using MiniGpt4.Runtime;
 using MiniGpt4.Weights;
 using TorchSharp.Modules;
+using static MiniGpt4.Weights.WeightShapes;
 using static TorchSharp.torch;
 
 namespace MiniGpt4.Vision;
@@ -55,17 +56,8 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
                 $"The vision encoder expects pixel values [B, 3, {s}, {s}]; got [{string.Join(", ", pixelValues.shape)}].");
         using var _ = inference_mode();
         using var scope = NewDisposeScope();
-        return Forward(pixelValues.to(DType, Device), cancellationToken).MoveToOuterDisposeScope();
-    }
-
-    public override Tensor forward(Tensor pixelValues) => Forward(pixelValues, CancellationToken.None);
-
-    private Tensor Forward(Tensor pixelValues, CancellationToken cancellationToken)
-    {
-        using var scope = NewDisposeScope();
-        var x = patch_embed.call(pixelValues.to(DType)).to(ScalarType.Float32);
-        var cls = cls_token.expand(x.shape[0], -1, -1);
-        x = cat([cls, x], 1).Plus(pos_embed);
+        var x = patch_embed.call(pixelValues.to(DType, Device)).to(ScalarType.Float32);
+        x = cat([cls_token.expand(x.shape[0], -1, -1), x], 1).Plus(pos_embed);
         foreach (var block in blocks)
         {
             cancellationToken.ThrowIfCancellationRequested();
@@ -74,65 +66,39 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
         return x.MoveToOuterDisposeScope();
     }
 
-    /// <summary>
-    /// Loads an EVA ViT from <paramref name="path"/> (<c>eva_vit_g.pth</c>, or any weight file the
-    /// weights layer opens, in LAVIS / MiniGPT (<c>visual_encoder.</c>) or Hugging Face Blip2VisionModel naming).
-    /// Blocks at or after <see cref="VisionConfig.Depth"/> are ignored; the position embedding is resized
-    /// (bicubic) when the checkpoint's grid differs from the configured image size.
-    /// </summary>
-    public static EvaVisionTransformer Load(string path, VisionConfig config, ScalarType dtype, Device device, IProgress<double>? progress = null)
-    {
-        using var source = WeightFiles.Open(path);
-        return Load(source, config, dtype, device, progress);
-    }
+    /// <summary><see cref="Encode"/> without cancellation.</summary>
+    public override Tensor forward(Tensor pixelValues) => Encode(pixelValues);
 
-    /// <summary>Loads from an open weight source (see <see cref="Load(string, VisionConfig, ScalarType, Device, IProgress{double}?)"/>).</summary>
+    /// <summary>
+    /// Loads an EVA ViT from <paramref name="source"/> (<c>eva_vit_g.pth</c>, or any weight file the weights layer
+    /// opens, in LAVIS / MiniGPT (<c>visual_encoder.</c>) or Hugging Face Blip2VisionModel naming) after checking its
+    /// shapes (<see cref="VisionConfig.CheckAgainst"/>). Blocks at or after <see cref="VisionConfig.Depth"/> are
+    /// ignored; the position embedding is resized (bicubic) when the checkpoint's grid differs from the configured image size.
+    /// </summary>
     public static EvaVisionTransformer Load(IWeightSource source, VisionConfig config, ScalarType dtype, Device device, IProgress<double>? progress = null)
     {
-        config.Validate();
-        var view = EvaVitNames.ToLavis(source, out var fusedQkvBias);
-        var fileDepth = EvaVitNames.BlockCount(view.Keys);
-        if (fileDepth < config.Depth)
-            throw new MiniGptWeightsException(
-                $"{source.Description} holds {fileDepth} ViT blocks but the configuration needs {config.Depth}.", source.Description);
-
-        if (!view.TryGetInfo("pos_embed", out var posInfo))
-            throw new MiniGptWeightsException($"{source.Description} has no pos_embed.", source.Description, "pos_embed");
-        var posShape = posInfo.Shape;
-        var fileGrid = posShape.Length == 3 && posShape[0] == 1 ? PositionEmbedding.GridOf(posShape[1]) : -1;
-        if (fileGrid < 0 || posShape[2] != config.Width)
-            throw new MiniGptWeightsException(
-                $"pos_embed in {source.Description} has shape [{string.Join(", ", posShape)}]; expected [1, 1 + g*g, {config.Width}].",
-                source.Description, "pos_embed");
-        var resize = fileGrid != config.GridSize;
-
-        var ignore = new List<string>();
-        var allowMissing = new List<string>();
-        for (var i = config.Depth; i < fileDepth; i++) ignore.Add($"blocks.{i}.*");
-        if (resize) allowMissing.Add("pos_embed"); // filled below from the resized checkpoint tensor
-        if (fusedQkvBias)
+        var view = EvaVitNames.ToLavis(source);
+        config.CheckAgainst(view, "the vision configuration");
+        var laterBlocks = Enumerable.Range(config.Depth, CountIndexed(view.Keys, "blocks.") - config.Depth);
+        var fused = Enumerable.Range(0, config.Depth).Where(i => view.TryGetInfo(EvaVitNames.FusedQkvBias(i), out _)).ToList();
+        var rules = new LoadRules
         {
-            ignore.Add("blocks.*.attn.qkv.bias");
-            allowMissing.Add("blocks.*.attn.q_bias");
-            allowMissing.Add("blocks.*.attn.v_bias");
-        }
-
+            Ignore = [.. laterBlocks.Select(i => $"blocks.{i}.*"), .. fused.Select(EvaVitNames.FusedQkvBias)],
+            AllowMissing = ["pos_embed", .. fused.SelectMany(i => new[] { $"blocks.{i}.attn.q_bias", $"blocks.{i}.attn.v_bias" })],
+        };
         var model = new EvaVisionTransformer(config, dtype, device);
         try
         {
-            // The checkpoint's pos_embed has the other grid's shape: hide it from the loader, resize it below.
-            var loadView = resize ? view.Renamed(k => k == "pos_embed" ? null : k) : view;
             // No LoadRules.DType: the module is mixed precision by design; each tensor is cast to its parameter's dtype.
-            ModuleLoader.Load(model, loadView, new LoadRules { Ignore = ignore, AllowMissing = allowMissing, Device = device }, progress);
+            // pos_embed may have another grid's shape: it is hidden from the loader and resized below.
+            ModuleLoader.Load(model, view.Renamed(k => k == "pos_embed" ? null : k), rules, progress);
             using var _ = no_grad();
-            if (resize)
-            {
-                // On the CPU, as the reference does at load time (libtorch's CPU bicubic kernel, bit-exact).
-                using var raw = view.Load("pos_embed", ScalarType.Float32, CPU);
-                using var resized = PositionEmbedding.Interpolate(raw, config.GridSize);
+            // On the CPU, as the reference does at load time (libtorch's CPU bicubic kernel, bit-exact).
+            using (var raw = view.Load("pos_embed", ScalarType.Float32, CPU))
+            using (var resized = PositionEmbedding.Interpolate(raw, config.GridSize))
                 model.pos_embed.copy_(resized);
-            }
-            if (fusedQkvBias) EvaVitNames.SplitFusedQkvBias(model, view, config);
+            var state = model.state_dict();
+            foreach (var i in fused) EvaVitNames.SplitFusedQkvBias(view, i, state[$"blocks.{i}.attn.q_bias"], state[$"blocks.{i}.attn.v_bias"]);
             return model;
         }
         catch
@@ -141,12 +107,4 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
             throw;
         }
     }
-
-    /// <summary>The (possibly interpolated) position embedding <c>[1, 1 + N, W]</c>.</summary>
-    internal Tensor PosEmbed => pos_embed;
-
-    /// <summary>The named parameter (for the loader's fix-ups).</summary>
-    internal Parameter Parameter(string name)
-        => named_parameters().FirstOrDefault(p => p.name == name).parameter
-           ?? throw new InvalidOperationException("no parameter " + name);
 }

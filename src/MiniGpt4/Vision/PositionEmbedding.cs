@@ -19,16 +19,12 @@ internal static class PositionEmbedding
     }
 
     /// <summary>
-    /// Returns <paramref name="posEmbed"/> <c>[1, 1 + g*g, W]</c> resized to <c>[1, 1 + grid*grid, W]</c>, float32,
-    /// on the input's device. The caller owns the result.
+    /// Returns <paramref name="posEmbed"/> <c>[1, 1 + g*g, W]</c> (shape checked by <see cref="VisionConfig.CheckAgainst"/>)
+    /// resized to <c>[1, 1 + grid*grid, W]</c>, float32, on the input's device. The caller owns the result.
     /// </summary>
     public static Tensor Interpolate(Tensor posEmbed, int grid)
     {
-        if (posEmbed.dim() != 3 || posEmbed.shape[0] != 1 || GridOf(posEmbed.shape[1]) < 0)
-            throw new ArgumentException($"pos_embed must be [1, 1 + g*g, W]; got [{string.Join(", ", posEmbed.shape)}].", nameof(posEmbed));
-        if (grid <= 0) throw new ArgumentOutOfRangeException(nameof(grid));
         using var scope = NewDisposeScope();
-        using var _ = no_grad();
         var g = GridOf(posEmbed.shape[1]);
         var width = posEmbed.shape[2];
         var pe = posEmbed.to(ScalarType.Float32);

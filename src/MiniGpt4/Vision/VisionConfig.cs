@@ -55,7 +55,7 @@ internal sealed record VisionConfig(
     {
         Validate(who);
         var file = lavisView.Description;
-        var fileDepth = EvaVitNames.BlockCount(lavisView.Keys);
+        var fileDepth = CountIndexed(lavisView.Keys, "blocks.");
         if (fileDepth < Depth)
             throw new MiniGptWeightsException(
                 $"{file}: {who} says vision.depth = {Depth}, but the checkpoint holds {fileDepth} ViT block{(fileDepth == 1 ? "" : "s")}.", file, "blocks");

@@ -1,6 +1,7 @@
 using MiniGpt4.Bridge;
 using MiniGpt4.Tests.Support;
 using MiniGpt4.Vision;
+using MiniGpt4.Weights;
 using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;
@@ -14,11 +15,25 @@ public class ProjectorTests(ITestOutputHelper output)
 
     public static TheoryData<string> Images() => new(Oracle.Images.Select(i => i.Stem));
 
+    /// <summary>The Q-Former projector of the files <paramref name="blip2"/> and <paramref name="stage2"/> (default: the tiny model's configuration), on the CPU.</summary>
+    internal static QFormerProjector LoadQFormer(string blip2, string stage2, QFormerConfig? config = null, ScalarType dtype = ScalarType.Float32)
+    {
+        using var b = WeightFiles.Open(blip2);
+        using var s = WeightFiles.Open(stage2);
+        return QFormerProjector.Load(b, s, config ?? Oracle.QFormer(), dtype, CPU);
+    }
+
+    private static ConcatProjector LoadConcat(string stage, VisionConfig vision, ScalarType dtype = ScalarType.Float32)
+    {
+        using var s = WeightFiles.Open(stage);
+        return ConcatProjector.Load(s, vision, dtype, CPU);
+    }
+
     private static QFormerProjector LoadVicuna0(ScalarType dtype = ScalarType.Float32)
-        => QFormerProjector.Load(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"), Oracle.Tiny("pretrained_minigpt4.pth"), Oracle.QFormer(), dtype, CPU);
+        => LoadQFormer(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"), Oracle.Tiny("pretrained_minigpt4.pth"), dtype: dtype);
 
     private static ConcatProjector LoadLlama2(ScalarType dtype = ScalarType.Float32)
-        => ConcatProjector.Load(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), dtype, CPU);
+        => LoadConcat(Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.Vision(), dtype);
 
     private void AssertClose(Tensor actual, string array, double tolerance = Tolerance)
     {
@@ -40,7 +55,7 @@ public class ProjectorTests(ITestOutputHelper output)
         {
             using var ln = projector.LnVision(tokens);
             AssertClose(ln, $"tiny/arrays/vicuna0/encode/{img}.ln_vision_out.npy");
-            using var q = projector.QFormerOutput(tokens);
+            using var q = projector.ProjectionInput(tokens);
             AssertClose(q, $"tiny/arrays/vicuna0/encode/{img}.qformer_out.npy");
         }
         using var proj = projector.Project(tokens);
@@ -72,8 +87,8 @@ public class ProjectorTests(ITestOutputHelper output)
     private (int Group, int TokensPerImage) AssertConcatPath(string checkpoint, string variant, string img, int size)
     {
         var cfg = Oracle.Vision(size);
-        using var vit = EvaVisionTransformer.Load(Oracle.EvaVit, cfg, ScalarType.Float32, CPU);
-        using var projector = ConcatProjector.Load(Oracle.Tiny(checkpoint), cfg, ScalarType.Float32, CPU);
+        using var vit = Oracle.LoadVit(imageSize: size);
+        using var projector = LoadConcat(Oracle.Tiny(checkpoint), cfg);
         using var pixels = Oracle.Pixels(img, size);
         using var tokens = vit.Encode(pixels);
         if (img.StartsWith('a'))
@@ -98,7 +113,7 @@ public class ProjectorTests(ITestOutputHelper output)
         using var d = Oracle.Pixels("d_rgba_300x180");
         using var ad = cat([a, d]);
         using var tokens = vit.Encode(ad);
-        foreach (var (projector, variant) in new (IVisionProjector, string)[] { (qformer, "vicuna0"), (concat, "llama2") })
+        foreach (var (projector, variant) in new (ProjectorModule, string)[] { (qformer, "vicuna0"), (concat, "llama2") })
         {
             using var proj = projector.Project(tokens);
             using var row0 = proj.narrow(0, 0, 1);
@@ -145,12 +160,12 @@ public class ProjectorTests(ITestOutputHelper output)
         var vicuna0Stage = Oracle.Tiny("pretrained_minigpt4.pth");
         var vision = Oracle.Vision();
         // The Vicuna-0 projection takes the Q-Former's 48 outputs, not whole 32-wide ViT tokens.
-        var ex = Assert.Throws<MiniGptWeightsException>(() => ConcatProjector.Load(vicuna0Stage, vision, ScalarType.Float32, CPU));
+        var ex = Assert.Throws<MiniGptWeightsException>(() => LoadConcat(vicuna0Stage, vision));
         output.WriteLine(ex.Message);
         Assert.Equal("llama_proj.weight", ex.Key);
         // And the Llama-2 projection (128 inputs) does not fit the Q-Former's 48-wide output.
         var ex2 = Assert.Throws<MiniGptWeightsException>(() =>
-            QFormerProjector.Load(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"), Oracle.Tiny("pretrained_minigpt4_llama2.pth"), Oracle.QFormer(), ScalarType.Float32, CPU));
+            LoadQFormer(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"), Oracle.Tiny("pretrained_minigpt4_llama2.pth")));
         Assert.Equal("llama_proj.weight", ex2.Key);
     }
 
@@ -159,7 +174,7 @@ public class ProjectorTests(ITestOutputHelper output)
     {
         var cfg = Oracle.QFormer() with { Intermediate = 113 };
         var ex = Assert.Throws<MiniGptWeightsException>(() =>
-            QFormerProjector.Load(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"), Oracle.Tiny("pretrained_minigpt4.pth"), cfg, ScalarType.Float32, CPU));
+            LoadQFormer(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"), Oracle.Tiny("pretrained_minigpt4.pth"), cfg));
         output.WriteLine(ex.Message);
         Assert.Contains("intermediate_query", ex.Message);
     }
@@ -176,7 +191,7 @@ public class ProjectorTests(ITestOutputHelper output)
         Assert.Equal(ScalarType.Float32, concat.state_dict()["ln_vision.weight"].dtype);
         using var pixels = Oracle.Pixels(img);
         using var tokens = vit.Encode(pixels);
-        foreach (var (projector, array) in new (IVisionProjector, string)[]
+        foreach (var (projector, array) in new (ProjectorModule, string)[]
                  {
                      (qformer, $"tiny/arrays/vicuna0/encode/{img}.proj_out.npy"),
                      (concat, $"tiny/arrays/llama2/encode/{img}.proj_out.npy"),
@@ -241,11 +256,11 @@ public class QFormerNamesTests(ITestOutputHelper output)
     public void Hugging_Face_BLIP2_names_load_to_the_same_QFormer()
     {
         const string img = "a_gradient_shapes_640x480";
-        using var lavis = MiniGpt4.Weights.WeightFiles.Open(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"));
-        using var hf = MiniGpt4.Weights.WeightSourceExtensions.Renamed(lavis, ToHuggingFace);
+        using var lavis = WeightFiles.Open(Oracle.Tiny("blip2_pretrained_flant5xxl.pth"));
+        using var hf = lavis.Renamed(ToHuggingFace);
         Assert.Contains("qformer.encoder.layer.0.crossattention.attention.key.weight", hf.Keys);
         Assert.True(QFormerNames.IsHuggingFace(hf.Keys));
-        using var stage2 = MiniGpt4.Weights.WeightFiles.Open(Oracle.Tiny("pretrained_minigpt4.pth"));
+        using var stage2 = WeightFiles.Open(Oracle.Tiny("pretrained_minigpt4.pth"));
         using var vit = Oracle.LoadVit();
         using var projector = QFormerProjector.Load(hf, stage2, Oracle.QFormer(), ScalarType.Float32, CPU);
         var diff = Oracle.ProjectDiff(vit, projector, $"tiny/arrays/vicuna0/encode/{img}.proj_out.npy", img);

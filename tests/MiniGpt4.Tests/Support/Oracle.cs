@@ -94,9 +94,15 @@ public static class Oracle
     internal static QFormerConfig QFormer()
         => QFormerConfig.FromBertConfigJson(Tiny("bert-base-uncased/config.json"), encoderWidth: Vision().Width);
 
-    /// <summary>The tiny EVA ViT at <paramref name="imageSize"/> pixels in <paramref name="dtype"/>, on the CPU.</summary>
-    internal static EvaVisionTransformer LoadVit(torch.ScalarType dtype = torch.ScalarType.Float32, int imageSize = 224)
-        => EvaVisionTransformer.Load(EvaVit, Vision(imageSize), dtype, torch.CPU);
+    /// <summary>
+    /// The tiny EVA ViT (or the one in <paramref name="path"/>) at <paramref name="imageSize"/> pixels (or shaped by
+    /// <paramref name="config"/>) in <paramref name="dtype"/>, on the CPU.
+    /// </summary>
+    internal static EvaVisionTransformer LoadVit(torch.ScalarType dtype = torch.ScalarType.Float32, int imageSize = 224, VisionConfig? config = null, string? path = null)
+    {
+        using var source = MiniGpt4.Weights.WeightFiles.Open(path ?? EvaVit);
+        return EvaVisionTransformer.Load(source, config ?? Vision(imageSize), dtype, torch.CPU);
+    }
 
     /// <summary>
     /// Encodes the reference pixels of <paramref name="image"/> at <paramref name="size"/> with <paramref name="vit"/>, checks the
@@ -112,7 +118,7 @@ public static class Oracle
     }
 
     /// <summary>Encodes <paramref name="image"/> with <paramref name="vit"/>, projects it and returns the max abs diff from the oracle array <paramref name="array"/>.</summary>
-    internal static double ProjectDiff(EvaVisionTransformer vit, IVisionProjector projector, string array, string image = ImageA)
+    internal static double ProjectDiff(EvaVisionTransformer vit, ProjectorModule projector, string array, string image = ImageA)
     {
         using var pixels = Pixels(image);
         using var tokens = vit.Encode(pixels);

@@ -20,7 +20,7 @@ public class WrittenCheckpointTests(ITestOutputHelper output)
 
     private static double VitDiff(string path, VisionConfig cfg)
     {
-        using var vit = EvaVisionTransformer.Load(path, cfg, ScalarType.Float32, CPU);
+        using var vit = Oracle.LoadVit(config: cfg, path: path);
         return Oracle.EncodeDiff(vit, VitOut, Img);
     }
 
@@ -43,8 +43,8 @@ public class WrittenCheckpointTests(ITestOutputHelper output)
         output.WriteLine($"vit_out from an fp16 checkpoint: max abs diff {diff:E2}");
         Assert.True(diff <= 1e-4);
 
-        using var vit = EvaVisionTransformer.Load(eva, Oracle.Vision(), ScalarType.Float32, CPU);
-        using var projector = QFormerProjector.Load(blip2, Oracle.Tiny("pretrained_minigpt4.pth"), Oracle.QFormer(), ScalarType.Float32, CPU);
+        using var vit = Oracle.LoadVit(path: eva);
+        using var projector = Bridge.ProjectorTests.LoadQFormer(blip2, Oracle.Tiny("pretrained_minigpt4.pth"));
         var pdiff = Oracle.ProjectDiff(vit, projector, $"tiny/arrays/vicuna0/encode/{Img}.proj_out.npy", Img);
         output.WriteLine($"proj_out from fp16 checkpoints: max abs diff {pdiff:E2}");
         Assert.True(pdiff <= 1e-4);
@@ -82,7 +82,7 @@ public class WrittenCheckpointTests(ITestOutputHelper output)
             SafetensorsWriter.Write(path, tensors);
             foreach (var kv in tensors) kv.Value.Dispose();
         }
-        var ex = Assert.Throws<MiniGptWeightsException>(() => EvaVisionTransformer.Load(path, Oracle.Vision(), ScalarType.Float32, CPU));
+        var ex = Assert.Throws<MiniGptWeightsException>(() => Oracle.LoadVit(path: path));
         output.WriteLine(ex.Message);
         Assert.Equal("blocks.1.attn.v_bias", ex.Key);
         Assert.Contains("blocks.1.attn.v_bias", ex.Message);
