@@ -37,10 +37,10 @@ internal sealed class BenchCommand : ModelCommand
     protected override async Task<int> RunAsync(ParseResult r, string model, CancellationToken ct)
     {
         var load = _load.Read(r);
-        var concurrency = r.GetValue(_concurrency) ?? [1];
+        var concurrency = r.GetValue(_concurrency) is { Length: > 0 } k ? k : [1];
         load = load with { MaxConcurrentRequests = Math.Max(load.MaxConcurrentRequests, concurrency.Max()), MaxQueuedRequests = Math.Max(load.MaxQueuedRequests, concurrency.Max()) };
         var threads = load.Threads ?? TorchSharp.torch.get_num_threads();
-        var settings = new BenchSettings(model, load, threads, r.GetValue(_context) ?? [16, 1024, 2048], concurrency,
+        var settings = new BenchSettings(model, load, threads, r.GetValue(_context) is { Length: > 0 } c ? c : [16, 1024, 2048], concurrency,
             r.GetValue(_runs) ?? 3, r.GetValue(_newTokens) ?? 32);
         var result = await BenchRunner.RunAsync(settings, Console.Error, ct);
         Console.Write(r.GetValue(_format) == OutputFormat.Json ? BenchReport.Json(result) + "\n" : BenchReport.Text(result));
