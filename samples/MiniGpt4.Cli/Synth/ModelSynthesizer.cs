@@ -57,6 +57,17 @@ internal static class ModelSynthesizer
         ct.ThrowIfCancellationRequested();
         WriteLlmFolder(llmDir, shape, llm, data, r);
 
+        var manifest = Manifest(r);
+        var manifestPath = Path.Combine(root, "minigpt4.json");
+        File.WriteAllText(manifestPath, manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+        return manifestPath;
+    }
+
+    /// <summary>The <c>minigpt4.json</c> of <paramref name="r"/>'s model: the released file names, and the ViT depth when fewer blocks are written.</summary>
+    internal static JsonObject Manifest(SynthRequest r)
+    {
+        var p = r.Preset;
+        var visionBlocks = r.VisionBlocks ?? EvaVitG.StoredBlocks;
         var manifest = new JsonObject { ["variant"] = p.Variant };
         if (!r.LlmOnly)
         {
@@ -68,9 +79,7 @@ internal static class ModelSynthesizer
             if (p.LoraAlpha is double alpha) manifest["lora"] = new JsonObject { ["alpha"] = alpha };
         }
         manifest["llm"] = new JsonObject { ["path"] = r.LlmOnly ? "." : p.LlmFolder };
-        var manifestPath = Path.Combine(root, "minigpt4.json");
-        File.WriteAllText(manifestPath, manifest.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-        return manifestPath;
+        return manifest;
     }
 
     private static void WriteLlmFolder(string dir, LlmShape s, List<TensorSpec> tensors, TensorData data, SynthRequest r)
