@@ -60,9 +60,16 @@ internal sealed class SynthCommand : Command
                 SynthPreset.Get(r.GetValue(_preset)!), r.GetValue(_out)!, r.GetValue(_layers), r.GetValue(_visionLayers), r.GetValue(_llmOnly),
                 r.GetValue(_dtype) ?? SynthDType.Float16, (ulong)(r.GetValue(_seed) ?? 0), r.GetValue(_tokenizer),
                 (r.GetValue(_shardMb) ?? 5000) * 1_000_000L);
-            var manifest = ModelSynthesizer.Write(request, Console.Error, ct);
-            Console.WriteLine(manifest);
-            return Task.FromResult(ExitCodes.Ok);
+            try
+            {
+                Console.WriteLine(ModelSynthesizer.Write(request, Console.Error, ct));
+                return Task.FromResult(ExitCodes.Ok);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine($"error: cannot write the model to '{request.OutputFolder}': {ex.Message}");
+                return Task.FromResult(ExitCodes.Error);
+            }
         });
     }
 }

@@ -48,7 +48,7 @@ internal static class ModelSynthesizer
         progress?.WriteLine($"[synth] {p.Name}{(r.LlmOnly ? " (language model only)" : "")}: {layers} LLM blocks, " +
                             $"{(r.LlmOnly ? "" : $"{visionBlocks} ViT blocks, ")}{r.DType.TorchName()}, seed {r.Seed}: {total / 1e9:F2} GB to {root}");
 
-        var data = new TensorData(new RandomWeights(r.Seed, r.DType), new SynthProgress(total, progress));
+        var data = new TensorData(new RandomWeights(r.Seed, r.DType), new SynthProgress(total, progress), ct);
         foreach (var (path, tensors, _, underModel) in files)
         {
             ct.ThrowIfCancellationRequested();

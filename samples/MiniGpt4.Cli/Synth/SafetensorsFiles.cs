@@ -63,10 +63,16 @@ internal static class SafetensorsFiles
         head.AsSpan(8 + json.Length).Fill((byte)' ');
 
         var tmp = path + ".tmp";
-        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
+        try
         {
+            using var fs = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
             fs.Write(head);
             foreach (var t in tensors) data.Write(fs, t, Path.GetFileName(path));
+        }
+        catch
+        {
+            File.Delete(tmp); // no half-written file left behind (cancelled, disk full)
+            throw;
         }
         File.Move(tmp, path, overwrite: true);
     }

@@ -23,7 +23,7 @@ internal sealed class SynthProgress(long totalBytes, TextWriter? output)
 }
 
 /// <summary>Streams tensors' random data to a file through one reusable buffer (never a whole tensor in memory).</summary>
-internal sealed class TensorData(RandomWeights random, SynthProgress progress)
+internal sealed class TensorData(RandomWeights random, SynthProgress progress, CancellationToken ct = default)
 {
     /// <summary>Buffer size: 32 MiB, a multiple of every block's byte size.</summary>
     private const int BufferBytes = 32 << 20;
@@ -42,6 +42,7 @@ internal sealed class TensorData(RandomWeights random, SynthProgress progress)
         var perBuffer = BufferBytes / size;
         for (long first = 0; first < total; first += perBuffer)
         {
+            ct.ThrowIfCancellationRequested();
             var n = (int)Math.Min(perBuffer, total - first);
             var span = _buffer.AsSpan(0, n * size);
             random.Fill(t, first, span);

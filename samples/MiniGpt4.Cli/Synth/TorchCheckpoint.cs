@@ -19,8 +19,9 @@ internal static class TorchCheckpoint
         var stem = Path.GetFileNameWithoutExtension(path);
         var tmp = path + ".tmp";
         var central = new List<(string Name, uint Crc, long Size, long Offset)>();
-        using (var fs = new FileStream(tmp, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16))
+        try
         {
+            using var fs = new FileStream(tmp, FileMode.Create, FileAccess.ReadWrite, FileShare.None, 1 << 16);
             void Small(string name, byte[] content)
             {
                 var offset = WriteLocalHeader(fs, name, content.Length, Crc32.Compute(content));
@@ -46,6 +47,11 @@ internal static class TorchCheckpoint
             }
             Small($"{stem}/version", "3\n"u8.ToArray());
             WriteCentralDirectory(fs, central);
+        }
+        catch
+        {
+            File.Delete(tmp); // no half-written file left behind (cancelled, disk full)
+            throw;
         }
         File.Move(tmp, path, overwrite: true);
     }
