@@ -19,6 +19,8 @@ internal static class CliApp
         new GenerateCommand(),
         new TokenizeCommand(),
         new ConvertCommand(),
+        new SynthCommand(),
+        new BenchCommand(),
     ];
 
     public static RootCommand CreateRoot()

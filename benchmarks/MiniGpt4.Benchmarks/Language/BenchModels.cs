@@ -6,9 +6,12 @@ namespace MiniGpt4.Benchmarks.Language;
 /// <summary>Random-weight LLaMA models and filled caches shared by the decode benchmarks.</summary>
 internal static class BenchModels
 {
-    /// <summary>Vicuna-7B's layer shape with <paramref name="layers"/> blocks.</summary>
-    public static LlamaConfig SevenBShape(int layers = 1) =>
-        new(4096, 11008, layers, 32, 32, 1e-6, 10000, 2048, 32000, TieWordEmbeddings: false);
+    /// <summary>Vicuna-7B's layer shape with <paramref name="layers"/> blocks (the shape the CLI's synth writes for preset vicuna-7b).</summary>
+    public static LlamaConfig SevenBShape(int layers = 1)
+    {
+        var s = MiniGpt4.Cli.Synth.SynthPreset.Vicuna7B;
+        return new(s.Hidden, s.Intermediate, layers, s.Heads, s.KvHeads, s.RmsNormEps, s.RopeTheta, s.MaxPositions, s.Vocab, TieWordEmbeddings: false);
+    }
 
     /// <summary>A model with N(0, 0.02) weights and unit norms (seeded, so every run reads the same bytes).</summary>
     public static LlamaForCausalLM RandomLlama(LlamaConfig config, ScalarType dtype, ulong seed = 42)

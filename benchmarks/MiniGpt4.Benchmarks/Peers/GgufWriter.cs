@@ -26,8 +26,11 @@ internal enum GgmlType : uint
 /// </summary>
 internal sealed class GgufWriter
 {
-    /// <summary>GGUF's default <c>general.alignment</c>.</summary>
-    public const int Alignment = 32;
+    /// <summary>
+    /// <c>general.alignment</c>: 64 bytes, a cache line. With GGUF's default of 32, every other 64-byte load of
+    /// llama.cpp's kernels straddles two cache lines, which made it 1.5-2.5 times slower in the peer table.
+    /// </summary>
+    public const int Alignment = 64;
 
     private enum ValueType : uint
     {

@@ -1,13 +1,13 @@
 using System.Text.Json;
-using MiniGpt4.Weights;
-using static TorchSharp.torch;
+using MiniGpt4.Cli.Synth;
 
 namespace MiniGpt4.Benchmarks.Peers;
 
 /// <summary>
 /// The files both engines read, generated on first use into a folder outside the repository
 /// (<c>$MINIGPT4_PEERS_DIR</c>, default <c>$TMPDIR/minigpt4-peers</c>) and reused afterwards:
-/// a random-weight LLaMA with the real 7B layer shape as an HF folder (float32 safetensors) plus its
+/// a random-weight LLaMA with the real 7B layer shape as an HF folder (float32 safetensors, written by the
+/// CLI's <c>synth</c>) plus its
 /// GGUF conversions, and stories260K's GGUF. Inputs are read in place from <c>$MINIGPT4_SHARED</c>
 /// (default <c>/work/shared</c>).
 /// </summary>
@@ -28,40 +28,17 @@ internal static class PeerModelFiles
     /// <summary>The stories260K HF folder (trained; reference.json holds its greedy tokens).</summary>
     public static string Stories => Path.Combine(Shared, "assets", "stories260K");
 
-    /// <summary>The benchmark model's HF folder, generated if missing.</summary>
+    /// <summary>
+    /// The benchmark model's HF folder, generated if missing by the CLI's <c>synth</c> writer: preset llama2-7b
+    /// (the 7B block shape with a 32 000-row vocabulary, so the real LLaMA tokenizer matches it in the GGUF),
+    /// language model only, <see cref="Layers"/> blocks, float32, seed 20261129.
+    /// </summary>
     public static string BenchHfFolder()
     {
         var folder = Path.Combine(Root, $"llama7b-shape-{Layers}L");
-        if (File.Exists(Path.Combine(folder, "model.safetensors"))) return folder;
-        Directory.CreateDirectory(folder);
-        const int hidden = 4096, inter = 11008, heads = 32, vocab = 32000;
-        File.WriteAllText(Path.Combine(folder, "config.json"), JsonSerializer.Serialize(new Dictionary<string, object>
-        {
-            ["architectures"] = new[] { "LlamaForCausalLM" }, ["model_type"] = "llama", ["hidden_act"] = "silu",
-            ["hidden_size"] = hidden, ["intermediate_size"] = inter, ["num_hidden_layers"] = Layers,
-            ["num_attention_heads"] = heads, ["num_key_value_heads"] = heads, ["vocab_size"] = vocab,
-            ["max_position_embeddings"] = 2048, ["rms_norm_eps"] = 1e-6, ["rope_theta"] = 10000.0,
-            ["tie_word_embeddings"] = false, ["bos_token_id"] = 1, ["eos_token_id"] = 2, ["torch_dtype"] = "float32",
-        }));
-        var g = new Generator(20261129);
-        var items = new List<(string, ScalarType, long[], Func<Tensor>)>();
-        void Matrix(string key, long rows, long cols) => items.Add((key, ScalarType.Float32, [rows, cols], () => randn([rows, cols], generator: g).mul_(0.02)));
-        // Norm weights around 1 (not exactly 1) so that a mixed-up norm would show in the logits.
-        void Norm(string key) => items.Add((key, ScalarType.Float32, [hidden], () => randn([hidden], generator: g).mul_(0.1).add_(1.0)));
-        Matrix("model.embed_tokens.weight", vocab, hidden);
-        Matrix("lm_head.weight", vocab, hidden);
-        Norm("model.norm.weight");
-        for (var i = 0; i < Layers; i++)
-        {
-            var p = $"model.layers.{i}.";
-            foreach (var n in new[] { "q", "k", "v", "o" }) Matrix(p + $"self_attn.{n}_proj.weight", hidden, hidden);
-            Matrix(p + "mlp.gate_proj.weight", inter, hidden);
-            Matrix(p + "mlp.up_proj.weight", inter, hidden);
-            Matrix(p + "mlp.down_proj.weight", hidden, inter);
-            Norm(p + "input_layernorm.weight");
-            Norm(p + "post_attention_layernorm.weight");
-        }
-        using (no_grad()) SafetensorsWriter.Write(Path.Combine(folder, "model.safetensors"), items);
+        if (File.Exists(Path.Combine(folder, "minigpt4.json"))) return folder;
+        ModelSynthesizer.Write(new SynthRequest(SynthPreset.Get("llama2-7b"), folder, Layers: Layers, LlmOnly: true,
+            DType: SynthDType.Float32, Seed: 20261129, Tokenizer: LlamaTokenizer), Console.Error);
         return folder;
     }
 
@@ -69,7 +46,7 @@ internal static class PeerModelFiles
     public static string BenchGguf(PeerDType dtype)
     {
         var folder = BenchHfFolder();
-        var path = Path.Combine(Root, $"llama7b-shape-{Layers}L-{dtype.ToString().ToLowerInvariant()}.gguf");
+        var path = Path.Combine(Root, $"llama7b-shape-{Layers}L-{dtype.ToString().ToLowerInvariant()}-a{GgufWriter.Alignment}.gguf");
         if (!File.Exists(path)) GgufWriter.ConvertHfLlama(folder, LlamaTokenizer, path, dtype == PeerDType.F32 ? GgmlType.F32 : GgmlType.BF16);
         return path;
     }
@@ -78,7 +55,7 @@ internal static class PeerModelFiles
     public static string StoriesGguf()
     {
         Directory.CreateDirectory(Root);
-        var path = Path.Combine(Root, "stories260K-f32.gguf");
+        var path = Path.Combine(Root, $"stories260K-f32-a{GgufWriter.Alignment}.gguf");
         if (!File.Exists(path)) GgufWriter.ConvertHfLlama(Stories, Path.Combine(Stories, "tokenizer.model"), path, GgmlType.F32);
         return path;
     }

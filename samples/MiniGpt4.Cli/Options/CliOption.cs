@@ -40,6 +40,34 @@ internal static class CliOption
         return option;
     }
 
+    /// <summary>One of a fixed set of words (case-insensitive), kept as the word itself.</summary>
+    public static Option<string?> Word(string name, string description, IReadOnlyList<string> words, bool required = false)
+    {
+        var option = Scalar<string?>(name, description, string.Join('|', words), required, (r, s) =>
+            words.FirstOrDefault(w => string.Equals(w, s, StringComparison.OrdinalIgnoreCase)) ?? Invalid<string?>(r, name, s, Alternatives(words)));
+        option.CompletionSources.Add(words.ToArray());
+        return option;
+    }
+
+    /// <summary>A comma-separated list of positive integers (<c>--context 16,1024,2048</c>); the last occurrence wins.</summary>
+    public static Option<int[]?> IntCsv(string name, string description, string helpName = "N,N,...") =>
+        Scalar<int[]?>(name, description, helpName, false, (r, s) =>
+        {
+            var parts = s.Split(',', StringSplitOptions.TrimEntries);
+            var values = new int[parts.Length];
+            for (var i = 0; i < parts.Length; i++)
+                if (!int.TryParse(parts[i], NumberStyles.Integer, CultureInfo.InvariantCulture, out values[i]) || values[i] < 1)
+                    return Invalid<int[]?>(r, name, s, "positive integers separated by commas");
+            return values;
+        });
+
+    /// <summary>Makes a value of <paramref name="option"/> outside [<paramref name="min"/>, <paramref name="max"/>] a parse error naming the option.</summary>
+    public static void Range(Option<int?> option, int min, int max) => option.Validators.Add(r =>
+    {
+        if (r.GetValueOrDefault<int?>() is int v && (v < min || v > max))
+            r.AddError($"invalid value '{v}' for {option.Name}: expected an integer from {min} to {max}");
+    });
+
     /// <summary>A repeatable string option: <c>--stop a --stop b</c>.</summary>
     public static Option<string[]> TextList(string name, string description, string helpName) => new(name)
     {

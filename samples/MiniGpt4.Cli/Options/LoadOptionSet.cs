@@ -22,7 +22,15 @@ internal sealed class LoadOptionSet
     }
 
     /// <summary>The load options the command line asks for.</summary>
-    public MiniGptLoadOptions Read(ParseResult r) => new()
+    public MiniGptLoadOptions Read(ParseResult r)
+    {
+        // The default decoder is registered by the MiniGpt4 assembly's module initializer: make sure it has run
+        // (a verb may read its options before it touches any MiniGpt4 type).
+        System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(typeof(MiniGptPipeline).Module.ModuleHandle);
+        return Options(r);
+    }
+
+    private MiniGptLoadOptions Options(ParseResult r) => new()
     {
         DType = r.GetValue(DType) ?? MiniGptDType.BFloat16,
         Device = r.GetValue(Device) ?? "cpu",
