@@ -46,39 +46,15 @@ internal static class ImageInputReader
                 ImageLimits.CheckSize("RGB", image.Width, image.Height, options, "before resizing");
                 return new ImageInspection(EncodedImageFormat.Unknown, image.Width, image.Height, image.Data.Length);
             case ImageInput.InputKind.Encoded:
-            {
                 // All bytes are at hand: the whole walk costs no more than reading the header.
                 var header = ImageLimits.CheckEncoded(image.Data.Span, options);
                 return new ImageInspection(header.Format, header.Width, header.Height, image.Data.Length);
-            }
-            case ImageInput.InputKind.File:
-                try
-                {
-                    using var file = new FileStream(image.Path!, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0);
-                    // A pipe: what is read here could not be read again; ReadEncoded checks its header as it reads.
-                    if (!file.CanSeek) return new ImageInspection(EncodedImageFormat.Unknown, 0, 0, -1);
-                    return InspectSeekable(file, options);
-                }
-                catch (Exception e) when (IsFileError(e))
-                {
-                    throw new MiniGptImageException($"The file cannot be read: {e.Message}", e);
-                }
             default:
-                lock (image.StreamGate)
-                {
-                    var stream = image.Stream!;
-                    try
-                    {
-                        if (!stream.CanSeek || image.StreamHeadLength > 0) return InspectUnseekable(image, stream, options);
-                        long start = stream.Position;
-                        try { return InspectSeekable(stream, options); }
-                        finally { stream.Position = start; }
-                    }
-                    catch (Exception e) when (IsStreamError(e))
-                    {
-                        throw new MiniGptImageException($"The stream cannot be read: {e.Message}", e);
-                    }
-                }
+                return Read(image, options, static (stream, image, options) => stream.CanSeek && image.StreamHeadLength == 0
+                    ? InspectSeekable(stream, options)
+                    : image.Kind == ImageInput.InputKind.Stream ? InspectUnseekable(image, stream, options)
+                    // What is read from a pipe opened by path could not be read again: ReadEncoded checks its header as it reads.
+                    : new ImageInspection(EncodedImageFormat.Unknown, 0, 0, -1));
         }
     }
 
@@ -89,40 +65,19 @@ internal static class ImageInputReader
     /// </summary>
     public static ReadOnlyMemory<byte> ReadEncoded(ImageInput image, ImageDecodingOptions options)
     {
-        switch (image.Kind)
+        if (image.Kind == ImageInput.InputKind.Encoded)
         {
-            case ImageInput.InputKind.Encoded:
-                ImageLimits.CheckEncodedBytes(image.Data.Length, options);
-                return image.Data;
-            case ImageInput.InputKind.File:
-                try
-                {
-                    using var file = new FileStream(image.Path!, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
-                    return ReadAll(file, ReadOnlyMemory<byte>.Empty, ended: false, headerChecked: file.CanSeek, options);
-                }
-                catch (Exception e) when (IsFileError(e))
-                {
-                    throw new MiniGptImageException($"The file cannot be read: {e.Message}", e);
-                }
-            case ImageInput.InputKind.Stream:
-                lock (image.StreamGate)
-                {
-                    try
-                    {
-                        var head = image.StreamHead.AsMemory(0, image.StreamHeadLength);
-                        var all = ReadAll(image.Stream!, head, image.StreamEnded, headerChecked: true, options);
-                        image.StreamHead = [];
-                        image.StreamHeadLength = 0;
-                        return all;
-                    }
-                    catch (Exception e) when (IsStreamError(e))
-                    {
-                        throw new MiniGptImageException($"The stream cannot be read: {e.Message}", e);
-                    }
-                }
-            default:
-                throw new InvalidOperationException("RGB input has no encoded bytes.");
+            ImageLimits.CheckEncodedBytes(image.Data.Length, options);
+            return image.Data;
         }
+        return Read(image, options, static (stream, image, options) =>
+        {
+            var head = image.StreamHead.AsMemory(0, image.StreamHeadLength);
+            var all = ReadAll(stream, head, image.StreamEnded, headerChecked: image.Kind == ImageInput.InputKind.Stream || stream.CanSeek, options);
+            image.StreamHead = [];
+            image.StreamHeadLength = 0;
+            return all;
+        });
     }
 
     /// <summary>The same error with the source in front: <c>Image file 'x.png': ...</c>.</summary>
@@ -132,39 +87,50 @@ internal static class ImageInputReader
         return new MiniGptImageException($"{char.ToUpperInvariant(source[0])}{source[1..]}: {e.Message}", e);
     }
 
-    private static bool IsFileError(Exception e)
-        => e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException;
-
-    private static bool IsStreamError(Exception e) => e is IOException or ObjectDisposedException or NotSupportedException;
-
-    /// <summary>Header check of a file or seekable stream from its current position; reads at most <see cref="MaxHeaderBytes"/> into pooled buffers.</summary>
-    private static ImageInspection InspectSeekable(Stream stream, ImageDecodingOptions options)
+    /// <summary>Runs <paramref name="read"/> on the input's file, opened for it, or on its stream, under the input's lock; read errors become <see cref="MiniGptImageException"/>.</summary>
+    private static T Read<T>(ImageInput image, ImageDecodingOptions options, Func<Stream, ImageInput, ImageDecodingOptions, T> read)
     {
-        long length = Math.Max(0, stream.Length - stream.Position);
-        ImageLimits.CheckEncodedBytes(length, options, FromLength);
-        if (length == 0) EncodedImageInspector.Inspect([], options); // "The image is empty"
-
-        int want = (int)Math.Min(length, HeaderBytes);
-        var buffer = ArrayPool<byte>.Shared.Rent(want);
+        bool isFile = image.Kind == ImageInput.InputKind.File;
         try
         {
-            int n = stream.ReadAtLeast(buffer.AsSpan(0, want), want, throwOnEndOfStream: false);
-            var header = EncodedImageInspector.Inspect(buffer.AsSpan(0, n), options, prefixOnly: n == want && n < length);
-            if (header.Width < 0 && n == want && n < length)
+            if (!isFile)
+                lock (image.StreamGate) return read(image.Stream ?? throw new InvalidOperationException("RGB input has no encoded bytes."), image, options);
+            using var file = new FileStream(image.Path!, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
+            return read(file, image, options);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ObjectDisposedException
+                                  || (isFile && e is ArgumentException))
+        {
+            throw new MiniGptImageException($"The {(isFile ? "file" : "stream")} cannot be read: {e.Message}", e);
+        }
+    }
+
+    /// <summary>
+    /// Header check of a file or seekable stream from its position, to which it is put back: reads the
+    /// header windows, at most <see cref="MaxHeaderBytes"/>, into a pooled buffer.
+    /// </summary>
+    private static ImageInspection InspectSeekable(Stream stream, ImageDecodingOptions options)
+    {
+        long start = stream.Position, length = Math.Max(0, stream.Length - start);
+        ImageLimits.CheckEncodedBytes(length, options, FromLength);
+        var buffer = ArrayPool<byte>.Shared.Rent((int)Math.Min(length, MaxHeaderBytes));
+        try
+        {
+            EncodedImageHeader header = default;
+            int n = 0;
+            foreach (int window in HeaderWindows)
             {
-                int more = (int)Math.Min(length, MaxHeaderBytes);
-                var larger = ArrayPool<byte>.Shared.Rent(more);
-                buffer.AsSpan(0, n).CopyTo(larger);
-                ArrayPool<byte>.Shared.Return(buffer);
-                buffer = larger;
-                int m = n + stream.ReadAtLeast(buffer.AsSpan(n, more - n), more - n, throwOnEndOfStream: false);
-                header = EncodedImageInspector.Inspect(buffer.AsSpan(0, m), options, prefixOnly: m == more && m < length);
+                int want = (int)Math.Min(length, window);
+                n += stream.ReadAtLeast(buffer.AsSpan(n, want - n), want - n, throwOnEndOfStream: false);
+                header = EncodedImageInspector.Inspect(buffer.AsSpan(0, n), options, prefixOnly: n == want && n < length);
+                if (header.Width >= 0 || n < window) break;
             }
             return new ImageInspection(header.Format, Math.Max(0, header.Width), Math.Max(0, header.Height), length);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
+            stream.Position = start;
         }
     }
 
@@ -179,6 +145,7 @@ internal static class ImageInputReader
         bool ended = image.StreamEnded;
         try
         {
+            EncodedImageHeader header = default;
             foreach (int window in HeaderWindows)
             {
                 // Never more than one byte past the byte limit.
@@ -191,12 +158,10 @@ internal static class ImageInputReader
                     length += n;
                 }
                 if (length > options.MaxEncodedBytes) throw ImageLimits.StreamOverByteLimit(length, options);
-                if (length == 0) EncodedImageInspector.Inspect([], options); // "The image is empty"
-                var header = EncodedImageInspector.Inspect(head.AsSpan(0, length), options, prefixOnly: !ended);
-                if (header.Width > 0 || ended)
-                    return new ImageInspection(header.Format, Math.Max(0, header.Width), Math.Max(0, header.Height), ended ? length : -1);
+                header = EncodedImageInspector.Inspect(head.AsSpan(0, length), options, prefixOnly: !ended);
+                if (header.Width > 0 || ended) break;
             }
-            return new ImageInspection(EncodedImageInspector.Sniff(head.AsSpan(0, length)), 0, 0, -1);
+            return new ImageInspection(header.Format, Math.Max(0, header.Width), Math.Max(0, header.Height), ended ? length : -1);
         }
         finally
         {

@@ -3,13 +3,9 @@ using System.Globalization;
 namespace MiniGpt4.Imaging;
 
 /// <summary>
-/// The one place where the limits of <see cref="ImageDecodingOptions"/> are applied and worded.
-/// Every path calls it before it allocates or decodes anything the size of the image: the input
-/// inspection (<see cref="ImageInput.Inspect"/>, for every input kind), the header walk
-/// (<see cref="EncodedImageInspector"/>), both decoders (through the public
-/// <see cref="ImageDecodingOptions.ThrowIfRefused"/> and <see cref="ImageDecodingOptions.ThrowIfOverLimits"/>
-/// for the Skia package), and the check of what a decoder returned. Each refusal is a
-/// <see cref="MiniGptImageException"/> that names the option and its value.
+/// The one place where the limits of <see cref="ImageDecodingOptions"/> are applied and worded: every
+/// input kind, the header walk, both decoders and the check of a decoder's result go through it before
+/// anything the size of the image is allocated. Each refusal names the option and its value.
 /// </summary>
 internal static class ImageLimits
 {
@@ -76,10 +72,7 @@ internal static class ImageLimits
                 what, width, height, width * height, MaxRgbPixels, maxPixels, when));
     }
 
-    /// <summary>
-    /// All checks on complete encoded bytes, as every decoder gets them: the byte limit, then
-    /// <see cref="EncodedImageInspector.Inspect"/> (format, allowed formats, declared size, completeness).
-    /// </summary>
+    /// <summary>All checks on complete encoded bytes: the byte limit, then <see cref="EncodedImageInspector.Inspect"/>.</summary>
     public static EncodedImageHeader CheckEncoded(ReadOnlySpan<byte> encoded, ImageDecodingOptions options)
     {
         CheckEncodedBytes(encoded.Length, options);

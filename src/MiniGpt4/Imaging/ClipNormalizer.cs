@@ -7,10 +7,10 @@ namespace MiniGpt4.Imaging;
 /// </summary>
 internal static class ClipNormalizer
 {
-    internal static readonly float[] Mean = [0.48145466f, 0.4578275f, 0.40821073f];
-    internal static readonly float[] Std = [0.26862954f, 0.26130258f, 0.27577711f];
+    private static readonly float[] Mean = [0.48145466f, 0.4578275f, 0.40821073f];
+    private static readonly float[] Std = [0.26862954f, 0.26130258f, 0.27577711f];
 
-    /// <summary>The 256 possible outputs per channel, computed with the exact float32 operations.</summary>
+    /// <summary>The 256 possible outputs per channel (<c>[channel * 256 + value]</c>), computed with the exact float32 operations.</summary>
     private static readonly float[] Table = BuildTable();
 
     private static float[] BuildTable()
@@ -32,18 +32,11 @@ internal static class ClipNormalizer
         int pixels = rgb.Length / 3;
         if (rgb.Length != pixels * 3 || chw.Length != rgb.Length)
             throw new ArgumentException($"need 3 values per pixel: {rgb.Length} bytes, {chw.Length} floats");
-        var table = Table.AsSpan();
-        var rTable = table[..256];
-        var gTable = table.Slice(256, 256);
-        var bTable = table.Slice(512, 256);
-        var r = chw[..pixels];
-        var g = chw.Slice(pixels, pixels);
-        var b = chw.Slice(2 * pixels, pixels);
-        for (int i = 0, p = 0; i < pixels; i++, p += 3)
+        for (int c = 0; c < 3; c++)
         {
-            r[i] = rTable[rgb[p]];
-            g[i] = gTable[rgb[p + 1]];
-            b[i] = bTable[rgb[p + 2]];
+            var plane = chw.Slice(c * pixels, pixels);
+            var table = Table.AsSpan(c * 256, 256);
+            for (int i = 0; i < pixels; i++) plane[i] = table[rgb[3 * i + c]];
         }
     }
 }

@@ -13,35 +13,17 @@ internal static class ImagePreprocessor
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
         var decoded = Decode(image, options); // first: a refused image costs no output buffer
-        var values = new float[checked(3 * size * size)];
-        Normalise(decoded, size, values);
-        return values;
-    }
-
-    /// <summary>Writes the <c>3 * size * size</c> CHW pixel values into <paramref name="destination"/> (e.g. one slot of a batch).</summary>
-    /// <exception cref="MiniGptImageException">The image cannot be read, is refused or cannot be decoded.</exception>
-    public static void ToPixelValues(ImageInput image, int size, ImageDecodingOptions options, Span<float> destination)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(size);
-        if (destination.Length != 3L * size * size)
-            throw new ArgumentException($"destination holds {destination.Length} floats; 3 x {size} x {size} = {3L * size * size} are needed", nameof(destination));
-        Normalise(Decode(image, options), size, destination);
-    }
-
-    private static void Normalise(DecodedImage decoded, int size, Span<float> destination)
-    {
         var resized = decoded.Width == size && decoded.Height == size
             ? decoded.Rgb24.Span // Pillow: a same-size resize is a copy
             : ResizeBicubic(decoded, size, size);
-        ClipNormalizer.ToChw(resized, destination);
+        var values = new float[checked(3 * size * size)];
+        ClipNormalizer.ToChw(resized, values);
+        return values;
     }
 
     /// <summary>Pillow-exact <c>resize((width, height), BICUBIC)</c> of RGB pixels; returns HWC uint8.</summary>
     public static byte[] ResizeBicubic(DecodedImage image, int width, int height)
-    {
-        ArgumentNullException.ThrowIfNull(image);
-        return PillowBicubicResampler.Resize(image.Rgb24.Span, image.Width, image.Height, width, height);
-    }
+        => PillowBicubicResampler.Resize(image.Rgb24.Span, image.Width, image.Height, width, height);
 
     /// <summary>
     /// Decodes <paramref name="image"/> to RGB24 with <paramref name="options"/> (RGB input is returned as is).
@@ -83,8 +65,6 @@ internal static class ImagePreprocessor
     private static void Validate(DecodedImage? d, ImageDecodingOptions options)
     {
         if (d is null) throw new MiniGptImageException("The decoder returned no image.");
-        if (d.Width <= 0 || d.Height <= 0)
-            throw new MiniGptImageException($"The decoder returned an empty image ({d.Width}x{d.Height}).");
         ImageLimits.CheckSize("decoded", d.Width, d.Height, options, "after decoding (the decoder returned a larger image than the header declared)");
         if (d.Rgb24.Length != (long)d.Width * d.Height * 3)
             throw new MiniGptImageException(

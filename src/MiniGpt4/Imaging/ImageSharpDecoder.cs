@@ -36,15 +36,12 @@ internal sealed class ImageSharpDecoder : IImageDecoder
     public DecodedImage Decode(ReadOnlyMemory<byte> encoded, ImageDecodingOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var header = ImageLimits.CheckEncoded(encoded.Span, options);
-        string name = EncodedImageInspector.Name(header.Format);
+        string name = EncodedImageInspector.Name(ImageLimits.CheckEncoded(encoded.Span, options).Format);
         var config = ConfigurationFor(options);
         try
         {
             var info = Image.Identify(config, AsStream(encoded), out _)
                 ?? throw new MiniGptImageException($"The {name} image could not be read: ImageSharp does not recognise its header.");
-            if (info.Width <= 0 || info.Height <= 0)
-                throw new MiniGptImageException($"Invalid {name} image: its header declares an empty size {info.Width}x{info.Height}.");
             ImageLimits.CheckSize(name, info.Width, info.Height, options);
 
             using var image = Image.Load<Rgb24>(config, AsStream(encoded));
@@ -54,7 +51,6 @@ internal sealed class ImageSharpDecoder : IImageDecoder
             image.CopyPixelDataTo(rgb);
             return new DecodedImage(image.Width, image.Height, rgb);
         }
-        catch (MiniGptImageException) { throw; }
         catch (Exception e) when (e is ImageFormatException or InvalidMemoryOperationException or NotSupportedException
                                        or InvalidDataException or ArgumentException or IndexOutOfRangeException
                                        or InvalidOperationException or OverflowException or OutOfMemoryException)

@@ -26,15 +26,8 @@ internal static class PillowBicubicResampler
     private const double Support = 2.0;
     private const int Channels = 3;
 
-    /// <summary>Per output pixel: the first source index, the number of taps and the fixed-point weights.</summary>
-    internal sealed class Coefficients
-    {
-        public required int[] First { get; init; }
-        public required int[] Count { get; init; }
-        /// <summary>Row-major [outSize, Stride] fixed-point weights.</summary>
-        public required int[] Weights { get; init; }
-        public required int Stride { get; init; }
-    }
+    /// <summary>Per output pixel: the first source index, the number of taps, and row-major [outSize, Stride] fixed-point weights.</summary>
+    internal sealed record Coefficients(int[] First, int[] Count, int[] Weights, int Stride);
 
     /// <summary>Resizes packed RGB24 pixels to <paramref name="outWidth"/> x <paramref name="outHeight"/>.</summary>
     public static byte[] Resize(ReadOnlySpan<byte> rgb, int inWidth, int inHeight, int outWidth, int outHeight)
@@ -68,8 +61,7 @@ internal static class PillowBicubicResampler
     internal static Coefficients Compute(int inSize, int outSize)
     {
         // Pillow passes the box edges as C floats; for a whole image they are 0 and inSize.
-        float in0 = 0f, in1 = inSize;
-        double scale = (double)(in1 - in0) / outSize;
+        double scale = (double)(float)inSize / outSize;
         double filterScale = scale < 1.0 ? 1.0 : scale;
         double support = Support * filterScale;
         int stride = (int)Math.Ceiling(support) * 2 + 1;
@@ -81,32 +73,25 @@ internal static class PillowBicubicResampler
         var taps = new double[stride];
         for (int xx = 0; xx < outSize; xx++)
         {
-            double center = in0 + (xx + 0.5) * scale;
-            int xmin = (int)(center - support + 0.5); // C cast: truncation toward zero
-            if (xmin < 0) xmin = 0;
-            int xmax = (int)(center + support + 0.5);
-            if (xmax > inSize) xmax = inSize;
-            xmax -= xmin;
-
+            double center = (xx + 0.5) * scale;
+            int xmin = Math.Max(0, (int)(center - support + 0.5)); // C casts: truncation toward zero
+            int n = Math.Min(inSize, (int)(center + support + 0.5)) - xmin;
             double sum = 0.0;
-            for (int x = 0; x < xmax; x++)
+            for (int x = 0; x < n; x++)
             {
-                double weight = Kernel((x + xmin - center + 0.5) * inverseFilterScale);
-                taps[x] = weight;
-                sum += weight;
+                taps[x] = Kernel((x + xmin - center + 0.5) * inverseFilterScale);
+                sum += taps[x];
             }
             var row = weights.AsSpan(xx * stride, stride);
-            for (int x = 0; x < xmax; x++)
+            for (int x = 0; x < n; x++)
             {
                 double k = sum != 0.0 ? taps[x] / sum : taps[x];
-                row[x] = k < 0
-                    ? (int)(-0.5 + k * (1 << PrecisionBits))
-                    : (int)(0.5 + k * (1 << PrecisionBits));
+                row[x] = (int)(k < 0 ? -0.5 + k * (1 << PrecisionBits) : 0.5 + k * (1 << PrecisionBits));
             }
             first[xx] = xmin;
-            count[xx] = xmax;
+            count[xx] = n;
         }
-        return new Coefficients { First = first, Count = count, Weights = weights, Stride = stride };
+        return new Coefficients(first, count, weights, stride);
     }
 
     /// <summary>Keys cubic convolution kernel with a = -0.5, written as Pillow evaluates it.</summary>
