@@ -23,11 +23,7 @@ public sealed class ImageInput
     internal int Width { get; private init; }
     internal int Height { get; private init; }
 
-    // Stream input: bytes that Inspect took from a stream that cannot seek, to be decoded first.
-    internal object StreamGate { get; } = new();
-    internal byte[] StreamHead { get; set; } = [];
-    internal int StreamHeadLength { get; set; }
-    internal bool StreamEnded { get; set; }
+    internal StreamHead Head { get; } = new();
 
     /// <summary>
     /// Applies the limits of <paramref name="options"/> as far as they can be applied without decoding,
