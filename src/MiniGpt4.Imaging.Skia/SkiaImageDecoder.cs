@@ -40,10 +40,9 @@ public sealed class SkiaImageDecoder : IImageDecoder
         // The size Skia will decode, which may differ from what the library's header walk read.
         options.ThrowIfOverLimits(name, width, height);
         if ((long)width * height * 4 > Array.MaxLength)
-            throw new MiniGptImageException(string.Format(CultureInfo.InvariantCulture,
-                "The {0} image is {1}x{2} pixels: Skia's RGBA buffer ({3:N0} bytes) would not fit in one .NET array; " +
-                "it was refused before decoding (lower ImageDecodingOptions.MaxPixels = {4:N0}).",
-                name, width, height, (long)width * height * 4, options.MaxPixels));
+            throw new MiniGptImageException(string.Create(CultureInfo.InvariantCulture,
+                $"The {name} image is {width}x{height} pixels: Skia's RGBA buffer would not fit in one .NET array; it was refused " +
+                $"before decoding (lower ImageDecodingOptions.MaxPixels = {options.MaxPixels:N0})."));
 
         // Unpremultiplied RGBA without a colour space: the stored RGB values, no colour conversion.
         var target = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);

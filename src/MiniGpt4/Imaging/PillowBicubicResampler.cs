@@ -14,9 +14,8 @@ namespace MiniGpt4.Imaging;
 /// from round(centre - support) to round(centre + support) (clipped to the image) contribute, with
 /// weights normalised to sum 1 in double precision and then rounded (half away from zero) to fixed
 /// point with 22 fractional bits.</item>
-/// <item>Separable: a horizontal pass over only the source rows the vertical pass will read, then a
-/// vertical pass. Each pass starts its integer sum at one half, shifts right by 22 and clamps to
-/// 0..255, so the intermediate image is uint8 like Pillow's.</item>
+/// <item>Separable: a horizontal pass, then a vertical pass. Each starts its integer sum at one half,
+/// shifts right by 22 and clamps to 0..255, so the intermediate image is uint8 like Pillow's.</item>
 /// <item>A pass whose size does not change is skipped; a same-size resize is a copy.</item>
 /// </list>
 /// </summary>
@@ -37,24 +36,10 @@ internal static class PillowBicubicResampler
         if (rgb.Length != (long)inWidth * inHeight * Channels)
             throw new ArgumentException($"expected {(long)inWidth * inHeight * Channels} bytes for {inWidth}x{inHeight} RGB, got {rgb.Length}", nameof(rgb));
 
-        bool horizontal = outWidth != inWidth;
-        bool vertical = outHeight != inHeight;
-        if (!horizontal && !vertical) return rgb.ToArray();
-
-        var vert = Compute(inHeight, outHeight);
-        // Rows of the source that the vertical pass reads; the horizontal pass produces only these.
-        int firstRow = vert.First[0];
-        int lastRow = vert.First[outHeight - 1] + vert.Count[outHeight - 1];
-
-        if (horizontal)
-        {
-            var horiz = Compute(inWidth, outWidth);
-            var temp = new byte[checked((lastRow - firstRow) * outWidth * Channels)];
-            ResampleRows(rgb, inWidth, firstRow, lastRow - firstRow, horiz, outWidth, temp);
-            // Without a vertical pass the rows read are all rows (firstRow 0, lastRow inHeight).
-            return vertical ? ResampleColumns(temp, outWidth, firstRow, vert, outHeight) : temp;
-        }
-        return ResampleColumns(rgb, inWidth, 0, vert, outHeight);
+        // Pillow's horizontal pass produces only the rows the vertical pass reads; over the whole image that
+        // is every row, since the first and last output rows reach the edges.
+        var rows = outWidth == inWidth ? rgb : ResampleRows(rgb, inWidth, inHeight, Compute(inWidth, outWidth), outWidth);
+        return outHeight == inHeight ? rows.ToArray() : ResampleColumns(rows, outWidth, Compute(inHeight, outHeight), outHeight);
     }
 
     /// <summary>Pillow's coefficient table for resampling <paramref name="inSize"/> samples to <paramref name="outSize"/> (box = whole image).</summary>
@@ -110,15 +95,15 @@ internal static class PillowBicubicResampler
         return v < 0 ? (byte)0 : v > 255 ? (byte)255 : (byte)v;
     }
 
-    /// <summary>Horizontal pass over <paramref name="rows"/> source rows starting at <paramref name="firstRow"/>.</summary>
-    private static void ResampleRows(ReadOnlySpan<byte> src, int inWidth, int firstRow, int rows,
-        Coefficients c, int outWidth, Span<byte> dst)
+    /// <summary>Horizontal pass over all <paramref name="rows"/> of <paramref name="src"/>.</summary>
+    private static byte[] ResampleRows(ReadOnlySpan<byte> src, int inWidth, int rows, Coefficients c, int outWidth)
     {
         const int half = 1 << (PrecisionBits - 1);
         int inStride = inWidth * Channels, outStride = outWidth * Channels;
+        var dst = new byte[checked(rows * outStride)];
         // Index arithmetic below stays inside the buffers: the tables were built with First + Count <= inWidth.
-        ref byte srcBase = ref MemoryMarshal.GetReference(src.Slice(firstRow * inStride, rows * inStride));
-        ref byte dstBase = ref MemoryMarshal.GetReference(dst[..(rows * outStride)]);
+        ref byte srcBase = ref MemoryMarshal.GetReference(src[..(rows * inStride)]);
+        ref byte dstBase = ref MemoryMarshal.GetArrayDataReference(dst);
         ref int weights = ref MemoryMarshal.GetArrayDataReference(c.Weights);
         int[] first = c.First, count = c.Count;
         int kStride = c.Stride;
@@ -144,10 +129,11 @@ internal static class PillowBicubicResampler
                 Unsafe.Add(ref dstPixel, 2) = Clip8(s2);
             }
         }
+        return dst;
     }
 
-    /// <summary>Vertical pass; <paramref name="srcFirstRow"/> is the source row that row 0 of <paramref name="src"/> holds.</summary>
-    private static byte[] ResampleColumns(ReadOnlySpan<byte> src, int width, int srcFirstRow, Coefficients c, int outHeight)
+    /// <summary>Vertical pass over <paramref name="src"/>, rows of <paramref name="width"/> pixels.</summary>
+    private static byte[] ResampleColumns(ReadOnlySpan<byte> src, int width, Coefficients c, int outHeight)
     {
         const int half = 1 << (PrecisionBits - 1);
         int stride = width * Channels;
@@ -156,7 +142,7 @@ internal static class PillowBicubicResampler
         for (int yy = 0; yy < outHeight; yy++)
         {
             acc.AsSpan().Fill(half);
-            int ymin = c.First[yy] - srcFirstRow;
+            int ymin = c.First[yy];
             var k = c.Weights.AsSpan(yy * c.Stride, c.Count[yy]);
             // Integer addition is exact and associative, so summing row by row gives Pillow's per-pixel sums.
             for (int y = 0; y < k.Length; y++)
