@@ -47,11 +47,7 @@ public sealed class SkiaImageDecoder : IImageDecoder
         // Unpremultiplied RGBA without a colour space: the stored RGB values, no colour conversion.
         var target = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         var rgba = new byte[checked(width * height * 4)];
-        SKCodecResult result;
-        unsafe
-        {
-            fixed (byte* p = rgba) result = codec.GetPixels(target, (IntPtr)p);
-        }
+        var result = codec.GetPixels(target, rgba);
         if (result == SKCodecResult.IncompleteInput)
             throw new MiniGptImageException($"Truncated {name} image: the data ends before the image is complete.");
         if (result != SKCodecResult.Success)

@@ -1,4 +1,4 @@
-using System.Buffers.Binary;
+using static System.Buffers.Binary.BinaryPrimitives;
 
 namespace MiniGpt4.Imaging;
 
@@ -107,15 +107,14 @@ internal static class EncodedImageInspector
             if (marker is 0x00 or 0x01 or (>= 0xD0 and <= 0xD7)) continue; // no length field
             if (marker == 0xD8) return Walk.Bad(w, h, "a second start-of-image marker");
             if (pos + 2 > d.Length) return Walk.Cut(w, h, $"the data ends inside the length of marker FF{marker:X2}");
-            int len = BinaryPrimitives.ReadUInt16BigEndian(d[pos..]);
+            int len = ReadUInt16BigEndian(d[pos..]);
             if (len < 2) return Walk.Bad(w, h, $"marker FF{marker:X2} at byte {pos - 2} has an invalid length {len}");
             if (pos + len > d.Length)
                 return Walk.Cut(w, h, $"marker segment FF{marker:X2} at byte {pos - 2} declares {len} bytes but only {d.Length - pos} remain");
             if (marker is >= 0xC0 and <= 0xCF and not (0xC4 or 0xC8 or 0xCC)) // a frame header (SOFn)
             {
                 if (len < 8) return Walk.Bad(w, h, $"frame header FF{marker:X2} is too short ({len} bytes)");
-                h = BinaryPrimitives.ReadUInt16BigEndian(d[(pos + 3)..]);
-                w = BinaryPrimitives.ReadUInt16BigEndian(d[(pos + 5)..]);
+                (h, w) = (ReadUInt16BigEndian(d[(pos + 3)..]), ReadUInt16BigEndian(d[(pos + 5)..]));
             }
             pos += len;
             if (marker != 0xDA) continue;
@@ -139,16 +138,16 @@ internal static class EncodedImageInspector
 
     private static Walk WalkPng(ReadOnlySpan<byte> d)
     {
-        if (d.Length >= 16 && (!d.Slice(12, 4).SequenceEqual("IHDR"u8) || BinaryPrimitives.ReadUInt32BigEndian(d[8..]) < 13))
+        if (d.Length >= 16 && (!d.Slice(12, 4).SequenceEqual("IHDR"u8) || ReadUInt32BigEndian(d[8..]) < 13))
             return Walk.Bad(-1, -1, "the first chunk is not a valid IHDR header");
         if (d.Length < 24) return Walk.Cut(-1, -1, "the data ends inside the IHDR header");
-        long w = BinaryPrimitives.ReadUInt32BigEndian(d[16..]), h = BinaryPrimitives.ReadUInt32BigEndian(d[20..]);
+        long w = ReadUInt32BigEndian(d[16..]), h = ReadUInt32BigEndian(d[20..]);
         bool sawData = false;
         for (int pos = 8; ; )
         {
             if (pos == d.Length) return Walk.Cut(w, h, $"the data ends after {d.Length} bytes without the IEND chunk");
             if (pos + 8 > d.Length) return Walk.Cut(w, h, $"the data ends inside a chunk header at byte {pos}");
-            uint len = BinaryPrimitives.ReadUInt32BigEndian(d[pos..]);
+            uint len = ReadUInt32BigEndian(d[pos..]);
             var type = d.Slice(pos + 4, 4);
             if ((long)pos + 12 + len > d.Length)
                 return Walk.Cut(w, h, $"chunk '{Ascii(type)}' at byte {pos} declares {len} data bytes but only {Math.Max(0, d.Length - pos - 12)} remain");
@@ -163,7 +162,7 @@ internal static class EncodedImageInspector
     private static Walk WalkGif(ReadOnlySpan<byte> d)
     {
         if (d.Length < 13) return Walk.Cut(-1, -1, "the data ends inside the logical screen descriptor");
-        long w = BinaryPrimitives.ReadUInt16LittleEndian(d[6..]), h = BinaryPrimitives.ReadUInt16LittleEndian(d[8..]);
+        long w = ReadUInt16LittleEndian(d[6..]), h = ReadUInt16LittleEndian(d[8..]);
         int pos = 13 + ColourTableBytes(d[10]);
         while (pos < d.Length && d[pos] == 0x21) // extension blocks
         {
@@ -175,8 +174,8 @@ internal static class EncodedImageInspector
         if (d[pos] != 0x2C) return Walk.Bad(w, h, $"unexpected block 0x{d[pos]:X2} at byte {pos}");
         if (pos + 10 > d.Length) return Walk.Cut(w, h, "the data ends inside the image descriptor");
         var descriptor = d.Slice(pos + 1, 9); // left, top, width, height, flags
-        w = Math.Max(w, BinaryPrimitives.ReadUInt16LittleEndian(descriptor) + (long)BinaryPrimitives.ReadUInt16LittleEndian(descriptor[4..]));
-        h = Math.Max(h, BinaryPrimitives.ReadUInt16LittleEndian(descriptor[2..]) + (long)BinaryPrimitives.ReadUInt16LittleEndian(descriptor[6..]));
+        w = Math.Max(w, ReadUInt16LittleEndian(descriptor) + (long)ReadUInt16LittleEndian(descriptor[4..]));
+        h = Math.Max(h, ReadUInt16LittleEndian(descriptor[2..]) + (long)ReadUInt16LittleEndian(descriptor[6..]));
         pos += 10 + ColourTableBytes(descriptor[8]) + 1; // + the LZW minimum code size
         return SkipSubBlocks(d, ref pos) ? Walk.Ok(w, h) : Walk.Cut(w, h, $"the data ends after {d.Length} bytes inside the first image's data");
     }
@@ -197,25 +196,22 @@ internal static class EncodedImageInspector
     private static Walk WalkBmp(ReadOnlySpan<byte> d)
     {
         if (d.Length < 18) return Walk.Cut(-1, -1, "the data ends inside the file header");
-        long offBits = BinaryPrimitives.ReadUInt32LittleEndian(d[10..]);
-        long dib = BinaryPrimitives.ReadUInt32LittleEndian(d[14..]);
+        long offBits = ReadUInt32LittleEndian(d[10..]), dib = ReadUInt32LittleEndian(d[14..]);
         long w, h, compression = 0;
         int bpp;
         if (dib == 12)
         {
             if (d.Length < 26) return Walk.Cut(-1, -1, "the data ends inside the bitmap header");
-            w = BinaryPrimitives.ReadUInt16LittleEndian(d[18..]);
-            h = BinaryPrimitives.ReadUInt16LittleEndian(d[20..]);
-            bpp = BinaryPrimitives.ReadUInt16LittleEndian(d[24..]);
+            (w, h, bpp) = (ReadUInt16LittleEndian(d[18..]), ReadUInt16LittleEndian(d[20..]), ReadUInt16LittleEndian(d[24..]));
         }
         else if (dib >= 16)
         {
             if (d.Length < 14 + Math.Min(dib, 40)) return Walk.Cut(-1, -1, "the data ends inside the bitmap header");
-            w = BinaryPrimitives.ReadInt32LittleEndian(d[18..]);
+            w = ReadInt32LittleEndian(d[18..]);
             if (w < 0) return Walk.Bad(-1, -1, $"negative width {w}");
-            h = Math.Abs((long)BinaryPrimitives.ReadInt32LittleEndian(d[22..])); // negative height = rows stored top-down
-            bpp = BinaryPrimitives.ReadUInt16LittleEndian(d[28..]);
-            if (dib >= 20) compression = BinaryPrimitives.ReadUInt32LittleEndian(d[30..]);
+            h = Math.Abs((long)ReadInt32LittleEndian(d[22..])); // negative height = rows stored top-down
+            bpp = ReadUInt16LittleEndian(d[28..]);
+            if (dib >= 20) compression = ReadUInt32LittleEndian(d[30..]);
         }
         else return Walk.Bad(-1, -1, $"unknown bitmap header size {dib}");
 
@@ -230,7 +226,7 @@ internal static class EncodedImageInspector
 
     private static Walk WalkWebP(ReadOnlySpan<byte> d)
     {
-        long end = 8L + BinaryPrimitives.ReadUInt32LittleEndian(d[4..]);
+        long end = 8L + ReadUInt32LittleEndian(d[4..]);
         long w = -1, h = -1, frames = 0;
         bool sawImage = false;
         // Sizes come from the first chunk; the RIFF length is checked after it so that a bomb header is
@@ -239,7 +235,7 @@ internal static class EncodedImageInspector
         for (long pos = 12; pos + 8 <= Math.Min(end, d.Length); )
         {
             var fourcc = d.Slice((int)pos, 4);
-            long size = BinaryPrimitives.ReadUInt32LittleEndian(d[(int)(pos + 4)..]);
+            long size = ReadUInt32LittleEndian(d[(int)(pos + 4)..]);
             var p = d[(int)(pos + 8)..];
             bool vp8 = fourcc.SequenceEqual("VP8 "u8), vp8L = fourcc.SequenceEqual("VP8L"u8), anmf = fourcc.SequenceEqual("ANMF"u8);
             if (w < 0 && fourcc.SequenceEqual("VP8X"u8) && p.Length >= 10)
@@ -247,12 +243,12 @@ internal static class EncodedImageInspector
             else if (w < 0 && vp8 && p.Length >= 10)
             {
                 if (!p.Slice(3, 3).SequenceEqual((ReadOnlySpan<byte>)[0x9D, 0x01, 0x2A])) return Walk.Bad(w, h, "the VP8 frame has no start code");
-                (w, h) = (BinaryPrimitives.ReadUInt16LittleEndian(p[6..]) & 0x3FFF, BinaryPrimitives.ReadUInt16LittleEndian(p[8..]) & 0x3FFF);
+                (w, h) = (ReadUInt16LittleEndian(p[6..]) & 0x3FFF, ReadUInt16LittleEndian(p[8..]) & 0x3FFF);
             }
             else if (w < 0 && vp8L && p.Length >= 5)
             {
                 if (p[0] != 0x2F) return Walk.Bad(w, h, "the VP8L bitstream has no signature");
-                uint bits = BinaryPrimitives.ReadUInt32LittleEndian(p[1..]);
+                uint bits = ReadUInt32LittleEndian(p[1..]);
                 (w, h) = (1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF));
             }
             sawImage |= vp8 || vp8L || anmf;
@@ -317,9 +313,9 @@ internal static class EncodedImageInspector
         var s = d.Slice(at, size);
         return size switch
         {
-            2 => le ? BinaryPrimitives.ReadUInt16LittleEndian(s) : BinaryPrimitives.ReadUInt16BigEndian(s),
-            4 => le ? BinaryPrimitives.ReadUInt32LittleEndian(s) : BinaryPrimitives.ReadUInt32BigEndian(s),
-            _ => le ? BinaryPrimitives.ReadUInt64LittleEndian(s) : BinaryPrimitives.ReadUInt64BigEndian(s),
+            2 => le ? ReadUInt16LittleEndian(s) : ReadUInt16BigEndian(s),
+            4 => le ? ReadUInt32LittleEndian(s) : ReadUInt32BigEndian(s),
+            _ => le ? ReadUInt64LittleEndian(s) : ReadUInt64BigEndian(s),
         };
     }
 }
