@@ -46,10 +46,9 @@ public sealed class ImageDecodingOptions
     /// </summary>
     public long MaxPixels
     {
-        get => _maxPixels;
-        init => _maxPixels = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxPixels), value, "MaxPixels must be positive.");
-    }
-    private readonly long _maxPixels = DefaultMaxPixels;
+        get;
+        init => field = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxPixels), value, "MaxPixels must be positive.");
+    } = DefaultMaxPixels;
 
     /// <summary>
     /// Largest accepted encoded size in bytes, for file, stream and byte input. A file or seekable stream
@@ -58,10 +57,9 @@ public sealed class ImageDecodingOptions
     /// </summary>
     public long MaxEncodedBytes
     {
-        get => _maxEncodedBytes;
-        init => _maxEncodedBytes = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxEncodedBytes), value, "MaxEncodedBytes must be positive.");
-    }
-    private readonly long _maxEncodedBytes = DefaultMaxEncodedBytes;
+        get;
+        init => field = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxEncodedBytes), value, "MaxEncodedBytes must be positive.");
+    } = DefaultMaxEncodedBytes;
 
     /// <summary>
     /// Largest accepted width and height, in pixels, declared or decoded (RGB input too). Checked with
@@ -69,10 +67,9 @@ public sealed class ImageDecodingOptions
     /// </summary>
     public int MaxDimension
     {
-        get => _maxDimension;
-        init => _maxDimension = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxDimension), value, "MaxDimension must be positive.");
-    }
-    private readonly int _maxDimension = DefaultMaxDimension;
+        get;
+        init => field = value > 0 ? value : throw new ArgumentOutOfRangeException(nameof(MaxDimension), value, "MaxDimension must be positive.");
+    } = DefaultMaxDimension;
 
     /// <summary>
     /// Accept GIF images (the first frame is used). Off by default: the GIF decoder of ImageSharp
@@ -99,11 +96,10 @@ public sealed class ImageDecodingOptions
     /// </summary>
     public IImageDecoder Decoder
     {
-        get => _decoder ?? BuiltInDecoder ?? throw new InvalidOperationException(
+        get => field ?? BuiltInDecoder ?? throw new InvalidOperationException(
             "The built-in image decoder is part of the MiniGpt4 package, which is not loaded: reference MiniGpt4, or set Decoder.");
-        init => _decoder = value ?? throw new ArgumentNullException(nameof(Decoder));
+        init => field = value ?? throw new ArgumentNullException(nameof(Decoder));
     }
-    private readonly IImageDecoder? _decoder;
 
     /// <summary>The default decoder (ImageSharp), registered by the MiniGpt4 assembly when it loads.</summary>
     internal static IImageDecoder? BuiltInDecoder { get; set; }

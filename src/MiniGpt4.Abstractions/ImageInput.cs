@@ -12,39 +12,23 @@ namespace MiniGpt4;
 /// </summary>
 public sealed class ImageInput
 {
-    private ImageInput(InputKind kind, string? path, Stream? stream, ReadOnlyMemory<byte> data, int width, int height)
-    {
-        Kind = kind;
-        Path = path;
-        Stream = stream;
-        Data = data;
-        Width = width;
-        Height = height;
-    }
+    private ImageInput() { }
 
     internal enum InputKind { File, Stream, Encoded, Rgb }
 
-    internal InputKind Kind { get; }
-    internal string? Path { get; }
-    internal Stream? Stream { get; }
-    internal ReadOnlyMemory<byte> Data { get; }
-    internal int Width { get; }
-    internal int Height { get; }
+    internal InputKind Kind { get; private init; }
+    internal string? Path { get; private init; }
+    internal Stream? Stream { get; private init; }
+    internal ReadOnlyMemory<byte> Data { get; private init; }
+    internal int Width { get; private init; }
+    internal int Height { get; private init; }
 
-    // Stream input: bytes that Inspect took from a stream that cannot seek, to be decoded first.
-    internal object StreamGate { get; } = new();
-    internal byte[] StreamHead { get; set; } = [];
-    internal int StreamHeadLength { get; set; }
-    internal bool StreamEnded { get; set; }
+    internal StreamHead Head { get; } = new();
 
     /// <summary>
     /// Applies the limits of <paramref name="options"/> as far as they can be applied without decoding,
-    /// and returns what the image declares: for a queue's admission check, and the first step of every decode.
-    /// Cheap: RGB input is checked from its size; byte input by a walk of its headers; a file or seekable
-    /// stream from its length and at most its first <see cref="ImageInputReader.MaxHeaderBytes"/> bytes
-    /// (usually 64 KiB, in pooled buffers), after which a stream is back at its position; a stream that
-    /// cannot seek keeps the bytes it read for the decode, so it can still be used. Nothing the size of the
-    /// image is allocated. Completeness (a truncated file) is checked only when all bytes are at hand.
+    /// and returns what the image declares: for a queue's admission check, and the first step of every
+    /// decode. Cheap: nothing the size of the image is read or allocated (docs/imaging.md, "Admission check").
     /// </summary>
     /// <returns>The format, the declared width and height (0 when the header's first bytes do not reach them)
     /// and the size in bytes (-1 for a stream that cannot seek, not read to its end).</returns>
@@ -71,7 +55,7 @@ public sealed class ImageInput
     public static ImageInput FromFile(string path)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
-        return new ImageInput(InputKind.File, path, null, default, 0, 0);
+        return new ImageInput { Kind = InputKind.File, Path = path };
     }
 
     /// <summary>
@@ -87,7 +71,7 @@ public sealed class ImageInput
     {
         ArgumentNullException.ThrowIfNull(stream);
         if (!stream.CanRead) throw new ArgumentException("The stream is not readable.", nameof(stream));
-        return new ImageInput(InputKind.Stream, null, stream, default, 0, 0);
+        return new ImageInput { Kind = InputKind.Stream, Stream = stream };
     }
 
     /// <summary>
@@ -96,7 +80,7 @@ public sealed class ImageInput
     /// </summary>
     /// <param name="encoded">The bytes of a JPEG, PNG, WebP or BMP file.</param>
     public static ImageInput FromBytes(ReadOnlyMemory<byte> encoded)
-        => new(InputKind.Encoded, null, null, encoded, 0, 0);
+        => new() { Kind = InputKind.Encoded, Data = encoded };
 
     /// <summary>
     /// Decoded pixels: <paramref name="height"/> rows of <paramref name="width"/> pixels, 3 bytes per
@@ -116,7 +100,7 @@ public sealed class ImageInput
         if (rgb24.Length != expected)
             throw new MiniGptImageException(
                 $"RGB image {width}x{height} needs {expected} bytes (3 per pixel, rows without padding) but {rgb24.Length} were given.");
-        return new ImageInput(InputKind.Rgb, null, null, rgb24, width, height);
+        return new ImageInput { Kind = InputKind.Rgb, Data = rgb24, Width = width, Height = height };
     }
 
     /// <summary>A short description of where the image comes from, for messages.</summary>

@@ -26,68 +26,71 @@ public sealed class SkiaImageDecoder : IImageDecoder
     public DecodedImage Decode(ReadOnlyMemory<byte> encoded, ImageDecodingOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        // Byte limit, format, declared size and completeness, as for every decoder, before Skia copies the bytes.
+        // Byte limit, format (GIF only when allowed), declared size and completeness, as for every decoder,
+        // before Skia copies the bytes.
         options.ThrowIfRefused(encoded.Span);
         using var data = SKData.CreateCopy(encoded.Span);
         using var codec = SKCodec.Create(data) ?? throw Unrecognised(encoded.Span);
+        string name = codec.EncodedFormat == SKEncodedImageFormat.Webp ? "WebP" : codec.EncodedFormat.ToString().ToUpperInvariant();
+        if (codec.EncodedFormat is not (SKEncodedImageFormat.Jpeg or SKEncodedImageFormat.Png or SKEncodedImageFormat.Webp
+                                        or SKEncodedImageFormat.Bmp or SKEncodedImageFormat.Gif))
+            throw new MiniGptImageException($"{name} images are not supported (JPEG, PNG, WebP, BMP; GIF when allowed).");
 
-        var format = codec.EncodedFormat;
-        switch (format)
-        {
-            case SKEncodedImageFormat.Jpeg or SKEncodedImageFormat.Png or SKEncodedImageFormat.Webp or SKEncodedImageFormat.Bmp:
-                break;
-            case SKEncodedImageFormat.Gif when options.AllowGif:
-                break;
-            case SKEncodedImageFormat.Gif:
-                throw new MiniGptImageException("GIF images are refused by default; set ImageDecodingOptions.AllowGif = true to accept them.");
-            default:
-                throw new MiniGptImageException($"{format} images are not supported (JPEG, PNG, WebP, BMP; GIF when allowed).");
-        }
-
-        var info = codec.Info;
-        int width = info.Width, height = info.Height;
-        if (width <= 0 || height <= 0)
-            throw new MiniGptImageException($"Invalid {format} image: its header declares an empty size {width}x{height}.");
+        int width = codec.Info.Width, height = codec.Info.Height;
         // The size Skia will decode, which may differ from what the library's header walk read.
-        options.ThrowIfOverLimits(Name(format), width, height);
+        options.ThrowIfOverLimits(name, width, height);
         if ((long)width * height * 4 > Array.MaxLength)
-            throw new MiniGptImageException(string.Format(CultureInfo.InvariantCulture,
-                "The {0} image is {1}x{2} pixels: Skia's RGBA buffer ({3:N0} bytes) would not fit in one .NET array; " +
-                "it was refused before decoding (lower ImageDecodingOptions.MaxPixels = {4:N0}).",
-                Name(format), width, height, (long)width * height * 4, options.MaxPixels));
+            throw new MiniGptImageException(string.Create(CultureInfo.InvariantCulture,
+                $"The {name} image is {width}x{height} pixels: Skia's RGBA buffer would not fit in one .NET array; it was refused " +
+                $"before decoding (lower ImageDecodingOptions.MaxPixels = {options.MaxPixels:N0})."));
 
         // Unpremultiplied RGBA without a colour space: the stored RGB values, no colour conversion.
         var target = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Unpremul);
         var rgba = new byte[checked(width * height * 4)];
-        SKCodecResult result;
-        unsafe
-        {
-            fixed (byte* p = rgba) result = codec.GetPixels(target, (IntPtr)p);
-        }
+        var result = codec.GetPixels(target, rgba);
         if (result == SKCodecResult.IncompleteInput)
-            throw new MiniGptImageException($"Truncated {format} image: the data ends before the image is complete.");
+            throw new MiniGptImageException($"Truncated {name} image: the data ends before the image is complete.");
         if (result != SKCodecResult.Success)
-            throw new MiniGptImageException($"The {format} image could not be decoded: {result}.");
-
-        var origin = options.ApplyExifOrientation ? codec.EncodedOrigin : SKEncodedOrigin.TopLeft;
-        return Orientation.ToRgb(rgba, width, height, origin);
+            throw new MiniGptImageException($"The {name} image could not be decoded: {result}.");
+        return ToRgb(rgba, width, height, options.ApplyExifOrientation ? codec.EncodedOrigin : SKEncodedOrigin.TopLeft);
     }
-
-    private static string Name(SKEncodedImageFormat format) => format switch
-    {
-        SKEncodedImageFormat.Jpeg => "JPEG",
-        SKEncodedImageFormat.Png => "PNG",
-        SKEncodedImageFormat.Webp => "WebP",
-        SKEncodedImageFormat.Bmp => "BMP",
-        SKEncodedImageFormat.Gif => "GIF",
-        _ => format.ToString(),
-    };
 
     private static MiniGptImageException Unrecognised(ReadOnlySpan<byte> d)
     {
-        bool tiff = d.Length >= 4 && ((d[0] == 'I' && d[1] == 'I' && d[3] == 0) || (d[0] == 'M' && d[1] == 'M' && d[2] == 0));
-        return tiff
+        // The bytes passed ThrowIfRefused: one starting with I or M is a TIFF.
+        return d[0] is (byte)'I' or (byte)'M'
             ? new MiniGptImageException("TIFF images are not supported by the Skia decoder; use the default (ImageSharp) decoder with ImageDecodingOptions.AllowTiff = true.")
             : new MiniGptImageException($"Not a supported image: Skia does not recognise the data ({d.Length} bytes, starting {Convert.ToHexString(d[..Math.Min(8, d.Length)])}).");
+    }
+
+    /// <summary>RGBA -> RGB, applying an EXIF orientation (1-8) on the way.</summary>
+    private static DecodedImage ToRgb(byte[] rgba, int width, int height, SKEncodedOrigin origin)
+    {
+        bool swap = origin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom;
+        int outW = swap ? height : width, outH = swap ? width : height;
+        var rgb = new byte[checked(outW * outH * 3)];
+        for (int y = 0, o = 0; y < outH; y++)
+        {
+            for (int x = 0; x < outW; x++, o += 3)
+            {
+                // Source pixel shown at (x, y) once the orientation is applied.
+                var (sx, sy) = origin switch
+                {
+                    SKEncodedOrigin.TopRight => (width - 1 - x, y),
+                    SKEncodedOrigin.BottomRight => (width - 1 - x, height - 1 - y),
+                    SKEncodedOrigin.BottomLeft => (x, height - 1 - y),
+                    SKEncodedOrigin.LeftTop => (y, x),
+                    SKEncodedOrigin.RightTop => (y, height - 1 - x),
+                    SKEncodedOrigin.RightBottom => (width - 1 - y, height - 1 - x),
+                    SKEncodedOrigin.LeftBottom => (width - 1 - y, x),
+                    _ => (x, y),
+                };
+                int s = (sy * width + sx) * 4;
+                rgb[o] = rgba[s];
+                rgb[o + 1] = rgba[s + 1];
+                rgb[o + 2] = rgba[s + 2];
+            }
+        }
+        return new DecodedImage(outW, outH, rgb);
     }
 }

@@ -19,6 +19,44 @@ internal readonly record struct ImageInspection(EncodedImageFormat Format, long 
 }
 
 /// <summary>
+/// Bytes taken from a stream that cannot seek, kept so that the decode starts with them: inspecting such
+/// a stream does not use it up. The input's lock for its stream.
+/// </summary>
+internal sealed class StreamHead
+{
+    private byte[] _bytes = [];
+
+    public int Length { get; private set; }
+    public bool Ended { get; private set; }
+    public ReadOnlySpan<byte> Span => _bytes.AsSpan(0, Length);
+
+    /// <summary>Reads on until <paramref name="want"/> bytes are in or the stream ends, never more than one byte past the byte limit.</summary>
+    /// <exception cref="MiniGptImageException">The stream holds more than <see cref="ImageDecodingOptions.MaxEncodedBytes"/>.</exception>
+    public void ReadUpTo(Stream stream, long want, ImageDecodingOptions options)
+    {
+        want = Math.Min(want, Math.Min(options.MaxEncodedBytes, Array.MaxLength - 1L) + 1);
+        while (!Ended && Length < want)
+        {
+            if (Length == _bytes.Length)
+                Array.Resize(ref _bytes, (int)Math.Min(want, Math.Max(2L * _bytes.Length, ImageInputReader.HeaderBytes)));
+            int n = stream.Read(_bytes, Length, _bytes.Length - Length);
+            Ended = n == 0;
+            Length += n;
+        }
+        if (Length > options.MaxEncodedBytes) throw ImageLimits.StreamOverByteLimit(Length, options);
+        if (Length == Array.MaxLength && !Ended) ImageLimits.CheckEncodedBytes(Length + 1L, options);
+    }
+
+    /// <summary>Hands the bytes over to the decode: the stream is used up.</summary>
+    public ReadOnlyMemory<byte> Release()
+    {
+        var bytes = _bytes.AsMemory(0, Length);
+        (_bytes, Length) = ([], 0);
+        return bytes;
+    }
+}
+
+/// <summary>
 /// Reads the image of an <see cref="ImageInput"/> within the limits: first only enough to apply them
 /// (<see cref="Inspect"/>: a length and the header's first bytes, or an RGB size), then, for decoding,
 /// the whole encoded image (<see cref="ReadEncoded"/>), never more than
@@ -32,8 +70,6 @@ internal static class ImageInputReader
     /// <summary>Bytes read at most for the header, when the first <see cref="HeaderBytes"/> do not reach the size (JPEG APPn segments, GIF extensions).</summary>
     public const int MaxHeaderBytes = 1024 * 1024;
 
-    private const string FromLength = "from its length, without reading it";
-
     private static readonly int[] HeaderWindows = [HeaderBytes, MaxHeaderBytes];
 
     /// <summary>See <see cref="ImageInput.Inspect"/>; messages do not name the source (<see cref="WithSource"/> adds it).</summary>
@@ -46,39 +82,15 @@ internal static class ImageInputReader
                 ImageLimits.CheckSize("RGB", image.Width, image.Height, options, "before resizing");
                 return new ImageInspection(EncodedImageFormat.Unknown, image.Width, image.Height, image.Data.Length);
             case ImageInput.InputKind.Encoded:
-            {
                 // All bytes are at hand: the whole walk costs no more than reading the header.
                 var header = ImageLimits.CheckEncoded(image.Data.Span, options);
                 return new ImageInspection(header.Format, header.Width, header.Height, image.Data.Length);
-            }
-            case ImageInput.InputKind.File:
-                try
-                {
-                    using var file = new FileStream(image.Path!, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0);
-                    // A pipe: what is read here could not be read again; ReadEncoded checks its header as it reads.
-                    if (!file.CanSeek) return new ImageInspection(EncodedImageFormat.Unknown, 0, 0, -1);
-                    return InspectSeekable(file, options);
-                }
-                catch (Exception e) when (IsFileError(e))
-                {
-                    throw new MiniGptImageException($"The file cannot be read: {e.Message}", e);
-                }
             default:
-                lock (image.StreamGate)
-                {
-                    var stream = image.Stream!;
-                    try
-                    {
-                        if (!stream.CanSeek || image.StreamHeadLength > 0) return InspectUnseekable(image, stream, options);
-                        long start = stream.Position;
-                        try { return InspectSeekable(stream, options); }
-                        finally { stream.Position = start; }
-                    }
-                    catch (Exception e) when (IsStreamError(e))
-                    {
-                        throw new MiniGptImageException($"The stream cannot be read: {e.Message}", e);
-                    }
-                }
+                return Read(image, options, static (stream, image, options) => stream.CanSeek && image.Head.Length == 0
+                    ? InspectSeekable(stream, options)
+                    : image.Kind == ImageInput.InputKind.Stream ? InspectUnseekable(image.Head, stream, options)
+                    // What is read from a pipe opened by path could not be read again: ReadEncoded checks its header.
+                    : new ImageInspection(EncodedImageFormat.Unknown, 0, 0, -1));
         }
     }
 
@@ -89,40 +101,25 @@ internal static class ImageInputReader
     /// </summary>
     public static ReadOnlyMemory<byte> ReadEncoded(ImageInput image, ImageDecodingOptions options)
     {
-        switch (image.Kind)
+        if (image.Kind == ImageInput.InputKind.Encoded)
         {
-            case ImageInput.InputKind.Encoded:
-                ImageLimits.CheckEncodedBytes(image.Data.Length, options);
-                return image.Data;
-            case ImageInput.InputKind.File:
-                try
-                {
-                    using var file = new FileStream(image.Path!, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
-                    return ReadAll(file, ReadOnlyMemory<byte>.Empty, ended: false, headerChecked: file.CanSeek, options);
-                }
-                catch (Exception e) when (IsFileError(e))
-                {
-                    throw new MiniGptImageException($"The file cannot be read: {e.Message}", e);
-                }
-            case ImageInput.InputKind.Stream:
-                lock (image.StreamGate)
-                {
-                    try
-                    {
-                        var head = image.StreamHead.AsMemory(0, image.StreamHeadLength);
-                        var all = ReadAll(image.Stream!, head, image.StreamEnded, headerChecked: true, options);
-                        image.StreamHead = [];
-                        image.StreamHeadLength = 0;
-                        return all;
-                    }
-                    catch (Exception e) when (IsStreamError(e))
-                    {
-                        throw new MiniGptImageException($"The stream cannot be read: {e.Message}", e);
-                    }
-                }
-            default:
-                throw new InvalidOperationException("RGB input has no encoded bytes.");
+            ImageLimits.CheckEncodedBytes(image.Data.Length, options);
+            return image.Data;
         }
+        return Read(image, options, static (stream, image, options) =>
+        {
+            if (stream.CanSeek && image.Head.Length == 0)
+            {
+                var all = new byte[RemainingLength(stream, options)];
+                stream.ReadExactly(all);
+                return all;
+            }
+            // A pipe opened by path: its header is checked before the rest is read.
+            var head = image.Kind == ImageInput.InputKind.File ? new StreamHead() : image.Head;
+            if (image.Kind == ImageInput.InputKind.File) InspectUnseekable(head, stream, options);
+            head.ReadUpTo(stream, long.MaxValue, options);
+            return head.Release();
+        });
     }
 
     /// <summary>The same error with the source in front: <c>Image file 'x.png': ...</c>.</summary>
@@ -132,126 +129,73 @@ internal static class ImageInputReader
         return new MiniGptImageException($"{char.ToUpperInvariant(source[0])}{source[1..]}: {e.Message}", e);
     }
 
-    private static bool IsFileError(Exception e)
-        => e is IOException or UnauthorizedAccessException or NotSupportedException or ArgumentException;
-
-    private static bool IsStreamError(Exception e) => e is IOException or ObjectDisposedException or NotSupportedException;
-
-    /// <summary>Header check of a file or seekable stream from its current position; reads at most <see cref="MaxHeaderBytes"/> into pooled buffers.</summary>
-    private static ImageInspection InspectSeekable(Stream stream, ImageDecodingOptions options)
+    /// <summary>
+    /// Runs <paramref name="read"/> on the input's file, opened for it, or on its stream, under the
+    /// input's lock; read errors become <see cref="MiniGptImageException"/>.
+    /// </summary>
+    private static T Read<T>(ImageInput image, ImageDecodingOptions options, Func<Stream, ImageInput, ImageDecodingOptions, T> read)
     {
-        long length = Math.Max(0, stream.Length - stream.Position);
-        ImageLimits.CheckEncodedBytes(length, options, FromLength);
-        if (length == 0) EncodedImageInspector.Inspect([], options); // "The image is empty"
-
-        int want = (int)Math.Min(length, HeaderBytes);
-        var buffer = ArrayPool<byte>.Shared.Rent(want);
+        bool isFile = image.Kind == ImageInput.InputKind.File;
         try
         {
-            int n = stream.ReadAtLeast(buffer.AsSpan(0, want), want, throwOnEndOfStream: false);
-            var header = EncodedImageInspector.Inspect(buffer.AsSpan(0, n), options, prefixOnly: n == want && n < length);
-            if (header.Width < 0 && n == want && n < length)
+            if (!isFile)
+                lock (image.Head) return read(image.Stream ?? throw new InvalidOperationException("RGB input has no encoded bytes."), image, options);
+            using var file = new FileStream(image.Path!, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0, FileOptions.SequentialScan);
+            return read(file, image, options);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or ObjectDisposedException
+                                  || (isFile && e is ArgumentException))
+        {
+            throw new MiniGptImageException($"The {(isFile ? "file" : "stream")} cannot be read: {e.Message}", e);
+        }
+    }
+
+    /// <summary>The bytes from the position of a file or seekable stream to its end, refused over the byte limit.</summary>
+    private static long RemainingLength(Stream stream, ImageDecodingOptions options)
+    {
+        long length = Math.Max(0, stream.Length - stream.Position);
+        ImageLimits.CheckEncodedBytes(length, options, "from its length, without reading it");
+        return length;
+    }
+
+    /// <summary>
+    /// Header check of a file or seekable stream from its position, to which it is put back: reads the
+    /// header windows, at most <see cref="MaxHeaderBytes"/>, into a pooled buffer.
+    /// </summary>
+    private static ImageInspection InspectSeekable(Stream stream, ImageDecodingOptions options)
+    {
+        long start = stream.Position, length = RemainingLength(stream, options);
+        var buffer = ArrayPool<byte>.Shared.Rent((int)Math.Min(length, MaxHeaderBytes));
+        try
+        {
+            EncodedImageHeader header = default;
+            int n = 0;
+            foreach (int window in HeaderWindows)
             {
-                int more = (int)Math.Min(length, MaxHeaderBytes);
-                var larger = ArrayPool<byte>.Shared.Rent(more);
-                buffer.AsSpan(0, n).CopyTo(larger);
-                ArrayPool<byte>.Shared.Return(buffer);
-                buffer = larger;
-                int m = n + stream.ReadAtLeast(buffer.AsSpan(n, more - n), more - n, throwOnEndOfStream: false);
-                header = EncodedImageInspector.Inspect(buffer.AsSpan(0, m), options, prefixOnly: m == more && m < length);
+                int want = (int)Math.Min(length, window);
+                n += stream.ReadAtLeast(buffer.AsSpan(n, want - n), want - n, throwOnEndOfStream: false);
+                header = EncodedImageInspector.Inspect(buffer.AsSpan(0, n), options, prefixOnly: n == want && n < length);
+                if (header.Width >= 0 || n < window) break;
             }
             return new ImageInspection(header.Format, Math.Max(0, header.Width), Math.Max(0, header.Height), length);
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
+            stream.Position = start;
         }
     }
 
-    /// <summary>
-    /// Header check of a stream that cannot seek: the bytes read are kept in the input
-    /// (<see cref="ImageInput.StreamHead"/>) and decoded first, so that inspecting does not use the stream up.
-    /// </summary>
-    private static ImageInspection InspectUnseekable(ImageInput image, Stream stream, ImageDecodingOptions options)
+    /// <summary>Header check of a stream that cannot seek: the bytes read stay in <paramref name="head"/>.</summary>
+    private static ImageInspection InspectUnseekable(StreamHead head, Stream stream, ImageDecodingOptions options)
     {
-        var head = image.StreamHead;
-        int length = image.StreamHeadLength;
-        bool ended = image.StreamEnded;
-        try
+        EncodedImageHeader header = default;
+        foreach (int window in HeaderWindows)
         {
-            foreach (int window in HeaderWindows)
-            {
-                // Never more than one byte past the byte limit.
-                int want = options.MaxEncodedBytes < window ? (int)options.MaxEncodedBytes + 1 : window;
-                if (!ended && length < want)
-                {
-                    if (head.Length < want) Array.Resize(ref head, want);
-                    int n = stream.ReadAtLeast(head.AsSpan(length, want - length), want - length, throwOnEndOfStream: false);
-                    ended = n < want - length;
-                    length += n;
-                }
-                if (length > options.MaxEncodedBytes) throw ImageLimits.StreamOverByteLimit(length, options);
-                if (length == 0) EncodedImageInspector.Inspect([], options); // "The image is empty"
-                var header = EncodedImageInspector.Inspect(head.AsSpan(0, length), options, prefixOnly: !ended);
-                if (header.Width > 0 || ended)
-                    return new ImageInspection(header.Format, Math.Max(0, header.Width), Math.Max(0, header.Height), ended ? length : -1);
-            }
-            return new ImageInspection(EncodedImageInspector.Sniff(head.AsSpan(0, length)), 0, 0, -1);
+            head.ReadUpTo(stream, window, options);
+            header = EncodedImageInspector.Inspect(head.Span, options, prefixOnly: !head.Ended);
+            if (header.Width > 0 || head.Ended) break;
         }
-        finally
-        {
-            image.StreamHead = head;
-            image.StreamHeadLength = length;
-            image.StreamEnded = ended;
-        }
-    }
-
-    /// <summary>
-    /// <paramref name="head"/> (bytes already taken from the stream) followed by the rest of the stream,
-    /// within the byte limit. Unless <paramref name="headerChecked"/>, the header of a stream without a
-    /// length is checked once its first bytes are in, before the buffer grows further.
-    /// </summary>
-    private static ReadOnlyMemory<byte> ReadAll(Stream stream, ReadOnlyMemory<byte> head, bool ended, bool headerChecked, ImageDecodingOptions options)
-    {
-        long max = options.MaxEncodedBytes;
-        if (ended)
-        {
-            ImageLimits.CheckEncodedBytes(head.Length, options);
-            return head;
-        }
-        if (stream.CanSeek)
-        {
-            long total = head.Length + Math.Max(0, stream.Length - stream.Position);
-            ImageLimits.CheckEncodedBytes(total, options, FromLength);
-            var all = new byte[total];
-            head.Span.CopyTo(all);
-            stream.ReadExactly(all.AsSpan(head.Length));
-            return all;
-        }
-
-        // No length: grow a buffer, reading never more than max + 1 bytes in all.
-        long cap = Math.Min(max, Array.MaxLength - 1L) + 1;
-        if (head.Length > max) throw ImageLimits.StreamOverByteLimit(head.Length, options);
-        var buffer = new byte[(int)Math.Min(cap, Math.Max(2L * head.Length, HeaderBytes))];
-        head.Span.CopyTo(buffer);
-        int length = head.Length;
-        while (true)
-        {
-            if (length == buffer.Length)
-            {
-                if (!headerChecked)
-                {
-                    var header = EncodedImageInspector.Inspect(buffer.AsSpan(0, length), options, prefixOnly: true);
-                    headerChecked = header.Width > 0 || length >= MaxHeaderBytes;
-                }
-                if (length > max) throw ImageLimits.StreamOverByteLimit(length, options);
-                if (length == Array.MaxLength) ImageLimits.CheckEncodedBytes(length + 1L, options);
-                Array.Resize(ref buffer, (int)Math.Min(cap, 2L * buffer.Length));
-            }
-            int n = stream.Read(buffer, length, buffer.Length - length);
-            if (n == 0) break;
-            length += n;
-        }
-        return buffer.AsMemory(0, length);
+        return new ImageInspection(header.Format, Math.Max(0, header.Width), Math.Max(0, header.Height), head.Ended ? head.Length : -1);
     }
 }

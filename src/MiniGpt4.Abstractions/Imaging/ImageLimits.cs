@@ -1,15 +1,12 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 
 namespace MiniGpt4.Imaging;
 
 /// <summary>
-/// The one place where the limits of <see cref="ImageDecodingOptions"/> are applied and worded.
-/// Every path calls it before it allocates or decodes anything the size of the image: the input
-/// inspection (<see cref="ImageInput.Inspect"/>, for every input kind), the header walk
-/// (<see cref="EncodedImageInspector"/>), both decoders (through the public
-/// <see cref="ImageDecodingOptions.ThrowIfRefused"/> and <see cref="ImageDecodingOptions.ThrowIfOverLimits"/>
-/// for the Skia package), and the check of what a decoder returned. Each refusal is a
-/// <see cref="MiniGptImageException"/> that names the option and its value.
+/// The one place where the limits of <see cref="ImageDecodingOptions"/> are applied and worded: every
+/// input kind, the header walk, both decoders and the check of a decoder's result go through it before
+/// anything the size of the image is allocated. Each refusal names the option and its value.
 /// </summary>
 internal static class ImageLimits
 {
@@ -23,19 +20,17 @@ internal static class ImageLimits
     public static void CheckEncodedBytes(long length, ImageDecodingOptions options, string when = "before decoding")
     {
         if (length > options.MaxEncodedBytes)
-            throw new MiniGptImageException(F(
-                "The encoded image is {0:N0} bytes, over ImageDecodingOptions.MaxEncodedBytes = {1:N0}; it was refused {2}.",
-                length, options.MaxEncodedBytes, when));
+            throw Refusal(Invariant, $"The encoded image is {length:N0} bytes, over ImageDecodingOptions.MaxEncodedBytes = " +
+                                     $"{options.MaxEncodedBytes:N0}; it was refused {when}.");
         if (length > Array.MaxLength)
-            throw new MiniGptImageException(F(
-                "The encoded image is {0:N0} bytes, more than one .NET array can hold ({1:N0}); it was refused {2}.",
-                length, Array.MaxLength, when));
+            throw Refusal(Invariant, $"The encoded image is {length:N0} bytes, more than one .NET array can hold " +
+                                     $"({Array.MaxLength:N0}); it was refused {when}.");
     }
 
     /// <summary>The refusal of a stream without a length once more than <see cref="ImageDecodingOptions.MaxEncodedBytes"/> bytes came out of it.</summary>
     public static MiniGptImageException StreamOverByteLimit(long read, ImageDecodingOptions options)
-        => new(F("The stream holds more than ImageDecodingOptions.MaxEncodedBytes = {0:N0} bytes; reading stopped after {1:N0} bytes.",
-                 options.MaxEncodedBytes, read));
+        => Refusal(Invariant, $"The stream holds more than ImageDecodingOptions.MaxEncodedBytes = {options.MaxEncodedBytes:N0} bytes; " +
+                              $"reading stopped after {read:N0} bytes.");
 
     /// <summary>
     /// Refuses a size over <see cref="ImageDecodingOptions.MaxPixels"/> (all <paramref name="frames"/> counted),
@@ -51,40 +46,36 @@ internal static class ImageLimits
                                  string when = "before decoding", long frames = 1)
     {
         if (width <= 0 || height <= 0)
-            throw new MiniGptImageException(F("Invalid {0} image: it declares an empty size {1}x{2}.", what, width, height));
-        long maxPixels = options.MaxPixels;
+            throw Refusal(Invariant, $"Invalid {what} image: it declares an empty size {width}x{height}.");
+        long maxPixels = options.MaxPixels, maxSide = options.MaxDimension;
         if (height > maxPixels / width)
-            throw new MiniGptImageException(F(
-                "The {0} image is {1}x{2} = {3:N0} pixels, over the pixel budget ImageDecodingOptions.MaxPixels = {4:N0}; " +
-                "it was refused {5}. Raise MaxPixels only for trusted images.",
-                what, width, height, (Int128)width * height, maxPixels, when));
-        long maxSide = options.MaxDimension;
+            throw Refusal(Invariant, $"The {what} image is {width}x{height} = {(Int128)width * height:N0} pixels, over the pixel " +
+                                     $"budget ImageDecodingOptions.MaxPixels = {maxPixels:N0}; it was refused {when}. " +
+                                     $"Raise MaxPixels only for trusted images.");
         if (width > maxSide || height > maxSide)
-            throw new MiniGptImageException(F(
-                "The {0} image is {1}x{2} pixels: its {3} {4:N0} is over ImageDecodingOptions.MaxDimension = {5:N0}; " +
-                "it was refused {6}. Raise MaxDimension only for trusted images.",
-                what, width, height, width > maxSide ? "width" : "height", Math.Max(width, height), maxSide, when));
+            throw Refusal(Invariant, $"The {what} image is {width}x{height} pixels: its {(width > maxSide ? "width" : "height")} " +
+                                     $"{Math.Max(width, height):N0} is over ImageDecodingOptions.MaxDimension = {maxSide:N0}; " +
+                                     $"it was refused {when}. Raise MaxDimension only for trusted images.");
         if (frames > 1 && (Int128)height * frames > maxPixels / width)
-            throw new MiniGptImageException(F(
-                "The animated {0} image has {1} frames of {2}x{3} pixels, all of which would be decoded: " +
-                "over the pixel budget ImageDecodingOptions.MaxPixels = {4:N0}; it was refused {5}.",
-                what, frames, width, height, maxPixels, when));
+            throw Refusal(Invariant, $"The animated {what} image has {frames} frames of {width}x{height} pixels, all of which " +
+                                     $"would be decoded: over the pixel budget ImageDecodingOptions.MaxPixels = {maxPixels:N0}; " +
+                                     $"it was refused {when}.");
         if (width * height > MaxRgbPixels)
-            throw new MiniGptImageException(F(
-                "The {0} image is {1}x{2} = {3:N0} pixels: its RGB pixels would not fit in one .NET array " +
-                "(at most {4:N0} pixels), whatever ImageDecodingOptions.MaxPixels = {5:N0} allows; it was refused {6}.",
-                what, width, height, width * height, MaxRgbPixels, maxPixels, when));
+            throw Refusal(Invariant, $"The {what} image is {width}x{height} = {width * height:N0} pixels: its RGB pixels would " +
+                                     $"not fit in one .NET array (at most {MaxRgbPixels:N0} pixels), whatever " +
+                                     $"ImageDecodingOptions.MaxPixels = {maxPixels:N0} allows; it was refused {when}.");
     }
 
-    /// <summary>
-    /// All checks on complete encoded bytes, as every decoder gets them: the byte limit, then
-    /// <see cref="EncodedImageInspector.Inspect"/> (format, allowed formats, declared size, completeness).
-    /// </summary>
+    /// <summary>All checks on complete encoded bytes: the byte limit, then <see cref="EncodedImageInspector.Inspect"/>.</summary>
     public static EncodedImageHeader CheckEncoded(ReadOnlySpan<byte> encoded, ImageDecodingOptions options)
     {
         CheckEncodedBytes(encoded.Length, options);
         return EncodedImageInspector.Inspect(encoded, options);
     }
 
-    private static string F(string format, params object[] args) => string.Format(CultureInfo.InvariantCulture, format, args);
+    private static readonly CultureInfo Invariant = CultureInfo.InvariantCulture;
+
+    /// <summary>A refusal whose numbers read the same everywhere: 40,000,000.</summary>
+    private static MiniGptImageException Refusal(IFormatProvider provider,
+        [InterpolatedStringHandlerArgument(nameof(provider))] ref DefaultInterpolatedStringHandler message) => new(message.ToStringAndClear());
 }

@@ -29,22 +29,15 @@ internal sealed class ImageSharpDecoder : IImageDecoder
 
     private static readonly ConcurrentDictionary<(bool Gif, bool Tiff, int LimitMb), Configuration> Configurations = new();
 
-    /// <summary>Bytes per pixel the allocator limit allows for one buffer (Rgba32/float intermediates), plus slack.</summary>
-    private const int BudgetBytesPerPixel = 4;
-    private const int SlackMegabytes = 32;
-
     public DecodedImage Decode(ReadOnlyMemory<byte> encoded, ImageDecodingOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
-        var header = ImageLimits.CheckEncoded(encoded.Span, options);
-        string name = EncodedImageInspector.Name(header.Format);
+        string name = EncodedImageInspector.Name(ImageLimits.CheckEncoded(encoded.Span, options).Format);
         var config = ConfigurationFor(options);
         try
         {
             var info = Image.Identify(config, AsStream(encoded), out _)
                 ?? throw new MiniGptImageException($"The {name} image could not be read: ImageSharp does not recognise its header.");
-            if (info.Width <= 0 || info.Height <= 0)
-                throw new MiniGptImageException($"Invalid {name} image: its header declares an empty size {info.Width}x{info.Height}.");
             ImageLimits.CheckSize(name, info.Width, info.Height, options);
 
             using var image = Image.Load<Rgb24>(config, AsStream(encoded));
@@ -54,7 +47,6 @@ internal sealed class ImageSharpDecoder : IImageDecoder
             image.CopyPixelDataTo(rgb);
             return new DecodedImage(image.Width, image.Height, rgb);
         }
-        catch (MiniGptImageException) { throw; }
         catch (Exception e) when (e is ImageFormatException or InvalidMemoryOperationException or NotSupportedException
                                        or InvalidDataException or ArgumentException or IndexOutOfRangeException
                                        or InvalidOperationException or OverflowException or OutOfMemoryException)
@@ -70,28 +62,26 @@ internal sealed class ImageSharpDecoder : IImageDecoder
 
     private static Configuration ConfigurationFor(ImageDecodingOptions options)
     {
+        // One buffer may hold 4 bytes per pixel of the budget (Rgba32 or float intermediates), plus 32 MB of slack.
         // No image gets past ImageLimits with more than MaxRgbPixels pixels (and MaxPixels * 4 could overflow).
-        long limitMb = Math.Min(options.MaxPixels, ImageLimits.MaxRgbPixels) * BudgetBytesPerPixel / (1024 * 1024) + SlackMegabytes;
-        int limit = (int)Math.Min(limitMb, int.MaxValue);
-        return Configurations.GetOrAdd((options.AllowGif, options.AllowTiff, limit), static key => Create(key.Gif, key.Tiff, key.LimitMb));
-    }
-
-    private static Configuration Create(bool gif, bool tiff, int limitMb)
-    {
-        var modules = new List<IConfigurationModule>
+        int limitMb = (int)(Math.Min(options.MaxPixels, ImageLimits.MaxRgbPixels) * 4 / (1024 * 1024) + 32);
+        return Configurations.GetOrAdd((options.AllowGif, options.AllowTiff, limitMb), static key =>
         {
-            new JpegConfigurationModule(), new PngConfigurationModule(), new WebpConfigurationModule(), new BmpConfigurationModule(),
-        };
-        if (gif) modules.Add(new GifConfigurationModule());
-        if (tiff) modules.Add(new TiffConfigurationModule());
-        var config = new Configuration([.. modules])
-        {
-            MemoryAllocator = MemoryAllocator.Create(new MemoryAllocatorOptions { AllocationLimitMegabytes = limitMb }),
-        };
-        // Decode only the first frame/page: MiniGPT-4 sees one image, and every further frame costs memory.
-        if (gif) config.ImageFormatsManager.SetDecoder(GifFormat.Instance, new GifDecoder { DecodingMode = FrameDecodingMode.First });
-        if (tiff) config.ImageFormatsManager.SetDecoder(TiffFormat.Instance, new TiffDecoder { DecodingMode = FrameDecodingMode.First });
-        // ImageSharp 2.1 decodes every frame of an animated WebP; EncodedImageInspector charges all frames to the budget.
-        return config;
+            var modules = new List<IConfigurationModule>
+            {
+                new JpegConfigurationModule(), new PngConfigurationModule(), new WebpConfigurationModule(), new BmpConfigurationModule(),
+            };
+            if (key.Gif) modules.Add(new GifConfigurationModule());
+            if (key.Tiff) modules.Add(new TiffConfigurationModule());
+            var config = new Configuration([.. modules])
+            {
+                MemoryAllocator = MemoryAllocator.Create(new MemoryAllocatorOptions { AllocationLimitMegabytes = key.LimitMb }),
+            };
+            // Decode only the first frame/page: MiniGPT-4 sees one image, and every further frame costs memory.
+            // (ImageSharp 2.1 decodes every frame of an animated WebP; EncodedImageInspector charges them all to the budget.)
+            if (key.Gif) config.ImageFormatsManager.SetDecoder(GifFormat.Instance, new GifDecoder { DecodingMode = FrameDecodingMode.First });
+            if (key.Tiff) config.ImageFormatsManager.SetDecoder(TiffFormat.Instance, new TiffDecoder { DecodingMode = FrameDecodingMode.First });
+            return config;
+        });
     }
 }

@@ -14,9 +14,8 @@ namespace MiniGpt4.Imaging;
 /// from round(centre - support) to round(centre + support) (clipped to the image) contribute, with
 /// weights normalised to sum 1 in double precision and then rounded (half away from zero) to fixed
 /// point with 22 fractional bits.</item>
-/// <item>Separable: a horizontal pass over only the source rows the vertical pass will read, then a
-/// vertical pass. Each pass starts its integer sum at one half, shifts right by 22 and clamps to
-/// 0..255, so the intermediate image is uint8 like Pillow's.</item>
+/// <item>Separable: a horizontal pass, then a vertical pass. Each starts its integer sum at one half,
+/// shifts right by 22 and clamps to 0..255, so the intermediate image is uint8 like Pillow's.</item>
 /// <item>A pass whose size does not change is skipped; a same-size resize is a copy.</item>
 /// </list>
 /// </summary>
@@ -26,15 +25,8 @@ internal static class PillowBicubicResampler
     private const double Support = 2.0;
     private const int Channels = 3;
 
-    /// <summary>Per output pixel: the first source index, the number of taps and the fixed-point weights.</summary>
-    internal sealed class Coefficients
-    {
-        public required int[] First { get; init; }
-        public required int[] Count { get; init; }
-        /// <summary>Row-major [outSize, Stride] fixed-point weights.</summary>
-        public required int[] Weights { get; init; }
-        public required int Stride { get; init; }
-    }
+    /// <summary>Per output pixel: the first source index, the number of taps, and row-major [outSize, Stride] fixed-point weights.</summary>
+    internal sealed record Coefficients(int[] First, int[] Count, int[] Weights, int Stride);
 
     /// <summary>Resizes packed RGB24 pixels to <paramref name="outWidth"/> x <paramref name="outHeight"/>.</summary>
     public static byte[] Resize(ReadOnlySpan<byte> rgb, int inWidth, int inHeight, int outWidth, int outHeight)
@@ -44,32 +36,17 @@ internal static class PillowBicubicResampler
         if (rgb.Length != (long)inWidth * inHeight * Channels)
             throw new ArgumentException($"expected {(long)inWidth * inHeight * Channels} bytes for {inWidth}x{inHeight} RGB, got {rgb.Length}", nameof(rgb));
 
-        bool horizontal = outWidth != inWidth;
-        bool vertical = outHeight != inHeight;
-        if (!horizontal && !vertical) return rgb.ToArray();
-
-        var vert = Compute(inHeight, outHeight);
-        // Rows of the source that the vertical pass reads; the horizontal pass produces only these.
-        int firstRow = vert.First[0];
-        int lastRow = vert.First[outHeight - 1] + vert.Count[outHeight - 1];
-
-        if (horizontal)
-        {
-            var horiz = Compute(inWidth, outWidth);
-            var temp = new byte[checked((lastRow - firstRow) * outWidth * Channels)];
-            ResampleRows(rgb, inWidth, firstRow, lastRow - firstRow, horiz, outWidth, temp);
-            // Without a vertical pass the rows read are all rows (firstRow 0, lastRow inHeight).
-            return vertical ? ResampleColumns(temp, outWidth, firstRow, vert, outHeight) : temp;
-        }
-        return ResampleColumns(rgb, inWidth, 0, vert, outHeight);
+        // Pillow's horizontal pass produces only the rows the vertical pass reads; over the whole image that
+        // is every row, since the first and last output rows reach the edges.
+        var rows = outWidth == inWidth ? rgb : ResampleRows(rgb, inWidth, inHeight, Compute(inWidth, outWidth), outWidth);
+        return outHeight == inHeight ? rows.ToArray() : ResampleColumns(rows, outWidth, Compute(inHeight, outHeight), outHeight);
     }
 
     /// <summary>Pillow's coefficient table for resampling <paramref name="inSize"/> samples to <paramref name="outSize"/> (box = whole image).</summary>
     internal static Coefficients Compute(int inSize, int outSize)
     {
         // Pillow passes the box edges as C floats; for a whole image they are 0 and inSize.
-        float in0 = 0f, in1 = inSize;
-        double scale = (double)(in1 - in0) / outSize;
+        double scale = (double)(float)inSize / outSize;
         double filterScale = scale < 1.0 ? 1.0 : scale;
         double support = Support * filterScale;
         int stride = (int)Math.Ceiling(support) * 2 + 1;
@@ -81,32 +58,25 @@ internal static class PillowBicubicResampler
         var taps = new double[stride];
         for (int xx = 0; xx < outSize; xx++)
         {
-            double center = in0 + (xx + 0.5) * scale;
-            int xmin = (int)(center - support + 0.5); // C cast: truncation toward zero
-            if (xmin < 0) xmin = 0;
-            int xmax = (int)(center + support + 0.5);
-            if (xmax > inSize) xmax = inSize;
-            xmax -= xmin;
-
+            double center = (xx + 0.5) * scale;
+            int xmin = Math.Max(0, (int)(center - support + 0.5)); // C casts: truncation toward zero
+            int n = Math.Min(inSize, (int)(center + support + 0.5)) - xmin;
             double sum = 0.0;
-            for (int x = 0; x < xmax; x++)
+            for (int x = 0; x < n; x++)
             {
-                double weight = Kernel((x + xmin - center + 0.5) * inverseFilterScale);
-                taps[x] = weight;
-                sum += weight;
+                taps[x] = Kernel((x + xmin - center + 0.5) * inverseFilterScale);
+                sum += taps[x];
             }
             var row = weights.AsSpan(xx * stride, stride);
-            for (int x = 0; x < xmax; x++)
+            for (int x = 0; x < n; x++)
             {
                 double k = sum != 0.0 ? taps[x] / sum : taps[x];
-                row[x] = k < 0
-                    ? (int)(-0.5 + k * (1 << PrecisionBits))
-                    : (int)(0.5 + k * (1 << PrecisionBits));
+                row[x] = (int)(k < 0 ? -0.5 + k * (1 << PrecisionBits) : 0.5 + k * (1 << PrecisionBits));
             }
             first[xx] = xmin;
-            count[xx] = xmax;
+            count[xx] = n;
         }
-        return new Coefficients { First = first, Count = count, Weights = weights, Stride = stride };
+        return new Coefficients(first, count, weights, stride);
     }
 
     /// <summary>Keys cubic convolution kernel with a = -0.5, written as Pillow evaluates it.</summary>
@@ -125,15 +95,15 @@ internal static class PillowBicubicResampler
         return v < 0 ? (byte)0 : v > 255 ? (byte)255 : (byte)v;
     }
 
-    /// <summary>Horizontal pass over <paramref name="rows"/> source rows starting at <paramref name="firstRow"/>.</summary>
-    private static void ResampleRows(ReadOnlySpan<byte> src, int inWidth, int firstRow, int rows,
-        Coefficients c, int outWidth, Span<byte> dst)
+    /// <summary>Horizontal pass over all <paramref name="rows"/> of <paramref name="src"/>.</summary>
+    private static byte[] ResampleRows(ReadOnlySpan<byte> src, int inWidth, int rows, Coefficients c, int outWidth)
     {
         const int half = 1 << (PrecisionBits - 1);
         int inStride = inWidth * Channels, outStride = outWidth * Channels;
+        var dst = new byte[checked(rows * outStride)];
         // Index arithmetic below stays inside the buffers: the tables were built with First + Count <= inWidth.
-        ref byte srcBase = ref MemoryMarshal.GetReference(src.Slice(firstRow * inStride, rows * inStride));
-        ref byte dstBase = ref MemoryMarshal.GetReference(dst[..(rows * outStride)]);
+        ref byte srcBase = ref MemoryMarshal.GetReference(src[..(rows * inStride)]);
+        ref byte dstBase = ref MemoryMarshal.GetArrayDataReference(dst);
         ref int weights = ref MemoryMarshal.GetArrayDataReference(c.Weights);
         int[] first = c.First, count = c.Count;
         int kStride = c.Stride;
@@ -159,10 +129,11 @@ internal static class PillowBicubicResampler
                 Unsafe.Add(ref dstPixel, 2) = Clip8(s2);
             }
         }
+        return dst;
     }
 
-    /// <summary>Vertical pass; <paramref name="srcFirstRow"/> is the source row that row 0 of <paramref name="src"/> holds.</summary>
-    private static byte[] ResampleColumns(ReadOnlySpan<byte> src, int width, int srcFirstRow, Coefficients c, int outHeight)
+    /// <summary>Vertical pass over <paramref name="src"/>, rows of <paramref name="width"/> pixels.</summary>
+    private static byte[] ResampleColumns(ReadOnlySpan<byte> src, int width, Coefficients c, int outHeight)
     {
         const int half = 1 << (PrecisionBits - 1);
         int stride = width * Channels;
@@ -171,7 +142,7 @@ internal static class PillowBicubicResampler
         for (int yy = 0; yy < outHeight; yy++)
         {
             acc.AsSpan().Fill(half);
-            int ymin = c.First[yy] - srcFirstRow;
+            int ymin = c.First[yy];
             var k = c.Weights.AsSpan(yy * c.Stride, c.Count[yy]);
             // Integer addition is exact and associative, so summing row by row gives Pillow's per-pixel sums.
             for (int y = 0; y < k.Length; y++)

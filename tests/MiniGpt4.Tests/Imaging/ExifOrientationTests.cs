@@ -32,7 +32,7 @@ public class ExifOrientationTests
             image.Metadata.ExifProfile = new ExifProfile();
             image.Metadata.ExifProfile.SetValue(ExifTag.Orientation, orientation);
         });
-        IImageDecoder d = decoder == "skia" ? SkiaImageDecoder.Instance : ImageDecodingOptions.Default.Decoder;
+        IImageDecoder d = decoder == "skia" ? SkiaImageDecoder.Instance : ImageSharpDecoder.Instance;
 
         var asStored = ImagePreprocessor.Decode(ImageInput.FromBytes(jpeg), new ImageDecodingOptions { Decoder = d });
         Assert.Equal((W, H), (asStored.Width, asStored.Height));

@@ -18,7 +18,7 @@ public class HostileImageTests
 
     public static TheoryData<string> Decoders() => new() { "imagesharp", "skia" };
     private static ImageDecodingOptions For(string decoder, bool gif = false, bool tiff = false, long maxPixels = ImageDecodingOptions.DefaultMaxPixels)
-        => new() { Decoder = decoder == "skia" ? SkiaImageDecoder.Instance : Sharp.Decoder, AllowGif = gif, AllowTiff = tiff, MaxPixels = maxPixels };
+        => new() { Decoder = decoder == "skia" ? SkiaImageDecoder.Instance : ImageSharpDecoder.Instance, AllowGif = gif, AllowTiff = tiff, MaxPixels = maxPixels };
 
     private static MiniGptImageException Refused(byte[] data, ImageDecodingOptions options)
         => Assert.Throws<MiniGptImageException>(() => ImagePreprocessor.ToPixelValues(ImageInput.FromBytes(data), 224, options));
@@ -106,7 +106,7 @@ public class HostileImageTests
     [Fact]
     public void The_ImageSharp_decoder_alone_refuses_the_bomb()
     {
-        var e = Assert.Throws<MiniGptImageException>(() => ImageDecodingOptions.Default.Decoder.Decode(TestImages.Png(50000, 50000, new byte[151]), Sharp));
+        var e = Assert.Throws<MiniGptImageException>(() => ImageSharpDecoder.Instance.Decode(TestImages.Png(50000, 50000, new byte[151]), Sharp));
         Assert.Contains("MaxPixels", e.Message);
     }
 

@@ -73,18 +73,6 @@ public class ImageInputTests
     }
 
     [Fact]
-    public void Pixel_values_can_be_written_into_a_batch_slot()
-    {
-        var input = ImageInput.FromRgb(8, 6, TestImages.Quadrants(8, 6));
-        var single = ImagePreprocessor.ToPixelValues(input, 4, ImageDecodingOptions.Default);
-        var batch = new float[2 * 48];
-        ImagePreprocessor.ToPixelValues(input, 4, ImageDecodingOptions.Default, batch.AsSpan(48, 48));
-        Assert.Equal(single, batch[48..]);
-        Assert.All(batch[..48], v => Assert.Equal(0f, v));
-        Assert.Throws<ArgumentException>(() => ImagePreprocessor.ToPixelValues(input, 4, ImageDecodingOptions.Default, new float[47]));
-    }
-
-    [Fact]
     public void A_missing_file_is_an_image_error_naming_the_file()
     {
         var path = Path.Combine(Path.GetTempPath(), "minigpt4-no-such-image-" + Guid.NewGuid() + ".png");

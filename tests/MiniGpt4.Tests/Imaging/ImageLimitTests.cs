@@ -33,7 +33,7 @@ public class ImageLimitTests
                                             long maxBytes = ImageDecodingOptions.DefaultMaxEncodedBytes)
         => new()
         {
-            Decoder = decoder == "skia" ? SkiaImageDecoder.Instance : ImageDecodingOptions.Default.Decoder,
+            Decoder = decoder == "skia" ? SkiaImageDecoder.Instance : ImageSharpDecoder.Instance,
             AllowGif = true, MaxPixels = maxPixels, MaxEncodedBytes = maxBytes,
         };
 
