@@ -96,13 +96,28 @@ public sealed class ImageDecodingOptions
     /// </summary>
     public IImageDecoder Decoder
     {
-        get => field ?? BuiltInDecoder ?? throw new InvalidOperationException(
-            "The built-in image decoder is part of the MiniGpt4 package, which is not loaded: reference MiniGpt4, or set Decoder.");
+        get => field ?? BuiltInDecoder ?? LoadBuiltInDecoder() ?? throw new InvalidOperationException(
+            "The built-in image decoder is part of the MiniGpt4 package, which is not referenced: reference MiniGpt4, or set Decoder.");
         init => field = value ?? throw new ArgumentNullException(nameof(Decoder));
     }
 
     /// <summary>The default decoder (ImageSharp), registered by the MiniGpt4 assembly when it loads.</summary>
     internal static IImageDecoder? BuiltInDecoder { get; set; }
+
+    /// <summary>
+    /// Options read before any MiniGpt4 type was touched: load that assembly (when the application references it) so
+    /// that its module initializer registers the decoder. The abstractions never reference it at compile time.
+    /// </summary>
+    private static IImageDecoder? LoadBuiltInDecoder()
+    {
+        try
+        {
+            var module = System.Reflection.Assembly.Load("MiniGpt4").ManifestModule;
+            System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(module.ModuleHandle);
+        }
+        catch (IOException) { } // not referenced: the caller's error says so
+        return BuiltInDecoder;
+    }
 
     /// <summary>
     /// Refuses an image size over these limits: <see cref="MaxPixels"/>, <see cref="MaxDimension"/>, or

@@ -24,9 +24,6 @@ internal sealed class LoadOptionSet
     /// <summary>The load options the command line asks for.</summary>
     public MiniGptLoadOptions Read(ParseResult r)
     {
-        // The default decoder is registered by the MiniGpt4 assembly's module initializer: make sure it has run
-        // (a verb may read its options before it touches any MiniGpt4 type).
-        System.Runtime.CompilerServices.RuntimeHelpers.RunModuleConstructor(typeof(MiniGptPipeline).Module.ModuleHandle);
         return Options(r);
     }
 
