@@ -304,8 +304,34 @@ internal static class EncodedImageInspector
         for (int i = 0; i < offsets.Length; i++)
             if (offsets[i] > (ulong)d.Length || counts[i] > (ulong)d.Length - offsets[i])
                 return Walk.Cut(w, h, $"strip/tile {i} ({counts[i]} bytes at byte {offsets[i]}) extends past the end of the data ({d.Length} bytes)");
-        return Walk.Ok(w, h);
+        return ChainProblem(d, le, ifd, countSize, entrySize, fieldSize) is { } chain ? Walk.Bad(w, h, chain) : Walk.Ok(w, h);
     }
+
+    /// <summary>
+    /// The chain of directories (pages) from <paramref name="ifd"/>: ImageSharp 2.1 reads every one while identifying,
+    /// and a "next directory" offset into pixel data or back to an earlier directory made it loop for ever (found by
+    /// fuzzing). Each directory must lie whole in the data, once; at most <see cref="MaxTiffPages"/>.
+    /// </summary>
+    private static string? ChainProblem(ReadOnlySpan<byte> d, bool le, ulong ifd, int countSize, int entrySize, int fieldSize)
+    {
+        var seen = new HashSet<ulong>();
+        for (var pages = 0; ifd != 0; pages++)
+        {
+            if (pages == MaxTiffPages) return $"more than {MaxTiffPages} directories (pages)";
+            if (!seen.Add(ifd)) return $"the directory at byte {ifd} is linked twice";
+            if (ifd > (ulong)d.Length || (ulong)countSize > (ulong)d.Length - ifd) return $"a directory at byte {ifd} lies past the end of the data";
+            ulong entries = U(d, le, (int)ifd, countSize);
+            if (entries > 65535) return $"the directory at byte {ifd} declares {entries} entries";
+            ulong next = ifd + (ulong)countSize + entries * (ulong)entrySize;
+            if (next > (ulong)d.Length || (ulong)fieldSize > (ulong)d.Length - next)
+                return $"the directory at byte {ifd} declares {entries} entries past the end of the data";
+            ifd = U(d, le, (int)next, fieldSize);
+        }
+        return null;
+    }
+
+    /// <summary>Most directories (pages) a TIFF may chain.</summary>
+    private const int MaxTiffPages = 256;
 
     /// <summary>An unsigned TIFF field of 2, 4 or 8 bytes in the file's byte order.</summary>
     private static ulong U(ReadOnlySpan<byte> d, bool le, int at, int size)

@@ -156,6 +156,23 @@ public class HostileImageTests
         Assert.Contains("not supported by the Skia decoder", skia);
     }
 
+    [Fact]
+    public void Tiff_whose_page_chain_loops_or_leaves_the_data_is_refused_before_decoding()
+    {
+        // Found by fuzzing: ImageSharp 2.1's Identify never returned when a "next page" offset pointed back or into pixels.
+        var tiff = TestImages.Encode(TestImages.Quadrants(30, 20), 30, 20, new TiffEncoder());
+        Assert.Equal((byte)'I', tiff[0]);
+        var ifd = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(tiff.AsSpan(4));
+        var next = ifd + 2 + 12 * System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(tiff.AsSpan(ifd));
+        foreach (var (target, expected) in new[] { ((uint)ifd, "linked twice"), ((uint)tiff.Length - 3, "past the end") })
+        {
+            var bad = (byte[])tiff.Clone();
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bad.AsSpan(next), target);
+            var e = Refused(bad, For("imagesharp", tiff: true)).Message;
+            Assert.True(e.Contains(expected), e);
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Decoders))]
     public void Lossless_bmp_and_webp_decode_exactly_and_truncated_ones_are_refused(string decoder)
