@@ -1,4 +1,5 @@
 using MiniGpt4.Runtime;
+using MiniGpt4.Weights;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -13,11 +14,10 @@ namespace MiniGpt4.Language;
 /// <see cref="LlamaSession"/> (KV cache, in place, inference mode); training through <see cref="Forward"/>
 /// (whole sequences, no cache, differentiable).
 /// </summary>
-internal sealed partial class LlamaForCausalLM : nn.Module
+internal sealed class LlamaForCausalLM : nn.Module
 {
     private readonly LlamaModel model;
     private readonly Proj? lm_head;
-    private readonly RotaryEmbedding _rotary;
     private ILinearKernel _linearKernel = TorchLinearKernel.Instance;
 
     /// <summary>Creates an uninitialised model (weights are garbage until loaded).</summary>
@@ -31,7 +31,7 @@ internal sealed partial class LlamaForCausalLM : nn.Module
         Device = device;
         model = new LlamaModel(config, dtype, device);
         if (!config.TieWordEmbeddings) lm_head = new Proj("lm_head", config.HiddenSize, config.VocabSize, dtype, device);
-        _rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.MaxPositionEmbeddings, dtype, device);
+        Rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.MaxPositionEmbeddings, dtype, device);
         RegisterComponents();
         LinearKernel = DefaultKernel(dtype, device);
     }
@@ -59,7 +59,8 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     /// <summary>The decoder stack.</summary>
     internal LlamaModel Model => model;
 
-    internal RotaryEmbedding Rotary => _rotary;
+    /// <summary>The rotary tables, grown by the sessions and <see cref="Forward"/>.</summary>
+    internal RotaryEmbedding Rotary { get; }
 
     /// <summary>Every projection, the output head included when untied (for kernel selection and benchmarks).</summary>
     internal IEnumerable<Proj> Projections
@@ -130,7 +131,7 @@ internal sealed partial class LlamaForCausalLM : nn.Module
         CheckForwardArguments(inputEmbeds, attentionMask);
         using var scope = NewDisposeScope();
         var real = attentionMask?.ne(TensorMath.Zero).to(Device);
-        var hidden = model.Forward(inputEmbeds.to(DType, Device), real, _rotary);
+        var hidden = model.Forward(inputEmbeds.to(DType, Device), real, Rotary);
         var logits = Logits(hidden);
         return (DType == ScalarType.Float64 ? logits : logits.to(ScalarType.Float32)).MoveToOuterDisposeScope();
     }
@@ -157,10 +158,44 @@ internal sealed partial class LlamaForCausalLM : nn.Module
         return lm_head is null ? Proj.Product(_linearKernel, normed, model.EmbedTokens.Weight) : lm_head.call(normed);
     }
 
+    /// <summary>
+    /// Loads a Hugging Face checkpoint: a folder (<c>config.json</c> beside <c>model.safetensors</c>, <c>pytorch_model.bin</c>
+    /// or a sharded index) or one weight file beside its <c>config.json</c>.
+    /// </summary>
+    public static LlamaForCausalLM Load(string hfFolderOrFile, ScalarType dtype, Device device, IProgress<double>? progress = null)
+    {
+        var folder = Directory.Exists(hfFolderOrFile) ? hfFolderOrFile : Path.GetDirectoryName(Path.GetFullPath(hfFolderOrFile))!;
+        var config = LlamaConfig.FromFile(folder);
+        using var source = WeightFiles.Open(hfFolderOrFile);
+        return Load(config, source, dtype, device, progress, Path.Combine(folder, "config.json"));
+    }
+
+    /// <summary>
+    /// Loads a model from a weight source whose keys are the Hugging Face keys (<c>model.…</c>, <c>lm_head.weight</c>;
+    /// see <see cref="WeightSourceExtensions.WithPrefix"/> for checkpoints that nest the LLM). The configuration is
+    /// checked against the source's headers (<see cref="LlamaConfig.CheckAgainst"/>, <paramref name="configFile"/> naming
+    /// it in messages) before anything is allocated; every key is then validated before any data is read, and each
+    /// tensor is cast to <paramref name="dtype"/> on <paramref name="device"/> as it is read. A tied config ignores a
+    /// stored <c>lm_head.weight</c>; an untied one needs it. File keys the model never reads: transformers ≤ 4.30's
+    /// rotary <c>inv_freq</c> buffers.
+    /// </summary>
+    public static LlamaForCausalLM Load(LlamaConfig config, IWeightSource source, ScalarType dtype, Device device, IProgress<double>? progress = null,
+        string? configFile = null)
+    {
+        config.CheckAgainst(source, configFile);
+        var rules = new LoadRules
+        {
+            Ignore = config.TieWordEmbeddings ? ["*.rotary_emb.inv_freq", "lm_head.weight"] : ["*.rotary_emb.inv_freq"],
+            DType = dtype,
+            Device = device,
+        };
+        return ModuleLoader.LoadOrDispose(new LlamaForCausalLM(config, dtype, device), lm => ModuleLoader.Load(lm, source, rules, progress));
+    }
+
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _rotary.Dispose();
+        if (disposing) Rotary.Dispose();
         base.Dispose(disposing);
     }
 }
