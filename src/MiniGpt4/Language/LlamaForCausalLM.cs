@@ -31,7 +31,7 @@ internal sealed class LlamaForCausalLM : nn.Module
         Device = device;
         model = new LlamaModel(config, dtype, device);
         if (!config.TieWordEmbeddings) lm_head = new Proj("lm_head", config.HiddenSize, config.VocabSize, dtype, device);
-        Rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.MaxPositionEmbeddings, dtype, device);
+        Rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta, dtype, device);
         RegisterComponents();
         LinearKernel = DefaultKernel(dtype, device);
     }

@@ -23,10 +23,8 @@ internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
-        using var gate = gate_proj.call(x);
-        using var act = nn.functional.silu(gate);
-        using var up = up_proj.call(x);
-        using var prod = act * up;
-        return down_proj.call(prod);
+        using var scope = NewDisposeScope();
+        var hidden = nn.functional.silu(gate_proj.call(x)) * up_proj.call(x);
+        return down_proj.call(hidden).MoveToOuterDisposeScope();
     }
 }

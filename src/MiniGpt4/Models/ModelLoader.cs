@@ -165,13 +165,11 @@ internal static class ModelLoader
     {
         var d = device.Trim().ToLowerInvariant();
         if (d == "cpu") return CPU;
-        if (d == "cuda" || d.StartsWith("cuda:", StringComparison.Ordinal))
-        {
-            if (!cuda.is_available())
-                throw new MiniGptConfigurationException($"Device '{device}' requested but CUDA is not available: reference a libtorch-cuda backend package and check the NVIDIA driver.");
-            return d == "cuda" ? CUDA : new Device(d);
-        }
-        throw new MiniGptConfigurationException($"Unknown device '{device}' (expected cpu, cuda or cuda:N).");
+        if (d != "cuda" && !d.StartsWith("cuda:", StringComparison.Ordinal))
+            throw new MiniGptConfigurationException($"Unknown device '{device}' (expected cpu, cuda or cuda:N).");
+        if (!cuda.is_available())
+            throw new MiniGptConfigurationException($"Device '{device}' requested but CUDA is not available: reference a libtorch-cuda backend package and check the NVIDIA driver.");
+        return new Device(d);
     }
 
     public static ScalarType ToScalarType(MiniGptDType t) => t switch
