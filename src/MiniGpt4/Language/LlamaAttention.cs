@@ -61,10 +61,8 @@ internal sealed class LlamaAttention : nn.Module
     }
 
     /// <summary>
-    /// Builds the mask <see cref="Forward(Tensor, Tensor, Tensor, Tensor)"/> takes from <paramref name="allowed"/>
-    /// (bool, true = query i may attend key j, <c>[T, S]</c> or <c>[B, T, S]</c>): its rows repeated once per
-    /// query head of a KV group, in the order <see cref="Attend"/> regroups the queries
-    /// (intermediates go to the caller's dispose scope).
+    /// The attention mask for <paramref name="allowed"/> (bool, true = query i may attend key j, <c>[T, S]</c> or
+    /// <c>[B, T, S]</c>): its rows repeated once per query head of a KV group, in the order <see cref="Attend"/> uses.
     /// </summary>
     public static Tensor GroupedMask(Tensor allowed, int groups)
     {

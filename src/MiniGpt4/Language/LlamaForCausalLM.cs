@@ -37,10 +37,8 @@ internal sealed class LlamaForCausalLM : nn.Module
     }
 
     /// <summary>
-    /// The kernel a new model uses: <see cref="Kernels.CpuGemvKernel"/> for bfloat16 on a CPU with
-    /// AVX2/AVX-512 (decode steps ~1.5× faster than libtorch's bf16 linear, near the roofline
-    /// here), libtorch's <c>linear</c> otherwise (float32 gains were within this machine's noise;
-    /// see docs/language-model.md, "Decode kernel").
+    /// The kernel a new model uses: <see cref="Kernels.CpuGemvKernel"/> for bfloat16 on a CPU with AVX2/AVX-512 (decode
+    /// steps ~1.5× faster than libtorch's bf16 linear), libtorch's <c>linear</c> otherwise (see docs/language-model.md).
     /// </summary>
     internal static ILinearKernel DefaultKernel(ScalarType dtype, Device device)
         => dtype == ScalarType.BFloat16 && device.type == DeviceType.CPU && Kernels.CpuGemvKernel.IsSupported
@@ -66,10 +64,7 @@ internal sealed class LlamaForCausalLM : nn.Module
     internal IEnumerable<Proj> Projections
         => model.Layers.SelectMany(l => l.Projections).Concat(lm_head is null ? [] : [lm_head]);
 
-    /// <summary>
-    /// The kernel of every projection and of the tied output head. Setting it sets
-    /// <see cref="Proj.Kernel"/> on every projection.
-    /// </summary>
+    /// <summary>The kernel of every projection and of the tied output head (setting it sets every <see cref="Proj.Kernel"/>).</summary>
     internal ILinearKernel LinearKernel
     {
         get => _linearKernel;
@@ -89,7 +84,6 @@ internal sealed class LlamaForCausalLM : nn.Module
     {
         if (ids.dtype != ScalarType.Int64) throw new ArgumentException($"token ids must be int64, got {ids.dtype}", nameof(ids));
         using var scope = NewDisposeScope();
-        using var _ = inference_mode();
         var onDevice = ids.to(Device);
         if (onDevice.numel() > 0)
         {
@@ -97,7 +91,7 @@ internal sealed class LlamaForCausalLM : nn.Module
             if (min < 0 || max >= Config.VocabSize)
                 throw new ArgumentOutOfRangeException(nameof(ids), $"token id {(min < 0 ? min : max)} is outside the vocabulary [0, {Config.VocabSize}).");
         }
-        return model.EmbedTokens.call(onDevice).MoveToOuterDisposeScope();
+        return EmbedCheckedTokens(onDevice).MoveToOuterDisposeScope();
     }
 
     /// <summary>Embeddings of ids already checked against the vocabulary and on the model's device (no device sync).</summary>
@@ -128,20 +122,15 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// </remarks>
     public Tensor Forward(Tensor inputEmbeds, Tensor? attentionMask = null)
     {
-        CheckForwardArguments(inputEmbeds, attentionMask);
+        if (!inputEmbeds.is_floating_point() || inputEmbeds.dim() != 3 || inputEmbeds.shape[2] != Config.HiddenSize || inputEmbeds.shape[1] < 1)
+            throw new ArgumentException($"input embeddings must be floating-point [B, T >= 1, {Config.HiddenSize}], got {inputEmbeds.dtype} [{string.Join(", ", inputEmbeds.shape)}].", nameof(inputEmbeds));
+        if (attentionMask is not null && !attentionMask.shape.SequenceEqual(inputEmbeds.shape[..2]))
+            throw new ArgumentException($"the attention mask must be [B, T] = [{inputEmbeds.shape[0]}, {inputEmbeds.shape[1]}], got [{string.Join(", ", attentionMask.shape)}].", nameof(attentionMask));
         using var scope = NewDisposeScope();
         var real = attentionMask?.ne(TensorMath.Zero).to(Device);
         var hidden = model.Forward(inputEmbeds.to(DType, Device), real, Rotary);
         var logits = Logits(hidden);
         return (DType == ScalarType.Float64 ? logits : logits.to(ScalarType.Float32)).MoveToOuterDisposeScope();
-    }
-
-    private void CheckForwardArguments(Tensor inputEmbeds, Tensor? attentionMask)
-    {
-        if (!inputEmbeds.is_floating_point() || inputEmbeds.dim() != 3 || inputEmbeds.shape[2] != Config.HiddenSize || inputEmbeds.shape[1] < 1)
-            throw new ArgumentException($"input embeddings must be floating-point [B, T >= 1, {Config.HiddenSize}], got {inputEmbeds.dtype} [{string.Join(", ", inputEmbeds.shape)}].", nameof(inputEmbeds));
-        if (attentionMask is not null && !attentionMask.shape.SequenceEqual(inputEmbeds.shape[..2]))
-            throw new ArgumentException($"the attention mask must be [B, T] = [{inputEmbeds.shape[0]}, {inputEmbeds.shape[1]}], got [{string.Join(", ", attentionMask.shape)}].", nameof(attentionMask));
     }
 
     /// <summary>Final norm and output head for hidden states <c>[..., H]</c>; returns float32 logits on the model's device.</summary>

@@ -70,10 +70,7 @@ internal sealed class ModelFiles : IDisposable
 
     public void Dispose()
     {
-        LlmWeights?.Dispose();
-        VisionWeights?.Dispose();
-        Blip2Weights?.Dispose();
-        StageWeights?.Dispose();
+        foreach (var weights in new[] { LlmWeights, VisionWeights, Blip2Weights, StageWeights }) weights?.Dispose();
     }
 
     /// <summary>The projection's output width (from its header) is the language model's hidden size.</summary>

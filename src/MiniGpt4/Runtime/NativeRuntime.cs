@@ -38,8 +38,7 @@ internal static class NativeRuntime
     /// <summary>Builds the message: what failed, why (as far as we can tell, helped by the OS loader's message) and the fix.</summary>
     internal static string Diagnose(Exception ex, string? loaderError = null)
     {
-        var root = ex;
-        while (root.InnerException is not null) root = root.InnerException;
+        var root = ex.GetBaseException();
         var detail = root.Message;
         var lines = new List<string> { "TorchSharp's native runtime (libtorch) could not be loaded." };
 
