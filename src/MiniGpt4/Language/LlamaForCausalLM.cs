@@ -105,21 +105,13 @@ internal sealed class LlamaForCausalLM : nn.Module
     public LlamaSession CreateSession(int maxTokens, int rows = 1) => new(this, maxTokens, rows);
 
     /// <summary>
-    /// The logits of every position of whole sequences, without a KV cache and differentiable: the
-    /// training forward (the session is the inference path). <paramref name="inputEmbeds"/> is
-    /// <c>[B, T, H]</c> (e.g. <see cref="EmbedTokens"/> rows spliced with image embeddings that require
-    /// grad); <paramref name="attentionMask"/> <c>[B, T]</c> marks real tokens with 1 and padding with 0,
-    /// left or right (null: no padding). Returns float32 logits <c>[B, T, V]</c> on the model's device
-    /// (a float64 model, used for exactness checks, keeps float64). Logits at padded positions are
-    /// meaningless; those at real positions equal the unpadded sequence's.
+    /// The training forward: logits <c>[B, T, V]</c> for every position of whole sequences <paramref name="inputEmbeds"/>
+    /// <c>[B, T, H]</c> (e.g. token rows spliced with image rows that require grad), without a KV cache. Differentiable:
+    /// nothing is written in place and no inference mode or no_grad is entered; products autograd records bypass
+    /// <see cref="LinearKernel"/> (<see cref="Proj.Product"/>). <paramref name="attentionMask"/> <c>[B, T]</c> marks real
+    /// tokens 1 and left or right padding 0 (null: none); real positions get the unpadded sequence's logits. Float32 on
+    /// the model's device (a float64 model keeps float64). Not thread-safe against a session growing the rotary tables.
     /// </summary>
-    /// <remarks>
-    /// Nothing here enters inference mode or no_grad, and nothing is written in place: with autograd on,
-    /// gradients reach <paramref name="inputEmbeds"/> and any parameter the caller sets to require grad
-    /// (loaded parameters do not). Every projection autograd records uses libtorch's <c>linear</c>, not
-    /// <see cref="LinearKernel"/> (see <see cref="Proj.Product"/>). Not thread-safe against a concurrent
-    /// session creation or call that grows the rotary tables.
-    /// </remarks>
     public Tensor Forward(Tensor inputEmbeds, Tensor? attentionMask = null)
     {
         if (!inputEmbeds.is_floating_point() || inputEmbeds.dim() != 3 || inputEmbeds.shape[2] != Config.HiddenSize || inputEmbeds.shape[1] < 1)
@@ -160,13 +152,10 @@ internal sealed class LlamaForCausalLM : nn.Module
     }
 
     /// <summary>
-    /// Loads a model from a weight source whose keys are the Hugging Face keys (<c>model.…</c>, <c>lm_head.weight</c>;
-    /// see <see cref="WeightSourceExtensions.WithPrefix"/> for checkpoints that nest the LLM). The configuration is
-    /// checked against the source's headers (<see cref="LlamaConfig.CheckAgainst"/>, <paramref name="configFile"/> naming
-    /// it in messages) before anything is allocated; every key is then validated before any data is read, and each
-    /// tensor is cast to <paramref name="dtype"/> on <paramref name="device"/> as it is read. A tied config ignores a
-    /// stored <c>lm_head.weight</c>; an untied one needs it. File keys the model never reads: transformers ≤ 4.30's
-    /// rotary <c>inv_freq</c> buffers.
+    /// Loads a model from a weight source with the Hugging Face keys (<see cref="WeightSourceExtensions.WithPrefix"/> for
+    /// a nested LLM). The configuration is checked against the source's headers (<see cref="LlamaConfig.CheckAgainst"/>,
+    /// naming <paramref name="configFile"/>) before anything is allocated, then every key before any data is read. A tied
+    /// config ignores a stored <c>lm_head.weight</c>; transformers ≤ 4.30's rotary <c>inv_freq</c> buffers are ignored.
     /// </summary>
     public static LlamaForCausalLM Load(LlamaConfig config, IWeightSource source, ScalarType dtype, Device device, IProgress<double>? progress = null,
         string? configFile = null)
