@@ -29,9 +29,6 @@ internal sealed class LlamaAttention : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>The four projections (for kernel selection and benchmarks).</summary>
-    public IEnumerable<Proj> Projections => [q_proj, k_proj, v_proj, o_proj];
-
     /// <summary>
     /// Attends <paramref name="x"/> <c>[B, T, H]</c> (positions <c>start .. start+T-1</c>) to the cached
     /// positions <c>0 .. start-1</c> and to itself. Writes this chunk's keys and values into

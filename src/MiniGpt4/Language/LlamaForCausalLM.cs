@@ -61,8 +61,7 @@ internal sealed class LlamaForCausalLM : nn.Module
     internal RotaryEmbedding Rotary { get; }
 
     /// <summary>Every projection, the output head included when untied (for kernel selection and benchmarks).</summary>
-    internal IEnumerable<Proj> Projections
-        => model.Layers.SelectMany(l => l.Projections).Concat(lm_head is null ? [] : [lm_head]);
+    internal IEnumerable<Proj> Projections => modules().OfType<Proj>();
 
     /// <summary>The kernel of every projection and of the tied output head (setting it sets every <see cref="Proj.Kernel"/>).</summary>
     internal ILinearKernel LinearKernel

@@ -17,9 +17,6 @@ internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>The three projections (for kernel selection and benchmarks).</summary>
-    public IEnumerable<Proj> Projections => [gate_proj, up_proj, down_proj];
-
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
