@@ -35,17 +35,10 @@ internal sealed class RotaryEmbedding(int headDim, double theta, ScalarType dtyp
         => (_cos.narrow(0, start, count), _sin.narrow(0, start, count));
 
     /// <summary>
-    /// cos and sin for per-row positions <paramref name="positions"/> (int64 <c>[B, T]</c>, each below
-    /// <see cref="Length"/>) as <c>[B, 1, T, headDim]</c>, which broadcasts over the heads in <see cref="Apply"/>.
+    /// cos and sin for per-row positions <paramref name="positions"/> (int64 <c>[B, T]</c>, each below <see cref="Length"/>)
+    /// as <c>[B, 1, T, headDim]</c>, which broadcasts over the heads (intermediates go to the caller's dispose scope).
     /// </summary>
-    public (Tensor Cos, Tensor Sin) At(Tensor positions)
-    {
-        using var flat = positions.reshape(-1);
-        long[] shape = [positions.shape[0], 1, positions.shape[1], headDim];
-        using var cos = _cos.index_select(0, flat);
-        using var sin = _sin.index_select(0, flat);
-        return (cos.view(shape), sin.view(shape));
-    }
+    public (Tensor Cos, Tensor Sin) At(Tensor positions) => (_cos[positions].unsqueeze(1), _sin[positions].unsqueeze(1));
 
     /// <summary>Rotates <paramref name="x"/> <c>[..., T, headDim]</c> by the angles in cos/sin <c>[T, headDim]</c> (or anything broadcasting to x).</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)

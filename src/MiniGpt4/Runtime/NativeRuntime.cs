@@ -15,7 +15,6 @@ internal static class NativeRuntime
     /// <summary>Loads libtorch (idempotent); throws <see cref="MiniGptNativeRuntimeException"/> on failure.</summary>
     public static void EnsureLoaded()
     {
-        if (_ready) return;
         lock (Gate)
         {
             if (_ready) return;
