@@ -46,8 +46,7 @@ internal sealed class LlamaAttention : nn.Module
     }
 
     /// <summary>
-    /// Attends <paramref name="x"/> <c>[B, T, H]</c> to itself without a cache: the keys and values are
-    /// this call's own, nothing is written in place, so autograd can differentiate it.
+    /// Attends <paramref name="x"/> <c>[B, T, H]</c> to itself without a cache, writing nothing in place (differentiable);
     /// <paramref name="mask"/> is bool (true = attend) <c>[B or 1, 1, groups·T, T]</c>.
     /// </summary>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor mask)

@@ -18,7 +18,6 @@ internal sealed class LlamaForCausalLM : nn.Module
 {
     private readonly LlamaModel model;
     private readonly Proj? lm_head;
-    private ILinearKernel _linearKernel = TorchLinearKernel.Instance;
 
     /// <summary>Creates an uninitialised model (weights are garbage until loaded).</summary>
     public LlamaForCausalLM(LlamaConfig config, ScalarType dtype, Device device) : base("LlamaForCausalLM")
@@ -65,10 +64,10 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// <summary>The kernel of every projection and of the tied output head (setting it sets every <see cref="Proj.Kernel"/>).</summary>
     internal ILinearKernel LinearKernel
     {
-        get => _linearKernel;
+        get;
         set
         {
-            _linearKernel = value;
+            field = value;
             foreach (var p in Projections) p.Kernel = value;
         }
     }
@@ -134,7 +133,7 @@ internal sealed class LlamaForCausalLM : nn.Module
     private Tensor Logits(Tensor hidden)
     {
         var normed = model.Norm.call(hidden);
-        return lm_head is null ? Proj.Product(_linearKernel, normed, model.EmbedTokens.Weight) : lm_head.call(normed);
+        return lm_head is null ? Proj.Product(LinearKernel, normed, model.EmbedTokens.Weight) : lm_head.call(normed);
     }
 
     /// <summary>

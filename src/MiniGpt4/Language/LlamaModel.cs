@@ -55,9 +55,8 @@ internal sealed class LlamaModel : nn.Module
     // left-padded row sees the positions it would have alone.
     private static Tensor Positions(Tensor real)
     {
-        using var ones = real.to(ScalarType.Int64);
-        using var counts = ones.cumsum(1);
-        return counts.sub(ones);
+        var ones = real.to(ScalarType.Int64);
+        return ones.cumsum(1).sub(ones);
     }
 
     // Query i may attend key j iff j <= i and j is a real token ([T, T], or [B, T, T] with padding).
