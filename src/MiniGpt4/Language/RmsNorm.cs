@@ -30,7 +30,6 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        // float64 (exactness checks) stays float64: in float32 its activations would be rounded here.
         var wide = x.dtype == ScalarType.Float64 ? x : x.to(ScalarType.Float32);
         // No temporary Scalars (x.pow(2), + eps; eps is held in a local for the call): see TensorMath. Added
         // out of place: the differentiable forward writes nothing in place.
