@@ -62,13 +62,8 @@ public static class MiniGptConverter
             ct.ThrowIfCancellationRequested();
         }
 
-        var llmSrc = m.Resolve(m.Llm.Path);
-        progress?.Report(new MiniGptProgress("language model", 0.15, llmSrc));
-        var llmOut = Path.Combine(outDir, "llm");
-        Directory.CreateDirectory(llmOut);
-        using (var llm = WeightFiles.Open(llmSrc))
-        using (var kept = llm.Renamed(k => k.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal) ? null : k))
-            SafetensorsWriter.WriteSharded(llmOut, kept, ShardBytes, st);
+        var llmOut = Directory.CreateDirectory(Path.Combine(outDir, "llm")).FullName;
+        Write("language model", 0.15, m.Llm.Path, "llm", k => k.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal) ? null : k, sharded: true);
         foreach (var name in new[] { "config.json", "generation_config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json" })
         {
             var f = Path.Combine(m.LlmFolder, name);
@@ -82,14 +77,15 @@ public static class MiniGptConverter
         progress?.Report(new MiniGptProgress("done", 1.0, path));
         return path;
 
-        // Writes the tensors of a manifest checkpoint that rename keeps (null drops one) to outDir/file.
-        void Write(string stage, double fraction, string checkpoint, string file, Func<string, string?> rename)
+        // Writes the tensors of a manifest checkpoint that rename keeps (null drops one) to outDir/target, a file or a folder of shards.
+        void Write(string stage, double fraction, string checkpoint, string target, Func<string, string?> rename, bool sharded = false)
         {
             var source = m.Resolve(checkpoint);
             progress?.Report(new MiniGptProgress(stage, fraction, source));
             using var weights = WeightFiles.Open(source);
             using var kept = weights.Renamed(rename);
-            SafetensorsWriter.Write(Path.Combine(outDir, file), kept, st);
+            if (sharded) SafetensorsWriter.WriteSharded(Path.Combine(outDir, target), kept, ShardBytes, st);
+            else SafetensorsWriter.Write(Path.Combine(outDir, target), kept, st);
         }
     }
 }

@@ -29,9 +29,6 @@ internal sealed class LlamaAttention : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>The four projections (for kernel selection and benchmarks).</summary>
-    public IEnumerable<Proj> Projections => [q_proj, k_proj, v_proj, o_proj];
-
     /// <summary>
     /// Attends <paramref name="x"/> <c>[B, T, H]</c> (positions <c>start .. start+T-1</c>) to the cached
     /// positions <c>0 .. start-1</c> and to itself. Writes this chunk's keys and values into
@@ -49,8 +46,7 @@ internal sealed class LlamaAttention : nn.Module
     }
 
     /// <summary>
-    /// Attends <paramref name="x"/> <c>[B, T, H]</c> to itself without a cache: the keys and values are
-    /// this call's own, nothing is written in place, so autograd can differentiate it.
+    /// Attends <paramref name="x"/> <c>[B, T, H]</c> to itself without a cache, writing nothing in place (differentiable);
     /// <paramref name="mask"/> is bool (true = attend) <c>[B or 1, 1, groups·T, T]</c>.
     /// </summary>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor mask)
@@ -61,10 +57,8 @@ internal sealed class LlamaAttention : nn.Module
     }
 
     /// <summary>
-    /// Builds the mask <see cref="Forward(Tensor, Tensor, Tensor, Tensor)"/> takes from <paramref name="allowed"/>
-    /// (bool, true = query i may attend key j, <c>[T, S]</c> or <c>[B, T, S]</c>): its rows repeated once per
-    /// query head of a KV group, in the order <see cref="Attend"/> regroups the queries
-    /// (intermediates go to the caller's dispose scope).
+    /// The attention mask for <paramref name="allowed"/> (bool, true = query i may attend key j, <c>[T, S]</c> or
+    /// <c>[B, T, S]</c>): its rows repeated once per query head of a KV group, in the order <see cref="Attend"/> uses.
     /// </summary>
     public static Tensor GroupedMask(Tensor allowed, int groups)
     {

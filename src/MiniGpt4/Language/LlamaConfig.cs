@@ -34,10 +34,8 @@ internal sealed record LlamaConfig(
     public const int MaxPositions = 1 << 20;
 
     /// <summary>
-    /// Checks the dimensions are positive, within sane bounds (a few times the largest LLaMA's) and fit together;
-    /// throws <see cref="MiniGptConfigurationException"/> naming <paramref name="where"/> and the field otherwise.
-    /// Nothing is allocated from these numbers before this check (and, when weights are loaded, before
-    /// <see cref="CheckAgainst"/>).
+    /// Checks the dimensions are positive, within sane bounds (a few times the largest LLaMA's) and fit together, before
+    /// anything is allocated from them; throws <see cref="MiniGptConfigurationException"/> naming <paramref name="where"/> and the field.
     /// </summary>
     public LlamaConfig Validate(string where = "LLaMA config")
     {
@@ -101,10 +99,7 @@ internal sealed record LlamaConfig(
     /// is a <see cref="MiniGptConfigurationException"/> whose message starts with the file.
     /// </summary>
     public static LlamaConfig FromFile(string path)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        return FromJson(ConfigJson.Read(Directory.Exists(path) ? Path.Combine(path, "config.json") : path));
-    }
+        => FromJson(ConfigJson.Read(Directory.Exists(path) ? Path.Combine(path, "config.json") : path));
 
     /// <summary>Reads a parsed Hugging Face LLaMA <c>config.json</c>.</summary>
     public static LlamaConfig FromJson(ConfigJson json)

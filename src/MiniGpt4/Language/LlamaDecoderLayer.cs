@@ -21,9 +21,6 @@ internal sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>The block's projections (for kernel selection and benchmarks).</summary>
-    public IEnumerable<Proj> Projections => self_attn.Projections.Concat(mlp.Projections);
-
     /// <summary>Runs the block on <paramref name="x"/> <c>[B, T, H]</c> over a KV cache; see <see cref="LlamaAttention.Forward(Tensor, Tensor, Tensor, Tensor, Tensor, long, Tensor?)"/>.</summary>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor cacheK, Tensor cacheV, long start, Tensor? mask)
         => Block(x, normed => self_attn.Forward(normed, cos, sin, cacheK, cacheV, start, mask));

@@ -1,4 +1,5 @@
 using MiniGpt4.Runtime;
+using MiniGpt4.Weights;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -13,17 +14,14 @@ namespace MiniGpt4.Language;
 /// <see cref="LlamaSession"/> (KV cache, in place, inference mode); training through <see cref="Forward"/>
 /// (whole sequences, no cache, differentiable).
 /// </summary>
-internal sealed partial class LlamaForCausalLM : nn.Module
+internal sealed class LlamaForCausalLM : nn.Module
 {
     private readonly LlamaModel model;
     private readonly Proj? lm_head;
-    private readonly RotaryEmbedding _rotary;
-    private ILinearKernel _linearKernel = TorchLinearKernel.Instance;
 
     /// <summary>Creates an uninitialised model (weights are garbage until loaded).</summary>
     public LlamaForCausalLM(LlamaConfig config, ScalarType dtype, Device device) : base("LlamaForCausalLM")
     {
-        // float64 is accepted for exactness tests only.
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
             throw new MiniGptConfigurationException($"LLaMA dtype {dtype} is not supported (float32, bfloat16 or float16; float64 for exactness checks).");
         Config = config.Validate();
@@ -31,16 +29,14 @@ internal sealed partial class LlamaForCausalLM : nn.Module
         Device = device;
         model = new LlamaModel(config, dtype, device);
         if (!config.TieWordEmbeddings) lm_head = new Proj("lm_head", config.HiddenSize, config.VocabSize, dtype, device);
-        _rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta, config.MaxPositionEmbeddings, dtype, device);
+        Rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta, dtype, device);
         RegisterComponents();
         LinearKernel = DefaultKernel(dtype, device);
     }
 
     /// <summary>
-    /// The kernel a new model uses: <see cref="Kernels.CpuGemvKernel"/> for bfloat16 on a CPU with
-    /// AVX2/AVX-512 (decode steps ~1.5× faster than libtorch's bf16 linear, near the roofline
-    /// here), libtorch's <c>linear</c> otherwise (float32 gains were within this machine's noise;
-    /// see docs/language-model.md, "Decode kernel").
+    /// The kernel a new model uses: <see cref="Kernels.CpuGemvKernel"/> for bfloat16 on a CPU with AVX2/AVX-512 (decode
+    /// steps ~1.5× faster than libtorch's bf16 linear), libtorch's <c>linear</c> otherwise (see docs/language-model.md).
     /// </summary>
     internal static ILinearKernel DefaultKernel(ScalarType dtype, Device device)
         => dtype == ScalarType.BFloat16 && device.type == DeviceType.CPU && Kernels.CpuGemvKernel.IsSupported
@@ -59,22 +55,19 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     /// <summary>The decoder stack.</summary>
     internal LlamaModel Model => model;
 
-    internal RotaryEmbedding Rotary => _rotary;
+    /// <summary>The rotary tables, grown by the sessions and <see cref="Forward"/>.</summary>
+    internal RotaryEmbedding Rotary { get; }
 
     /// <summary>Every projection, the output head included when untied (for kernel selection and benchmarks).</summary>
-    internal IEnumerable<Proj> Projections
-        => model.Layers.SelectMany(l => l.Projections).Concat(lm_head is null ? [] : [lm_head]);
+    internal IEnumerable<Proj> Projections => modules().OfType<Proj>();
 
-    /// <summary>
-    /// The kernel of every projection and of the tied output head. Setting it sets
-    /// <see cref="Proj.Kernel"/> on every projection.
-    /// </summary>
+    /// <summary>The kernel of every projection and of the tied output head (setting it sets every <see cref="Proj.Kernel"/>).</summary>
     internal ILinearKernel LinearKernel
     {
-        get => _linearKernel;
+        get;
         set
         {
-            _linearKernel = value;
+            field = value;
             foreach (var p in Projections) p.Kernel = value;
         }
     }
@@ -88,7 +81,6 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     {
         if (ids.dtype != ScalarType.Int64) throw new ArgumentException($"token ids must be int64, got {ids.dtype}", nameof(ids));
         using var scope = NewDisposeScope();
-        using var _ = inference_mode();
         var onDevice = ids.to(Device);
         if (onDevice.numel() > 0)
         {
@@ -96,7 +88,7 @@ internal sealed partial class LlamaForCausalLM : nn.Module
             if (min < 0 || max >= Config.VocabSize)
                 throw new ArgumentOutOfRangeException(nameof(ids), $"token id {(min < 0 ? min : max)} is outside the vocabulary [0, {Config.VocabSize}).");
         }
-        return model.EmbedTokens.call(onDevice).MoveToOuterDisposeScope();
+        return EmbedCheckedTokens(onDevice).MoveToOuterDisposeScope();
     }
 
     /// <summary>Embeddings of ids already checked against the vocabulary and on the model's device (no device sync).</summary>
@@ -110,37 +102,24 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     public LlamaSession CreateSession(int maxTokens, int rows = 1) => new(this, maxTokens, rows);
 
     /// <summary>
-    /// The logits of every position of whole sequences, without a KV cache and differentiable: the
-    /// training forward (the session is the inference path). <paramref name="inputEmbeds"/> is
-    /// <c>[B, T, H]</c> (e.g. <see cref="EmbedTokens"/> rows spliced with image embeddings that require
-    /// grad); <paramref name="attentionMask"/> <c>[B, T]</c> marks real tokens with 1 and padding with 0,
-    /// left or right (null: no padding). Returns float32 logits <c>[B, T, V]</c> on the model's device
-    /// (a float64 model, used for exactness checks, keeps float64). Logits at padded positions are
-    /// meaningless; those at real positions equal the unpadded sequence's.
+    /// The training forward: logits <c>[B, T, V]</c> for every position of whole sequences <paramref name="inputEmbeds"/>
+    /// <c>[B, T, H]</c> (e.g. token rows spliced with image rows that require grad), without a KV cache. Differentiable:
+    /// nothing is written in place and no inference mode or no_grad is entered; products autograd records bypass
+    /// <see cref="LinearKernel"/> (<see cref="Proj.Product"/>). <paramref name="attentionMask"/> <c>[B, T]</c> marks real
+    /// tokens 1 and left or right padding 0 (null: none); real positions get the unpadded sequence's logits. Float32 on
+    /// the model's device (a float64 model keeps float64). Not thread-safe against a session growing the rotary tables.
     /// </summary>
-    /// <remarks>
-    /// Nothing here enters inference mode or no_grad, and nothing is written in place: with autograd on,
-    /// gradients reach <paramref name="inputEmbeds"/> and any parameter the caller sets to require grad
-    /// (loaded parameters do not). Every projection autograd records uses libtorch's <c>linear</c>, not
-    /// <see cref="LinearKernel"/> (see <see cref="Proj.Product"/>). Not thread-safe against a concurrent
-    /// session creation or call that grows the rotary tables.
-    /// </remarks>
     public Tensor Forward(Tensor inputEmbeds, Tensor? attentionMask = null)
-    {
-        CheckForwardArguments(inputEmbeds, attentionMask);
-        using var scope = NewDisposeScope();
-        var real = attentionMask?.ne(TensorMath.Zero).to(Device);
-        var hidden = model.Forward(inputEmbeds.to(DType, Device), real, _rotary);
-        var logits = Logits(hidden);
-        return (DType == ScalarType.Float64 ? logits : logits.to(ScalarType.Float32)).MoveToOuterDisposeScope();
-    }
-
-    private void CheckForwardArguments(Tensor inputEmbeds, Tensor? attentionMask)
     {
         if (!inputEmbeds.is_floating_point() || inputEmbeds.dim() != 3 || inputEmbeds.shape[2] != Config.HiddenSize || inputEmbeds.shape[1] < 1)
             throw new ArgumentException($"input embeddings must be floating-point [B, T >= 1, {Config.HiddenSize}], got {inputEmbeds.dtype} [{string.Join(", ", inputEmbeds.shape)}].", nameof(inputEmbeds));
         if (attentionMask is not null && !attentionMask.shape.SequenceEqual(inputEmbeds.shape[..2]))
             throw new ArgumentException($"the attention mask must be [B, T] = [{inputEmbeds.shape[0]}, {inputEmbeds.shape[1]}], got [{string.Join(", ", attentionMask.shape)}].", nameof(attentionMask));
+        using var scope = NewDisposeScope();
+        var real = attentionMask?.ne(TensorMath.Zero).to(Device);
+        var hidden = model.Forward(inputEmbeds.to(DType, Device), real, Rotary);
+        var logits = Logits(hidden);
+        return (DType == ScalarType.Float64 ? logits : logits.to(ScalarType.Float32)).MoveToOuterDisposeScope();
     }
 
     /// <summary>Final norm and output head for hidden states <c>[..., H]</c>; returns float32 logits on the model's device.</summary>
@@ -154,13 +133,44 @@ internal sealed partial class LlamaForCausalLM : nn.Module
     private Tensor Logits(Tensor hidden)
     {
         var normed = model.Norm.call(hidden);
-        return lm_head is null ? Proj.Product(_linearKernel, normed, model.EmbedTokens.Weight) : lm_head.call(normed);
+        return lm_head is null ? Proj.Product(LinearKernel, normed, model.EmbedTokens.Weight) : lm_head.call(normed);
+    }
+
+    /// <summary>
+    /// Loads a Hugging Face checkpoint: a folder (<c>config.json</c> beside <c>model.safetensors</c>, <c>pytorch_model.bin</c>
+    /// or a sharded index) or one weight file beside its <c>config.json</c>.
+    /// </summary>
+    public static LlamaForCausalLM Load(string hfFolderOrFile, ScalarType dtype, Device device, IProgress<double>? progress = null)
+    {
+        var folder = Directory.Exists(hfFolderOrFile) ? hfFolderOrFile : Path.GetDirectoryName(Path.GetFullPath(hfFolderOrFile))!;
+        var config = LlamaConfig.FromFile(folder);
+        using var source = WeightFiles.Open(hfFolderOrFile);
+        return Load(config, source, dtype, device, progress, Path.Combine(folder, "config.json"));
+    }
+
+    /// <summary>
+    /// Loads a model from a weight source with the Hugging Face keys (<see cref="WeightSourceExtensions.WithPrefix"/> for
+    /// a nested LLM). The configuration is checked against the source's headers (<see cref="LlamaConfig.CheckAgainst"/>,
+    /// naming <paramref name="configFile"/>) before anything is allocated, then every key before any data is read. A tied
+    /// config ignores a stored <c>lm_head.weight</c>; transformers ≤ 4.30's rotary <c>inv_freq</c> buffers are ignored.
+    /// </summary>
+    public static LlamaForCausalLM Load(LlamaConfig config, IWeightSource source, ScalarType dtype, Device device, IProgress<double>? progress = null,
+        string? configFile = null)
+    {
+        config.CheckAgainst(source, configFile);
+        var rules = new LoadRules
+        {
+            Ignore = config.TieWordEmbeddings ? ["*.rotary_emb.inv_freq", "lm_head.weight"] : ["*.rotary_emb.inv_freq"],
+            DType = dtype,
+            Device = device,
+        };
+        return ModuleLoader.LoadOrDispose(new LlamaForCausalLM(config, dtype, device), lm => ModuleLoader.Load(lm, source, rules, progress));
     }
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing) _rotary.Dispose();
+        if (disposing) Rotary.Dispose();
         base.Dispose(disposing);
     }
 }

@@ -17,16 +17,11 @@ internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>The three projections (for kernel selection and benchmarks).</summary>
-    public IEnumerable<Proj> Projections => [gate_proj, up_proj, down_proj];
-
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
-        using var gate = gate_proj.call(x);
-        using var act = nn.functional.silu(gate);
-        using var up = up_proj.call(x);
-        using var prod = act * up;
-        return down_proj.call(prod);
+        using var scope = NewDisposeScope();
+        var hidden = nn.functional.silu(gate_proj.call(x)) * up_proj.call(x);
+        return down_proj.call(hidden).MoveToOuterDisposeScope();
     }
 }

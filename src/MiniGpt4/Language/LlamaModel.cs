@@ -11,17 +11,15 @@ internal sealed class LlamaModel : nn.Module
     private readonly TokenEmbedding embed_tokens;
     private readonly ModuleList<LlamaDecoderLayer> layers;
     private readonly RmsNorm norm;
-    private readonly LlamaDecoderLayer[] _layers;
     private readonly int _groups;
 
     /// <summary>Creates an uninitialised stack.</summary>
     public LlamaModel(LlamaConfig config, ScalarType dtype, Device device) : base("model")
     {
         embed_tokens = new TokenEmbedding("embed_tokens", config.VocabSize, config.HiddenSize, dtype, device);
-        layers = new ModuleList<LlamaDecoderLayer>();
-        for (var i = 0; i < config.NumHiddenLayers; i++)
-            layers.Add(new LlamaDecoderLayer(i.ToString(System.Globalization.CultureInfo.InvariantCulture), config, dtype, device));
-        _layers = layers.ToArray();
+        Layers = Enumerable.Range(0, config.NumHiddenLayers)
+            .Select(i => new LlamaDecoderLayer(i.ToString(System.Globalization.CultureInfo.InvariantCulture), config, dtype, device)).ToArray();
+        layers = new ModuleList<LlamaDecoderLayer>([.. Layers]);
         norm = new RmsNorm("norm", config.HiddenSize, config.RmsNormEps, dtype, device);
         _groups = config.QueriesPerKeyValue;
         RegisterComponents();
@@ -31,17 +29,15 @@ internal sealed class LlamaModel : nn.Module
     public TokenEmbedding EmbedTokens => embed_tokens;
 
     /// <summary>The decoder blocks.</summary>
-    public IReadOnlyList<LlamaDecoderLayer> Layers => _layers;
+    public IReadOnlyList<LlamaDecoderLayer> Layers { get; }
 
     /// <summary>The final norm.</summary>
     public RmsNorm Norm => norm;
 
     /// <summary>
-    /// Runs every block over whole sequences without a KV cache: <paramref name="x"/> <c>[B, T, H]</c> in
-    /// the model's dtype and device, <paramref name="real"/> (bool <c>[B, T]</c>, true = a real token,
-    /// false = padding) or null when no row is padded. Differentiable: nothing is written in place and
-    /// autograd stays as the caller set it. Returns the last block's output <c>[B, T, H]</c>, before the
-    /// final norm (the head applies it, as for the session).
+    /// Runs every block over whole sequences <paramref name="x"/> <c>[B, T, H]</c> without a KV cache (differentiable);
+    /// <paramref name="real"/> (bool <c>[B, T]</c>) marks real tokens, null when no row is padded. Returns the last
+    /// block's output, before the final norm.
     /// </summary>
     public Tensor Forward(Tensor x, Tensor? real, RotaryEmbedding rotary)
     {
@@ -50,7 +46,7 @@ internal sealed class LlamaModel : nn.Module
         rotary.EnsureLength((int)t);
         var (cos, sin) = real is null ? rotary.Slice(0, t) : rotary.At(Positions(real));
         var mask = LlamaAttention.GroupedMask(Allowed(real, t, x.device), _groups);
-        foreach (var layer in _layers) x = layer.Forward(x, cos, sin, mask);
+        foreach (var layer in Layers) x = layer.Forward(x, cos, sin, mask);
         return x.MoveToOuterDisposeScope();
     }
 
@@ -59,9 +55,8 @@ internal sealed class LlamaModel : nn.Module
     // left-padded row sees the positions it would have alone.
     private static Tensor Positions(Tensor real)
     {
-        using var ones = real.to(ScalarType.Int64);
-        using var counts = ones.cumsum(1);
-        return counts.sub(ones);
+        var ones = real.to(ScalarType.Int64);
+        return ones.cumsum(1).sub(ones);
     }
 
     // Query i may attend key j iff j <= i and j is a real token ([T, T], or [B, T, T] with padding).

@@ -25,34 +25,26 @@ internal static partial class LoraMerge
     /// </summary>
     public static IReadOnlyList<string> MergeLora(this LlamaForCausalLM lm, IWeightSource source, double alpha)
     {
-        ArgumentNullException.ThrowIfNull(source);
         if (!(alpha > 0)) throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "LoRA alpha must be positive.");
         var projections = lm.named_modules().Where(m => m.module is Proj).ToDictionary(m => m.name, m => (Proj)m.module);
 
         var plan = new List<(string Module, Proj Target, string KeyA, string KeyB, long Rank)>();
         foreach (var key in source.Keys)
         {
-            var m = LoraA().Match(key);
-            if (!m.Success) continue;
-            var module = m.Groups[1].Value;
-            var keyB = $"{module}.lora_B{m.Groups[2].Value}.weight";
+            if (LoraKey().Match(key) is not { Success: true } m) continue;
+            var (module, suffix, isA) = (m.Groups[1].Value, m.Groups[3].Value, m.Groups[2].Value == "A");
+            var (keyA, keyB) = ($"{module}.lora_A{suffix}.weight", $"{module}.lora_B{suffix}.weight");
+            if (!source.TryGetInfo(keyA, out var infoA) || !source.TryGetInfo(keyB, out var infoB))
+                throw new MiniGptWeightsException($"{source.Description}: LoRA adapter '{key}' has no '{(isA ? keyB : keyA)}'.", source.Description, key);
+            if (!isA) continue;
             if (!projections.TryGetValue(module, out var target))
                 throw new MiniGptWeightsException($"{source.Description}: LoRA adapter '{key}' targets '{module}', which is not a projection of the LLaMA model.", source.Description, key);
-            if (!source.TryGetInfo(keyB, out var infoB))
-                throw new MiniGptWeightsException($"{source.Description}: LoRA adapter '{key}' has no '{keyB}'.", source.Description, key);
-            source.TryGetInfo(key, out var infoA);
             long rows = target.Weight.shape[0], cols = target.Weight.shape[1];
             if (infoA.Shape.Length != 2 || infoB.Shape.Length != 2 || infoA.Shape[1] != cols || infoB.Shape[0] != rows || infoB.Shape[1] != infoA.Shape[0])
                 throw new MiniGptWeightsException(
                     $"{source.Description}: LoRA shapes for '{module}' do not fit its weight [{rows}, {cols}]: A {infoA.Describe()}, B {infoB.Describe()} (expected A [r, {cols}], B [{rows}, r]).",
                     source.Description, key);
-            plan.Add((module, target, key, keyB, infoA.Shape[0]));
-        }
-        foreach (var key in source.Keys)
-        {
-            var m = LoraB().Match(key);
-            if (m.Success && !source.TryGetInfo($"{m.Groups[1].Value}.lora_A{m.Groups[2].Value}.weight", out _))
-                throw new MiniGptWeightsException($"{source.Description}: LoRA adapter '{key}' has no lora_A pair.", source.Description, key);
+            plan.Add((module, target, keyA, keyB, infoA.Shape[0]));
         }
 
         using var guard = no_grad();
@@ -68,9 +60,6 @@ internal static partial class LoraMerge
         return plan.Select(p => p.Module).ToList();
     }
 
-    [GeneratedRegex(@"^(.+)\.lora_A(\.[^.]+)?\.weight$", RegexOptions.CultureInvariant)]
-    private static partial Regex LoraA();
-
-    [GeneratedRegex(@"^(.+)\.lora_B(\.[^.]+)?\.weight$", RegexOptions.CultureInvariant)]
-    private static partial Regex LoraB();
+    [GeneratedRegex(@"^(.+)\.lora_([AB])(\.[^.]+)?\.weight$", RegexOptions.CultureInvariant)]
+    private static partial Regex LoraKey();
 }

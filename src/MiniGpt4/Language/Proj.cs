@@ -6,10 +6,8 @@ using static TorchSharp.torch;
 namespace MiniGpt4.Language;
 
 /// <summary>
-/// How a bias-free projection <c>y = x · Wᵀ</c> is computed. The seam exists so that decode-time
-/// matrix-vector products on the CPU can get a dedicated kernel without touching the model code.
-/// A kernel need not be differentiable: callers go through <see cref="Proj.Product"/>, which hands
-/// every product autograd records to libtorch.
+/// How a bias-free projection <c>y = x · Wᵀ</c> is computed: the seam for a dedicated decode-time CPU kernel. A kernel
+/// need not be differentiable: <see cref="Proj.Product"/> hands every product autograd records to libtorch.
 /// </summary>
 internal interface ILinearKernel
 {
@@ -52,12 +50,10 @@ internal sealed class Proj : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x) => Product(Kernel, x, weight);
 
     /// <summary>
-    /// <c>x · weightᵀ</c> through <paramref name="kernel"/>, except when autograd records the product
-    /// (grad mode on and <paramref name="x"/> or <paramref name="weight"/> requiring grad): then through
-    /// libtorch's <c>linear</c>. A custom kernel such as <see cref="Kernels.CpuGemvKernel"/> writes into a
-    /// tensor it allocates itself, outside the autograd graph; its result would have no backward and
-    /// gradients would silently stop at the first projection. libtorch's <c>linear</c> carries its own
-    /// backward. The KV-cache path runs under inference mode, so it always gets the kernel.
+    /// <c>x · weightᵀ</c> through <paramref name="kernel"/>, except when autograd records the product (grad mode on and
+    /// <paramref name="x"/> or <paramref name="weight"/> requiring grad): then through libtorch's <c>linear</c>, since a
+    /// kernel such as <see cref="Kernels.CpuGemvKernel"/> writes outside the autograd graph and gradients would silently
+    /// stop there. The KV-cache path runs under inference mode, so it always gets the kernel.
     /// </summary>
     public static Tensor Product(ILinearKernel kernel, Tensor x, Tensor weight)
         => is_grad_enabled() && (x.requires_grad || weight.requires_grad)

@@ -30,10 +30,9 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        // float64 (exactness checks) stays float64: in float32 its activations would be rounded here.
         var wide = x.dtype == ScalarType.Float64 ? x : x.to(ScalarType.Float32);
-        // No temporary Scalars (x.pow(2), + eps): see TensorMath. eps is held in a local for the call.
-        // eps is added out of place: the differentiable forward writes nothing in place (same numbers as add_).
+        // No temporary Scalars (x.pow(2), + eps; eps is held in a local for the call): see TensorMath. Added
+        // out of place: the differentiable forward writes nothing in place.
         using var eps = _eps.ToScalar();
         var normed = wide * rsqrt(wide.Squared().mean([-1L], keepdim: true).add(eps, TensorMath.One));
         if (weight.dtype is ScalarType.BFloat16 or ScalarType.Float16) normed = normed.to(weight.dtype);

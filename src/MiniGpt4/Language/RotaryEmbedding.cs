@@ -9,37 +9,14 @@ namespace MiniGpt4.Language;
 /// j + d/2, which is what HF-converted q/k weights expect). As in transformers 4.30,
 /// <c>inv_freq = 1 / theta^(2j/d)</c> and the angle table <c>t · inv_freq</c> are computed in float32
 /// and cos/sin are cast to the activation dtype before they are applied.
-/// Not a module: the tables are constants created on the model's device, never loaded
-/// (checkpoint <c>rotary_emb.inv_freq</c> buffers are ignored). They are built on demand, only up
-/// to the positions a session asks for (<see cref="EnsureLength"/>), never eagerly for the
-/// configuration's <c>max_position_embeddings</c>: each row depends only on its position, so a
-/// table built for n positions holds the same values as the first n rows of a longer one.
+/// Not a module: the tables are constants, never loaded (checkpoint <c>rotary_emb.inv_freq</c> buffers
+/// are ignored), built only up to the positions a session asks for (<see cref="EnsureLength"/>), never
+/// eagerly for <c>max_position_embeddings</c>: each row depends only on its position.
 /// </summary>
-internal sealed class RotaryEmbedding : IDisposable
+internal sealed class RotaryEmbedding(int headDim, double theta, ScalarType dtype, Device device) : IDisposable
 {
-    private readonly int _headDim;
-    private readonly double _theta;
-    private readonly Device _device;
-    private readonly ScalarType _dtype;
-    private Tensor _cos, _sin;
-
-    /// <summary>
-    /// Prepares tables for a model whose configuration declares <paramref name="maxPositions"/> positions
-    /// (<c>max_position_embeddings</c>, kept as <see cref="MaxPositions"/>); no row is built until
-    /// <see cref="EnsureLength"/> asks for it.
-    /// </summary>
-    public RotaryEmbedding(int headDim, double theta, int maxPositions, ScalarType dtype, Device device)
-    {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(headDim);
-        ArgumentOutOfRangeException.ThrowIfNegative(maxPositions);
-        _headDim = headDim; _theta = theta; _dtype = dtype; _device = device;
-        MaxPositions = maxPositions;
-        _cos = empty(0, headDim, dtype: dtype, device: device);
-        _sin = empty(0, headDim, dtype: dtype, device: device);
-    }
-
-    /// <summary>The configuration's <c>max_position_embeddings</c> (informational: tables grow past it on demand, as in HF).</summary>
-    public int MaxPositions { get; }
+    private Tensor _cos = empty(0, headDim, dtype: dtype, device: device).DetachFromDisposeScope();
+    private Tensor _sin = empty(0, headDim, dtype: dtype, device: device).DetachFromDisposeScope();
 
     /// <summary>Number of positions the tables currently cover.</summary>
     public long Length => _cos.shape[0];
@@ -49,7 +26,7 @@ internal sealed class RotaryEmbedding : IDisposable
     {
         if (length <= Length) return;
         var (cos, sin) = Build(length);
-        _cos.Dispose(); _sin.Dispose();
+        Dispose();
         (_cos, _sin) = (cos, sin);
     }
 
@@ -58,29 +35,18 @@ internal sealed class RotaryEmbedding : IDisposable
         => (_cos.narrow(0, start, count), _sin.narrow(0, start, count));
 
     /// <summary>
-    /// cos and sin for per-row positions <paramref name="positions"/> (int64 <c>[B, T]</c>, each below
-    /// <see cref="Length"/>) as <c>[B, 1, T, headDim]</c>, which broadcasts over the heads in <see cref="Apply"/>.
+    /// cos and sin for per-row positions <paramref name="positions"/> (int64 <c>[B, T]</c>, each below <see cref="Length"/>)
+    /// as <c>[B, 1, T, headDim]</c>, which broadcasts over the heads (intermediates go to the caller's dispose scope).
     /// </summary>
-    public (Tensor Cos, Tensor Sin) At(Tensor positions)
-    {
-        using var flat = positions.reshape(-1);
-        long[] shape = [positions.shape[0], 1, positions.shape[1], _headDim];
-        using var cos = _cos.index_select(0, flat);
-        using var sin = _sin.index_select(0, flat);
-        return (cos.view(shape), sin.view(shape));
-    }
+    public (Tensor Cos, Tensor Sin) At(Tensor positions) => (_cos[positions].unsqueeze(1), _sin[positions].unsqueeze(1));
 
     /// <summary>Rotates <paramref name="x"/> <c>[..., T, headDim]</c> by the angles in cos/sin <c>[T, headDim]</c> (or anything broadcasting to x).</summary>
     public static Tensor Apply(Tensor x, Tensor cos, Tensor sin)
     {
+        using var scope = NewDisposeScope();
         var half = x.shape[^1] / 2;
-        using var x1 = x.narrow(-1, 0, half);
-        using var x2 = x.narrow(-1, half, half);
-        using var neg = x2.neg();
-        using var rotated = cat([neg, x1], -1);
-        using var a = x * cos;
-        using var b = rotated * sin;
-        return a.Plus(b);
+        var rotated = cat([x.narrow(-1, half, half).neg(), x.narrow(-1, 0, half)], -1);
+        return (x * cos).Plus(rotated * sin).MoveToOuterDisposeScope();
     }
 
     private (Tensor Cos, Tensor Sin) Build(int length)
@@ -91,17 +57,14 @@ internal sealed class RotaryEmbedding : IDisposable
         using var normal = inference_mode(false);
         using var _ = no_grad();
         // Scalars held in locals for the calls: see TensorMath.
-        using var headDim = _headDim.ToScalar();
+        using var width = headDim.ToScalar();
         using var two = 2.ToScalar();
         using var len = length.ToScalar();
-        var exponents = arange(TensorMath.Zero, headDim, two, dtype: ScalarType.Int64, device: _device).to(ScalarType.Float32).div_(headDim);
-        var invFreq = pow(tensor((float)_theta, ScalarType.Float32, _device), exponents).reciprocal_();
-        var t = TensorMath.Range(TensorMath.Zero, len, ScalarType.Float32, _device);
-        var freqs = outer(t, invFreq);
+        var exponents = arange(TensorMath.Zero, width, two, dtype: ScalarType.Int64, device: device).to(ScalarType.Float32).div_(width);
+        var invFreq = pow(tensor((float)theta, ScalarType.Float32, device), exponents).reciprocal_();
+        var freqs = outer(TensorMath.Range(TensorMath.Zero, len, ScalarType.Float32, device), invFreq);
         var emb = cat([freqs, freqs], -1);
-        var cos = emb.cos().to(_dtype).DetachFromDisposeScope();
-        var sin = emb.sin().to(_dtype).DetachFromDisposeScope();
-        return (cos, sin);
+        return (emb.cos().to(dtype).DetachFromDisposeScope(), emb.sin().to(dtype).DetachFromDisposeScope());
     }
 
     /// <inheritdoc />

@@ -21,11 +21,5 @@ internal sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
     public Tensor Weight => weight;
 
     /// <summary>Looks up int64 ids of any shape; returns <c>[..., hidden]</c>. Ids must be in range (checked by the caller).</summary>
-    public override Tensor forward(Tensor ids)
-    {
-        var shape = ids.shape.Append(weight.shape[1]).ToArray();
-        using var flat = ids.reshape(-1);
-        using var rows = weight.index_select(0, flat);
-        return rows.view(shape);
-    }
+    public override Tensor forward(Tensor ids) => weight[ids];
 }

@@ -70,10 +70,7 @@ internal sealed class ModelFiles : IDisposable
 
     public void Dispose()
     {
-        LlmWeights?.Dispose();
-        VisionWeights?.Dispose();
-        Blip2Weights?.Dispose();
-        StageWeights?.Dispose();
+        foreach (var weights in new[] { LlmWeights, VisionWeights, Blip2Weights, StageWeights }) weights?.Dispose();
     }
 
     /// <summary>The projection's output width (from its header) is the language model's hidden size.</summary>
@@ -109,7 +106,6 @@ internal static class ModelLoader
         var dtype = ToScalarType(options.DType);
         var preset = ModelPreset.For(m.Variant);
         using var files = new ModelFiles(m);
-        var (llmPath, visionPath, stagePath) = (files.LlmPath, files.VisionPath!, files.StagePath!);
         ct.ThrowIfCancellationRequested();
 
         EvaVisionEncoder? vision = null;
@@ -119,26 +115,25 @@ internal static class ModelLoader
         {
             if (!m.IsLanguageModelOnly)
             {
-                progress?.Report(new MiniGptProgress("vision encoder", 0.0, visionPath));
-                var vit = EvaVisionTransformer.Load(files.VisionWeights!, files.Vision, dtype, device, Stage("vision encoder", 0.0, 0.1, visionPath));
+                progress?.Report(new MiniGptProgress("vision encoder", 0.0, files.VisionPath));
+                var vit = EvaVisionTransformer.Load(files.VisionWeights!, files.Vision, dtype, device, Stage("vision encoder", 0.0, 0.1, files.VisionPath!));
                 vision = new EvaVisionEncoder(vit, options.Images);
                 ct.ThrowIfCancellationRequested();
 
-                progress?.Report(new MiniGptProgress("projector", 0.1, stagePath));
-                ProjectorModule inner = preset.Projector == ProjectorKind.QFormer
+                progress?.Report(new MiniGptProgress("projector", 0.1, files.StagePath));
+                projector = new VisionProjector(preset.Projector == ProjectorKind.QFormer
                     ? QFormerProjector.Load(files.Blip2Weights!, files.StageWeights!, files.QFormer!, dtype, device)
-                    : ConcatProjector.Load(files.StageWeights!, files.Vision, dtype, device);
-                projector = new VisionProjector(inner);
+                    : ConcatProjector.Load(files.StageWeights!, files.Vision, dtype, device));
                 ct.ThrowIfCancellationRequested();
             }
 
-            progress?.Report(new MiniGptProgress("language model", 0.15, llmPath));
-            var (llmConfig, tokenizer) = (files.LlmConfig, files.Tokenizer);
-            var model = LlamaForCausalLM.Load(llmConfig, files.LlmWeights, dtype, device, Stage("language model", 0.15, 0.85, llmPath), Path.Combine(m.LlmFolder, "config.json"));
-            llm = new LlamaLanguageModel(model, tokenizer, Math.Min(options.ContextLength ?? llmConfig.MaxPositionEmbeddings, llmConfig.MaxPositionEmbeddings));
+            progress?.Report(new MiniGptProgress("language model", 0.15, files.LlmPath));
+            var model = LlamaForCausalLM.Load(files.LlmConfig, files.LlmWeights, dtype, device, Stage("language model", 0.15, 0.85, files.LlmPath),
+                Path.Combine(m.LlmFolder, "config.json"));
+            llm = new LlamaLanguageModel(model, files.Tokenizer, Math.Min(options.ContextLength ?? int.MaxValue, files.LlmConfig.MaxPositionEmbeddings));
             if (preset.LoraAlpha is { } defaultAlpha && files.StageWeights is not null)
             {
-                progress?.Report(new MiniGptProgress("LoRA merge", 0.98, stagePath));
+                progress?.Report(new MiniGptProgress("LoRA merge", 0.98, files.StagePath));
                 llm.MergeLora(files.StageWeights, m.Lora?.Alpha ?? defaultAlpha);
             }
             ct.ThrowIfCancellationRequested();
@@ -165,13 +160,11 @@ internal static class ModelLoader
     {
         var d = device.Trim().ToLowerInvariant();
         if (d == "cpu") return CPU;
-        if (d == "cuda" || d.StartsWith("cuda:", StringComparison.Ordinal))
-        {
-            if (!cuda.is_available())
-                throw new MiniGptConfigurationException($"Device '{device}' requested but CUDA is not available: reference a libtorch-cuda backend package and check the NVIDIA driver.");
-            return d == "cuda" ? CUDA : new Device(d);
-        }
-        throw new MiniGptConfigurationException($"Unknown device '{device}' (expected cpu, cuda or cuda:N).");
+        if (d != "cuda" && !d.StartsWith("cuda:", StringComparison.Ordinal))
+            throw new MiniGptConfigurationException($"Unknown device '{device}' (expected cpu, cuda or cuda:N).");
+        if (!cuda.is_available())
+            throw new MiniGptConfigurationException($"Device '{device}' requested but CUDA is not available: reference a libtorch-cuda backend package and check the NVIDIA driver.");
+        return new Device(d);
     }
 
     public static ScalarType ToScalarType(MiniGptDType t) => t switch

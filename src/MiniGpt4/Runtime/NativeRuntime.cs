@@ -15,7 +15,6 @@ internal static class NativeRuntime
     /// <summary>Loads libtorch (idempotent); throws <see cref="MiniGptNativeRuntimeException"/> on failure.</summary>
     public static void EnsureLoaded()
     {
-        if (_ready) return;
         lock (Gate)
         {
             if (_ready) return;
@@ -29,25 +28,21 @@ internal static class NativeRuntime
                                             or NotSupportedException or InvalidOperationException
                                             or BadImageFormatException or EntryPointNotFoundException)
             {
-                throw new MiniGptNativeRuntimeException(Diagnose(ex), ex);
+                throw new MiniGptNativeRuntimeException(Diagnose(ex, ProbeLoaderError()), ex);
             }
             _ready = true;
         }
     }
 
-    /// <summary>Builds the message: what failed, why (as far as we can tell) and the fix.</summary>
-    internal static string Diagnose(Exception ex) => Diagnose(ex, ProbeLoaderError());
-
-    /// <summary>As <see cref="Diagnose(Exception)"/>, with the OS loader's message given.</summary>
-    internal static string Diagnose(Exception ex, string? loaderError)
+    /// <summary>Builds the message: what failed, why (as far as we can tell, helped by the OS loader's message) and the fix.</summary>
+    internal static string Diagnose(Exception ex, string? loaderError = null)
     {
-        var root = ex;
-        while (root.InnerException is not null) root = root.InnerException;
+        var root = ex.GetBaseException();
         var detail = root.Message;
         var lines = new List<string> { "TorchSharp's native runtime (libtorch) could not be loaded." };
 
         if (loaderError is not null && loaderError.Contains("GLIBCXX", StringComparison.Ordinal) ||
-            loaderError is null && RuntimeInformation.IsOSPlatform(OSPlatform.Linux) && LacksGlibcxx("GLIBCXX_3.4.32"))
+            loaderError is null && OperatingSystem.IsLinux() && LacksGlibcxx("GLIBCXX_3.4.32"))
         {
             lines.Add("Cause: the system libstdc++ lacks GLIBCXX_3.4.32, which TorchSharp 0.107 needs (GCC 13 or newer).");
             lines.Add("Fix: run eng/bootstrap-linux.sh from the MiniGpt4.NET repository, or on Debian 12 add a trixie apt source " +
@@ -78,24 +73,20 @@ internal static class NativeRuntime
     /// </summary>
     private static string? ProbeLoaderError()
     {
-        string name;
-        if (RuntimeInformation.IsOSPlatform(OSPlatform.Linux)) name = "libLibTorchSharp.so";
-        else if (RuntimeInformation.IsOSPlatform(OSPlatform.OSX)) name = "libLibTorchSharp.dylib";
-        else name = "LibTorchSharp.dll";
-        var rid = RuntimeInformation.RuntimeIdentifier;
-        var baseDir = AppContext.BaseDirectory;
-        foreach (var candidate in new[] { Path.Combine(baseDir, name), Path.Combine(baseDir, "runtimes", rid, "native", name), Path.Combine(baseDir, "cpu", name) })
+        var name = OperatingSystem.IsLinux() ? "libLibTorchSharp.so" : OperatingSystem.IsMacOS() ? "libLibTorchSharp.dylib" : "LibTorchSharp.dll";
+        var dir = AppContext.BaseDirectory;
+        var shim = new[] { dir, Path.Combine(dir, "runtimes", RuntimeInformation.RuntimeIdentifier, "native"), Path.Combine(dir, "cpu") }
+            .Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
+        if (shim is null) return null;
+        try
         {
-            if (!File.Exists(candidate)) continue;
-            try
-            {
-                NativeLibrary.Free(NativeLibrary.Load(candidate));
-                return null;
-            }
-            catch (DllNotFoundException ex) { return ex.Message; }
-            catch (BadImageFormatException ex) { return ex.Message; }
+            NativeLibrary.Free(NativeLibrary.Load(shim));
+            return null;
         }
-        return null;
+        catch (Exception ex) when (ex is DllNotFoundException or BadImageFormatException)
+        {
+            return ex.Message;
+        }
     }
 
     private static string MostTelling(string message)
@@ -106,24 +97,19 @@ internal static class NativeRuntime
                ?? FirstLine(message);
     }
 
-    private static string FirstLine(string s)
-    {
-        var i = s.IndexOf('\n');
-        return i < 0 ? s : s[..i].TrimEnd();
-    }
+    private static string FirstLine(string s) => s.Split('\n')[0].TrimEnd();
 
     private static bool LacksGlibcxx(string version)
     {
-        foreach (var path in new[] { "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib/aarch64-linux-gnu/libstdc++.so.6", "/usr/lib64/libstdc++.so.6" })
+        var path = new[] { "/usr/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/lib/aarch64-linux-gnu/libstdc++.so.6", "/usr/lib64/libstdc++.so.6" }
+            .FirstOrDefault(File.Exists);
+        try
         {
-            if (!File.Exists(path)) continue;
-            try
-            {
-                var bytes = File.ReadAllBytes(path);
-                return bytes.AsSpan().IndexOf(System.Text.Encoding.ASCII.GetBytes(version)) < 0;
-            }
-            catch (IOException) { return false; }
+            return path is not null && File.ReadAllBytes(path).AsSpan().IndexOf(System.Text.Encoding.ASCII.GetBytes(version)) < 0;
         }
-        return false;
+        catch (IOException)
+        {
+            return false;
+        }
     }
 }

@@ -20,19 +20,11 @@ internal static class TorchHandles
     /// <summary>The handle's tensor (owned by the handle: do not dispose it).</summary>
     public static Tensor ToTorch(this TensorHandle handle)
     {
-        while (true)
-        {
-            switch (handle.Storage)
-            {
-                case TorchTensor t:
-                    return t.Tensor;
-                case float[] values:
-                    handle.ReplaceStorage(values, Wrap(tensor(values, handle.Shape.ToArray())));
-                    continue; // read back whichever tensor won
-                default:
-                    throw new ArgumentException($"{handle.GetType().Name} holds a tensor of another implementation.", nameof(handle));
-            }
-        }
+        // A concurrent caller may install its tensor first; the storage then holds the winner.
+        if (handle.Storage is float[] values) handle.ReplaceStorage(values, Wrap(tensor(values, handle.Shape.ToArray())));
+        return handle.Storage is TorchTensor t
+            ? t.Tensor
+            : throw new ArgumentException($"{handle.GetType().Name} holds a tensor of another implementation.", nameof(handle));
     }
 
     private static TorchTensor Wrap(Tensor t)

@@ -86,8 +86,7 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
             Ignore = [.. laterBlocks.Select(i => $"blocks.{i}.*"), .. fused.Select(EvaVitNames.FusedQkvBias)],
             AllowMissing = ["pos_embed", .. fused.SelectMany(i => new[] { $"blocks.{i}.attn.q_bias", $"blocks.{i}.attn.v_bias" })],
         };
-        var model = new EvaVisionTransformer(config, dtype, device);
-        try
+        return ModuleLoader.LoadOrDispose(new EvaVisionTransformer(config, dtype, device), model =>
         {
             // No LoadRules.DType: the module is mixed precision by design; each tensor is cast to its parameter's dtype.
             // pos_embed may have another grid's shape: it is hidden from the loader and resized below.
@@ -99,12 +98,6 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
                 model.pos_embed.copy_(resized);
             var state = model.state_dict();
             foreach (var i in fused) EvaVitNames.SplitFusedQkvBias(view, i, state[$"blocks.{i}.attn.q_bias"], state[$"blocks.{i}.attn.v_bias"]);
-            return model;
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
+        });
     }
 }

@@ -65,17 +65,7 @@ internal sealed class MappedWeightSource : IWeightSource
                 return flat.view(info.Shape);
             }
         }
-        var result = torch.empty(info.Shape, target, device ?? torch.CPU);
-        try
-        {
-            ReadInto(key, result);
-            return result;
-        }
-        catch
-        {
-            result.Dispose();
-            throw;
-        }
+        return ModuleLoader.LoadOrDispose(torch.empty(info.Shape, target, device ?? torch.CPU), result => ReadInto(key, result));
     }
 
     /// <inheritdoc />

@@ -73,6 +73,21 @@ internal static class ModuleLoader
         return done;
     }
 
+    /// <summary>Returns <paramref name="owned"/> once <paramref name="fill"/> has run on it; disposes it and rethrows when that fails.</summary>
+    public static T LoadOrDispose<T>(T owned, Action<T> fill) where T : IDisposable
+    {
+        try
+        {
+            fill(owned);
+            return owned;
+        }
+        catch
+        {
+            owned.Dispose();
+            throw;
+        }
+    }
+
     private static long Bytes(torch.Tensor t) => t.NumberOfElements * t.ElementSize;
 
     private static void PrepareModule(torch.nn.Module module, LoadRules rules)
