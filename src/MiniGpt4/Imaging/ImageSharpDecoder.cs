@@ -15,13 +15,12 @@ using SixLabors.ImageSharp.Processing;
 namespace MiniGpt4.Imaging;
 
 /// <summary>
-/// The default decoder: SixLabors.ImageSharp 2.1 (managed code), run with a restricted
-/// <see cref="Configuration"/> per option set: only the JPEG, PNG, WebP and BMP decoders (GIF and
-/// TIFF only when allowed, first frame only), and a memory allocator whose per-buffer limit follows
-/// the pixel budget. The bytes are checked first (<see cref="ImageLimits.CheckEncoded"/>: byte limit,
-/// format, declared size, completeness), then the header is identified by ImageSharp itself and
-/// checked against the same limits again before decoding.
-/// Its JPEG decoder is not libjpeg-turbo: decoded JPEG pixels differ from Pillow's (docs/imaging.md).
+/// The default decoder: SixLabors.ImageSharp 2.1 (managed code), run with a restricted <see cref="Configuration"/> per
+/// option set: only the JPEG, PNG, WebP and BMP decoders (GIF and TIFF only when allowed, first frame only), and a
+/// memory allocator whose per-buffer limit follows the pixel budget. The bytes are checked first
+/// (<see cref="ImageLimits.CheckEncoded"/>: byte limit, format, declared size, completeness), then the header is
+/// identified by ImageSharp itself and checked against the same limits again before decoding. Its JPEG decoder is not
+/// libjpeg-turbo: decoded JPEG pixels differ from Pillow's (docs/imaging.md).
 /// </summary>
 internal sealed class ImageSharpDecoder : IImageDecoder
 {

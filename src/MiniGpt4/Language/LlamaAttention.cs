@@ -4,11 +4,10 @@ using static TorchSharp.torch;
 namespace MiniGpt4.Language;
 
 /// <summary>
-/// Multi-head self-attention with rotary embeddings and grouped-query attention, either over one
-/// layer of a preallocated KV cache that it writes in place (inference, <see cref="LlamaSession"/>) or
-/// over a whole sequence without a cache (differentiable, <see cref="LlamaForCausalLM.Forward"/>); both
-/// share the projections, the rotary embedding and the attention. Field names equal the HF keys
-/// (<c>self_attn.{q,k,v,o}_proj.weight</c>).
+/// Multi-head self-attention with rotary embeddings and grouped-query attention, either over one layer of a
+/// preallocated KV cache that it writes in place (inference, <see cref="LlamaSession"/>) or over a whole sequence
+/// without a cache (differentiable, <see cref="LlamaForCausalLM.Forward"/>); both share the projections, the rotary
+/// embedding and the attention. Field names equal the HF keys (<c>self_attn.{q,k,v,o}_proj.weight</c>).
 /// </summary>
 internal sealed class LlamaAttention : nn.Module
 {
@@ -81,9 +80,8 @@ internal sealed class LlamaAttention : nn.Module
     {
         long b = q.shape[0], t = q.shape[2];
         var groups = _heads / _kvHeads;
-        // Grouped-query attention without copying K/V: the query heads that share one KV head are
-        // consecutive, so [B, heads, T, d] regroups to [B, kvHeads, groups·T, d] (rows ordered
-        // head-major, matching the mask rows).
+        // Grouped-query attention without copying K/V: the query heads that share one KV head are consecutive, so
+        // [B, heads, T, d] regroups to [B, kvHeads, groups·T, d] (rows ordered head-major, matching the mask rows).
         var grouped = q.reshape(b, _kvHeads, groups * t, _headDim);
         var context = nn.functional.scaled_dot_product_attention(grouped, keys, values, attn_mask: mask);
         var merged = context.reshape(b, _heads, t, _headDim).transpose(1, 2).reshape(b, t, _heads * _headDim);

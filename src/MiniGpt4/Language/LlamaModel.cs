@@ -59,10 +59,9 @@ internal sealed class LlamaModel : nn.Module
         return ones.cumsum(1).sub(ones);
     }
 
-    // Query i may attend key j iff j <= i and j is a real token ([T, T], or [B, T, T] with padding).
-    // A query always sees itself: a padded query whose earlier keys are all padding would otherwise
-    // get an all-masked row (a NaN softmax that later layers would spread through 0·NaN); its output
-    // stays finite garbage that no real query reads.
+    // Query i may attend key j iff j <= i and j is a real token ([T, T], or [B, T, T] with padding). A query always
+    // sees itself: a padded query whose earlier keys are all padding would otherwise get an all-masked row (a NaN
+    // softmax that later layers would spread through 0·NaN); its output stays finite garbage that no real query reads.
     private static Tensor Allowed(Tensor? real, long t, Device device)
     {
         using var length = t.ToScalar(); // held in a local for the call: see TensorMath

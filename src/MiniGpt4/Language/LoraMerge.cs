@@ -16,12 +16,11 @@ internal static partial class LoraMerge
 {
     /// <summary>
     /// Merges every adapter in <paramref name="source"/>, whose keys are relative to the LLM
-    /// (<c>model.layers.N.self_attn.q_proj.lora_A.weight</c>, with or without peft ≥ 0.3's
-    /// <c>.default</c>; use <see cref="WeightSourceExtensions.WithPrefix"/> for
-    /// <c>llama_model.base_model.model.</c>). The rank r comes from the shapes, <paramref name="alpha"/>
-    /// from the model's configuration (MiniGPT-v2: 16). Returns the merged module names.
-    /// Throws <see cref="MiniGptWeightsException"/> for an adapter without its pair, an unknown module
-    /// or mismatched shapes (nothing is modified then).
+    /// (<c>model.layers.N.self_attn.q_proj.lora_A.weight</c>, with or without peft ≥ 0.3's <c>.default</c>; use
+    /// <see cref="WeightSourceExtensions.WithPrefix"/> for <c>llama_model.base_model.model.</c>). The rank r comes from
+    /// the shapes, <paramref name="alpha"/> from the model's configuration (MiniGPT-v2: 16). Returns the merged module
+    /// names. Throws <see cref="MiniGptWeightsException"/> for an adapter without its pair, an unknown module or
+    /// mismatched shapes (nothing is modified then).
     /// </summary>
     public static IReadOnlyList<string> MergeLora(this LlamaForCausalLM lm, IWeightSource source, double alpha)
     {

@@ -5,13 +5,12 @@ using static TorchSharp.torch;
 namespace MiniGpt4.Language;
 
 /// <summary>
-/// Rotary position embedding in the Hugging Face "rotate-half" convention (dimension j pairs with
-/// j + d/2, which is what HF-converted q/k weights expect). As in transformers 4.30,
-/// <c>inv_freq = 1 / theta^(2j/d)</c> and the angle table <c>t · inv_freq</c> are computed in float32
-/// and cos/sin are cast to the activation dtype before they are applied.
-/// Not a module: the tables are constants, never loaded (checkpoint <c>rotary_emb.inv_freq</c> buffers
-/// are ignored), built only up to the positions a session asks for (<see cref="EnsureLength"/>), never
-/// eagerly for <c>max_position_embeddings</c>: each row depends only on its position.
+/// Rotary position embedding in the Hugging Face "rotate-half" convention (dimension j pairs with j + d/2, which is
+/// what HF-converted q/k weights expect). As in transformers 4.30, <c>inv_freq = 1 / theta^(2j/d)</c> and the angle
+/// table <c>t · inv_freq</c> are computed in float32 and cos/sin are cast to the activation dtype before they are
+/// applied. Not a module: the tables are constants, never loaded (checkpoint <c>rotary_emb.inv_freq</c> buffers are
+/// ignored), built only up to the positions a session asks for (<see cref="EnsureLength"/>), never eagerly for
+/// <c>max_position_embeddings</c>: each row depends only on its position.
 /// </summary>
 internal sealed class RotaryEmbedding(int headDim, double theta, ScalarType dtype, Device device) : IDisposable
 {

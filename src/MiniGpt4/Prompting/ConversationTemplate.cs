@@ -1,9 +1,8 @@
 namespace MiniGpt4.Prompting;
 
 /// <summary>
-/// A MiniGPT conversation template (the reference's <c>Conversation</c> with
-/// <c>SeparatorStyle.SINGLE</c>): <c>system + sep</c>, then per message <c>role + text + sep</c>,
-/// and the open assistant slot as the bare role.
+/// A MiniGPT conversation template (the reference's <c>Conversation</c> with <c>SeparatorStyle.SINGLE</c>):
+/// <c>system + sep</c>, then per message <c>role + text + sep</c>, and the open assistant slot as the bare role.
 /// </summary>
 internal sealed record ConversationTemplate(string System, string UserRole, string AssistantRole, string Separator)
 {

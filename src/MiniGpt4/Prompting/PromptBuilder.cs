@@ -6,11 +6,10 @@ namespace MiniGpt4.Prompting;
 internal sealed record Turn(string Prompt, IReadOnlyList<IReadOnlyList<int>> SegmentIds, PromptSequence Sequence, GenerationOptions Options);
 
 /// <summary>
-/// Builds each turn's prompt as the reference does: renders the conversation with the variant's template,
-/// splits it at the image messages' placeholders (typed placeholder text stays text), tokenizes each
-/// segment on its own (BOS on the first only), splices the image embeddings in, decides what happens
-/// when the prompt does not fit the context (refused, or the reference's left cut when asked for), and
-/// adds the template's separator stops to the options.
+/// Builds each turn's prompt as the reference does: renders the conversation with the variant's template, splits it at
+/// the image messages' placeholders (typed placeholder text stays text), tokenizes each segment on its own (BOS on the
+/// first only), splices the image embeddings in, decides what happens when the prompt does not fit the context
+/// (refused, or the reference's left cut when asked for), and adds the template's separator stops to the options.
 /// </summary>
 internal sealed class PromptBuilder(ConversationTemplate template, ILanguageModel languageModel, Func<IReadOnlyList<IReadOnlyList<int>>> separatorStops)
 {

@@ -1,11 +1,10 @@
 namespace MiniGpt4.Runtime;
 
 /// <summary>
-/// Serialises the native calls on one model and makes disposal safe: every forward, step or
-/// encode runs inside <see cref="RunAsync{T}"/> or <see cref="Run{T}"/>, which hold the gate only
-/// for that one call (never while control is with a caller, across a <c>yield</c>), and
-/// <see cref="Close"/> waits for the call in flight before it frees the weights. A call that
-/// starts after <see cref="Close"/> throws <see cref="ObjectDisposedException"/>.
+/// Serialises the native calls on one model and makes disposal safe: every forward, step or encode runs inside
+/// <see cref="RunAsync{T}"/> or <see cref="Run{T}"/>, which hold the gate only for that one call (never while control
+/// is with a caller, across a <c>yield</c>), and <see cref="Close"/> waits for the call in flight before it frees the
+/// weights. A call that starts after <see cref="Close"/> throws <see cref="ObjectDisposedException"/>.
 /// </summary>
 internal sealed class ComputeGate
 {

@@ -4,13 +4,12 @@ using static TorchSharp.torch;
 namespace MiniGpt4.Runtime;
 
 /// <summary>
-/// Tensor arithmetic without TorchSharp 0.107's temporary <see cref="Scalar"/>s. Its <c>a + b</c> is
-/// <c>add(b, 1)</c>, and the implicit <c>Scalar</c> for the 1 is passed to native code by handle with
-/// nothing keeping the object alive: a garbage collection at that moment lets its finalizer free the
-/// native scalar mid-call, which aborts the process ("INTERNAL ASSERT FAILED at c10/core/Scalar.h").
-/// Measured here: <c>x + x</c> in a loop with a thread forcing collections crashes within seconds;
-/// the same loop with a long-lived scalar ran 4.7 million iterations. Model code therefore adds
-/// tensors with <see cref="Plus"/>, passes every scalar argument explicitly (also the hidden ones: an
+/// Tensor arithmetic without TorchSharp 0.107's temporary <see cref="Scalar"/>s. Its <c>a + b</c> is <c>add(b, 1)</c>,
+/// and the implicit <c>Scalar</c> for the 1 is passed to native code by handle with nothing keeping the object alive: a
+/// garbage collection at that moment lets its finalizer free the native scalar mid-call, which aborts the process
+/// ("INTERNAL ASSERT FAILED at c10/core/Scalar.h"). Measured here: <c>x + x</c> in a loop with a thread forcing
+/// collections crashes within seconds; the same loop with a long-lived scalar ran 4.7 million iterations. Model code
+/// therefore adds tensors with <see cref="Plus"/>, passes every scalar argument explicitly (also the hidden ones: an
 /// addition's alpha, a range's start and step), and keeps each scalar in a local or field for the call.
 /// </summary>
 internal static class TensorMath

@@ -63,20 +63,18 @@ internal sealed class LlamaTextTokenizer
         PadId = padToken is null ? null : PieceToId(padToken);
         _bpe = new SentencePieceBpe(model, unk);
 
-        // transformers' no-split tokens: bos/eos/unk as AddedToken(lstrip=False, rstrip=False), and the
-        // added tokens, which (not being special once MiniGPT-4 reassigns the pad token) strip the
-        // whitespace on both sides.
+        // transformers' no-split tokens: bos/eos/unk as AddedToken(lstrip=False, rstrip=False), and the added tokens,
+        // which (not being special once MiniGPT-4 reassigns the pad token) strip the whitespace on both sides.
         _splitTokens = new[] { ("<unk>", UnkId, false), ("</s>", EosId, false), ("<s>", BosId, false) }
             .Concat(_added.Select((t, k) => (t, n + k, true)))
             .OrderByDescending(t => t.Item1.Length).ToArray();
     }
 
     /// <summary>
-    /// Loads a SentencePiece <c>tokenizer.model</c>. <paramref name="padToken"/> is the pad token string as
-    /// MiniGPT-4 assigns it (<c>"$$"</c>); its id is the piece's id, or <see cref="UnkId"/> when the vocabulary
-    /// lacks it (transformers' <c>convert_tokens_to_ids</c>). <paramref name="addedTokens"/> are the tokens
-    /// transformers adds after the SentencePiece vocabulary (<c>added_tokens.json</c>, e.g. Vicuna v0's
-    /// <c>[PAD]</c> = 32000).
+    /// Loads a SentencePiece <c>tokenizer.model</c>. <paramref name="padToken"/> is the pad token string as MiniGPT-4
+    /// assigns it (<c>"$$"</c>); its id is the piece's id, or <see cref="UnkId"/> when the vocabulary lacks it
+    /// (transformers' <c>convert_tokens_to_ids</c>). <paramref name="addedTokens"/> are the tokens transformers adds
+    /// after the SentencePiece vocabulary (<c>added_tokens.json</c>, e.g. Vicuna v0's <c>[PAD]</c> = 32000).
     /// </summary>
     /// <exception cref="MiniGptConfigurationException">The file is missing, unreadable, not a SentencePiece model, uses a feature this tokenizer does not implement, or the added tokens are inconsistent.</exception>
     public static LlamaTextTokenizer FromFile(string tokenizerModelPath, string? padToken = null, IReadOnlyDictionary<string, int>? addedTokens = null)

@@ -3,12 +3,11 @@ using System.Text;
 namespace MiniGpt4.Text;
 
 /// <summary>
-/// SentencePiece's BPE encoder (<c>bpe_model.cc</c>) over a model's pieces and scores: the text is
-/// normalised (dummy prefix, spaces to U+2581), split into code points (user-defined pieces kept whole),
-/// then adjacent symbols are merged, always the pair whose merged piece has the highest score first
-/// and the leftmost pair on ties, until no adjacent pair forms a piece. Symbols that are not pieces
-/// become their UTF-8 bytes (byte fallback) or the unknown id. O(n log n) per call through a priority
-/// queue; the instance is immutable and safe for concurrent use.
+/// SentencePiece's BPE encoder (<c>bpe_model.cc</c>) over a model's pieces and scores: the text is normalised (dummy
+/// prefix, spaces to U+2581), split into code points (user-defined pieces kept whole), then adjacent symbols are
+/// merged, always the pair whose merged piece has the highest score first and the leftmost pair on ties, until no
+/// adjacent pair forms a piece. Symbols that are not pieces become their UTF-8 bytes (byte fallback) or the unknown id.
+/// O(n log n) per call through a priority queue; the instance is immutable and safe for concurrent use.
 /// </summary>
 internal sealed class SentencePieceBpe
 {

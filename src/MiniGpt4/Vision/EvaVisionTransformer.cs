@@ -7,13 +7,12 @@ using static TorchSharp.torch;
 namespace MiniGpt4.Vision;
 
 /// <summary>
-/// The EVA ViT as BLIP-2 / MiniGPT-4 use it: patch embedding, class token, absolute position
-/// embedding, <see cref="VisionConfig.Depth"/> pre-norm blocks and no final norm (ln_vision lives in
-/// the projector). Pixel values <c>[B, 3, S, S]</c> -> tokens <c>[B, 1 + (S/P)^2, W]</c>.
-/// Parameter names equal the keys of <c>eva_vit_g.pth</c>.
+/// The EVA ViT as BLIP-2 / MiniGPT-4 use it: patch embedding, class token, absolute position embedding,
+/// <see cref="VisionConfig.Depth"/> pre-norm blocks and no final norm (ln_vision lives in the projector). Pixel values
+/// <c>[B, 3, S, S]</c> -> tokens <c>[B, 1 + (S/P)^2, W]</c>. Parameter names equal the keys of <c>eva_vit_g.pth</c>.
 /// Precision follows the reference's half-precision convention (LAVIS `eva_vit.py` as MiniGPT-4 runs it): the patch
-/// convolution and every Linear run in the compute dtype (<see cref="DType"/>), while the class token,
-/// position embedding, LayerNorms and the residual stream stay float32. With float32 this is plain fp32.
+/// convolution and every Linear run in the compute dtype (<see cref="DType"/>), while the class token, position
+/// embedding, LayerNorms and the residual stream stay float32. With float32 this is plain fp32.
 /// </summary>
 internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
 {

@@ -12,13 +12,12 @@ internal static class ModuleLoader
     private const int MaxListedProblems = 20;
 
     /// <summary>
-    /// Validates EVERY key first: a module key missing from the file (and not in
-    /// <see cref="LoadRules.AllowMissing"/>), a file key the module lacks (and not in
-    /// <see cref="LoadRules.Ignore"/>), a shape mismatch and an integer/float/bool kind mismatch each
-    /// fail with one <see cref="MiniGptWeightsException"/> listing every problem with file, key,
-    /// expected and actual shape/dtype. Only then reads each tensor straight into its parameter
-    /// (casting floating types to the parameter's dtype in bounded chunks), so peak memory is the
-    /// module's own bytes plus one chunk. Returns the bytes written into the module's tensors.
+    /// Validates EVERY key first: a module key missing from the file (and not in <see cref="LoadRules.AllowMissing"/>),
+    /// a file key the module lacks (and not in <see cref="LoadRules.Ignore"/>), a shape mismatch and an
+    /// integer/float/bool kind mismatch each fail with one <see cref="MiniGptWeightsException"/> listing every problem
+    /// with file, key, expected and actual shape/dtype. Only then reads each tensor straight into its parameter
+    /// (casting floating types to the parameter's dtype in bounded chunks), so peak memory is the module's own bytes
+    /// plus one chunk. Returns the bytes written into the module's tensors.
     /// </summary>
     public static long Load(torch.nn.Module module, IWeightSource source, LoadRules rules, IProgress<double>? progress = null)
     {

@@ -4,11 +4,10 @@ using System.Text.Json;
 namespace MiniGpt4.Weights;
 
 /// <summary>
-/// Reads the header of a <c>.safetensors</c> file (8-byte little-endian header length, a JSON object
-/// of <c>{key: {dtype, shape, data_offsets}}</c> plus optional <c>__metadata__</c>, then the data) and
-/// validates it completely against the file before any tensor is touched: header length within the
-/// file and the cap, valid JSON, known dtypes, byte counts equal to shape x element size, offsets
-/// inside the data and not overlapping.
+/// Reads the header of a <c>.safetensors</c> file (8-byte little-endian header length, a JSON object of
+/// <c>{key: {dtype, shape, data_offsets}}</c> plus optional <c>__metadata__</c>, then the data) and validates it
+/// completely against the file before any tensor is touched: header length within the file and the cap, valid JSON,
+/// known dtypes, byte counts equal to shape x element size, offsets inside the data and not overlapping.
 /// </summary>
 internal static class SafetensorsReader
 {

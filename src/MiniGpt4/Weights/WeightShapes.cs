@@ -3,10 +3,9 @@ using System.Globalization;
 namespace MiniGpt4.Weights;
 
 /// <summary>
-/// Checks a configuration against the shapes a weight file declares in its header (no tensor data
-/// is read), so that a configuration which does not fit its weights is refused before a module
-/// sized by it is allocated: a hostile <c>num_hidden_layers</c> or <c>intermediate_size</c> costs
-/// nothing but this check.
+/// Checks a configuration against the shapes a weight file declares in its header (no tensor data is read), so that a
+/// configuration which does not fit its weights is refused before a module sized by it is allocated: a hostile
+/// <c>num_hidden_layers</c> or <c>intermediate_size</c> costs nothing but this check.
 /// </summary>
 internal static class WeightShapes
 {

@@ -12,12 +12,11 @@ namespace MiniGpt4.Language.Kernels;
 /// bound by memory bandwidth; libtorch's bf16 matrix-vector product is slower (docs/language-model.md).
 /// </summary>
 /// <remarks>
-/// Handled: CPU tensors, a contiguous <c>[out, in]</c> weight of float32 or bfloat16, activations of
-/// the same dtype with at most <see cref="MaxRows"/> rows (all dimensions but the last), no autograd.
-/// Everything else (prefill, CUDA, other dtypes, non-contiguous weights, a machine without AVX2+FMA)
-/// goes to libtorch's <c>linear</c>. The result is allocated by torch and written in place, in the
-/// activation dtype (bf16 rounded to nearest-even from the float32 sums, as libtorch rounds).
-/// The instance holds no mutable state, so concurrent calls are safe.
+/// Handled: CPU tensors, a contiguous <c>[out, in]</c> weight of float32 or bfloat16, activations of the same dtype
+/// with at most <see cref="MaxRows"/> rows (all dimensions but the last), no autograd. Everything else (prefill, CUDA,
+/// other dtypes, non-contiguous weights, a machine without AVX2+FMA) goes to libtorch's <c>linear</c>. The result is
+/// allocated by torch and written in place, in the activation dtype (bf16 rounded to nearest-even from the float32
+/// sums, as libtorch rounds). The instance holds no mutable state, so concurrent calls are safe.
 /// </remarks>
 internal sealed unsafe class CpuGemvKernel : ILinearKernel
 {
@@ -124,8 +123,7 @@ internal sealed unsafe class CpuGemvKernel : ILinearKernel
             job.Rows(0, job.OutFeatures);
             return;
         }
-        // Chunks of whole 4-row groups, handed out dynamically, so a core slowed by another process
-        // simply takes fewer.
+        // Chunks of whole 4-row groups, handed out dynamically, so a core slowed by another process simply takes fewer.
         var rowBytes = weightBytes / job.OutFeatures;
         var rowsPerChunk = Math.Max(4, ChunkBytes / rowBytes / 4 * 4);
         var chunks = (int)((job.OutFeatures + rowsPerChunk - 1) / rowsPerChunk);
