@@ -32,7 +32,6 @@ internal static class EncodedImageInspector
         return EncodedImageFormat.Unknown;
     }
 
-    /// <summary>Display name of a format.</summary>
     public static string Name(EncodedImageFormat f) => f == EncodedImageFormat.WebP ? "WebP" : f.ToString().ToUpperInvariant();
 
     /// <summary>Runs all checks; throws <see cref="MiniGptImageException"/> naming the first problem.</summary>

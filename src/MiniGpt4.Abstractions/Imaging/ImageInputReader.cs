@@ -11,7 +11,6 @@ namespace MiniGpt4.Imaging;
 /// pixel buffer of RGB input; -1 for a stream that cannot seek and was not read to its end.</param>
 internal readonly record struct ImageInspection(EncodedImageFormat Format, long Width, long Height, long ByteSize)
 {
-    /// <summary>The width and height are known.</summary>
     public bool SizeKnown => Width > 0 && Height > 0;
 
     /// <summary>Bytes of the decoded RGB24 pixels: <c>Width * Height * 3</c>, or the most the pixel budget allows when the size is not known.</summary>

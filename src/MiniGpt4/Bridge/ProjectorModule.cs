@@ -36,7 +36,6 @@ internal abstract class ProjectorModule : nn.Module<Tensor, Tensor>
     /// <summary>ViT width W.</summary>
     public int VisionWidth { get; }
 
-    /// <summary>Image embeddings produced per image.</summary>
     public abstract int TokensPerImage { get; }
 
     /// <summary>Width of each image embedding (the LLM hidden size).</summary>
@@ -45,7 +44,6 @@ internal abstract class ProjectorModule : nn.Module<Tensor, Tensor>
     /// <summary>Dtype of everything but ln_vision (which is always float32).</summary>
     public ScalarType DType { get; }
 
-    /// <summary>Parameter device.</summary>
     public Device Device { get; }
 
     /// <summary>ViT tokens per image (class token included) this projector requires; null for any number.</summary>

@@ -14,7 +14,6 @@ internal sealed class LlamaAttention : nn.Module
     private readonly Proj q_proj, k_proj, v_proj, o_proj;
     private readonly int _heads, _kvHeads, _headDim;
 
-    /// <summary>Creates the (uninitialised) projections for <paramref name="config"/>.</summary>
     public LlamaAttention(LlamaConfig config, ScalarType dtype, Device device) : base("self_attn")
     {
         _heads = config.NumAttentionHeads;

@@ -24,7 +24,6 @@ internal sealed record LlamaConfig(
     int? BosTokenId = null,
     int? EosTokenId = null)
 {
-    /// <summary>Width of one attention head.</summary>
     public int HeadDim => HiddenSize / NumAttentionHeads;
 
     /// <summary>Query heads per key/value head (1 without grouped-query attention).</summary>

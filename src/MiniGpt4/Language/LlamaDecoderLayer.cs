@@ -11,7 +11,6 @@ internal sealed class LlamaDecoderLayer : nn.Module
     private readonly LlamaMlp mlp;
     private readonly RmsNorm input_layernorm, post_attention_layernorm;
 
-    /// <summary>Creates an uninitialised block.</summary>
     public LlamaDecoderLayer(string name, LlamaConfig config, ScalarType dtype, Device device) : base(name)
     {
         self_attn = new LlamaAttention(config, dtype, device);

@@ -43,7 +43,6 @@ internal sealed class LlamaForCausalLM : nn.Module
             ? new Kernels.CpuGemvKernel()
             : TorchLinearKernel.Instance;
 
-    /// <summary>The hyper-parameters.</summary>
     public LlamaConfig Config { get; }
 
     /// <summary>The dtype of parameters and activations.</summary>
@@ -52,7 +51,6 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// <summary>The device of parameters, cache and activations.</summary>
     public Device Device { get; }
 
-    /// <summary>The decoder stack.</summary>
     internal LlamaModel Model => model;
 
     /// <summary>The rotary tables, grown by the sessions and <see cref="Forward"/>.</summary>

@@ -8,7 +8,6 @@ internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
 {
     private readonly Proj gate_proj, up_proj, down_proj;
 
-    /// <summary>Creates the (uninitialised) projections for <paramref name="config"/>.</summary>
     public LlamaMlp(LlamaConfig config, ScalarType dtype, Device device) : base("mlp")
     {
         gate_proj = new Proj("gate_proj", config.HiddenSize, config.IntermediateSize, dtype, device);

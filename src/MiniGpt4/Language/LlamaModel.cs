@@ -13,7 +13,6 @@ internal sealed class LlamaModel : nn.Module
     private readonly RmsNorm norm;
     private readonly int _groups;
 
-    /// <summary>Creates an uninitialised stack.</summary>
     public LlamaModel(LlamaConfig config, ScalarType dtype, Device device) : base("model")
     {
         embed_tokens = new TokenEmbedding("embed_tokens", config.VocabSize, config.HiddenSize, dtype, device);
@@ -25,13 +24,10 @@ internal sealed class LlamaModel : nn.Module
         RegisterComponents();
     }
 
-    /// <summary>The token embedding.</summary>
     public TokenEmbedding EmbedTokens => embed_tokens;
 
-    /// <summary>The decoder blocks.</summary>
     public IReadOnlyList<LlamaDecoderLayer> Layers { get; }
 
-    /// <summary>The final norm.</summary>
     public RmsNorm Norm => norm;
 
     /// <summary>

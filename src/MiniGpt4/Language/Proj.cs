@@ -18,7 +18,6 @@ internal interface ILinearKernel
 /// <summary>The default kernel: libtorch's <c>linear</c>.</summary>
 internal sealed class TorchLinearKernel : ILinearKernel
 {
-    /// <summary>The shared instance.</summary>
     public static readonly TorchLinearKernel Instance = new();
 
     /// <inheritdoc />
@@ -33,7 +32,6 @@ internal sealed class Proj : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
 
-    /// <summary>Creates an uninitialised <c>[outFeatures, inFeatures]</c> projection.</summary>
     public Proj(string name, long inFeatures, long outFeatures, ScalarType dtype, Device device) : base(name)
     {
         weight = EmptyInit.Parameter([outFeatures, inFeatures], dtype, device);

@@ -18,7 +18,6 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
     private readonly Parameter weight;
     private readonly double _eps;
 
-    /// <summary>Creates an uninitialised norm of width <paramref name="size"/>.</summary>
     public RmsNorm(string name, long size, double eps, ScalarType dtype, Device device) : base(name)
     {
         weight = EmptyInit.Parameter([size], dtype, device);

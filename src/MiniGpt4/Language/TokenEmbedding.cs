@@ -10,7 +10,6 @@ internal sealed class TokenEmbedding : nn.Module<Tensor, Tensor>
 {
     private readonly Parameter weight;
 
-    /// <summary>Creates an uninitialised <c>[vocab, hidden]</c> table.</summary>
     public TokenEmbedding(string name, long vocab, long hidden, ScalarType dtype, Device device) : base(name)
     {
         weight = EmptyInit.Parameter([vocab, hidden], dtype, device);

@@ -55,10 +55,8 @@ internal sealed record ModelPreset(
         new PresetFiles("eva_vit_g.pth", null, "minigptv2_checkpoint.pth", "Llama-2-7b-chat-hf"),
         new GenerationOptions { Temperature = 0.6f, MaxNewTokens = 500 });
 
-    /// <summary>Every variant.</summary>
     public static IReadOnlyList<ModelPreset> All { get; } = [Vicuna0, Llama2, MiniGptV2];
 
-    /// <summary>The preset of <paramref name="variant"/>.</summary>
     public static ModelPreset For(ModelVariant variant) =>
         All.FirstOrDefault(p => p.Variant == variant) ?? throw new ArgumentOutOfRangeException(nameof(variant), variant, "unknown model variant");
 

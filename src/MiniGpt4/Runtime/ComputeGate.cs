@@ -14,7 +14,6 @@ internal sealed class ComputeGate
 
     public ComputeGate(string owner) => _owner = owner;
 
-    /// <summary>True once <see cref="Close"/> has run.</summary>
     public bool IsClosed => _closed;
 
     /// <summary>
@@ -53,10 +52,8 @@ internal sealed class ComputeGate
         return new Held(_lock);
     }
 
-    /// <summary>The gate, held until disposed.</summary>
     public readonly struct Held(SemaphoreSlim held) : IDisposable
     {
-        /// <summary>Releases the gate.</summary>
         public void Dispose() => held.Release();
     }
 

@@ -109,13 +109,10 @@ internal sealed class LlamaTextTokenizer
         return FromFile(Path.Combine(folder, "tokenizer.model"), padToken, added);
     }
 
-    /// <summary>Id of <c>&lt;s&gt;</c>.</summary>
     public int BosId { get; }
 
-    /// <summary>Id of <c>&lt;/s&gt;</c>.</summary>
     public int EosId { get; }
 
-    /// <summary>Id of <c>&lt;unk&gt;</c>.</summary>
     public int UnkId { get; }
 
     /// <summary>Id of the pad token when one was given (the unknown id when the vocabulary lacks it).</summary>

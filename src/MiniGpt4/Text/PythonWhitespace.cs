@@ -9,7 +9,6 @@ internal static class PythonWhitespace
     /// </summary>
     public static bool IsSpace(char c) => char.IsWhiteSpace(c) || c is >= '\u001C' and <= '\u001F';
 
-    /// <summary>Removes Python whitespace from the start and/or the end of <paramref name="s"/>.</summary>
     public static string Strip(string s, bool start = true, bool end = true)
     {
         int a = 0, b = s.Length;

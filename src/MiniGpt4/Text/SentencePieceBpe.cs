@@ -54,7 +54,6 @@ internal sealed class SentencePieceBpe
         public bool Freeze;
     }
 
-    /// <summary>Encodes already-normalised text, appending the ids to <paramref name="output"/>.</summary>
     public void EncodeNormalized(string normalized, List<int> output)
     {
         if (normalized.Length == 0) return;

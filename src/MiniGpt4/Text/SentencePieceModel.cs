@@ -15,7 +15,6 @@ internal enum PieceType
     Byte = 6,
 }
 
-/// <summary>One vocabulary entry of a SentencePiece model.</summary>
 internal readonly record struct SentencePiece(string Piece, float Score, PieceType Type)
 {
     /// <summary>The byte a <see cref="PieceType.Byte"/> piece <c>&lt;0xNN&gt;</c> stands for (checked when the model is read).</summary>

@@ -33,13 +33,11 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>The shape this model was built for.</summary>
     public VisionConfig Config { get; }
 
     /// <summary>Compute dtype of the convolution and Linear layers (norms, embeddings and residuals are float32).</summary>
     public ScalarType DType { get; }
 
-    /// <summary>Parameter device.</summary>
     public Device Device { get; }
 
     /// <summary>

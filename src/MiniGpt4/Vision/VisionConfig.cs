@@ -16,13 +16,10 @@ internal sealed record VisionConfig(
     int MlpHidden = 6144,
     double Eps = 1e-6)
 {
-    /// <summary>Patches per side.</summary>
     public int GridSize => ImageSize / PatchSize;
 
-    /// <summary>Number of patch tokens (without the class token).</summary>
     public int NumPatches => GridSize * GridSize;
 
-    /// <summary>Tokens the ViT returns per image: class token plus patches.</summary>
     public int Tokens => 1 + NumPatches;
 
     /// <summary>

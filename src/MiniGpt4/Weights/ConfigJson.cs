@@ -56,7 +56,6 @@ internal readonly record struct ConfigJson(JsonElement Element, ConfigCheck Chec
     /// <summary>The value of <paramref name="name"/>; null when absent or JSON null.</summary>
     public JsonElement? this[string name] => Element.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
 
-    /// <summary>The object <paramref name="name"/>, or null.</summary>
     public ConfigJson? Object(string name) => this[name] is not { } v ? null
         : v.ValueKind == JsonValueKind.Object ? this with { Element = v } : throw Wrong(name, v, "an object");
 
@@ -64,14 +63,12 @@ internal readonly record struct ConfigJson(JsonElement Element, ConfigCheck Chec
     public int? Int(string name) => this[name] is not { } v ? null
         : v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) ? i : throw Wrong(name, v, "an integer (a plain JSON integer that fits 32 bits)");
 
-    /// <summary>The integer <paramref name="name"/>, which must be given.</summary>
     public int RequiredInt(string name) => Int(name) ?? throw Check.Error($"'{name}' is missing");
 
     /// <summary>The finite number <paramref name="name"/>, or null.</summary>
     public double? Number(string name) => this[name] is not { } v ? null
         : v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out var d) && double.IsFinite(d) ? d : throw Wrong(name, v, "a finite number");
 
-    /// <summary>The boolean <paramref name="name"/>, or null.</summary>
     public bool? Bool(string name) => this[name] is not { } v ? null
         : v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Wrong(name, v, "true or false");
 

@@ -21,11 +21,9 @@ internal static class DTypes
         new(torch.ScalarType.Bool, 1, "BOOL", "BoolStorage"),
     ];
 
-    /// <summary>Bytes per element of <paramref name="dtype"/>.</summary>
     public static int ElementSize(torch.ScalarType dtype) =>
         Of(dtype)?.Size ?? throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "dtype not supported in weight files");
 
-    /// <summary>True for Float16, BFloat16, Float32, Float64.</summary>
     public static bool IsFloating(torch.ScalarType dtype) => dtype is torch.ScalarType.Float16 or torch.ScalarType.BFloat16
         or torch.ScalarType.Float32 or torch.ScalarType.Float64;
 
@@ -53,6 +51,5 @@ internal static class DTypes
         return n;
     }
 
-    /// <summary><c>[2, 3]</c>.</summary>
     public static string FormatShape(IReadOnlyList<long> shape) => "[" + string.Join(", ", shape) + "]";
 }

@@ -15,7 +15,6 @@ internal sealed class PyDict : OrderedDictionary<object, object?>
     public void Set(object? key, object? value) => this[key ?? NoneKey] = value;
 }
 
-/// <summary>A Python tuple.</summary>
 internal sealed record PyTuple(object?[] Items);
 
 /// <summary>A global name the pickle referred to (only allow-listed ones ever get here).</summary>
@@ -74,7 +73,6 @@ internal sealed class PickleReader
 
     private PickleReader(byte[] data, string file) { _data = data; _file = file; }
 
-    /// <summary>The object the pickle in <paramref name="data"/> describes.</summary>
     public static object? Load(byte[] data, string file) => new PickleReader(data, file).Run();
 
     private object? Run()

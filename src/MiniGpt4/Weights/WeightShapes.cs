@@ -45,6 +45,5 @@ internal static class WeightShapes
                 source.Description, key);
     }
 
-    /// <summary>The shape of <paramref name="key"/>, or null when the source lacks it.</summary>
     public static long[]? ShapeOf(IWeightSource source, string key) => source.TryGetInfo(key, out var info) ? info.Shape : null;
 }

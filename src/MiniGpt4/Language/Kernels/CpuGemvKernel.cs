@@ -20,7 +20,6 @@ namespace MiniGpt4.Language.Kernels;
 /// </remarks>
 internal sealed unsafe class CpuGemvKernel : ILinearKernel
 {
-    /// <summary>Default for <see cref="MaxRows"/>.</summary>
     public const int DefaultMaxRows = 8;
 
     /// <summary>Weight bytes below which a call runs on the calling thread only (waking workers costs more).</summary>
@@ -29,7 +28,6 @@ internal sealed unsafe class CpuGemvKernel : ILinearKernel
     /// <summary>Weight bytes per work item handed to a thread (≈ 256 KiB: fine-grained enough to rebalance when a core is busy).</summary>
     public const long ChunkBytes = 256L << 10;
 
-    /// <summary>Creates the kernel.</summary>
     /// <param name="maxRows">Most activation rows handled here; more go to libtorch (a GEMM is faster there).</param>
     /// <param name="threads">Threads per product; <c>null</c> follows <c>torch.get_num_threads()</c> at each call.</param>
     /// <param name="scheduler">Runs <c>chunks</c> work items on up to <c>threads</c> threads; <c>null</c>: <see cref="Parallel.For(int, int, ParallelOptions, Action{int})"/> (benchmarks compare others).</param>
