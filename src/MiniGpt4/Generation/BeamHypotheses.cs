@@ -25,9 +25,6 @@ internal sealed class BeamHypotheses
         _lengthPenalty = lengthPenalty;
     }
 
-    /// <summary>Kept hypotheses in insertion order (HF's list order; deletions keep the others' order).</summary>
-    public IReadOnlyList<BeamHypothesis> Beams => _beams;
-
     /// <summary>
     /// <c>add</c>: accepted while fewer than num_beams are kept or when better than the worst;
     /// past num_beams the worst (the earliest among equal worst) is dropped.
