@@ -154,27 +154,23 @@ internal sealed class BeamSearch : Generator
             foreach (var w in weights) total += w;
             if (!(total > 0)) break;
             double target = Sampler!.NextUniform() * total, cumulative = 0;
-            int chosen = weights.Count - 1;
+            int chosen = weights.FindLastIndex(w => w > 0); // when rounding puts the target past the total
             for (int j = 0; j < weights.Count; j++)
             {
                 cumulative += weights[j];
                 if (target < cumulative && weights[j] > 0) { chosen = j; break; }
             }
-            if (weights[chosen] == 0) chosen = weights.FindLastIndex(w => w > 0);
             picked.Add(_pool[chosen]);
             _pool.RemoveAt(chosen);
             weights.RemoveAt(chosen);
         }
         if (picked.Count < _topValues.Length) // HF would raise: fill with the best-scored rest
         {
-            var chosenSet = picked.ToHashSet();
-            int need = _topValues.Length - picked.Count;
-            var values = new float[_topValues.Length];
-            var indices = new int[_topValues.Length];
             var masked = (float[])_work.Clone();
-            foreach (var f in chosenSet) masked[f] = float.NaN; // SelectTop skips NaN
-            int got = SelectTop(masked, values, indices);
-            for (int j = 0; j < got && need > 0; j++, need--) picked.Add(indices[j]);
+            foreach (var f in picked) masked[f] = float.NaN; // SelectTop skips NaN
+            var values = new float[_topValues.Length - picked.Count];
+            var indices = new int[values.Length];
+            picked.AddRange(indices.Take(SelectTop(masked, values, indices)));
         }
         var ordered = picked.Select((f, order) => (f, order)).OrderByDescending(p => _work[p.f]).ThenBy(p => p.order).ToArray();
         for (int j = 0; j < ordered.Length; j++)
@@ -185,7 +181,7 @@ internal sealed class BeamSearch : Generator
         return ordered.Length;
     }
 
-    /// <summary>Top 2k scores (descending; equal scores by lower flat index) of the k*V candidates.</summary>
+    /// <summary>The top scores (as many as <paramref name="values"/> holds; descending, equal scores by lower flat index), NaN skipped.</summary>
     private static int SelectTop(ReadOnlySpan<float> scores, float[] values, int[] indices)
     {
         int cap = values.Length, count = 0;
