@@ -106,10 +106,7 @@ public sealed class MiniGptPipeline : IDisposable
     /// <exception cref="MiniGptNativeRuntimeException">libtorch cannot be loaded.</exception>
     public static Task<MiniGptPipeline> LoadAsync(string manifestPath, MiniGptLoadOptions? options = null,
         IProgress<MiniGptProgress>? progress = null, CancellationToken cancellationToken = default)
-    {
-        var manifest = ModelManifest.Load(manifestPath);
-        return LoadAsync(manifest, options, progress, cancellationToken);
-    }
+        => LoadAsync(ModelManifest.Load(manifestPath), options, progress, cancellationToken);
 
     /// <summary>Loads a model described by <paramref name="manifest"/>.</summary>
     public static Task<MiniGptPipeline> LoadAsync(ModelManifest manifest, MiniGptLoadOptions? options = null,

@@ -1,15 +1,5 @@
 namespace MiniGpt4.Generation;
 
-/// <summary>Something that holds memory between requests and can give it back (an idle conversation's KV cache).</summary>
-internal interface IEvictable
-{
-    /// <summary>Bytes it holds now.</summary>
-    long Bytes { get; }
-
-    /// <summary>Frees the memory; the owner recomputes what it needs on its next use.</summary>
-    void Evict();
-}
-
 /// <summary>
 /// Admission for one pipeline: at most <see cref="AdmissionLimits.MaxConcurrentRequests"/> requests run at
 /// once, at most <see cref="AdmissionLimits.MaxQueuedRequests"/> wait (first come, first served), and the
@@ -23,8 +13,8 @@ internal sealed class RequestAdmission
 {
     private readonly object _lock = new();
     private readonly LinkedList<Waiter> _queue = new();
-    private readonly LinkedList<IEvictable> _idle = new(); // first = least recently used
-    private readonly Dictionary<IEvictable, (LinkedListNode<IEvictable> Node, long Bytes)> _idleIndex = new(ReferenceEqualityComparer.Instance);
+    private readonly LinkedList<ConversationCache> _idle = new(); // first = least recently used
+    private readonly Dictionary<ConversationCache, (LinkedListNode<ConversationCache> Node, long Bytes)> _idleIndex = new(ReferenceEqualityComparer.Instance);
     private long _used, _idleBytes;
     private int _active;
     private bool _closed;
@@ -71,7 +61,7 @@ internal sealed class RequestAdmission
     }
 
     /// <summary>A cache kept between requests: counted against the budget and evicted first when room is needed.</summary>
-    public void MarkIdle(IEvictable cache)
+    public void MarkIdle(ConversationCache cache)
     {
         lock (_lock)
         {
@@ -84,12 +74,12 @@ internal sealed class RequestAdmission
     }
 
     /// <summary>A cache a request is about to use (its memory is within that request's reservation) or that is gone.</summary>
-    public void Forget(IEvictable cache)
+    public void Forget(ConversationCache cache)
     {
         lock (_lock) RemoveIdle(cache);
     }
 
-    private void RemoveIdle(IEvictable cache)
+    private void RemoveIdle(ConversationCache cache)
     {
         if (!_idleIndex.Remove(cache, out var entry)) return;
         _idle.Remove(entry.Node);

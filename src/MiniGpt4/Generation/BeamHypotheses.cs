@@ -1,5 +1,11 @@
 namespace MiniGpt4.Generation;
 
+/// <summary>One final beam-search hypothesis.</summary>
+/// <param name="TokenIds">Generated ids (no BOS); ends with EOS when <paramref name="EndedWithEos"/>.</param>
+/// <param name="Score">HF's final score: sum of processed log-probs / (1 + ids without EOS) ^ length_penalty.</param>
+/// <param name="EndedWithEos">True when the hypothesis was finished by EOS, false when it was still running at the end.</param>
+internal sealed record BeamHypothesis(IReadOnlyList<int> TokenIds, double Score, bool EndedWithEos);
+
 /// <summary>
 /// HF 4.30 <c>BeamHypotheses</c> with <c>early_stopping=False</c>: keeps the best
 /// <c>num_beams</c> finished hypotheses, score = sum of log-probs / length ^ length_penalty where
@@ -18,9 +24,6 @@ internal sealed class BeamHypotheses
         _numBeams = numBeams;
         _lengthPenalty = lengthPenalty;
     }
-
-    /// <summary>Kept hypotheses in insertion order (HF's list order; deletions keep the others' order).</summary>
-    public IReadOnlyList<BeamHypothesis> Beams => _beams;
 
     /// <summary>
     /// <c>add</c>: accepted while fewer than num_beams are kept or when better than the worst;

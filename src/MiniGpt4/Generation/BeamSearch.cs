@@ -20,159 +20,107 @@ namespace MiniGpt4.Generation;
 /// virtual copies of that row (the -1e9 scores keep their candidates last), and
 /// <see cref="ITokenStepper.ReorderRows"/> then grows the model to k rows.</para>
 /// </summary>
-internal sealed class BeamSearch : IDisposable
+internal sealed class BeamSearch : Generator
 {
-    private readonly ITokenStepper _model;
-    private readonly GenerationOptions _s;
-    private readonly DecodeRules _rules;
-    private readonly StopSuffixes _stops;
-    private readonly int _k, _vocab;
+    private readonly int _k;
     private readonly float[] _logProbs; // [k * V]; row r = model row r
     private readonly float[] _work;     // [k * V] processed scores + beam score
     private readonly float[] _topValues;
     private readonly int[] _topIndices;
-    private List<int>[] _tokens;
-    private PenalisedIds[] _penalised;
     private readonly float[] _beamScores;
-    private readonly int[] _rowOfBeam; // model row holding each beam's state
     private readonly BeamHypotheses _hypotheses;
-    private bool _done;
-    private int[]? _feedRows, _feedTokens;
-    private int _modelRows = 1;
-    private IReadOnlyList<BeamHypothesis>? _final;
-    private readonly LogitsWarpers? _warpers;
-    private readonly TokenSampler? _sampler;
     private readonly List<int> _pool = [];
+    private List<int>[] _tokens;
+    private bool _done, _expanded; // expanded: the model holds k rows (before the first feed, one row serves every beam)
+    private int[]? _feedRows, _feedTokens;
+    private IReadOnlyList<BeamHypothesis>? _final;
 
     /// <summary>Starts from the prefill's <c>[1, V]</c> logits (copied).</summary>
-    public BeamSearch(ITokenStepper model, ReadOnlySpan<float> firstLogits, GenerationOptions settings, DecodeRules rules, StopSuffixes stops)
+    public BeamSearch(ITokenStepper model, ReadOnlySpan<float> firstLogits, GenerationOptions options, DecodeRules rules)
+        : base(model, firstLogits, options, rules)
     {
-        _model = model;
-        _s = settings;
-        _rules = rules;
-        _stops = stops;
-        _k = settings.NumBeams;
-        _vocab = model.VocabSize;
-        _logProbs = new float[_k * _vocab];
-        _work = new float[_k * _vocab];
+        _k = options.NumBeams;
+        _logProbs = new float[_k * Vocab];
+        _work = new float[_k * Vocab];
         _topValues = new float[2 * _k];
         _topIndices = new int[2 * _k];
         firstLogits.CopyTo(_logProbs);
-        LogitsRows.LogSoftmax(_logProbs.AsSpan(0, _vocab), _vocab);
-        _tokens = new List<int>[_k];
-        _penalised = new PenalisedIds[_k];
-        _beamScores = new float[_k];
-        _rowOfBeam = new int[_k]; // all beams read model row 0 at step 0
-        for (int b = 0; b < _k; b++)
+        LogitsProcessors.LogSoftmax(_logProbs.AsSpan(0, Vocab), Vocab);
+        _tokens = [.. Enumerable.Range(0, _k).Select(_ => new List<int>())];
+        _beamScores = [.. Enumerable.Range(0, _k).Select(b => b == 0 ? 0f : -1e9f)];
+        _hypotheses = new BeamHypotheses(_k, options.LengthPenalty);
+    }
+
+    /// <summary>The best hypothesis and every kept one, best first (provisional - running beams included - before the end).</summary>
+    public override GenerationResult Result
+    {
+        get
         {
-            _tokens[b] = [];
-            _penalised[b] = new PenalisedIds(rules.BosId);
-            _beamScores[b] = b == 0 ? 0f : -1e9f;
-        }
-        _hypotheses = new BeamHypotheses(_k, settings.LengthPenalty);
-        if (!settings.IsGreedy)
-        {
-            _warpers = new LogitsWarpers(_vocab);
-            _sampler = new TokenSampler(settings.Seed ?? TokenSampler.NewSeed());
+            var hypotheses = _final ?? Finalize(_hypotheses.Clone());
+            return new GenerationResult(hypotheses[0].TokenIds, Finish, hypotheses[0].Score, hypotheses);
         }
     }
 
-    /// <summary>The sampling seed (beam-sample), else null.</summary>
-    public long? Seed => _sampler?.Seed;
+    private int RowOf(int beam) => _expanded ? beam : 0;
 
-    /// <summary>Releases the sampler's generator.</summary>
-    public void Dispose() => _sampler?.Dispose();
-
-    /// <summary>Diagnostics hook, see <see cref="Generator.OnProcessedScores"/>.</summary>
-    public ProcessedScoresObserver? Observer { get; set; }
-
-    /// <summary>Ids of the currently best running beam.</summary>
-    public IReadOnlyList<int> BestRunning => _tokens[0];
-
-    /// <summary>One beam step; returns the finish reason when the search ended with it, else null.</summary>
-    public MiniGptFinishReason? Step(ref int modelSteps)
+    private protected override MiniGptFinishReason? Advance(out int token)
     {
-        if (_feedTokens is not null) Feed(ref modelSteps);
+        token = -1;
+        if (_feedTokens is not null) Feed();
 
         int curLen = 1 + _tokens[0].Count; // HF input_ids length: BOS + generated
         for (int b = 0; b < _k; b++)
         {
-            var row = _work.AsSpan(b * _vocab, _vocab);
-            _logProbs.AsSpan(_rowOfBeam[b] * _vocab, _vocab).CopyTo(row);
-            LogitsProcessors.RepetitionPenalty(row, _penalised[b].Ids, _s.RepetitionPenalty);
-            LogitsProcessors.MinNewTokens(row, _tokens[b].Count, _s.MinNewTokens, _rules.EosId);
-            Observer?.Invoke(_tokens[b].Count, b, row);
+            var row = _work.AsSpan(b * Vocab, Vocab);
+            _logProbs.AsSpan(RowOf(b) * Vocab, Vocab).CopyTo(row);
+            Process(row, _tokens[b], b);
             float beamScore = _beamScores[b];
             for (int v = 0; v < row.Length; v++) row[v] += beamScore;
         }
-        int m = _sampler is null ? SelectTop(_work, _topValues, _topIndices) : SampleCandidates();
+        int m = Sampler is null ? SelectTop(_work, _topValues, _topIndices) : SampleCandidates();
 
-        var nextTokens = new int[_k];
-        var nextSource = new int[_k];
-        var nextScores = new float[_k];
+        var tokens = new List<int>[_k];
+        var feedRows = new int[_k];
+        var feedTokens = new int[_k];
         int n = 0;
         for (int rank = 0; rank < m && n < _k; rank++)
         {
-            int beam = _topIndices[rank] / _vocab, token = _topIndices[rank] % _vocab;
-            if (token == _rules.EosId)
+            int beam = _topIndices[rank] / Vocab, next = _topIndices[rank] % Vocab;
+            if (next == Rules.EosId)
             {
-                if (rank >= _k) continue;
-                _hypotheses.Add([.. _tokens[beam], token], _topValues[rank], curLen, endedWithEos: true);
+                if (rank < _k) _hypotheses.Add([.. _tokens[beam], next], _topValues[rank], curLen, endedWithEos: true);
+                continue;
             }
-            else
-            {
-                nextTokens[n] = token;
-                nextSource[n] = beam;
-                nextScores[n] = _topValues[rank];
-                n++;
-            }
+            tokens[n] = [.. _tokens[beam], next];
+            feedRows[n] = RowOf(beam);
+            feedTokens[n] = next;
+            _beamScores[n] = _topValues[rank];
+            n++;
         }
         if (n < _k) throw new InvalidOperationException($"Beam search: fewer than {_k} non-EOS candidates (vocabulary too small).");
         _done = _done || _hypotheses.IsDone(_topValues[0], curLen);
-
-        var tokens = new List<int>[_k];
-        var penalised = new PenalisedIds[_k];
-        var feedRows = new int[_k];
-        for (int i = 0; i < _k; i++)
-        {
-            int src = nextSource[i];
-            tokens[i] = [.. _tokens[src], nextTokens[i]];
-            penalised[i] = _penalised[src].Clone();
-            penalised[i].Add(nextTokens[i]);
-            feedRows[i] = _rowOfBeam[src];
-            _beamScores[i] = nextScores[i];
-        }
         _tokens = tokens;
-        _penalised = penalised;
 
-        bool suffixStop = _stops.Any && _stops.AllEndWithSameSuffix(_tokens);
-        bool lengthStop = _tokens[0].Count >= _s.MaxNewTokens;
-        if (_done || suffixStop || lengthStop)
+        bool suffixStop = Rules.AllEndWithSameStop(_tokens);
+        if (_done || suffixStop || _tokens[0].Count >= Options.MaxNewTokens)
         {
             _final = Finalize(_hypotheses);
             return _final[0].EndedWithEos || suffixStop ? MiniGptFinishReason.Stop : MiniGptFinishReason.Length;
         }
         _feedRows = feedRows;
-        _feedTokens = nextTokens;
+        _feedTokens = feedTokens;
         return null;
     }
 
-    private void Feed(ref int modelSteps)
+    private void Feed()
     {
-        bool identity = _modelRows == _k;
-        for (int i = 0; identity && i < _k; i++) identity = _feedRows![i] == i;
-        if (!identity) _model.ReorderRows(_feedRows);
-        _modelRows = _k;
-        _model.Step(_feedTokens, _logProbs);
-        modelSteps++;
-        LogitsRows.ThrowIfNotFinite(_logProbs, step: _tokens[0].Count);
-        LogitsRows.LogSoftmax(_logProbs, _vocab);
-        for (int b = 0; b < _k; b++) _rowOfBeam[b] = b;
+        if (!_expanded || _feedRows!.Where((row, i) => row != i).Any()) Model.ReorderRows(_feedRows);
+        _expanded = true;
+        Model.Step(_feedTokens, _logProbs);
+        LogitsProcessors.ThrowIfNotFinite(_logProbs, step: _tokens[0].Count);
+        LogitsProcessors.LogSoftmax(_logProbs, Vocab);
         _feedRows = _feedTokens = null;
     }
-
-    /// <summary>The final hypotheses, best first (provisional - running beams included - before the end).</summary>
-    public IReadOnlyList<BeamHypothesis> FinalHypotheses() => _final ?? Finalize(_hypotheses.Clone());
 
     /// <summary><c>finalize</c>: unless done, every running beam joins the hypotheses; best first.</summary>
     private IReadOnlyList<BeamHypothesis> Finalize(BeamHypotheses hypotheses)
@@ -192,9 +140,9 @@ internal sealed class BeamSearch : IDisposable
         _pool.Clear();
         for (int b = 0; b < _k; b++)
         {
-            var row = _work.AsSpan(b * _vocab, _vocab);
-            _warpers!.Warp(row, _s.Temperature, _s.TopK, _s.TopP, minTokensToKeep: 2);
-            foreach (var id in _warpers.Candidates) _pool.Add(b * _vocab + id);
+            var row = _work.AsSpan(b * Vocab, Vocab);
+            Warpers!.Warp(row, Options.Temperature, Options.TopK, Options.TopP, minTokensToKeep: 2);
+            foreach (var id in Warpers.Candidates) _pool.Add(b * Vocab + id);
         }
         float max = float.NegativeInfinity;
         foreach (var f in _pool) if (_work[f] > max) max = _work[f];
@@ -205,28 +153,24 @@ internal sealed class BeamSearch : IDisposable
             double total = 0;
             foreach (var w in weights) total += w;
             if (!(total > 0)) break;
-            double target = _sampler!.NextUniform() * total, cumulative = 0;
-            int chosen = weights.Count - 1;
+            double target = Sampler!.NextUniform() * total, cumulative = 0;
+            int chosen = weights.FindLastIndex(w => w > 0); // when rounding puts the target past the total
             for (int j = 0; j < weights.Count; j++)
             {
                 cumulative += weights[j];
                 if (target < cumulative && weights[j] > 0) { chosen = j; break; }
             }
-            if (weights[chosen] == 0) chosen = weights.FindLastIndex(w => w > 0);
             picked.Add(_pool[chosen]);
             _pool.RemoveAt(chosen);
             weights.RemoveAt(chosen);
         }
         if (picked.Count < _topValues.Length) // HF would raise: fill with the best-scored rest
         {
-            var chosenSet = picked.ToHashSet();
-            int need = _topValues.Length - picked.Count;
-            var values = new float[_topValues.Length];
-            var indices = new int[_topValues.Length];
             var masked = (float[])_work.Clone();
-            foreach (var f in chosenSet) masked[f] = float.NaN; // SelectTop skips NaN
-            int got = SelectTop(masked, values, indices);
-            for (int j = 0; j < got && need > 0; j++, need--) picked.Add(indices[j]);
+            foreach (var f in picked) masked[f] = float.NaN; // SelectTop skips NaN
+            var values = new float[_topValues.Length - picked.Count];
+            var indices = new int[values.Length];
+            picked.AddRange(indices.Take(SelectTop(masked, values, indices)));
         }
         var ordered = picked.Select((f, order) => (f, order)).OrderByDescending(p => _work[p.f]).ThenBy(p => p.order).ToArray();
         for (int j = 0; j < ordered.Length; j++)
@@ -237,7 +181,7 @@ internal sealed class BeamSearch : IDisposable
         return ordered.Length;
     }
 
-    /// <summary>Top 2k scores (descending; equal scores by lower flat index) of the k*V candidates.</summary>
+    /// <summary>The top scores (as many as <paramref name="values"/> holds; descending, equal scores by lower flat index), NaN skipped.</summary>
     private static int SelectTop(ReadOnlySpan<float> scores, float[] values, int[] indices)
     {
         int cap = values.Length, count = 0;

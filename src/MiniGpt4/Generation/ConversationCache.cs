@@ -8,7 +8,7 @@ namespace MiniGpt4.Generation;
 /// cancelled puts it back as it was (<see cref="Rollback"/>). Between turns it may be evicted to free
 /// memory (the next turn then prefills the whole prompt). Given a caller's cache, it neither evicts nor frees it.
 /// </summary>
-internal sealed class ConversationCache(ILanguageModel model, LanguageModelCache? callersCache = null) : IEvictable, IDisposable
+internal sealed class ConversationCache(ILanguageModel model, LanguageModelCache? callersCache = null) : IDisposable
 {
     private readonly List<long> _keys = new();
     private readonly bool _callers = callersCache is not null;
@@ -34,7 +34,7 @@ internal sealed class ConversationCache(ILanguageModel model, LanguageModelCache
     /// <summary>Positions cached.</summary>
     public int Length => _cache?.Length ?? 0;
 
-    /// <inheritdoc />
+    /// <summary>Bytes the cache holds now.</summary>
     public long Bytes => _cache?.AllocatedBytes ?? 0;
 
     /// <summary>Marks the start of a turn; a second concurrent turn on one cache is refused.</summary>
@@ -75,7 +75,7 @@ internal sealed class ConversationCache(ILanguageModel model, LanguageModelCache
     public void SetPrompt(ReadOnlySpan<long> keys)
     {
         _keys.Clear();
-        foreach (var k in keys) _keys.Add(k);
+        _keys.AddRange(keys);
     }
 
     /// <summary>After a step the cache holds the prompt plus every generated token but the last.</summary>
@@ -116,7 +116,7 @@ internal sealed class ConversationCache(ILanguageModel model, LanguageModelCache
         _savedKeys = null;
     }
 
-    /// <inheritdoc />
+    /// <summary>Frees the memory of an idle conversation (not a caller's cache); its next turn prefills the whole prompt.</summary>
     public void Evict()
     {
         if (Volatile.Read(ref _inTurn) != 0 || _callers) return;

@@ -10,19 +10,12 @@ namespace MiniGpt4.Generation;
 /// for one call only, never while the caller has control (across a <c>yield</c>), so several generations
 /// interleave their steps, and a stream left unread or disposed late blocks nobody.
 /// </summary>
-internal sealed class GenerationEngine
+internal sealed class GenerationEngine(ILanguageModel model)
 {
     private static readonly ConditionalWeakTable<ILanguageModel, GenerationEngine> Engines = new();
     private readonly ComputeGate _gate = new(nameof(GenerationEngine));
-    private readonly ILanguageModel model;
-
-    private GenerationEngine(ILanguageModel model) => this.model = model;
-
     /// <summary>The one engine of <paramref name="model"/> (every caller shares its gate).</summary>
     public static GenerationEngine For(ILanguageModel model) => Engines.GetValue(model, m => new GenerationEngine(m));
-
-    /// <summary>The language model.</summary>
-    public ILanguageModel Model => model;
 
     /// <summary>A conversation's cache (its memory is allocated on first use).</summary>
     public ConversationCache CreateCache() => new(model);

@@ -10,15 +10,11 @@ namespace MiniGpt4.Generation;
 /// the best hypothesis at the end), with stop strings, streaming text, usage, timings and the finish reason.
 /// Each call is synchronous; the engine runs them one at a time per model and checks cancellation between them.
 /// </summary>
-internal sealed class GenerationRun : IDisposable
+internal sealed class GenerationRun(ILanguageModel model, PromptSequence prompt, GenerationOptions options, ConversationCache conversation) : IDisposable
 {
-    private readonly ILanguageModel _model;
-    private readonly PromptSequence _prompt;
-    private readonly GenerationOptions _options;
-    private readonly ConversationCache _cache;
-    private readonly long[] _keys;
-    private readonly StreamingText _text;
-    private readonly StopStringMatcher? _stops;
+    private readonly long[] _keys = PositionKeys(prompt);
+    private readonly StreamingText _text = new(ids => model.Detokenize(ids, skipSpecialTokens: true));
+    private readonly StopStringMatcher? _stops = options.StopStrings.Count > 0 ? new StopStringMatcher(options.StopStrings) : null;
     private readonly List<int> _tokens = new();
     private readonly Stopwatch _decode = new();
     private Generator? _generator;
@@ -26,27 +22,20 @@ internal sealed class GenerationRun : IDisposable
     private double _prefillMs;
     private bool _finished;
 
-    public GenerationRun(ILanguageModel model, PromptSequence prompt, GenerationOptions options, ConversationCache cache)
-    {
-        _model = model; _prompt = prompt; _options = options; _cache = cache;
-        _keys = PositionKeys(prompt);
-        _text = new StreamingText(ids => model.Detokenize(ids, skipSpecialTokens: true));
-        _stops = options.StopStrings.Count > 0 ? new StopStringMatcher(options.StopStrings) : null;
-    }
-
     /// <summary>Computes the prompt's keys/values after the reused prefix and the first logits; cancellable between layers.</summary>
     public void Prefill(CancellationToken cancellationToken)
     {
         var sw = Stopwatch.StartNew();
         // Left truncation (the reference's) shifts every position: nothing cached stays valid.
-        _reused = _cache.KeepCommonPrefix(_keys, reuse: _prompt.SkipLeft == 0);
-        var cache = _cache.Cache;
-        cache.Reserve(_keys.Length + _options.MaxNewTokens);
-        var logits = new float[_model.VocabSize];
-        _model.Prefill(cache, _prompt, logits, cancellationToken);
-        _cache.SetPrompt(_keys);
-        _generator = new Generator(new CacheStepper(_model, cache), logits, _options, new DecodeRules(_model.EndOfSequenceId, _model.BeginningOfSequenceId,
-            [.. _options.StopTokenSequences.Select(q => q.ToArray()), .. _options.StopTokenIds.Select(id => new[] { id })]));
+        _reused = conversation.KeepCommonPrefix(_keys, reuse: prompt.SkipLeft == 0);
+        var cache = conversation.Cache;
+        cache.Reserve(_keys.Length + options.MaxNewTokens);
+        var logits = new float[model.VocabSize];
+        model.Prefill(cache, prompt, logits, cancellationToken);
+        conversation.SetPrompt(_keys);
+        var rules = new DecodeRules(model.EndOfSequenceId, model.BeginningOfSequenceId,
+            [.. options.StopTokenSequences.Select(q => q.ToArray()), .. options.StopTokenIds.Select(id => new[] { id })]);
+        _generator = Generator.Start(new CacheStepper(model, cache), logits, options, rules);
         _prefillMs = sw.Elapsed.TotalMilliseconds;
     }
 
@@ -55,56 +44,41 @@ internal sealed class GenerationRun : IDisposable
     {
         var gen = _generator ?? throw new InvalidOperationException("Prefill first.");
         if (_finished) throw new InvalidOperationException("The generation has finished.");
-        if (gen.IsBeamSearch) return BeamStep(gen);
         _decode.Start();
         var more = gen.TryStep(out var token);
         _decode.Stop();
-        if (!more) return Finish(gen.Finish ?? MiniGptFinishReason.Length);
+        if (gen is BeamSearch) return gen.Finish is null ? null : FinishBeams(gen.Result);
+        if (!more) return Finish(gen.Finish!.Value, EndText(_text.Flush()), []);
         _tokens.Add(token);
-        _cache.SyncGenerated(_keys.Length, _tokens);
+        conversation.SyncGenerated(_keys.Length, _tokens);
         var text = _text.Append(token);
         if (_stops is not null)
         {
             text = _stops.Push(text, out var stopped);
-            if (stopped) return Finish(MiniGptFinishReason.Stop, text, token);
+            if (stopped) return Finish(MiniGptFinishReason.Stop, text, [token]);
         }
-        return new GenerationUpdate(text, new[] { token });
+        return new GenerationUpdate(text, [token]);
     }
 
-    private GenerationUpdate? BeamStep(Generator gen)
+    private GenerationUpdate FinishBeams(GenerationResult result)
     {
-        _decode.Start();
-        gen.TryBeamStep();
-        _decode.Stop();
-        if (gen.Finish is null) return null;
-        var result = gen.Result;
         _tokens.AddRange(result.TokenIds);
         // Beam rows diverged: keep only the shared prompt in the cache.
-        _cache.ResetToPrompt(_keys.Length);
-        var text = _model.Detokenize(_tokens, skipSpecialTokens: true);
-        if (_stops is not null)
-        {
-            var emitted = _stops.Push(text, out var stopped);
-            text = stopped ? emitted : emitted + _stops.Flush();
-        }
-        return Finish(result.Finish!.Value, text, null, result.SequenceScore, allTokens: true);
+        conversation.ResetToPrompt(_keys.Length);
+        return Finish(result.Finish!.Value, EndText(model.Detokenize(_tokens, skipSpecialTokens: true)), _tokens.ToArray(), result.SequenceScore);
     }
 
-    private GenerationUpdate Finish(MiniGptFinishReason reason, string text = "", int? lastToken = null, double? score = null, bool allTokens = false)
+    /// <summary>The last text of a run through the stop matcher, with whatever it still holds back.</summary>
+    private string EndText(string text) => _stops is null ? text : _stops.Push(text, out _) + _stops.Flush();
+
+    private GenerationUpdate Finish(MiniGptFinishReason reason, string text, IReadOnlyList<int> ids, double? score = null)
     {
         _finished = true;
         Dispose();
-        if ((reason != MiniGptFinishReason.Stop || lastToken is null) && !allTokens)
-        {
-            // Flush whatever the text stream and the stop matcher still hold.
-            var tail = _text.Flush();
-            text += _stops is null ? tail : _stops.Push(tail, out _) + _stops.Flush();
-        }
         var decodeMs = _decode.Elapsed.TotalMilliseconds;
         var steps = Math.Max(0, _tokens.Count - 1);
-        var usage = new MiniGptUsage(_keys.Length, _tokens.Count, _prompt.SkipLeft, _reused, _keys.Length - _reused);
+        var usage = new MiniGptUsage(_keys.Length, _tokens.Count, prompt.SkipLeft, _reused, _keys.Length - _reused);
         var timings = new MiniGptTimings(0, _prefillMs, decodeMs, decodeMs > 0 ? steps / (decodeMs / 1000.0) : 0);
-        IReadOnlyList<int> ids = allTokens ? _tokens.ToArray() : lastToken is null ? Array.Empty<int>() : new[] { lastToken.Value };
         return new GenerationUpdate(text, ids, reason, usage, timings, score);
     }
 

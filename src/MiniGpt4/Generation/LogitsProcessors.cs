@@ -1,35 +1,28 @@
+using TorchSharp;
+
 namespace MiniGpt4.Generation;
 
 /// <summary>
-/// HF 4.30 logits processors (the part of <c>_get_logits_processor</c> MiniGPT-4 reaches), applied
-/// in HF's order to one row of float32 scores in place: repetition penalty, then min length / min
-/// new tokens. Used by greedy, sampling and beam search (beam search applies them to log-probs).
+/// Work on rows of float32 logits: HF 4.30's repetition penalty (min new tokens is in <see cref="Generator"/>),
+/// argmax, the finiteness check of a step, and the log-softmax beam search scores with.
 /// </summary>
 internal static class LogitsProcessors
 {
     /// <summary>
-    /// <c>RepetitionPenaltyLogitsProcessor</c>: for each id in <paramref name="distinctIds"/>
-    /// (HF's <c>input_ids</c> = BOS plus the generated ids; duplicates count once),
-    /// <c>score &lt; 0 ? score * p : score / p</c> in float32.
+    /// <c>RepetitionPenaltyLogitsProcessor</c> over HF's <c>input_ids</c> (<paramref name="bosId"/> plus the
+    /// generated ids; each distinct id once): <c>score &lt; 0 ? score * p : score / p</c> in float32.
     /// </summary>
-    public static void RepetitionPenalty(Span<float> scores, ReadOnlySpan<int> distinctIds, float penalty)
+    public static void RepetitionPenalty(Span<float> scores, int bosId, ReadOnlySpan<int> generated, float penalty)
     {
         if (penalty == 1f) return;
-        foreach (var id in distinctIds)
+        var seen = new HashSet<int>();
+        for (int i = -1; i < generated.Length; i++)
         {
+            var id = i < 0 ? bosId : generated[i];
+            if (!seen.Add(id)) continue;
             var s = scores[id];
             scores[id] = s < 0f ? s * penalty : s / penalty;
         }
-    }
-
-    /// <summary>
-    /// <c>MinLengthLogitsProcessor</c> / <c>MinNewTokensLengthLogitsProcessor</c>: while fewer than
-    /// <paramref name="minNewTokens"/> tokens were generated, EOS gets -inf. (HF's <c>min_length=1</c>
-    /// is already met by the leading BOS, so it equals <c>minNewTokens = 0</c>.)
-    /// </summary>
-    public static void MinNewTokens(Span<float> scores, int generated, int minNewTokens, int eosId)
-    {
-        if (generated < minNewTokens) scores[eosId] = float.NegativeInfinity;
     }
 
     /// <summary>Index of the first maximum (torch.argmax semantics for finite scores).</summary>
@@ -41,37 +34,28 @@ internal static class LogitsProcessors
             if (scores[i] > bestValue) { bestValue = scores[i]; best = i; }
         return best;
     }
-}
 
-/// <summary>
-/// Tracks HF's penalised id set for one sequence: <c>input_ids</c> starts as <c>[bos]</c> when
-/// generating from embeddings, then every generated id is appended; the prompt is never in it.
-/// </summary>
-internal sealed class PenalisedIds
-{
-    private readonly List<int> _ids = [];
-    private readonly HashSet<int> _seen = [];
-
-    /// <summary>Starts with the BOS id only.</summary>
-    public PenalisedIds(int bosId) => Add(bosId);
-
-    private PenalisedIds() { }
-
-    /// <summary>The distinct ids, in first-seen order.</summary>
-    public ReadOnlySpan<int> Ids => System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_ids);
-
-    /// <summary>Adds an id (no-op when already present).</summary>
-    public void Add(int id)
+    /// <summary>
+    /// Throws <see cref="MiniGptNumericsException"/> naming <paramref name="step"/> when a value is NaN or infinite
+    /// (NaN weights, an overflow) instead of letting decoding pick a meaningless token.
+    /// </summary>
+    public static void ThrowIfNotFinite(ReadOnlySpan<float> values, int step)
     {
-        if (_seen.Add(id)) _ids.Add(id);
+        // x - x is 0 for finite x and NaN for NaN and ±infinity; one vectorised sum finds any.
+        var sum = 0f;
+        foreach (var v in values) sum += v - v;
+        if (sum != 0f)
+            throw new MiniGptNumericsException(
+                $"The language model produced non-finite logits at generation step {step} (NaN or infinity): its weights or inputs are broken " +
+                "(for example NaN values in a checkpoint, or a float16 overflow).", step);
     }
 
-    /// <summary>An independent copy (beam search forks sequences).</summary>
-    public PenalisedIds Clone()
+    /// <summary>Row-wise log-softmax of <paramref name="values"/> (rows × <paramref name="vocabSize"/>) in place, as torch computes it in float32.</summary>
+    public static void LogSoftmax(Span<float> values, int vocabSize)
     {
-        var c = new PenalisedIds();
-        c._ids.AddRange(_ids);
-        c._seen.UnionWith(_seen);
-        return c;
+        using var scope = torch.NewDisposeScope();
+        using var guard = torch.no_grad();
+        var t = torch.tensor(values.ToArray(), [values.Length / vocabSize, vocabSize]);
+        Runtime.TensorMath.CopyTo(torch.nn.functional.log_softmax(t, -1), values);
     }
 }

@@ -13,7 +13,7 @@ internal sealed class LogitsWarpers
     private readonly int[] _candidates;  // ids still finite, [0, _count)
     private readonly ulong[] _sortKeys;  // top-p: (score, id) packed so ulong order = HF's ascending order
     private readonly double[] _mass;     // top-p: exp(score - max) beside each key
-    private float[] _heap = [];          // top-k: min-heap of the k largest scores
+    private readonly PriorityQueue<float, float> _heap = new(); // top-k: the k largest scores, smallest first
     private int _count;
     private int _minKeep = 1;
 
@@ -45,12 +45,11 @@ internal sealed class LogitsWarpers
     /// </summary>
     private void TopK(Span<float> scores, int k)
     {
-        if (_heap.Length < k) _heap = new float[k];
-        var heap = _heap.AsSpan(0, k); // min-heap of the k largest scores seen
-        for (int i = 0; i < k; i++) { heap[i] = scores[i]; SiftUp(heap, i); }
+        _heap.Clear();
+        for (int i = 0; i < k; i++) _heap.Enqueue(scores[i], scores[i]);
         for (int i = k; i < scores.Length; i++)
-            if (scores[i] > heap[0]) { heap[0] = scores[i]; SiftDown(heap, 0); }
-        float kth = heap[0];
+            if (scores[i] > _heap.Peek()) _heap.DequeueEnqueue(scores[i], scores[i]);
+        float kth = _heap.Peek();
         _count = 0;
         for (int i = 0; i < scores.Length; i++)
         {
@@ -140,28 +139,4 @@ internal sealed class LogitsWarpers
     }
 
     private static int KeyId(ulong key) => int.MaxValue - (int)(uint)key;
-
-    private static void SiftUp(Span<float> h, int i)
-    {
-        while (i > 0)
-        {
-            int p = (i - 1) / 2;
-            if (h[p] <= h[i]) return;
-            (h[p], h[i]) = (h[i], h[p]);
-            i = p;
-        }
-    }
-
-    private static void SiftDown(Span<float> h, int i)
-    {
-        while (true)
-        {
-            int l = 2 * i + 1, r = l + 1, m = i;
-            if (l < h.Length && h[l] < h[m]) m = l;
-            if (r < h.Length && h[r] < h[m]) m = r;
-            if (m == i) return;
-            (h[m], h[i]) = (h[i], h[m]);
-            i = m;
-        }
-    }
 }

@@ -17,16 +17,9 @@ internal sealed class TokenSampler : IDisposable
     /// <summary>Seeds the generator.</summary>
     public TokenSampler(long seed)
     {
-        Seed = seed;
         _generator = new torch.Generator(unchecked((ulong)seed));
         _next = _uniforms.Length;
     }
-
-    /// <summary>The seed this sampler was created with.</summary>
-    public long Seed { get; }
-
-    /// <summary>A fresh random seed for runs that did not ask for one.</summary>
-    public static long NewSeed() => Random.Shared.NextInt64(long.MaxValue);
 
     /// <summary>Draws a token: P(id) = exp(scores[id]) / sum over <paramref name="candidates"/>.</summary>
     public int Sample(ReadOnlySpan<float> scores, ReadOnlySpan<int> candidates)

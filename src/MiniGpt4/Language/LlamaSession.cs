@@ -63,19 +63,7 @@ internal sealed class LlamaSession : IDisposable
         var grown = Math.Max(positions, Math.Min(Capacity, 2L * AllocatedPositions));
         var target = (int)Math.Min(Capacity, (grown + Granularity - 1) / Granularity * Granularity);
         _lm.Rotary.EnsureLength(target);
-        var (keys, values) = Allocate(Rows, target);
-        if (Length > 0)
-        {
-            using var scope = NewDisposeScope();
-            using var guard = inference_mode();
-            for (var l = 0; l < _keys.Length; l++)
-            {
-                keys[l].narrow(2, 0, Length).copy_(_keys[l].narrow(2, 0, Length));
-                values[l].narrow(2, 0, Length).copy_(_values[l].narrow(2, 0, Length));
-            }
-        }
-        DisposeCache();
-        (_keys, _values) = (keys, values);
+        MoveLiveTo(Allocate(Rows, target));
         AllocatedPositions = target;
     }
 
@@ -188,32 +176,27 @@ internal sealed class LlamaSession : IDisposable
         }
         if (identity) return;
 
-        using var scope = NewDisposeScope();
-        using var guard = inference_mode();
         using var index = tensor(source.ToArray().Select(i => (long)i).ToArray(), ScalarType.Int64, _lm.Device);
-        if (source.Length == rows)
-        {
-            // Same shape: gather the live prefix and write it back in place.
-            for (var l = 0; l < _keys.Length; l++)
-            {
-                foreach (var cache in new[] { _keys[l], _values[l] })
-                {
-                    var live = cache.narrow(2, 0, Length);
-                    live.copy_(live.index_select(0, index));
-                }
-            }
-            return;
-        }
-
-        var (keys, values) = Allocate(source.Length, AllocatedPositions);
-        for (var l = 0; l < _keys.Length; l++)
-        {
-            keys[l].narrow(2, 0, Length).copy_(_keys[l].narrow(2, 0, Length).index_select(0, index));
-            values[l].narrow(2, 0, Length).copy_(_values[l].narrow(2, 0, Length).index_select(0, index));
-        }
-        DisposeCache();
-        (_keys, _values) = (keys, values);
+        // Same row count: gathered in place, so beams never hold two caches at once.
+        MoveLiveTo(source.Length == rows ? (_keys, _values) : Allocate(source.Length, AllocatedPositions), index);
         Rows = source.Length;
+    }
+
+    /// <summary>Copies the live positions (the rows <paramref name="index"/> picks, or all) into <paramref name="target"/>, which becomes the cache.</summary>
+    private void MoveLiveTo((Tensor[] Keys, Tensor[] Values) target, Tensor? index = null)
+    {
+        using (NewDisposeScope())
+        using (inference_mode())
+        {
+            foreach (var (to, from) in target.Keys.Zip(_keys).Concat(target.Values.Zip(_values)))
+            {
+                var live = from.narrow(2, 0, Length);
+                to.narrow(2, 0, Length).copy_(index is null ? live : live.index_select(0, index));
+            }
+        }
+        if (target.Keys == _keys) return;
+        DisposeCache();
+        (_keys, _values) = target;
     }
 
     /// <inheritdoc />
@@ -331,15 +314,7 @@ internal sealed class MiniGptContextOverflowException : MiniGptException
     public MiniGptContextOverflowException(int length, long adding, int capacity)
         : base($"The context is full: {length} cached + {adding} new positions exceed the session's capacity of {capacity}. " +
                "Truncate the conversation or create a session with a larger maxTokens.")
-    {
-        Length = length; Adding = adding; Capacity = capacity;
-    }
-
-    /// <summary>Positions already cached.</summary>
-    public int Length { get; }
-
-    /// <summary>Positions the call tried to add.</summary>
-    public long Adding { get; }
+        => Capacity = capacity;
 
     /// <summary>The session's capacity.</summary>
     public int Capacity { get; }

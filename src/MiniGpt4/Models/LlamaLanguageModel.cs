@@ -160,17 +160,9 @@ internal sealed class LlamaLanguageModel : ILanguageModel
         public override int Rows => session.Rows;
         public override long AllocatedBytes => session.AllocatedBytes;
 
-        public override void Reserve(int positions)
-        {
-            using var held = model._gate.Enter();
-            Session.Reserve(positions);
-        }
+        public override void Reserve(int positions) => Locked(s => s.Reserve(positions));
 
-        public override void Truncate(int length)
-        {
-            using var held = model._gate.Enter();
-            Session.Truncate(length);
-        }
+        public override void Truncate(int length) => Locked(s => s.Truncate(length));
 
         public override void ReorderRows(ReadOnlySpan<int> source)
         {
@@ -178,18 +170,19 @@ internal sealed class LlamaLanguageModel : ILanguageModel
             Session.ReorderRows(source);
         }
 
-        public override IDisposable Save(int fromPosition)
-        {
-            using var held = model._gate.Enter();
-            return Session.Save(fromPosition);
-        }
+        public override IDisposable Save(int fromPosition) => model._gate.Run(() => Session.Save(fromPosition));
 
-        public override void Restore(IDisposable saved)
+        public override void Restore(IDisposable saved) => Locked(s =>
+        {
+            var snapshot = (LlamaSession.Snapshot)saved;
+            if (s.Rows != snapshot.Rows) s.ReorderRows([0]);
+            s.Restore(snapshot);
+        });
+
+        private void Locked(Action<LlamaSession> work)
         {
             using var held = model._gate.Enter();
-            var snapshot = (LlamaSession.Snapshot)saved;
-            if (Session.Rows != snapshot.Rows) Session.ReorderRows([0]);
-            Session.Restore(snapshot);
+            work(Session);
         }
 
         public override void Dispose()

@@ -21,5 +21,5 @@ internal sealed record HfGenerate(
 
     /// <summary>A generator over <paramref name="model"/> from its prefill logits.</summary>
     public static Generator Start(ITokenStepper model, ReadOnlySpan<float> firstLogits, HfGenerate s)
-        => new(model, firstLogits, s.Options, s.Rules);
+        => Generator.Start(model, firstLogits, s.Options, s.Rules);
 }

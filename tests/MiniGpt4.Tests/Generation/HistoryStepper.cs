@@ -13,7 +13,6 @@ internal sealed class HistoryStepper(int vocabSize, Func<IReadOnlyList<int>, flo
 
     public int VocabSize { get; } = vocabSize;
     public int Steps { get; private set; }
-    public int Reorders { get; private set; }
     public Action<int>? OnStep { get; set; }
     public IReadOnlyList<IReadOnlyList<int>> Rows => _rows;
 
@@ -35,7 +34,6 @@ internal sealed class HistoryStepper(int vocabSize, Func<IReadOnlyList<int>, flo
 
     public void ReorderRows(ReadOnlySpan<int> source)
     {
-        Reorders++;
         var next = new List<List<int>>(source.Length);
         foreach (var s in source) next.Add([.. _rows[s]]);
         _rows = next;

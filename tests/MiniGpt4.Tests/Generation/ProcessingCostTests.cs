@@ -30,8 +30,8 @@ public class ProcessingCostTests(ITestOutputHelper output)
             {
                 if (i == 0) { sw.Start(); process.Refresh(); cpu0 = process.TotalProcessorTime; }
                 Runtime.TensorMath.CopyTo(logits, scores);
-                LogitsRows.ThrowIfNotFinite(scores, step: 0);
-                LogitsProcessors.RepetitionPenalty(scores, ids, 1.05f);
+                LogitsProcessors.ThrowIfNotFinite(scores, step: 0);
+                LogitsProcessors.RepetitionPenalty(scores, 1, ids, 1.05f);
                 if (!sample) { LogitsProcessors.ArgMax(scores); continue; }
                 warpers.Warp(scores, 1f, topK, topP);
                 sampler.Sample(scores, warpers.Candidates);

@@ -9,20 +9,9 @@ public class ProcessorsTests
     public void Repetition_penalty_divides_positive_and_multiplies_negative_scores_once_per_id()
     {
         float[] s = [1f, 3f, -2f, 0.5f, -0.25f];
-        // ids as HF's input_ids: BOS (1) first, then generated ids 2, 4 (2 twice would still count once)
-        LogitsProcessors.RepetitionPenalty(s, [1, 2, 4], 1.25f);
+        // ids as HF's input_ids: BOS (1) first, then generated ids 2, 4, 2 (2 counts once)
+        LogitsProcessors.RepetitionPenalty(s, bosId: 1, [2, 4, 2], 1.25f);
         Assert.Equal([1f, 3f / 1.25f, -2f * 1.25f, 0.5f, -0.25f * 1.25f], s);
-    }
-
-    [Fact]
-    public void Min_new_tokens_masks_only_eos_and_only_before_the_minimum()
-    {
-        float[] s = [1f, 2f, 3f];
-        LogitsProcessors.MinNewTokens(s, generated: 1, minNewTokens: 2, eosId: 2);
-        Assert.Equal([1f, 2f, float.NegativeInfinity], s);
-        float[] t = [1f, 2f, 3f];
-        LogitsProcessors.MinNewTokens(t, generated: 2, minNewTokens: 2, eosId: 2);
-        Assert.Equal([1f, 2f, 3f], t);
     }
 
     [Fact]
