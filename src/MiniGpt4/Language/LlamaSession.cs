@@ -53,12 +53,12 @@ internal sealed class LlamaSession : IDisposable
     /// <summary>
     /// Grows the allocation to hold at least <paramref name="positions"/> positions (at most
     /// <see cref="Capacity"/>); the cached positions are kept. Throws
-    /// <see cref="MiniGptContextOverflowException"/> beyond the capacity.
+    /// <see cref="MiniGptContextLengthException"/> beyond the capacity.
     /// </summary>
     public void Reserve(int positions)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (positions > Capacity) throw new MiniGptContextOverflowException(Length, positions - Length, Capacity);
+        if (positions > Capacity) throw Overflow(positions - Length);
         if (positions <= AllocatedPositions) return;
         var grown = Math.Max(positions, Math.Min(Capacity, 2L * AllocatedPositions));
         var target = (int)Math.Min(Capacity, (grown + Granularity - 1) / Granularity * Granularity);
@@ -127,7 +127,7 @@ internal sealed class LlamaSession : IDisposable
     /// Appends the embeddings <paramref name="inputEmbeds"/> (<c>[rows, T, H]</c>, or <c>[T, H]</c> for
     /// every row) after the cached positions and returns the logits of the last position,
     /// <c>[rows, V]</c> float32 on the CPU (the caller owns them). Throws
-    /// <see cref="MiniGptContextOverflowException"/> when the cache would overflow.
+    /// <see cref="MiniGptContextLengthException"/> when the cache would overflow.
     /// </summary>
     public Tensor Prefill(Tensor inputEmbeds, CancellationToken cancellationToken = default) => Run(inputEmbeds, allLogits: false, ct: cancellationToken);
 
@@ -232,7 +232,7 @@ internal sealed class LlamaSession : IDisposable
         var t = inputEmbeds.shape[^2];
         if (t < 1) throw new ArgumentException("no positions to prefill.", nameof(inputEmbeds));
         if (Length + t > Capacity)
-            throw new MiniGptContextOverflowException(Length, t, Capacity);
+            throw Overflow(t);
         Reserve((int)(Length + t));
 
         using var scope = NewDisposeScope();
@@ -285,6 +285,9 @@ internal sealed class LlamaSession : IDisposable
         return _lm.EmbedCheckedTokens(t);
     }
 
+    private MiniGptContextLengthException Overflow(long adding) =>
+        new($"The context is full: {Length} cached + {adding} new positions exceed the session's capacity of {Capacity}.", Length, (int)adding, Capacity);
+
     private (Tensor[] Keys, Tensor[] Values) Allocate(int rows, int positions)
     {
         var cfg = _lm.Config;
@@ -305,17 +308,4 @@ internal sealed class LlamaSession : IDisposable
         foreach (var t in _keys) t.Dispose();
         foreach (var t in _values) t.Dispose();
     }
-}
-
-/// <summary>A prefill or step would put more positions in a session than its KV cache holds.</summary>
-internal sealed class MiniGptContextOverflowException : MiniGptException
-{
-    /// <summary>Creates the exception for <paramref name="adding"/> positions on top of <paramref name="length"/>.</summary>
-    public MiniGptContextOverflowException(int length, long adding, int capacity)
-        : base($"The context is full: {length} cached + {adding} new positions exceed the session's capacity of {capacity}. " +
-               "Truncate the conversation or create a session with a larger maxTokens.")
-        => Capacity = capacity;
-
-    /// <summary>The session's capacity.</summary>
-    public int Capacity { get; }
 }

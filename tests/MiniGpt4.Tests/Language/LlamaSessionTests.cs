@@ -149,13 +149,13 @@ public sealed class LlamaSessionTests
         using var lm = LlamaFixtures.Load(LlamaFixtures.TinyFolder);
         using var session = lm.CreateSession(4);
         session.PrefillTokens([1, 2, 3]).Dispose();
-        var ex = Assert.Throws<MiniGptContextOverflowException>(() => session.PrefillTokens([4, 5]));
+        var ex = Assert.Throws<MiniGptContextLengthException>(() => session.PrefillTokens([4, 5]));
         Assert.Contains("3 cached + 2 new", ex.Message);
-        Assert.Equal(4, ex.Capacity);
+        Assert.Equal(4, ex.ContextLength);
         Assert.IsAssignableFrom<MiniGptException>(ex);
         Assert.Equal(3, session.Length); // nothing was written
         session.Step([4]).Dispose();
-        Assert.Throws<MiniGptContextOverflowException>(() => session.Step([4]));
+        Assert.Throws<MiniGptContextLengthException>(() => session.Step([4]));
 
         using var other = lm.CreateSession(8);
         Assert.Throws<ArgumentOutOfRangeException>(() => other.PrefillTokens([lm.Config.VocabSize]));
