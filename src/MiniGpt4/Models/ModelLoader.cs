@@ -20,7 +20,7 @@ internal sealed record LoadedModel(ModelVariant Variant, IVisionEncoder? Vision,
 /// </summary>
 internal sealed class ModelFiles : IDisposable
 {
-    public ModelFiles(ModelManifest m)
+    public ModelFiles(ModelManifest m, bool mapWeights = false)
     {
         var vision = !m.IsLanguageModelOnly;
         LlmPath = Existing(m, m.Llm.Path, "llm.path");
@@ -36,17 +36,17 @@ internal sealed class ModelFiles : IDisposable
         Tokenizer = LlamaLanguageModel.LoadTokenizer(LlmPath, tokenizerPath);
         try
         {
-            LlmWeights = WeightFiles.Open(LlmPath);
+            LlmWeights = WeightFiles.Open(LlmPath, mapWeights);
             LlmConfig.CheckAgainst(LlmWeights, Path.Combine(m.LlmFolder, "config.json"));
             if (!vision) return;
-            VisionWeights = WeightFiles.Open(VisionPath!);
+            VisionWeights = WeightFiles.Open(VisionPath!, mapWeights);
             Vision.CheckAgainst(EvaVitNames.ToLavis(VisionWeights), m.Where);
             if (QFormer is not null)
             {
-                Blip2Weights = WeightFiles.Open(blip2Path!);
+                Blip2Weights = WeightFiles.Open(blip2Path!, mapWeights);
                 QFormer.CheckAgainst(QFormerNames.ToLavis(Blip2Weights), bertPath is null ? m.Where : $"{m.Where} (with {bertPath})");
             }
-            StageWeights = WeightFiles.Open(StagePath!);
+            StageWeights = WeightFiles.Open(StagePath!, mapWeights);
             CheckProjectionWidth(StageWeights, LlmConfig, m.LlmFolder);
         }
         catch
@@ -105,7 +105,7 @@ internal static class ModelLoader
         var device = ParseDevice(options.Device);
         var dtype = ToScalarType(options.DType);
         var preset = ModelPreset.For(m.Variant);
-        using var files = new ModelFiles(m);
+        using var files = new ModelFiles(m, options.MemoryMapWeights && options.Device == "cpu");
         ct.ThrowIfCancellationRequested();
 
         EvaVisionEncoder? vision = null;

@@ -54,4 +54,10 @@ internal interface IWeightSource : IDisposable
         destination.copy_(t);
         return destination.NumberOfElements * destination.ElementSize;
     }
+
+    /// <summary>
+    /// Makes <paramref name="destination"/> (same shape) share the file's memory instead of holding a copy, when this
+    /// source was opened to share it and the tensor's dtype, device and layout allow a zero-copy view; false otherwise.
+    /// </summary>
+    bool TryShareInto(string key, torch.Tensor destination) => false;
 }

@@ -33,6 +33,9 @@ internal sealed class MappedWeightSource : IWeightSource
     /// <inheritdoc />
     public string Description { get; }
 
+    /// <summary>Whether <see cref="TryShareInto"/> may make a module's tensors views of the files' memory maps.</summary>
+    public bool ShareFileMemory { get; set; }
+
     /// <inheritdoc />
     public IReadOnlyCollection<string> Keys => _keys;
 
@@ -49,23 +52,40 @@ internal sealed class MappedWeightSource : IWeightSource
     /// <inheritdoc />
     public torch.Tensor Load(string key, torch.ScalarType? dtype = null, torch.Device? device = null)
     {
-        var (info, loc) = Entry(key);
+        var (info, _) = Entry(key);
         var target = dtype ?? info.DType;
         var onCpu = device is null || device.type == DeviceType.CPU;
-        var elem = DTypes.ElementSize(info.DType);
-        if (onCpu && target == info.DType && loc.Strides is null && info.NumElements > 0 && loc.Offset % elem == 0)
-        {
-            // Each Load maps the file anew (private, copy-on-write): the caller may modify its tensor
-            // without touching the file or any other loaded tensor; only the pages it reads become resident.
-            // If the mapping is refused (e.g. a shard larger than the commit limit), read instead.
-            using var map = TryMapFile(loc.File, info.DType);
-            if (map is not null && map.NumberOfElements >= loc.Offset / elem + info.NumElements)
-            {
-                using var flat = map.narrow(0, loc.Offset / elem, info.NumElements);
-                return flat.view(info.Shape);
-            }
-        }
+        if (onCpu && target == info.DType && MappedView(key) is { } view) return view;
         return ModuleLoader.LoadOrDispose(torch.empty(info.Shape, target, device ?? torch.CPU), result => ReadInto(key, result));
+    }
+
+    /// <inheritdoc />
+    public bool TryShareInto(string key, torch.Tensor destination)
+    {
+        var (info, _) = Entry(key);
+        if (!ShareFileMemory || destination.device_type != DeviceType.CPU || destination.dtype != info.DType
+            || !destination.is_contiguous() || !destination.shape.SequenceEqual(info.Shape)) return false;
+        using var view = MappedView(key);
+        if (view is null) return false;
+        using var noGrad = torch.no_grad();
+        destination.set_(view);
+        return true;
+    }
+
+    /// <summary>
+    /// A zero-copy view of <paramref name="key"/> in a private (copy-on-write) map of its file: the caller may modify
+    /// it without touching the file or any other tensor; only the pages it reads become resident. Null when the layout
+    /// does not allow it or the mapping is refused (e.g. a shard larger than the commit limit).
+    /// </summary>
+    private torch.Tensor? MappedView(string key)
+    {
+        var (info, loc) = Entry(key);
+        var elem = DTypes.ElementSize(info.DType);
+        if (loc.Strides is not null || info.NumElements == 0 || loc.Offset % elem != 0) return null;
+        using var map = TryMapFile(loc.File, info.DType);
+        if (map is null || map.NumberOfElements < loc.Offset / elem + info.NumElements) return null;
+        using var flat = map.narrow(0, loc.Offset / elem, info.NumElements);
+        return flat.view(info.Shape);
     }
 
     /// <inheritdoc />

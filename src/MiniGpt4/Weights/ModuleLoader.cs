@@ -59,7 +59,7 @@ internal static class ModuleLoader
         {
             try
             {
-                source.ReadInto(key, target);
+                if (!source.TryShareInto(key, target)) source.ReadInto(key, target);
             }
             catch (Exception ex) when (ex is not (MiniGptWeightsException or OutOfMemoryException))
             {

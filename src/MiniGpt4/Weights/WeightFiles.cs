@@ -15,13 +15,15 @@ internal static class WeightFiles
     /// (<c>model.safetensors[.index.json]</c> preferred, else <c>pytorch_model.bin[.index.json]</c>).
     /// Headers are read and validated now; tensor data is read on demand.
     /// </summary>
-    public static IWeightSource Open(string path)
+    public static IWeightSource Open(string path, bool shareFileMemory = false)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         path = Path.GetFullPath(path);
         if (Directory.Exists(path)) path = ResolveFolder(path);
         if (!File.Exists(path)) throw new MiniGptWeightsException($"weight file not found: {path}", path);
-        return path.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase) ? OpenIndex(path) : new MappedWeightSource(path, ReadFile(path));
+        var source = path.EndsWith(".index.json", StringComparison.OrdinalIgnoreCase) ? OpenIndex(path) : new MappedWeightSource(path, ReadFile(path));
+        source.ShareFileMemory = shareFileMemory;
+        return source;
     }
 
     /// <summary>

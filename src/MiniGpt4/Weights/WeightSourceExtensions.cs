@@ -51,6 +51,8 @@ internal static class WeightSourceExtensions
 
         public long ReadInto(string key, torch.Tensor destination) => _inner.ReadInto(Inner(key), destination);
 
+        public bool TryShareInto(string key, torch.Tensor destination) => _inner.TryShareInto(Inner(key), destination);
+
         private string Inner(string key) => _toInner.TryGetValue(key, out var k) ? k
             : throw new MiniGptWeightsException($"{Description}: no tensor named '{key}'", Description, key);
 
