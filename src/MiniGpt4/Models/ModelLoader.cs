@@ -105,7 +105,7 @@ internal static class ModelLoader
         var device = ParseDevice(options.Device);
         var dtype = ToScalarType(options.DType);
         var preset = ModelPreset.For(m.Variant);
-        using var files = new ModelFiles(m, options.MemoryMapWeights && options.Device == "cpu");
+        using var files = new ModelFiles(m, options.MemoryMapWeights);
         ct.ThrowIfCancellationRequested();
 
         EvaVisionEncoder? vision = null;
