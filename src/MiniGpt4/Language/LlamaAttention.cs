@@ -27,6 +27,9 @@ internal sealed class LlamaAttention : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>The projections <c>q, k, v, o</c> (the CPU decode step reads their weights directly).</summary>
+    internal (Proj Q, Proj K, Proj V, Proj O) Projections => (q_proj, k_proj, v_proj, o_proj);
+
     /// <summary>
     /// Attends <paramref name="x"/> <c>[B, T, H]</c> (positions <c>start .. start+T-1</c>) to the cached
     /// positions <c>0 .. start-1</c> and to itself. Writes this chunk's keys and values into

@@ -20,6 +20,11 @@ internal sealed class LlamaDecoderLayer : nn.Module
         RegisterComponents();
     }
 
+    internal LlamaAttention SelfAttn => self_attn;
+    internal LlamaMlp Mlp => mlp;
+    internal RmsNorm InputLayerNorm => input_layernorm;
+    internal RmsNorm PostAttentionLayerNorm => post_attention_layernorm;
+
     /// <summary>Runs the block on <paramref name="x"/> <c>[B, T, H]</c> over a KV cache; see <see cref="LlamaAttention.Forward(Tensor, Tensor, Tensor, Tensor, Tensor, long, Tensor?)"/>.</summary>
     public Tensor Forward(Tensor x, Tensor cos, Tensor sin, Tensor cacheK, Tensor cacheV, long start, Tensor? mask)
         => Block(x, normed => self_attn.Forward(normed, cos, sin, cacheK, cacheV, start, mask));

@@ -32,6 +32,7 @@ internal sealed class LlamaForCausalLM : nn.Module
         Rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta, dtype, device);
         RegisterComponents();
         LinearKernel = DefaultKernel(dtype, device);
+        FusedDecode = true;
     }
 
     /// <summary>
@@ -67,8 +68,33 @@ internal sealed class LlamaForCausalLM : nn.Module
         {
             field = value;
             foreach (var p in Projections) p.Kernel = value;
+            FusedDecode = false; // a chosen kernel sees every product, decode steps included
         }
     }
+
+    /// <summary>
+    /// Whether decode steps run through <see cref="Kernels.CpuDecoder"/> (default where it
+    /// <see cref="Kernels.CpuDecoder.Supports">supports</see> the model) or through the blocks and <see cref="LinearKernel"/>.
+    /// Setting <see cref="LinearKernel"/> turns it off.
+    /// </summary>
+    internal bool FusedDecode
+    {
+        get;
+        set
+        {
+            field = value;
+            _decoder?.Dispose();
+            _decoder = null;
+        }
+    }
+
+    private Kernels.CpuDecoder? _decoder;
+
+    /// <summary>The CPU decoder when <see cref="FusedDecode"/> is on (created at the first step, after loading), else null.</summary>
+    internal Kernels.CpuDecoder? Decoder => FusedDecode && Kernels.CpuDecoder.Supports(this) ? _decoder ??= new Kernels.CpuDecoder(this) : null;
+
+    /// <summary>The output projection <c>[vocab, hidden]</c>: <c>lm_head.weight</c>, or the embeddings when tied.</summary>
+    internal Tensor HeadWeight => lm_head?.Weight ?? model.EmbedTokens.Weight;
 
     /// <summary>
     /// Token embeddings of <paramref name="ids"/> (int64, any shape, typically <c>[B, T]</c>) as
@@ -168,7 +194,11 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
-        if (disposing) Rotary.Dispose();
+        if (disposing)
+        {
+            Rotary.Dispose();
+            _decoder?.Dispose();
+        }
         base.Dispose(disposing);
     }
 }

@@ -16,6 +16,9 @@ internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The projections <c>gate, up, down</c> (the CPU decode step reads their weights directly).</summary>
+    internal (Proj Gate, Proj Up, Proj Down) Projections => (gate_proj, up_proj, down_proj);
+
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {

@@ -13,13 +13,15 @@ namespace MiniGpt4.Language;
 /// so a short conversation never holds memory for the whole context; <see cref="Reserve"/> grows it once up front. All rows hold the same number of positions
 /// (<see cref="Length"/>). A prompt is prefilled in one pass (or in chunks, each on top of what is
 /// cached, with a causal mask aligned to the cache), then tokens are appended one per row per
-/// <see cref="Step"/>. Every call runs synchronously under its own dispose scope and inference mode.
+/// <see cref="Step(ReadOnlySpan{int}, Span{float})"/>. Every call runs synchronously under its own dispose scope and inference mode.
 /// Not thread-safe.
 /// </summary>
 internal sealed class LlamaSession : IDisposable
 {
     private readonly LlamaForCausalLM _lm;
     private Tensor[] _keys, _values;
+    private nint[] _keyAddresses = [], _valueAddresses = [];
+    private Kernels.DecodeRow[] _decodeRows = [];
     private bool _disposed;
 
     /// <summary>Positions allocated at a time: growth rounds up to a multiple of this.</summary>
@@ -35,6 +37,7 @@ internal sealed class LlamaSession : IDisposable
         lm.Rotary.EnsureLength(AllocatedPositions); // grows with the cache, never to the whole context up front
         (_keys, _values) = Allocate(rows, AllocatedPositions);
         Rows = rows;
+        Locate();
     }
 
     /// <summary>Most positions the cache can hold (it grows up to this).</summary>
@@ -142,6 +145,39 @@ internal sealed class LlamaSession : IDisposable
     /// <summary>Like <see cref="Prefill"/> but returns the logits of every new position, <c>[rows, T, V]</c> (parity tests).</summary>
     public Tensor ForwardAllLogits(Tensor inputEmbeds) => Run(inputEmbeds, allLogits: true);
 
+    /// <summary>
+    /// Appends one token to each row and writes the next-token logits, float32 <c>[rows, V]</c>, into
+    /// <paramref name="logits"/>: through the model's <see cref="Kernels.CpuDecoder"/> when it has one (no
+    /// libtorch call), else through <see cref="Step(ReadOnlySpan{int})"/>.
+    /// </summary>
+    public void Step(ReadOnlySpan<int> tokenPerRow, Span<float> logits)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_lm.Decoder is not { } decoder)
+        {
+            using var result = Step(tokenPerRow);
+            result.CopyTo(logits);
+            return;
+        }
+        if (tokenPerRow.Length != Rows)
+            throw new ArgumentException($"Step needs one token per row: got {tokenPerRow.Length}, the session has {Rows} rows.", nameof(tokenPerRow));
+        foreach (var id in tokenPerRow)
+            if ((uint)id >= (uint)VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(tokenPerRow), $"token id {id} is outside the vocabulary [0, {VocabSize}).");
+        if (Length + 1 > Capacity) throw Overflow(1);
+        Reserve(Length + 1);
+        if (_decodeRows.Length != Rows) _decodeRows = new Kernels.DecodeRow[Rows];
+        for (var r = 0; r < Rows; r++) _decodeRows[r] = new Kernels.DecodeRow(this, r, tokenPerRow[r]);
+        decoder.Step(_decodeRows, logits, Math.Max(1, get_num_threads()));
+        Length++;
+    }
+
+    /// <summary>The address of layer <paramref name="layer"/>'s keys, <c>[rows, kvHeads, AllocatedPositions, headDim]</c> (CPU; changes when the cache grows).</summary>
+    internal nint KeyAddress(int layer) => _keyAddresses[layer];
+
+    /// <summary>The address of layer <paramref name="layer"/>'s values, as <see cref="KeyAddress"/>.</summary>
+    internal nint ValueAddress(int layer) => _valueAddresses[layer];
+
     /// <summary>Appends one token to each row and returns next-token logits <c>[rows, V]</c> float32 on the CPU (the caller owns them).</summary>
     public Tensor Step(ReadOnlySpan<int> tokenPerRow)
     {
@@ -197,6 +233,15 @@ internal sealed class LlamaSession : IDisposable
         if (target.Keys == _keys) return;
         DisposeCache();
         (_keys, _values) = target;
+        Locate();
+    }
+
+    /// <summary>Records the caches' addresses for the CPU decoder (after every reallocation).</summary>
+    private void Locate()
+    {
+        if (_lm.Device.type != DeviceType.CPU) return;
+        _keyAddresses = _keys.Select(TensorMath.Address).ToArray();
+        _valueAddresses = _values.Select(TensorMath.Address).ToArray();
     }
 
     /// <inheritdoc />

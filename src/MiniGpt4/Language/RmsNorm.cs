@@ -25,6 +25,12 @@ internal sealed class RmsNorm : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The scale <c>[size]</c>.</summary>
+    internal Tensor Weight => weight;
+
+    /// <summary>The epsilon added to the mean square.</summary>
+    internal double Eps => _eps;
+
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {

@@ -27,7 +27,14 @@ internal sealed class RotaryEmbedding(int headDim, double theta, ScalarType dtyp
         var (cos, sin) = Build(length);
         Dispose();
         (_cos, _sin) = (cos, sin);
+        if (device.type == DeviceType.CPU) (CosAddress, SinAddress) = (TensorMath.Address(cos), TensorMath.Address(sin));
     }
+
+    /// <summary>The cos table's first element on the CPU (<c>[Length, headDim]</c>, activation dtype, contiguous; 0 before the first growth or on another device).</summary>
+    internal nint CosAddress { get; private set; }
+
+    /// <summary>The sin table's first element on the CPU, as <see cref="CosAddress"/>.</summary>
+    internal nint SinAddress { get; private set; }
 
     /// <summary>cos and sin rows <c>[count, headDim]</c> for positions <c>start .. start+count-1</c>, in the activation dtype.</summary>
     public (Tensor Cos, Tensor Sin) Slice(long start, long count)

@@ -107,7 +107,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel
         var session = SessionOf(cache);
         using var held = _gate.Enter();
         using var scope = NewDisposeScope();
-        session.Step(tokenPerRow).CopyTo(logits);
+        session.Step(tokenPerRow, logits);
     }
 
     private LlamaSession SessionOf(LanguageModelCache cache) =>

@@ -30,6 +30,18 @@ internal static class TensorMath
     public static Tensor Squared(this Tensor x) => x.mul(x);
 
     /// <summary>
+    /// The address of a contiguous CPU tensor's first element (storage offset included). TorchSharp's <c>bytes</c>
+    /// spans the native memory but its length is an <c>int</c>, so it is taken from a one-element view, which works
+    /// for tensors over 2 GiB too. Valid while the tensor's storage lives and is not reallocated.
+    /// </summary>
+    public static unsafe nint Address(Tensor t)
+    {
+        using var flat = t.view(-1);
+        using var first = flat.narrow(0, 0, 1);
+        return (nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetReference(first.bytes));
+    }
+
+    /// <summary>
     /// Copies <paramref name="t"/>'s values as float32 into <paramref name="destination"/>, which must have exactly
     /// as many elements (converted and moved to the CPU first when needed; one memcpy out of the native buffer).
     /// </summary>

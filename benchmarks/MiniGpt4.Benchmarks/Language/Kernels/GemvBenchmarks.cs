@@ -18,7 +18,6 @@ public class GemvBenchmarks
     private Tensor[] _weights = null!;
     private Tensor _x = null!;
     private ILinearKernel _kernel = null!;
-    private DedicatedPool? _pool;
     private int _next;
 
     /// <summary><c>out x in</c>: q/k/v/o, gate/up, down.</summary>
@@ -29,8 +28,8 @@ public class GemvBenchmarks
     [Params(ScalarType.BFloat16, ScalarType.Float32)]
     public ScalarType DType { get; set; }
 
-    /// <summary><c>torch</c>: <see cref="TorchLinearKernel"/>; <c>gemv</c>: <see cref="CpuGemvKernel"/> (Parallel.For); <c>gemv-pool</c>: the same with a dedicated thread pool.</summary>
-    [Params("torch", "gemv", "gemv-pool")]
+    /// <summary><c>torch</c>: <see cref="TorchLinearKernel"/>; <c>gemv</c>: <see cref="CpuGemvKernel"/> (on the decode worker pool).</summary>
+    [Params("torch", "gemv")]
     public string Kernel { get; set; } = "torch";
 
     /// <summary>libtorch threads, which the kernel follows.</summary>
@@ -52,12 +51,10 @@ public class GemvBenchmarks
         using var g = new Generator(7);
         _weights = Enumerable.Range(0, copies).Select(_ => randn([outFeatures, inFeatures], generator: g).mul_(0.02).to(DType)).ToArray();
         _x = randn([1, 1, inFeatures], generator: g).to(DType);
-        _pool = Kernel == "gemv-pool" ? new DedicatedPool(Environment.ProcessorCount) : null;
         _kernel = Kernel switch
         {
             "torch" => TorchLinearKernel.Instance,
             "gemv" => new CpuGemvKernel(),
-            "gemv-pool" => new CpuGemvKernel(scheduler: _pool!.Run),
             _ => throw new ArgumentException(Kernel),
         };
         Console.WriteLine($"// {Shape} {DType}: {copies} matrices of {WeightBytes / 1e6:F1} MB");
@@ -69,7 +66,6 @@ public class GemvBenchmarks
     {
         foreach (var w in _weights) w.Dispose();
         _x.Dispose();
-        _pool?.Dispose();
     }
 
     /// <summary>One product with the next weight matrix.</summary>
@@ -118,75 +114,5 @@ public class ReadBandwidthBenchmark
     {
         using var s = _src.sum();
         return s.item<float>();
-    }
-}
-
-/// <summary>
-/// A minimal dedicated pool for <see cref="CpuGemvKernel"/>'s scheduler hook: <c>threads − 1</c>
-/// long-lived workers woken by a semaphore plus the calling thread, taking chunks from a shared
-/// counter. Compared against Parallel.For in <see cref="GemvBenchmarks"/>.
-/// </summary>
-public sealed class DedicatedPool : IDisposable
-{
-    private readonly Thread[] _workers;
-    private readonly SemaphoreSlim _start = new(0);
-    private readonly CountdownEvent _done = new(1);
-    private readonly object _gate = new();
-    private Action<int>? _body;
-    private int _chunks, _nextChunk, _active;
-    private volatile bool _disposed;
-
-    /// <summary>Starts <paramref name="maxThreads"/> − 1 workers.</summary>
-    public DedicatedPool(int maxThreads)
-    {
-        _workers = Enumerable.Range(0, Math.Max(0, maxThreads - 1)).Select(i => new Thread(Loop) { IsBackground = true, Name = $"gemv-{i}" }).ToArray();
-        foreach (var t in _workers) t.Start();
-    }
-
-    /// <summary>Runs <paramref name="body"/> for chunks 0..<paramref name="chunks"/>−1 on up to <paramref name="threads"/> threads.</summary>
-    public void Run(int chunks, int threads, Action<int> body)
-    {
-        lock (_gate)
-        {
-            _body = body;
-            _chunks = chunks;
-            _nextChunk = 0;
-            _active = Math.Min(_workers.Length, threads - 1);
-            if (_active > 0)
-            {
-                _done.Reset(_active);
-                _start.Release(_active);
-            }
-            Work();
-            if (_active > 0) _done.Wait();
-            _body = null;
-        }
-    }
-
-    private void Work()
-    {
-        int c;
-        while ((c = Interlocked.Increment(ref _nextChunk) - 1) < _chunks) _body!(c);
-    }
-
-    private void Loop()
-    {
-        while (true)
-        {
-            _start.Wait();
-            if (_disposed) return;
-            Work();
-            _done.Signal();
-        }
-    }
-
-    /// <summary>Stops the workers.</summary>
-    public void Dispose()
-    {
-        _disposed = true;
-        _start.Release(_workers.Length);
-        foreach (var t in _workers) t.Join();
-        _start.Dispose();
-        _done.Dispose();
     }
 }

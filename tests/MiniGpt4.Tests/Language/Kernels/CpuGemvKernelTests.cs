@@ -227,7 +227,7 @@ public sealed class CpuGemvKernelTests
         {
             // 1027 rows × 1000 columns: above the parallel threshold, rows not a multiple of the chunk.
             var (x, w) = Inputs(1000, 1027, 2, dtype, 11);
-            Assert.True(w.NumberOfElements * w.ElementSize >= CpuGemvKernel.ParallelThresholdBytes);
+            Assert.True(w.NumberOfElements * w.ElementSize >= GemvWork.ParallelThresholdBytes);
             var one = new CpuGemvKernel(threads: 1).Forward(x, w);
             var two = new CpuGemvKernel(threads: 2).Forward(x, w);
             var four = new CpuGemvKernel(threads: 4).Forward(x, w);
