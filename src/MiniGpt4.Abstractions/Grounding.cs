@@ -40,9 +40,11 @@ public sealed record MiniGptGroundingBox(string? Phrase, int GridLeft, int GridT
 /// them back as <c>x / 100 * width</c>, <c>y / 100 * height</c>. This parser maps them the same way.
 /// </para>
 /// <para>
-/// Malformed boxes are skipped, never guessed at: not exactly four integers, a value above 100, a sign or a
-/// fraction, x2 &lt; x1 or y2 &lt; y1, or a box cut off by the end of the answer. A phrase followed by no valid box
-/// gives nothing.
+/// A phrase owns the first box after it (any text may come between them, as in the demo) and the boxes joined to
+/// that one by <c>&lt;delim&gt;</c> or spaces; other boxes have no phrase. Malformed boxes are skipped, never guessed
+/// at: not exactly four integers, a value above 100, a sign or a fraction, x2 &lt; x1 or y2 &lt; y1, or a box cut off
+/// by the end of the answer. A phrase followed by no valid box gives nothing. Unlike the demo, which draws either
+/// the phrases' boxes or one bare box, this returns every well-formed box.
 /// </para>
 /// </summary>
 public static class MiniGptGrounding
@@ -51,7 +53,7 @@ public static class MiniGptGrounding
     public const int GridSize = 100;
 
     // A phrase, a {...} group (validated below), or the separator between boxes of one phrase.
-    private static readonly Regex Tokens = new(@"<p>(?<phrase>.*?)</p>|\{(?<box>[^{}]*)\}|(?<delim><delim>)",
+    private static readonly Regex Tokens = new(@"<p>(?<phrase>(?:(?!<p>)[^{}])*?)</p>|\{(?<box>[^{}]*)\}|(?<delim><delim>)",
         RegexOptions.Singleline | RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
 
     private static readonly Regex Box = new(@"^\s*<\s*(\d{1,3})\s*>\s*<\s*(\d{1,3})\s*>\s*<\s*(\d{1,3})\s*>\s*<\s*(\d{1,3})\s*>\s*$",
@@ -70,20 +72,20 @@ public static class MiniGptGrounding
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(imageWidth);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(imageHeight);
         var boxes = new List<MiniGptGroundingBox>();
-        string? phrase = null;  // the phrase the next box belongs to, while only its boxes and separators follow it
-        var groupEnd = -1;      // where the current phrase's group (phrase, boxes, separators) ends so far
+        string? phrase = null; // the last <p>phrase</p>, while its boxes may still follow
+        var bound = false;     // the phrase already has a box (then only <delim> or spaces may come before its next one)
+        var lastEnd = 0;       // where the last box ended
         foreach (Match m in Tokens.Matches(answer))
         {
-            var joined = groupEnd >= 0 && answer.AsSpan(groupEnd, m.Index - groupEnd).IsWhiteSpace();
-            if (!joined) phrase = null;
             if (m.Groups["phrase"].Success)
             {
-                phrase = m.Groups["phrase"].Value.Trim();
-                groupEnd = m.Index + m.Length;
+                (phrase, bound) = (m.Groups["phrase"].Value.Trim(), false);
                 continue;
             }
-            groupEnd = phrase is null ? -1 : m.Index + m.Length;
             if (m.Groups["delim"].Success) continue;
+            if (bound && !OnlySeparators(answer.AsSpan(lastEnd, m.Index - lastEnd))) phrase = null;
+            bound = phrase is not null;
+            lastEnd = m.Index + m.Length;
             var box = Box.Match(m.Groups["box"].Value);
             if (!box.Success) continue;
             var g = new int[4];
@@ -94,5 +96,16 @@ public static class MiniGptGrounding
                 (double)g[2] / GridSize * imageWidth, (double)g[3] / GridSize * imageHeight));
         }
         return boxes;
+    }
+
+    private static bool OnlySeparators(ReadOnlySpan<char> between)
+    {
+        while (true)
+        {
+            between = between.TrimStart();
+            if (between.IsEmpty) return true;
+            if (!between.StartsWith("<delim>", StringComparison.Ordinal)) return false;
+            between = between["<delim>".Length..];
+        }
     }
 }
