@@ -65,9 +65,9 @@ internal static class NativeRuntime
             lines.Add("Fix: reference TorchSharp 0.107.0 plus one libtorch backend package (e.g. libtorch-cpu-linux-x64 2.10.0).");
         }
         lines.Add(DescribeDeployment(appDirectory ?? AppContext.BaseDirectory));
-        lines.Add("Note: on a developer machine TorchSharp can load libtorch from the NuGet package cache even when the application " +
-                  "references no backend package, so this often shows only once the application is deployed: reference the backend in the " +
-                  "application project itself (not only in a test or library project) and test the published output.");
+        lines.Add("Note: when TorchSharp.dll itself is loaded from the NuGet package cache (notebooks, F# scripts), TorchSharp copies libtorch " +
+                  "out of that cache, so code that ran there or on a developer machine can fail once deployed: reference the backend package " +
+                  "in the application project itself (not only in a test or library project) and test the published output.");
         if (loaderError is not null) lines.Add($"Loader error: {MostTelling(loaderError)}");
         lines.Add($"Underlying error: {root.GetType().Name}: {FirstLine(detail)}");
         return string.Join(Environment.NewLine, lines);
