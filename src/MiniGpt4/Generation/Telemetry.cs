@@ -73,6 +73,7 @@ internal sealed class RequestTelemetry
     private readonly string _model;
     private readonly long _start = Stopwatch.GetTimestamp();
     private readonly System.Text.StringBuilder? _answer;
+    private readonly bool _beams;
     private long _firstToken;
     private string? _errorType;
     private bool _ended;
@@ -80,6 +81,7 @@ internal sealed class RequestTelemetry
     public RequestTelemetry(string model, ILanguageModel languageModel, PromptSequence prompt, GenerationOptions options)
     {
         _model = model;
+        _beams = options.NumBeams > 1;
         var activity = Telemetry.Source.StartActivity($"{Telemetry.OperationName} {model}", ActivityKind.Internal);
         _activity = activity;
         if (activity is null || !activity.IsAllDataRequested) return;
@@ -139,7 +141,8 @@ internal sealed class RequestTelemetry
         if (_firstToken != 0)
         {
             Telemetry.TimeToFirstToken.Record(Stopwatch.GetElapsedTime(_start, _firstToken).TotalSeconds, tags);
-            if (usage.GeneratedTokens > 1)
+            // Beam search hands over all its tokens at the end: there is no per-token time to report.
+            if (usage.GeneratedTokens > 1 && !_beams)
                 Telemetry.TimePerOutputToken.Record(Stopwatch.GetElapsedTime(_firstToken, end).TotalSeconds / (usage.GeneratedTokens - 1), tags);
         }
         Telemetry.TokenUsage.Record(usage.PromptTokens, Telemetry.ModelTags(_model, "gen_ai.token.type", "input"));

@@ -145,6 +145,19 @@ public sealed class TelemetryTests(TinyPipelines tiny) : IClassFixture<TinyPipel
     }
 
     [SkippableFact]
+    public async Task Beam_search_reports_its_beams_and_no_time_per_token()
+    {
+        using var capture = new Capture();
+        using var p = Pipeline(capture);
+        var r = await p.AskAsync(OracleChat.ImageA, OracleChat.Question, GenerationOptions.Greedy with { NumBeams = 2, MaxNewTokens = 4 });
+        var span = Assert.Single(capture.Spans);
+        Assert.Equal(2, span.GetTagItem("minigpt4.request.num_beams"));
+        Assert.Equal(r.Usage.GeneratedTokens, span.GetTagItem("gen_ai.usage.output_tokens"));
+        Assert.Single(capture.Of("gen_ai.server.time_to_first_token"));
+        Assert.Empty(capture.Of("gen_ai.server.time_per_output_token"));
+    }
+
+    [SkippableFact]
     public async Task Prompt_and_answer_text_are_recorded_only_when_opted_in()
     {
         using var capture = new Capture();
