@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace MiniGpt4;
 
 /// <summary>
@@ -91,17 +93,21 @@ public sealed record GenerationOptions
     }
 }
 
-/// <summary>Why generation ended.</summary>
+/// <summary>Why generation ended. Serialised by System.Text.Json as <c>"stop"</c>, <c>"length"</c> (the words OpenAI-style APIs use).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<MiniGptFinishReason>))]
 public enum MiniGptFinishReason
 {
     /// <summary>EOS, a stop token sequence or a stop string.</summary>
+    [JsonStringEnumMemberName("stop")]
     Stop,
     /// <summary>The maximum number of new tokens was reached.</summary>
+    [JsonStringEnumMemberName("length")]
     Length,
     /// <summary>
     /// Not produced any more: a cancelled request throws <see cref="OperationCanceledException"/> (kept so that
     /// code which names it still compiles).
     /// </summary>
+    [JsonStringEnumMemberName("cancelled")]
     Cancelled,
 }
 
@@ -141,16 +147,33 @@ public sealed record MiniGptResponse
     public required IReadOnlyList<IReadOnlyList<int>> SegmentIds { get; init; }
     /// <summary>Beam search: the returned hypothesis' score (sum of log-probs / length^penalty); null otherwise.</summary>
     public double? SequenceScore { get; init; }
+
+    /// <summary>
+    /// The boxes of a MiniGPT-v2 <c>[grounding]</c>, <c>[refer]</c> or <c>[detection]</c> answer (<see cref="Text"/>) with
+    /// their phrases, in pixels of the image the question was about; empty when the answer has none. See
+    /// <see cref="MiniGptGrounding.Parse"/> for the format and the scale.
+    /// </summary>
+    /// <param name="imageWidth">Width of the image as it was given to the model, in pixels.</param>
+    /// <param name="imageHeight">Height of the image as it was given to the model, in pixels.</param>
+    public IReadOnlyList<MiniGptGroundingBox> GetGroundingBoxes(int imageWidth, int imageHeight)
+        => MiniGptGrounding.Parse(Text, imageWidth, imageHeight);
 }
 
-/// <summary>Numeric precision of the model weights and activations.</summary>
+/// <summary>
+/// Numeric precision of the model weights and activations. Serialised by System.Text.Json as <c>"float32"</c>,
+/// <c>"bfloat16"</c>, <c>"float16"</c> (the names the console sample's <c>--dtype</c> takes).
+/// </summary>
+[JsonConverter(typeof(JsonStringEnumConverter<MiniGptDType>))]
 public enum MiniGptDType
 {
     /// <summary>32-bit float: the reference's numbers (parity), 2x the memory of bf16.</summary>
+    [JsonStringEnumMemberName("float32")]
     Float32,
     /// <summary>bfloat16: the CPU default (fast GEMM, half the bytes).</summary>
+    [JsonStringEnumMemberName("bfloat16")]
     BFloat16,
     /// <summary>float16: for CUDA devices (slow on CPU).</summary>
+    [JsonStringEnumMemberName("float16")]
     Float16,
 }
 

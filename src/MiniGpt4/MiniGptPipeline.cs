@@ -43,7 +43,8 @@ public sealed class MiniGptPipeline : IDisposable
         Preset = ModelPreset.For(variant);
         _ownsComponents = ownsComponents;
         Engine = Generation.GenerationEngine.For(languageModel);
-        Admission = new Generation.RequestAdmission(Generation.AdmissionLimits.From(options.Validate()));
+        Engine.ModelName ??= Preset.Name;
+        Admission = new Generation.RequestAdmission(Generation.AdmissionLimits.From(options.Validate()), Preset.Name);
         _imageOptions = options.Images;
         Prompts = new PromptBuilder(Preset.Template, languageModel, () => !Preset.StopsAtSeparator ? []
             : languageModel is Models.LlamaLanguageModel lm ? SeparatorStops.For(lm.Tokenizer)

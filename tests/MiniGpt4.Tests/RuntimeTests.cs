@@ -34,4 +34,32 @@ public class RuntimeTests
         Assert.Contains("libtorch-cpu-linux-x64", msg);
         Assert.Contains("torch_cpu", msg);
     }
+
+    [Fact]
+    public void Diagnosis_says_what_the_application_folder_lacks()
+    {
+        using var empty = new Support.TempDir();
+        var msg = NativeRuntime.Diagnose(new TypeInitializationException("TorchSharp.torch",
+            new DllNotFoundException("Unable to load shared library 'LibTorchSharp'")), appDirectory: empty.Path);
+        Assert.Contains("no libtorch backend package", msg);
+        Assert.Contains($"Detected in the application folder '{empty.Path}'", msg);
+        Assert.Contains("libLibTorchSharp.so missing", msg);
+        Assert.Contains("libtorch_cpu.so missing", msg);
+        Assert.Contains("lists no libtorch package", msg);
+        Assert.Contains("NuGet package cache", msg);
+    }
+
+    [Fact]
+    public void Deployment_description_finds_the_backend_of_a_built_application()
+    {
+        // This test assembly's own folder: the test project references libtorch-cpu-linux-x64.
+        var msg = NativeRuntime.DescribeDeployment(AppContext.BaseDirectory);
+        if (OperatingSystem.IsLinux())
+        {
+            Assert.Contains($"libtorch_cpu.so found (runtimes/{System.Runtime.InteropServices.RuntimeInformation.RuntimeIdentifier}/native/libtorch_cpu.so)", msg);
+            Assert.Contains("libLibTorchSharp.so found", msg);
+        }
+        Assert.Contains("libtorch-cpu-", msg);
+        Assert.DoesNotContain("-part", msg);
+    }
 }

@@ -19,7 +19,15 @@ internal sealed class RequestAdmission
     private int _active;
     private bool _closed;
 
-    public RequestAdmission(AdmissionLimits limits) => Limits = limits;
+    /// <param name="limits">Slots, queue and memory budget.</param>
+    /// <param name="modelName">The model's name in telemetry (<c>gen_ai.request.model</c> on the queue metrics).</param>
+    public RequestAdmission(AdmissionLimits limits, string? modelName = null)
+    {
+        Limits = limits;
+        _tags = Telemetry.ModelTags(modelName ?? "unknown");
+    }
+
+    private readonly System.Diagnostics.TagList _tags;
 
     /// <summary>What a closed admission says is disposed (the facade that owns it).</summary>
     private const string Owner = "MiniGptPipeline";
@@ -48,12 +56,16 @@ internal sealed class RequestAdmission
                     $"{what} needs {Mib(bytes)} of memory (KV cache and image buffers), more than the whole budget of {Mib(Limits.MemoryBudgetBytes)}. " +
                     "Ask for fewer new tokens, send a shorter prompt, or raise MiniGptLoadOptions.MemoryBudgetBytes.", bytes, Limits.MemoryBudgetBytes);
             if (_queue.Count == 0 && TryGrant(bytes))
+            {
+                Telemetry.QueueWait.Record(0, _tags);
                 return Task.FromResult(new AdmissionLease(this, bytes));
+            }
             if (_queue.Count >= Limits.MaxQueuedRequests)
                 throw new MiniGptQueueFullException(
                     $"The request queue is full ({_queue.Count} waiting, {_active} running); try again later.", _queue.Count);
             var waiter = new Waiter(bytes);
             waiter.Node = _queue.AddLast(waiter);
+            Telemetry.QueueDepth.Add(1, _tags);
             if (cancellationToken.CanBeCanceled)
                 waiter.Registration = cancellationToken.Register(() => Abandon(waiter, cancellationToken));
             return waiter.Task.Task;
@@ -97,6 +109,7 @@ internal sealed class RequestAdmission
         }
         _active++;
         _used += bytes;
+        Telemetry.ActiveRequests.Add(1, _tags);
         return true;
     }
 
@@ -107,9 +120,12 @@ internal sealed class RequestAdmission
         {
             _active--;
             _used -= bytes;
+            Telemetry.ActiveRequests.Add(-1, _tags);
             while (_queue.First is { } head && TryGrant(head.Value.Bytes))
             {
                 _queue.RemoveFirst();
+                Telemetry.QueueDepth.Add(-1, _tags);
+                Telemetry.QueueWait.Record(System.Diagnostics.Stopwatch.GetElapsedTime(head.Value.Enqueued).TotalSeconds, _tags);
                 granted.Add((head.Value, new AdmissionLease(this, head.Value.Bytes)));
             }
         }
@@ -128,6 +144,7 @@ internal sealed class RequestAdmission
         {
             _closed = true;
             waiting = _queue.ToList();
+            if (waiting.Count > 0) Telemetry.QueueDepth.Add(-waiting.Count, _tags);
             _queue.Clear();
         }
         foreach (var w in waiting)
@@ -143,6 +160,7 @@ internal sealed class RequestAdmission
         {
             if (waiter.Node?.List is null) return; // already granted
             _queue.Remove(waiter.Node);
+            Telemetry.QueueDepth.Add(-1, _tags);
         }
         waiter.Task.TrySetCanceled(ct);
     }
@@ -152,6 +170,7 @@ internal sealed class RequestAdmission
     private sealed class Waiter(long bytes)
     {
         public long Bytes { get; } = bytes;
+        public long Enqueued { get; } = System.Diagnostics.Stopwatch.GetTimestamp();
         public LinkedListNode<Waiter>? Node { get; set; }
         public CancellationTokenRegistration Registration { get; set; }
         public TaskCompletionSource<AdmissionLease> Task { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);

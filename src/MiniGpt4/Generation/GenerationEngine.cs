@@ -17,6 +17,12 @@ internal sealed class GenerationEngine(ILanguageModel model)
     /// <summary>The one engine of <paramref name="model"/> (every caller shares its gate).</summary>
     public static GenerationEngine For(ILanguageModel model) => Engines.GetValue(model, m => new GenerationEngine(m));
 
+    /// <summary>
+    /// The model's name in telemetry (<c>gen_ai.request.model</c>, the span name <c>chat {model}</c>): the variant's manifest
+    /// name when a pipeline owns the engine, else the language model's type name.
+    /// </summary>
+    public string? ModelName { get; set; }
+
     /// <summary>A conversation's cache (its memory is allocated on first use).</summary>
     public ConversationCache CreateCache() => new(model);
 
@@ -47,25 +53,47 @@ internal sealed class GenerationEngine(ILanguageModel model)
         var conversation = owned ?? cache!;
         conversation.BeginTurn();
         var run = new GenerationRun(model, prompt, options, conversation);
+        var telemetry = new RequestTelemetry(ModelName ?? model.GetType().Name, model, prompt, options);
         var finished = false;
         try
         {
-            await _gate.RunAsync(() => { run.Prefill(cancellationToken); return true; }, cancellationToken).ConfigureAwait(false);
+            await Observe(_gate.RunAsync(() => { run.Prefill(cancellationToken); return true; }, cancellationToken), telemetry).ConfigureAwait(false);
             while (!finished)
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                var update = await _gate.RunAsync(run.Next, cancellationToken).ConfigureAwait(false);
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    telemetry.Failed(new OperationCanceledException(cancellationToken));
+                    cancellationToken.ThrowIfCancellationRequested();
+                }
+                var update = await Observe(_gate.RunAsync(run.Next, cancellationToken), telemetry).ConfigureAwait(false);
                 if (update is null) continue;
                 finished = update.FinishReason is not null;
+                telemetry.Update(update);
+                if (finished) telemetry.Finished(update, RequestTelemetry.ImagePositions(prompt));
                 yield return update;
             }
         }
         finally
         {
+            telemetry.Ended();
             run.Dispose();
             if (!finished) conversation.Rollback();
             conversation.EndTurn();
             owned?.Dispose();
+        }
+    }
+
+    /// <summary>Records a failed call's exception type on the request's telemetry (an iterator cannot catch around a yield).</summary>
+    private static async Task<T> Observe<T>(Task<T> call, RequestTelemetry telemetry)
+    {
+        try
+        {
+            return await call.ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            telemetry.Failed(e);
+            throw;
         }
     }
 }

@@ -34,8 +34,11 @@ internal static class NativeRuntime
         }
     }
 
-    /// <summary>Builds the message: what failed, why (as far as we can tell, helped by the OS loader's message) and the fix.</summary>
-    internal static string Diagnose(Exception ex, string? loaderError = null)
+    /// <summary>
+    /// Builds the message: what failed, why (as far as we can tell, helped by the OS loader's message), what the
+    /// application's folder holds (<paramref name="appDirectory"/>, default <see cref="AppContext.BaseDirectory"/>) and the fix.
+    /// </summary>
+    internal static string Diagnose(Exception ex, string? loaderError = null, string? appDirectory = null)
     {
         var root = ex.GetBaseException();
         var detail = root.Message;
@@ -61,9 +64,42 @@ internal static class NativeRuntime
         {
             lines.Add("Fix: reference TorchSharp 0.107.0 plus one libtorch backend package (e.g. libtorch-cpu-linux-x64 2.10.0).");
         }
+        lines.Add(DescribeDeployment(appDirectory ?? AppContext.BaseDirectory));
+        lines.Add("Note: when TorchSharp.dll itself is loaded from the NuGet package cache (notebooks, F# scripts), TorchSharp copies libtorch " +
+                  "out of that cache, so code that ran there or on a developer machine can fail once deployed: reference the backend package " +
+                  "in the application project itself (not only in a test or library project) and test the published output.");
         if (loaderError is not null) lines.Add($"Loader error: {MostTelling(loaderError)}");
         lines.Add($"Underlying error: {root.GetType().Name}: {FirstLine(detail)}");
         return string.Join(Environment.NewLine, lines);
+    }
+
+    /// <summary>
+    /// What can be detected without loading anything: whether the application folder holds TorchSharp's native shim and
+    /// libtorch (beside the app or under runtimes/&lt;rid&gt;/native) and which libtorch packages its .deps.json lists.
+    /// </summary>
+    internal static string DescribeDeployment(string appDirectory)
+    {
+        var (shim, torch, cuda) = OperatingSystem.IsWindows() ? ("LibTorchSharp.dll", "torch_cpu.dll", "torch_cuda.dll")
+            : OperatingSystem.IsMacOS() ? ("libLibTorchSharp.dylib", "libtorch_cpu.dylib", "libtorch_cuda.dylib")
+            : ("libLibTorchSharp.so", "libtorch_cpu.so", "libtorch_cuda.so");
+        var dirs = new[] { appDirectory, Path.Combine(appDirectory, "runtimes", RuntimeInformation.RuntimeIdentifier, "native") };
+        string Where(string file) => dirs.Select(d => Path.Combine(d, file)).FirstOrDefault(File.Exists) is { } found
+            ? $"found ({Path.GetRelativePath(appDirectory, found)})" : "missing";
+        var packages = new SortedSet<string>(StringComparer.Ordinal);
+        try
+        {
+            foreach (var deps in Directory.EnumerateFiles(appDirectory, "*.deps.json"))
+                foreach (System.Text.RegularExpressions.Match m in System.Text.RegularExpressions.Regex.Matches(
+                             File.ReadAllText(deps), "\"(libtorch-[A-Za-z0-9.-]+)/([0-9][A-Za-z0-9.-]*)\""))
+                    packages.Add($"{m.Groups[1].Value} {m.Groups[2].Value}");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+        var listed = packages.Count == 0 ? "its .deps.json lists no libtorch package"
+            : $"its .deps.json lists {string.Join(", ", packages.Where(p => !p.Contains("-part", StringComparison.Ordinal)).DefaultIfEmpty(packages.First()))}";
+        return $"Detected in the application folder '{appDirectory}' ({RuntimeInformation.RuntimeIdentifier}): {shim} {Where(shim)}, " +
+               $"{torch} {Where(torch)}, {cuda} {Where(cuda)}; {listed}.";
     }
 
     /// <summary>

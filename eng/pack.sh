@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Packs the libraries (one version, from Directory.Build.props), each with its README, the LICENSE and a .snupkg
+# symbol package, into artifacts/packages: a folder usable as a local NuGet feed
+# (dotnet add package MiniGpt4 --prerelease --source artifacts/packages). SourceLink maps the PDBs to the commit
+# when the checkout has a git remote.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-artifacts/packages}
+for project in src/MiniGpt4.Abstractions src/MiniGpt4 src/MiniGpt4.Imaging.Skia; do
+  dotnet pack "$project" -c Release -o "$out" -p:ContinuousIntegrationBuild="${CI:-false}"
+done
+ls -1 "$out"
