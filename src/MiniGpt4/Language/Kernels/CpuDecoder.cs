@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using MiniGpt4.Runtime;
 using TorchSharp;
@@ -86,6 +87,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
     /// <c>[rows.Length, vocab]</c>, into <paramref name="logits"/>. The caches must have room for one more position
     /// (<see cref="LlamaSession.Reserve"/>); their lengths are not advanced here.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Step(ReadOnlySpan<DecodeRow> rows, Span<float> logits, int threads)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
@@ -106,6 +108,8 @@ internal sealed unsafe class CpuDecoder : IDisposable
             RoundAll(out0, (long)r * _vocab);
         }
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
 
     private void Block(int l, int r, int threads)
     {
@@ -137,12 +141,14 @@ internal sealed unsafe class CpuDecoder : IDisposable
     }
 
     /// <summary>x += round(o), rounded (the block's residual sums).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Residual(int r)
     {
         for (long i = 0; i < (long)r * _hidden; i++) _s.X[i] = Round(_s.X[i] + Round(_s.O[i]));
     }
 
     /// <summary>RMSNorm of every row of <paramref name="x"/> with scale <paramref name="weight"/>; returns what the next products read.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private nint Norm(float* x, nint weight, int r)
     {
         var n = _hidden;
@@ -159,6 +165,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
     }
 
     /// <summary>The activations the next products read: <paramref name="x"/> itself (float32), or a bf16 copy (its values are bf16 already).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private nint Pack(float* x, int r, long n)
     {
         if (!_bf16) return (nint)x;
@@ -170,10 +177,14 @@ internal sealed unsafe class CpuDecoder : IDisposable
 
     private float Round(float v) => _bf16 ? GemvMath.RoundToBf16(v) : v;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+
     private void RoundAll(float* v, long n)
     {
         if (_bf16) for (long i = 0; i < n; i++) v[i] = GemvMath.RoundToBf16(v[i]);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
 
     private void Widen(nint src, float* dst, int n)
     {
@@ -185,6 +196,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
     /// Rotates every row's query and key heads at the row's position and writes the keys and values into the
     /// row's cache (a few thousand values per row: cheaper on the calling thread than a region).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RotateAndStore(int l, int r)
     {
         var hd = _headDim;
@@ -212,6 +224,8 @@ internal sealed unsafe class CpuDecoder : IDisposable
     {
         public int Layer;
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+
         public override void Run(int chunk)
         {
             int m = chunk / d._heads, head = chunk % d._heads, g = head / d._groups, hd = d._headDim;
@@ -232,8 +246,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
                 scores[j] = s;
                 if (s > max) max = s;
             }
-            var sum = 0f;
-            for (var j = 0; j < count; j++) sum += scores[j] = MathF.Exp(scores[j] - max);
+            var sum = GemvMath.ExpSum(scores, count, max);
             var output = d._s.Att + (long)m * d._heads * hd + head * hd;
             new Span<float>(output, hd).Clear();
             for (var j = 0; j < count; j++)
@@ -248,6 +261,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
     }
 
     /// <summary>Rotates one head vector in place at <paramref name="position"/> (rotate-half convention, tables in the model's dtype).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Rotate(float* x, int position)
     {
         int hd = _headDim, half = hd / 2;
@@ -268,6 +282,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
     }
 
     /// <summary>Writes <paramref name="n"/> activations into the cache in the model's dtype (they are already rounded).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Store(float* src, nint dst, int n)
     {
         if (_bf16) for (var i = 0; i < n; i++) ((ushort*)dst)[i] = GemvMath.FloatToBf16(src[i]);

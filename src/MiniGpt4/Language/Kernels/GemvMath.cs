@@ -32,6 +32,7 @@ internal static unsafe class GemvMath
         Vector512.IsHardwareAccelerated && Avx512F.IsSupported ? 16 : Avx2.IsSupported && Fma.IsSupported ? 8 : 0;
 
     /// <summary><c>y[m, r] = dot(w[r], x[m])</c> for weight rows <c>r ∈ [rowStart, rowEnd)</c> and activation rows <c>m &lt; rows</c> (float32).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RowsF32(float* w, float* x, float* y, long n, long outFeatures, int rows, long rowStart, long rowEnd)
     {
         for (var r = rowStart; r < rowEnd; r++)
@@ -39,6 +40,7 @@ internal static unsafe class GemvMath
     }
 
     /// <summary>As <see cref="RowsF32"/> for bf16 weights and bf16 activations (float32 sums).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RowsBf16(ushort* w, ushort* x, float* y, long n, long outFeatures, int rows, long rowStart, long rowEnd)
     {
         for (var r = rowStart; r < rowEnd; r++)
@@ -63,6 +65,7 @@ internal static unsafe class GemvMath
     public static float RoundToBf16(float value) => Bf16ToFloat(FloatToBf16(value));
 
     /// <summary>The dot product of a float32 weight row and a float32 activation row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotF32(float* w, float* x, long n)
     {
         long k = 0;
@@ -79,6 +82,11 @@ internal static unsafe class GemvMath
             }
             for (; k + 16 <= n; k += 16) a = Avx512F.FusedMultiplyAdd(Vector512.Load(w + k), Vector512.Load(x + k), a);
             sum = Vector512.Sum((a + b) + (c + d));
+            if (k + 8 <= n) // an 8-wide rest (head dimensions of small models)
+            {
+                sum += Vector256.Sum(Fma.MultiplyAdd(Vector256.Load(w + k), Vector256.Load(x + k), Vector256<float>.Zero));
+                k += 8;
+            }
         }
         else if (Lanes == 8)
         {
@@ -98,6 +106,7 @@ internal static unsafe class GemvMath
     }
 
     /// <summary>The dot product of a bf16 weight row and a bf16 activation row (both in natural order, read as words).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotBf16(ushort* w, ushort* x, long n)
     {
         long k = 0;
@@ -163,6 +172,7 @@ internal static unsafe class GemvMath
     }
 
     /// <summary>The dot product of a bf16 row in natural order (a cached key) and a float32 row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotBf16Natural(ushort* w, float* x, long n)
     {
         long k = 0;
@@ -184,6 +194,7 @@ internal static unsafe class GemvMath
     }
 
     /// <summary><c>acc[i] += p · v[i]</c> for a bf16 row in natural order (a cached value).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AxpyBf16(float p, ushort* v, float* acc, long n)
     {
         long k = 0;
@@ -201,6 +212,7 @@ internal static unsafe class GemvMath
     }
 
     /// <summary><c>acc[i] += p · v[i]</c> for a float32 row.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AxpyF32(float p, float* v, float* acc, long n)
     {
         long k = 0;
@@ -208,6 +220,11 @@ internal static unsafe class GemvMath
         {
             var pv = Vector512.Create(p);
             for (; k + 16 <= n; k += 16) Avx512F.FusedMultiplyAdd(Vector512.Load(v + k), pv, Vector512.Load(acc + k)).Store(acc + k);
+            if (k + 8 <= n)
+            {
+                Fma.MultiplyAdd(Vector256.Load(v + k), Vector256.Create(p), Vector256.Load(acc + k)).Store(acc + k);
+                k += 8;
+            }
         }
         else if (Lanes == 8)
         {
@@ -226,4 +243,29 @@ internal static unsafe class GemvMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> WidenBf16x8(ushort* v)
         => Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(v)), 16).AsSingle();
+
+    /// <summary>
+    /// <c>s[j] = exp(s[j] − max)</c> in place for <c>j &lt; count</c>; returns their sum (the softmax denominator), summed
+    /// in a fixed order that depends only on <paramref name="count"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float ExpSum(float* s, int count, float max)
+    {
+        var j = 0;
+        var sum = 0f;
+        if (Lanes == 16)
+        {
+            var m = Vector512.Create(max);
+            var acc = Vector512<float>.Zero;
+            for (; j + 16 <= count; j += 16)
+            {
+                var e = Vector512.Exp(Vector512.Load(s + j) - m);
+                e.Store(s + j);
+                acc += e;
+            }
+            sum = Vector512.Sum(acc);
+        }
+        for (; j < count; j++) sum += s[j] = MathF.Exp(s[j] - max);
+        return sum;
+    }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using MiniGpt4.Runtime;
 
 namespace MiniGpt4.Language.Kernels;
@@ -53,6 +54,7 @@ internal sealed unsafe class GemvWork : PoolWork
     }
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void Run(int chunk)
     {
         var p = _count - 1;
