@@ -1,0 +1,23 @@
+using Microsoft.Extensions.AI;
+
+namespace MiniGpt4.Extensions.AI;
+
+/// <summary>Microsoft.Extensions.AI over a <see cref="MiniGptPipeline"/>.</summary>
+public static class MiniGptChatClientExtensions
+{
+    /// <summary>
+    /// An <see cref="IChatClient"/> over <paramref name="pipeline"/>: images in <see cref="DataContent"/>, the whole message
+    /// list rendered with the variant's template, replayed histories reusing cached keys/values, streaming with usage and
+    /// finish reasons. The client does not own the pipeline: disposing the client frees its cached conversations only.
+    /// See the package README for the mapping of <see cref="ChatOptions"/> and messages.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="pipeline"/> is null.</exception>
+    /// <exception cref="ArgumentOutOfRangeException"><see cref="MiniGptChatClientOptions.MaxCachedConversations"/> is negative.</exception>
+    public static IChatClient AsIChatClient(this MiniGptPipeline pipeline, MiniGptChatClientOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(pipeline);
+        options ??= new MiniGptChatClientOptions();
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxCachedConversations);
+        return new MiniGptChatClient(pipeline, options);
+    }
+}
