@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.AI;
+using MiniGpt4.Abstractions;
 
 namespace MiniGpt4.Extensions.AI;
 
@@ -51,13 +52,21 @@ internal sealed class MiniGptChatClient : IChatClient
         {
             var session = entry.Session;
             var question = conversation.Question.Turn;
-            var history = conversation.History.Select(t => t.Turn).Append(ChatTurn.User("", question.Images));
+            // The question's images are uploaded first (image messages), then its text is asked, as a live session does.
+            var history = conversation.History.Select(t => t.Turn);
+            if (question.Images.Count > 0) history = history.Append(ChatTurn.User("", question.Images));
             await session.ReplaceHistoryAsync(conversation.SystemPrompt, history, cancellationToken).ConfigureAwait(false);
+            // Tokens whose text is held back (a partial character, a possible stop string) send no update of their own:
+            // each update's RawRepresentation lists the library's GenerationUpdates it covers, so no token id is lost.
+            var covered = new List<GenerationUpdate>();
             await foreach (var u in session.StreamUpdatesAsync(question.Text, generation, cancellationToken).ConfigureAwait(false))
             {
+                covered.Add(u);
                 if (u.FinishReason is not { } finish)
                 {
-                    if (u.Text.Length > 0) yield return Update(new List<AIContent> { new TextContent(u.Text) }, u);
+                    if (u.Text.Length == 0) continue;
+                    yield return Update(new List<AIContent> { new TextContent(u.Text) }, covered.ToArray());
+                    covered.Clear();
                     continue;
                 }
                 // The conversation now holds the request plus this answer: put it back for the next request that replays it.
@@ -67,7 +76,7 @@ internal sealed class MiniGptChatClient : IChatClient
                 var contents = new List<AIContent>();
                 if (u.Text.Length > 0) contents.Add(new TextContent(u.Text));
                 contents.Add(new UsageContent(Usage(u.Usage!)));
-                var last = Update(contents, u);
+                var last = Update(contents, covered.ToArray());
                 last.FinishReason = finish == MiniGptFinishReason.Length ? ChatFinishReason.Length : ChatFinishReason.Stop;
                 yield return last;
             }
