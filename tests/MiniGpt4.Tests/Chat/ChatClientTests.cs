@@ -127,7 +127,9 @@ public class ChatClientTests(TinyPipelines tiny) : IClassFixture<TinyPipelines>
             Assert.Equal(expected.Usage.InputTokenCount, a.Usage.InputTokenCount);
         });
         Assert.Contains(answers, a => a.Usage!.CachedInputTokenCount > 0); // the cached conversation was reused, by one request at a time
-        Assert.Equal(4, ((IChatClient)client).GetService<MiniGptChatClient>()!.CachedConversations); // bounded
+        // Bounded (how many distinct conversations exist depends on how the eight overlapped: a request that starts after
+        // another finished leases the conversation that one put back).
+        Assert.InRange(((IChatClient)client).GetService<MiniGptChatClient>()!.CachedConversations, 1, 4);
     }
 
     [SkippableFact]
