@@ -76,6 +76,9 @@ internal sealed class MiniGptChatClient : IChatClient
                 var contents = new List<AIContent>();
                 if (u.Text.Length > 0) contents.Add(new TextContent(u.Text));
                 contents.Add(new UsageContent(Usage(u.Usage!)));
+                // TODO(issue 12, grounding): once the core's response carries MiniGPT-v2's parsed boxes, add them here
+                // (AdditionalProperties or annotations on the TextContent). TODO(issue 12, telemetry): the core's
+                // "MiniGpt4" ActivitySource span nests under UseOpenTelemetry's; this client adds no span of its own.
                 var last = Update(contents, covered.ToArray());
                 last.FinishReason = finish == MiniGptFinishReason.Length ? ChatFinishReason.Length : ChatFinishReason.Stop;
                 yield return last;

@@ -9,7 +9,8 @@ public static class MiniGptChatClientExtensions
     /// An <see cref="IChatClient"/> over <paramref name="pipeline"/>: images in <see cref="DataContent"/>, the whole message
     /// list rendered with the variant's template, replayed histories reusing cached keys/values, streaming with usage and
     /// finish reasons. The client does not own the pipeline: disposing the client frees its cached conversations only.
-    /// See the package README for the mapping of <see cref="ChatOptions"/> and messages.
+    /// The mapping of <see cref="ChatOptions"/> (with the <c>AdditionalProperties</c> table) and of messages is in the
+    /// repository README, section "IChatClient"; the design in docs/chat.md.
     /// </summary>
     /// <exception cref="ArgumentNullException"><paramref name="pipeline"/> is null.</exception>
     /// <exception cref="ArgumentOutOfRangeException"><see cref="MiniGptChatClientOptions.MaxCachedConversations"/> is negative.</exception>
