@@ -59,6 +59,7 @@ internal sealed class MiniGptChatClient : IChatClient
             // Tokens whose text is held back (a partial character, a possible stop string) send no update of their own:
             // each update's RawRepresentation lists the library's GenerationUpdates it covers, so no token id is lost.
             var covered = new List<GenerationUpdate>();
+            ChatResponseUpdate? last = null;
             await foreach (var u in session.StreamUpdatesAsync(question.Text, generation, cancellationToken).ConfigureAwait(false))
             {
                 covered.Add(u);
@@ -69,20 +70,21 @@ internal sealed class MiniGptChatClient : IChatClient
                     covered.Clear();
                     continue;
                 }
-                // The conversation now holds the request plus this answer: put it back for the next request that replays it.
-                entry.Signature = [.. signature, MappedConversation.TurnSignature(false, session.LastResponse!.Text, [])];
-                _pool.Return(entry);
-                returned = true;
                 var contents = new List<AIContent>();
                 if (u.Text.Length > 0) contents.Add(new TextContent(u.Text));
                 contents.Add(new UsageContent(Usage(u.Usage!)));
                 // TODO(issue 12, grounding): once the core's response carries MiniGPT-v2's parsed boxes, add them here
                 // (AdditionalProperties or annotations on the TextContent). TODO(issue 12, telemetry): the core's
                 // "MiniGpt4" ActivitySource span nests under UseOpenTelemetry's; this client adds no span of its own.
-                var last = Update(contents, covered.ToArray());
+                last = Update(contents, covered.ToArray());
                 last.FinishReason = finish == MiniGptFinishReason.Length ? ChatFinishReason.Length : ChatFinishReason.Stop;
-                yield return last;
+                break; // the answer is committed: leaving the loop ends the session's turn before it goes back to the pool
             }
+            // The conversation now holds the request plus this answer: put it back for the next request that replays it.
+            entry.Signature = [.. signature, MappedConversation.TurnSignature(false, session.LastResponse!.Text, [])];
+            _pool.Return(entry);
+            returned = true;
+            yield return last!;
         }
         finally
         {

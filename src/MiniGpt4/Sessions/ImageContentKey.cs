@@ -26,7 +26,8 @@ internal static class ImageContentKey
                 try
                 {
                     using var file = File.OpenRead(image.Path!);
-                    return SHA256.HashData(file);
+                    // A file over the default size limit is refused by the decoder anyway: do not read it to hash it.
+                    return file.Length > ImageDecodingOptions.DefaultMaxEncodedBytes ? null : SHA256.HashData(file);
                 }
                 catch (IOException) { return null; }         // the decoder reports the problem with its own message
                 catch (UnauthorizedAccessException) { return null; }
