@@ -207,6 +207,26 @@ public class ChatClientTests(TinyPipelines tiny) : IClassFixture<TinyPipelines>
     }
 
     [SkippableFact]
+    public async Task A_cancelled_request_throws_and_leaves_the_cached_conversations_usable()
+    {
+        var p = tiny.Get("vicuna0");
+        using var client = p.AsIChatClient();
+        List<ChatMessage> first = [User(Q1, PngA)];
+        var a1 = await client.GetResponseAsync(first, Greedy);
+        List<ChatMessage> history = [.. first, .. a1.Messages, new ChatMessage(ChatRole.User, Q2)];
+        using var cts = new CancellationTokenSource();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            await foreach (var _ in client.GetStreamingResponseAsync(history, Greedy, cts.Token)) cts.Cancel();
+        });
+        var miniGpt = client.GetService<MiniGptChatClient>()!;
+        Assert.Equal(0, miniGpt.CachedConversations); // the leased conversation was in an unknown state: freed, not returned
+        Assert.Equal(0, p.ActiveRequests);
+        using var fresh = p.AsIChatClient(new MiniGptChatClientOptions { MaxCachedConversations = 0 });
+        Assert.Equal((await fresh.GetResponseAsync(history, Greedy)).Text, (await client.GetResponseAsync(history, Greedy)).Text);
+    }
+
+    [SkippableFact]
     public async Task GetService_hands_out_the_metadata_and_the_pipeline()
     {
         var p = tiny.Get("vicuna0");

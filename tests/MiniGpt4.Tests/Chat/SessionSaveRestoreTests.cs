@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
+using Microsoft.Extensions.AI;
+using MiniGpt4.Extensions.AI;
 using MiniGpt4.Tests.Pipeline;
 using MiniGpt4.Tests.Support;
 using Xunit;
@@ -79,6 +81,15 @@ public class SessionSaveRestoreTests(TinyPipelines tiny) : IClassFixture<TinyPip
         Assert.Matches(new Regex($@"prefilled {usage2.PrefilledPromptTokens} of {usage2.PromptTokens},"), second.Stderr);
     }
 
+    [Fact]
+    public async Task Chat_without_an_image_or_a_saved_conversation_is_a_usage_error()
+    {
+        var (exit, stdout, stderr) = await RunCli("", ["chat", "--model", "model.json"]);
+        Assert.Equal(2, exit);
+        Assert.Contains("--resume", stderr);
+        Assert.Equal("", stdout);
+    }
+
     [SkippableFact]
     public async Task A_conversation_from_another_variant_is_refused_with_a_typed_error()
     {
@@ -138,6 +149,35 @@ public class SessionSaveRestoreTests(TinyPipelines tiny) : IClassFixture<TinyPip
         };
         var e = await Assert.ThrowsAnyAsync<MiniGptSessionException>(() => p.RestoreSessionAsync(new MemoryStream(bad)));
         Assert.IsNotType<MiniGptModelMismatchException>(e);
+    }
+
+    [SkippableFact]
+    public async Task Saving_restoring_and_replaying_leave_no_live_tensors_behind()
+    {
+        var p = tiny.Get("vicuna0");
+        async Task Cycle()
+        {
+            var saved = await SavedAfterTurnOne(p);
+            using (var restored = await p.RestoreSessionAsync(new MemoryStream(saved)))
+            {
+                await restored.AskAsync(Q2, Greedy12);
+                await restored.ReplaceHistoryAsync("x", [ChatTurn.User(Q1, ImageA)]);
+                await restored.AskAsync(Q3, Greedy12);
+            }
+            using var client = p.AsIChatClient();
+            var png = await File.ReadAllBytesAsync(Oracle.Image("a_gradient_shapes_640x480.png"));
+            List<ChatMessage> history =
+                [new(ChatRole.User, [new DataContent(png, "image/png"), new TextContent(Q1)])];
+            var options = new ChatOptions { Temperature = 0, MaxOutputTokens = 6 };
+            var a = await client.GetResponseAsync(history, options);
+            history.AddRange(a.Messages);
+            history.Add(new(ChatRole.User, Q2));
+            await client.GetResponseAsync(history, options);
+        }
+        await Cycle(); // warm-up: the model identity, first-use buffers
+        var before = LiveTensors.Settled();
+        for (var i = 0; i < 3; i++) await Cycle();
+        Assert.Equal(before, LiveTensors.Settled());
     }
 
     private static void CopyTree(string from, string to)
