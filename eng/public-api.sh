@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 accept=${1:-}
-for project in src/MiniGpt4.Abstractions src/MiniGpt4 src/MiniGpt4.Imaging.Skia; do
-  log=$(dotnet build "$project" -c Release -p:TreatWarningsAsErrors=false 2>&1 || true)
+for project in src/MiniGpt4.Abstractions src/MiniGpt4 src/MiniGpt4.Imaging.Skia src/MiniGpt4.Extensions.AI; do
+  log=$(dotnet build "$project" -c Release --no-incremental -p:TreatWarningsAsErrors=false 2>&1 || true)
   file="$project/PublicAPI.Unshipped.txt"
   added=$(grep -oP "RS0016: Symbol '\K.*(?=' is not part of the declared)" <<<"$log" | sort -u || true)
   removed=$(grep -oP "RS0017: Symbol '\K.*(?=' is part of the declared)" <<<"$log" | sort -u || true)

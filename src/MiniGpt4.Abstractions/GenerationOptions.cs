@@ -117,7 +117,11 @@ public enum MiniGptFinishReason
 /// <param name="TruncatedPromptTokens">Positions cut from the left of the prompt because it exceeded the context (the reference's behaviour).</param>
 /// <param name="ReusedPromptTokens">Prompt positions whose keys/values came from the chat session's cache.</param>
 /// <param name="PrefilledPromptTokens">Prompt positions computed for this answer.</param>
-public sealed record MiniGptUsage(int PromptTokens, int GeneratedTokens, int TruncatedPromptTokens, int ReusedPromptTokens, int PrefilledPromptTokens);
+public sealed record MiniGptUsage(int PromptTokens, int GeneratedTokens, int TruncatedPromptTokens, int ReusedPromptTokens, int PrefilledPromptTokens)
+{
+    /// <summary>Of <see cref="PromptTokens"/>, the positions that hold image embeddings (each image takes the projector's tokens per image).</summary>
+    public int ImagePromptTokens { get; init; }
+}
 
 /// <summary>Where the time went.</summary>
 /// <param name="ImageEncodeMilliseconds">Decoding, preprocessing and encoding new images.</param>

@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using MiniGpt4.Abstractions;
 using MiniGpt4.Generation;
 using MiniGpt4.Prompting;
+using MiniGpt4.Sessions;
 
 namespace MiniGpt4;
 
@@ -12,13 +13,17 @@ namespace MiniGpt4;
 /// session's cache are reused for the longest common token prefix, so only the rest is prefilled.
 /// Images are encoded once. One turn at a time. Each turn is admitted by the pipeline (a slot and its
 /// memory); between turns the cache may be evicted to make room for other requests, which costs a longer
-/// prefill next turn but never changes an answer. Dispose to free the cache and images.
+/// prefill next turn but never changes an answer. A session can start from a system prompt and earlier turns
+/// (<see cref="MiniGptPipeline.CreateSessionAsync"/>, <see cref="ReplaceHistoryAsync"/>), and can be saved to a
+/// stream and restored on the same model (<see cref="SaveAsync"/>, <see cref="MiniGptPipeline.RestoreSessionAsync"/>).
+/// Dispose to free the cache and images.
 /// </summary>
 public sealed class ChatSession : IDisposable
 {
     private readonly MiniGptPipeline _pipeline;
     private readonly Conversation _conversation = new();
-    private readonly List<ImageEmbeddings> _images = new();
+    private List<ImageEmbeddings> _images = new();
+    private List<byte[]?> _imageKeys = new();
     private readonly ConversationCache _cache;
     private double _pendingImageMs;
     private int _busy;
@@ -34,12 +39,14 @@ public sealed class ChatSession : IDisposable
     public IReadOnlyList<(string Role, string Text)> History =>
         _conversation.Messages.Select(m => (m.IsUser ? "user" : "assistant", m.Text)).ToArray();
 
+    /// <summary>The system text the prompt starts with: the variant template's own unless one was given.</summary>
+    public string SystemPrompt => _conversation.SystemPrompt ?? _pipeline.Preset.Template.System;
+
     /// <summary>The last finished answer, also after streaming.</summary>
     public MiniGptResponse? LastResponse { get; private set; }
 
     /// <summary>Positions held by the session's key/value cache.</summary>
     public int CachedTokens => _cache.Length;
-
 
     /// <summary>Adds an image to the conversation (<c>Chat.upload_img</c> + <c>encode_img</c>): it is encoded now, once.</summary>
     /// <exception cref="MiniGptImageException">The image cannot be decoded or is refused; the session is unchanged.</exception>
@@ -58,12 +65,74 @@ public sealed class ChatSession : IDisposable
         try
         {
             var sw = Stopwatch.StartNew();
+            var key = ImageContentKey.Of(image);
             var embeddings = await _pipeline.EncodeImageAsync(image, cancellationToken).ConfigureAwait(false);
             _images.Add(embeddings);
+            _imageKeys.Add(key);
             _conversation.AddImage();
             _pendingImageMs += sw.Elapsed.TotalMilliseconds;
         }
         finally { ExitTurn(); }
+    }
+
+    /// <summary>
+    /// Replaces the conversation with <paramref name="history"/> after <paramref name="systemPrompt"/> (null: the variant
+    /// template's own), rendered exactly as the same turns asked live would be. Images this session already holds with the
+    /// same content (bytes, or RGB pixels and size) are not encoded again, and the next answer reuses the cached keys/values
+    /// of the longest common token prefix of the old and new prompts: replaying a history that extends this session's
+    /// prefills only the new tokens. Nothing is generated; call <see cref="AskAsync"/> or <see cref="StreamUpdatesAsync"/> next.
+    /// </summary>
+    /// <exception cref="MiniGptImageException">An image cannot be decoded or is refused; the session is unchanged.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled; the session is unchanged.</exception>
+    /// <exception cref="ArgumentException">A turn is null, or an assistant turn holds images.</exception>
+    public async Task ReplaceHistoryAsync(string? systemPrompt, IEnumerable<ChatTurn> history, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(history);
+        var turns = history.ToArray();
+        if (turns.Any(t => t is null)) throw new ArgumentException("A turn is null.", nameof(history));
+        EnterTurn();
+        var encoded = new List<ImageEmbeddings>();
+        try
+        {
+            var sw = Stopwatch.StartNew();
+            var claimed = new bool[_images.Count];
+            var images = new List<ImageEmbeddings>();
+            var keys = new List<byte[]?>();
+            foreach (var input in turns.SelectMany(t => t.Images))
+            {
+                var key = ImageContentKey.Of(input);
+                var reuse = key is null ? -1 : Enumerable.Range(0, _images.Count)
+                    .FirstOrDefault(i => !claimed[i] && _imageKeys[i] is { } k && k.AsSpan().SequenceEqual(key), -1);
+                if (reuse >= 0)
+                {
+                    claimed[reuse] = true;
+                    images.Add(_images[reuse]);
+                }
+                else
+                {
+                    var embeddings = await _pipeline.EncodeImageAsync(input, cancellationToken).ConfigureAwait(false);
+                    encoded.Add(embeddings);
+                    images.Add(embeddings);
+                }
+                keys.Add(key);
+            }
+            // Committed from here on: nothing below throws.
+            _conversation.Clear();
+            _conversation.SystemPrompt = systemPrompt;
+            foreach (var turn in turns) _conversation.AddTurn(turn.IsUser, turn.Text, turn.Images.Count);
+            for (var i = 0; i < _images.Count; i++)
+                if (!claimed[i]) _images[i].Dispose();
+            _images = images;
+            _imageKeys = keys;
+            encoded.Clear();
+            _pendingImageMs += sw.Elapsed.TotalMilliseconds;
+        }
+        finally
+        {
+            foreach (var e in encoded) e.Dispose();
+            ExitTurn();
+        }
     }
 
     /// <summary>Asks a question and returns the whole answer.</summary>
@@ -72,7 +141,7 @@ public sealed class ChatSession : IDisposable
     /// <exception cref="MiniGptQueueFullException">Too many requests are waiting.</exception>
     public async Task<MiniGptResponse> AskAsync(string question, GenerationOptions? options = null, CancellationToken cancellationToken = default)
     {
-        await foreach (var _ in StreamAsync(question, options, cancellationToken).ConfigureAwait(false)) { }
+        await foreach (var _ in RunTurnAsync(question, options, clean: false, cancellationToken).ConfigureAwait(false)) { }
         return LastResponse!;
     }
 
@@ -84,6 +153,30 @@ public sealed class ChatSession : IDisposable
     /// </summary>
     public async IAsyncEnumerable<string> StreamAsync(string question, GenerationOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        await foreach (var u in RunTurnAsync(question, options, clean: false, cancellationToken).ConfigureAwait(false))
+            if (u.Text.Length > 0) yield return u.Text;
+    }
+
+    /// <summary>
+    /// Asks a question and streams the answer with its accounting: one update per generated token (per beam search, one
+    /// at the end) with the new text and token ids; the last update carries the <see cref="GenerationUpdate.FinishReason"/>,
+    /// the <see cref="GenerationUpdate.Usage"/> (prompt, generated and image tokens, and how many prompt positions came from
+    /// the cache) and the <see cref="GenerationUpdate.Timings"/>. The texts concatenate to the answer's
+    /// <see cref="MiniGptResponse.Text"/> (the reference's clean-up, applied as the text streams), with one exception: a
+    /// model that writes <c>Assistant:</c> after text was streamed (the reference keeps only what follows it; a stream
+    /// cannot take text back). Cancellation and failures undo the turn as in <see cref="StreamAsync"/>.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">Cancelled: the history and the cache stay as they were.</exception>
+    /// <exception cref="MiniGptContextLengthException">The conversation plus MaxNewTokens does not fit the context.</exception>
+    /// <exception cref="MiniGptQueueFullException">Too many requests are waiting.</exception>
+    public IAsyncEnumerable<GenerationUpdate> StreamUpdatesAsync(string question, GenerationOptions? options = null,
+        CancellationToken cancellationToken = default)
+        => RunTurnAsync(question, options, clean: true, cancellationToken);
+
+    /// <summary>One turn: texts are <see cref="AnswerStreamCut"/>'s deltas, or with <paramref name="clean"/> <see cref="AnswerStreamClean"/>'s.</summary>
+    private async IAsyncEnumerable<GenerationUpdate> RunTurnAsync(string question, GenerationOptions? options, bool clean,
+        [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         ThrowIfDisposed();
         ArgumentNullException.ThrowIfNull(question);
@@ -102,34 +195,48 @@ public sealed class ChatSession : IDisposable
             lease = await _pipeline.Admission.AdmitAsync(_pipeline.EstimateAnswerBytes(positions, options), "This answer", cancellationToken).ConfigureAwait(false);
             _pipeline.Admission.Forget(_cache);
             var stream = new AnswerStreamCut(); // what the reference keeps: the text before the first "###"
+            var cleaned = clean ? new AnswerStreamClean() : null;
             var tokens = new List<int>();
             GenerationUpdate? last = null;
+            var lastDelta = "";
             await foreach (var u in _pipeline.Engine.GenerateAsync(turn.Sequence, turn.Options, _cache, cancellationToken).ConfigureAwait(false))
             {
                 tokens.AddRange(u.TokenIds);
                 last = u;
                 var delta = stream.Push(u.Text);
-                if (delta.Length > 0) yield return delta;
+                if (u.FinishReason is not null)
+                {
+                    lastDelta = delta; // the last update: sent below, once the answer is committed
+                    break;
+                }
+                if (cleaned is not null) yield return new GenerationUpdate(cleaned.Push(delta), u.TokenIds);
+                else if (delta.Length > 0) yield return new GenerationUpdate(delta, u.TokenIds);
             }
             var rawText = stream.Raw;
             var answer = AnswerPostProcessor.Process(rawText);
             _conversation.AddAnswer(answer);
             committed = true;
+            var timings = last!.Timings! with { ImageEncodeMilliseconds = _pendingImageMs };
             LastResponse = new MiniGptResponse
             {
                 Text = answer,
                 RawText = rawText,
                 TokenIds = tokens.ToArray(),
-                FinishReason = last!.FinishReason!.Value,
+                FinishReason = last.FinishReason!.Value,
                 Usage = last.Usage!,
-                Timings = last.Timings! with { ImageEncodeMilliseconds = _pendingImageMs },
+                Timings = timings,
                 Prompt = turn.Prompt,
                 SegmentIds = turn.SegmentIds,
                 SequenceScore = last.SequenceScore,
             };
             _pendingImageMs = 0;
             var tail = stream.Finish();
-            if (tail.Length > 0) yield return tail;
+            if (cleaned is not null)
+            {
+                var text = cleaned.Push(lastDelta) + cleaned.Push(tail) + cleaned.Finish(answer);
+                yield return last with { Text = text, Timings = timings };
+            }
+            else if (lastDelta.Length + tail.Length > 0) yield return new GenerationUpdate(lastDelta + tail, last.TokenIds);
         }
         finally
         {
@@ -140,6 +247,79 @@ public sealed class ChatSession : IDisposable
                 lease.Dispose();
             }
             ExitTurn();
+        }
+    }
+
+    /// <summary>
+    /// Saves the conversation to <paramref name="destination"/>: the system prompt, the messages, each image's embeddings
+    /// (so the images are not needed again) and the key/value cache with the keys of its positions, bound to this model's
+    /// identity. <see cref="MiniGptPipeline.RestoreSessionAsync"/> on the same model (in this process or another) continues
+    /// with the same tokens as this session would. The format is described in docs/chat.md. <see cref="LastResponse"/> is not saved.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">Cancelled; what was written is incomplete.</exception>
+    /// <exception cref="InvalidOperationException">A turn is running.</exception>
+    public async Task SaveAsync(Stream destination, CancellationToken cancellationToken = default)
+    {
+        ThrowIfDisposed();
+        ArgumentNullException.ThrowIfNull(destination);
+        if (!destination.CanWrite) throw new ArgumentException("The stream is not writable.", nameof(destination));
+        EnterTurn();
+        try
+        {
+            var identity = _pipeline.Identity;
+            _pipeline.Admission.Forget(_cache); // not evicted while it is copied
+            try
+            {
+                await Task.Run(() =>
+                {
+                    var exported = _cache.Export();
+                    try
+                    {
+                        SessionFile.Write(destination, identity, _conversation.SystemPrompt, _conversation.Messages,
+                            _images.Zip(_imageKeys).ToArray(), exported, cancellationToken);
+                    }
+                    finally { exported?.Snapshot.Dispose(); }
+                }, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (!_disposed) _pipeline.Admission.MarkIdle(_cache);
+            }
+            await destination.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally { ExitTurn(); }
+    }
+
+    /// <summary>A session from a saved conversation (see <see cref="MiniGptPipeline.RestoreSessionAsync"/>).</summary>
+    internal static async Task<ChatSession> RestoreAsync(MiniGptPipeline pipeline, Stream source, CancellationToken cancellationToken)
+    {
+        var identity = pipeline.Identity;
+        using var saved = await Task.Run(() => SessionFile.Read(source, pipeline, identity, cancellationToken), cancellationToken).ConfigureAwait(false);
+        var session = new ChatSession(pipeline);
+        try
+        {
+            session._conversation.SystemPrompt = saved.SystemPrompt;
+            foreach (var m in saved.Messages) session._conversation.Add(m);
+            foreach (var image in saved.Images)
+            {
+                session._images.Add(ImageEmbeddings.FromArray(image.Values, image.Tokens, image.Hidden));
+                session._imageKeys.Add(image.Key);
+            }
+            if (saved is { Cache: { } snapshot, CacheKeys: { } savedKeys })
+            {
+                var keys = savedKeys.Select(k => k >= 0 ? k
+                    : GenerationRun.ImageKey(session._images[(int)((-k - 1) / 1_000_000L)], (int)((-k - 1) % 1_000_000L))).ToArray();
+                using var lease = await pipeline.Admission.AdmitAsync(pipeline.LanguageModel.CacheBytesPerPosition * keys.Length,
+                    "Restoring a conversation", cancellationToken).ConfigureAwait(false);
+                await Task.Run(() => session._cache.Import(keys, snapshot), cancellationToken).ConfigureAwait(false);
+                pipeline.Admission.MarkIdle(session._cache);
+            }
+            return session;
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
         }
     }
 

@@ -63,6 +63,12 @@ public sealed class MiniGptPipeline : IDisposable
     /// <summary>The language model and tokenizer.</summary>
     public ILanguageModel LanguageModel { get; }
 
+    /// <summary>The variant's name as a manifest spells it (<c>minigpt4-vicuna0</c>, <c>minigpt4-llama2</c>, <c>minigptv2</c>).</summary>
+    public string ModelName => Preset.Name;
+
+    /// <summary>The variant's generation defaults (its demo's settings), used when a call passes no options.</summary>
+    public GenerationOptions DefaultGenerationOptions => Preset.Defaults;
+
     /// <summary>The variant's template, stop rule and defaults.</summary>
     internal ModelPreset Preset { get; }
 
@@ -144,6 +150,23 @@ public sealed class MiniGptPipeline : IDisposable
     }
 
     /// <summary>
+    /// Asks one question about one image and streams the answer with its accounting, as
+    /// <see cref="ChatSession.StreamUpdatesAsync"/> does: the texts concatenate to the answer, the last update carries
+    /// the finish reason, usage (image tokens included) and timings.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">Cancelled; nothing is returned.</exception>
+    /// <exception cref="MiniGptQueueFullException">Too many requests are waiting.</exception>
+    /// <exception cref="MiniGptContextLengthException">The prompt plus MaxNewTokens does not fit the context.</exception>
+    public async IAsyncEnumerable<GenerationUpdate> StreamUpdatesAsync(ImageInput image, string question, GenerationOptions? options = null,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        using var session = CreateSession();
+        await session.AddImageAsync(image, cancellationToken).ConfigureAwait(false);
+        await foreach (var update in session.StreamUpdatesAsync(question, options, cancellationToken).ConfigureAwait(false))
+            yield return update;
+    }
+
+    /// <summary>
     /// Generates from a prompt you build yourself (token ids from <see cref="ILanguageModel.Tokenize"/> and image
     /// embeddings), without the variant's template: the engine's decoding, admission and cancellation, no conversation.
     /// The last update carries the finish reason, usage and timings.
@@ -169,6 +192,60 @@ public sealed class MiniGptPipeline : IDisposable
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         return new ChatSession(this);
     }
+
+    /// <summary>
+    /// Starts a conversation from a system prompt and earlier turns (user turns with their images, assistant turns),
+    /// rendered with the variant's template exactly as the same turns asked in one <see cref="ChatSession"/>; the images
+    /// are encoded now. Continue it with <see cref="ChatSession.AskAsync"/> or <see cref="ChatSession.StreamUpdatesAsync"/>.
+    /// </summary>
+    /// <param name="systemPrompt">Replaces the template's system text (null keeps it). Every variant's template starts with one.</param>
+    /// <param name="history">Earlier turns, oldest first (may be empty).</param>
+    /// <param name="cancellationToken">Cancels image encoding.</param>
+    /// <exception cref="MiniGptImageException">An image cannot be decoded or is refused.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled; nothing is kept.</exception>
+    public async Task<ChatSession> CreateSessionAsync(string? systemPrompt, IEnumerable<ChatTurn> history, CancellationToken cancellationToken = default)
+    {
+        var session = CreateSession();
+        try
+        {
+            await session.ReplaceHistoryAsync(systemPrompt, history, cancellationToken).ConfigureAwait(false);
+            return session;
+        }
+        catch
+        {
+            session.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Restores a conversation saved with <see cref="ChatSession.SaveAsync"/> by this model (in this process or another):
+    /// its system prompt, turns, image embeddings and key/value cache, so the next answer is the one the saved session
+    /// would have given and prefills only the new tokens. The stream is read from its position to the end of the saved data.
+    /// </summary>
+    /// <exception cref="MiniGptModelMismatchException">The conversation was saved by another model.</exception>
+    /// <exception cref="MiniGptSessionException">The data is not a saved conversation, or is truncated or corrupt.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled; nothing is kept.</exception>
+    public Task<ChatSession> RestoreSessionAsync(Stream source, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        ArgumentNullException.ThrowIfNull(source);
+        if (!source.CanRead) throw new ArgumentException("The stream is not readable.", nameof(source));
+        return ChatSession.RestoreAsync(this, source, cancellationToken);
+    }
+
+    /// <summary>The model identity saved conversations are bound to (computed on first use).</summary>
+    internal Sessions.ModelIdentity Identity
+    {
+        get
+        {
+            ObjectDisposedException.ThrowIf(IsDisposed, this);
+            return LazyInitializer.EnsureInitialized(ref _identity, ref _identityLock, () => Sessions.ModelIdentity.Of(this))!;
+        }
+    }
+
+    private Sessions.ModelIdentity? _identity;
+    private object? _identityLock;
 
     /// <summary>Decodes, preprocesses, encodes and projects one image inside the pipeline's admission.</summary>
     internal async Task<ImageEmbeddings> EncodeImageAsync(ImageInput image, CancellationToken ct)

@@ -116,6 +116,32 @@ internal sealed class ConversationCache(ILanguageModel model, LanguageModelCache
         _savedKeys = null;
     }
 
+    /// <summary>
+    /// A copy of what an idle cache holds, for saving a conversation: the keys of its positions and the model's
+    /// snapshot of them (<see cref="LanguageModelCache.Save"/> from position 0). Null when nothing is cached.
+    /// </summary>
+    public (long[] Keys, IDisposable Snapshot)? Export()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_cache is not { } cache || cache.Length == 0 || _keys.Count != cache.Length) return null;
+        return (_keys.ToArray(), cache.Save(0));
+    }
+
+    /// <summary>Fills the cache from a saved snapshot of positions 0.. and their keys (a restored conversation).</summary>
+    public void Import(IReadOnlyList<long> keys, IDisposable snapshot)
+    {
+        var cache = Cache;
+        if (cache.Length > 0) cache.Truncate(0);
+        _keys.Clear();
+        cache.Restore(snapshot);
+        if (cache.Length != keys.Count)
+        {
+            cache.Truncate(0);
+            throw new InvalidOperationException($"The restored cache holds {cache.Length} positions for {keys.Count} keys.");
+        }
+        _keys.AddRange(keys);
+    }
+
     /// <summary>Frees the memory of an idle conversation (not a caller's cache); its next turn prefills the whole prompt.</summary>
     public void Evict()
     {

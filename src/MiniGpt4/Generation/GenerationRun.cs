@@ -77,7 +77,10 @@ internal sealed class GenerationRun(ILanguageModel model, PromptSequence prompt,
         Dispose();
         var decodeMs = _decode.Elapsed.TotalMilliseconds;
         var steps = Math.Max(0, _tokens.Count - 1);
-        var usage = new MiniGptUsage(_keys.Length, _tokens.Count, prompt.SkipLeft, _reused, _keys.Length - _reused);
+        var usage = new MiniGptUsage(_keys.Length, _tokens.Count, prompt.SkipLeft, _reused, _keys.Length - _reused)
+        {
+            ImagePromptTokens = _keys.Count(k => k < 0),
+        };
         var timings = new MiniGptTimings(0, _prefillMs, decodeMs, decodeMs > 0 ? steps / (decodeMs / 1000.0) : 0);
         return new GenerationUpdate(text, ids, reason, usage, timings, score);
     }
@@ -99,8 +102,7 @@ internal sealed class GenerationRun(ILanguageModel model, PromptSequence prompt,
             else
             {
                 var img = ((ImagePart)part).Embeddings;
-                var id = ImageIdentity(img);
-                for (var i = 0; i < img.TokenCount; i++) keys.Add(-(id * 1_000_000L + i) - 1);
+                for (var i = 0; i < img.TokenCount; i++) keys.Add(ImageKey(img, i));
             }
         }
         return keys.Skip(prompt.SkipLeft).ToArray();
@@ -109,6 +111,9 @@ internal sealed class GenerationRun(ILanguageModel model, PromptSequence prompt,
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<ImageEmbeddings, object> ImageIds = new();
     private static long _nextImageId;
 
-    private static long ImageIdentity(ImageEmbeddings img) =>
+    internal static long ImageIdentity(ImageEmbeddings img) =>
         (long)ImageIds.GetValue(img, _ => Interlocked.Increment(ref _nextImageId));
+
+    /// <summary>The cache key of position <paramref name="index"/> of image <paramref name="img"/> (negative; text keys are token ids).</summary>
+    internal static long ImageKey(ImageEmbeddings img, int index) => -(ImageIdentity(img) * 1_000_000L + index) - 1;
 }

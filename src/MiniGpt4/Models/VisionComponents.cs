@@ -12,6 +12,9 @@ internal sealed class EvaVisionEncoder(EvaVisionTransformer vit, ImageDecodingOp
 {
     private readonly ComputeGate _gate = new(nameof(EvaVisionEncoder));
 
+    /// <summary>The transformer (read by the model identity of saved conversations).</summary>
+    internal EvaVisionTransformer Module => vit;
+
     /// <inheritdoc />
     public int ImageSize => vit.Config.ImageSize;
 
@@ -36,6 +39,9 @@ internal sealed class EvaVisionEncoder(EvaVisionTransformer vit, ImageDecodingOp
 internal sealed class VisionProjector(ProjectorModule inner) : IProjector
 {
     private readonly ComputeGate _gate = new(nameof(VisionProjector));
+
+    /// <summary>The projection modules (read by the model identity of saved conversations).</summary>
+    internal ProjectorModule Module => inner;
 
     /// <inheritdoc />
     public int TokensPerImage => inner.TokensPerImage;

@@ -29,11 +29,12 @@ internal sealed record ConversationTemplate(string System, string UserRole, stri
     /// <c>Conversation.get_prompt()</c> does after <c>Chat.answer</c> appends it, and gives the offsets
     /// of the image placeholders that stand for images. A user's text that happens to contain
     /// <c>&lt;ImageHere&gt;</c> is plain text: only an image message's own placeholder marks where embeddings go.
+    /// A <paramref name="systemPrompt"/> takes the place of the template's own system text (<c>system + sep</c> at the start).
     /// </summary>
-    public string Render(IReadOnlyList<ConversationMessage> messages, out IReadOnlyList<int> imageOffsets)
+    public string Render(IReadOnlyList<ConversationMessage> messages, out IReadOnlyList<int> imageOffsets, string? systemPrompt = null)
     {
         var offsets = new List<int>();
-        var sb = new System.Text.StringBuilder(System).Append(Separator);
+        var sb = new System.Text.StringBuilder(systemPrompt ?? System).Append(Separator);
         foreach (var m in messages)
         {
             sb.Append(m.IsUser ? UserRole : AssistantRole);
@@ -70,6 +71,31 @@ internal sealed class Conversation
 
     /// <summary>Messages so far (without the open assistant slot).</summary>
     public IReadOnlyList<ConversationMessage> Messages => _messages;
+
+    /// <summary>The system text in place of the template's (null: the template's own).</summary>
+    public string? SystemPrompt { get; set; }
+
+    /// <summary>
+    /// Replays one earlier turn the way a live session would have produced it: a user turn is each image's upload
+    /// (<see cref="AddImage"/>) and then its text (<see cref="Ask"/>, joined to the last image message); an assistant
+    /// turn is <see cref="AddAnswer"/>. A user turn without text leaves the image messages open for the next text.
+    /// </summary>
+    public void AddTurn(bool isUser, string text, int images)
+    {
+        if (!isUser)
+        {
+            AddAnswer(text);
+            return;
+        }
+        for (var i = 0; i < images; i++) AddImage();
+        if (text.Length > 0 || images == 0) Ask(text);
+    }
+
+    /// <summary>Appends a message as it was (a restored conversation).</summary>
+    public void Add(ConversationMessage message) => _messages.Add(message);
+
+    /// <summary>Drops every message (a history about to be replaced).</summary>
+    public void Clear() => _messages.Clear();
 
     /// <summary><c>Chat.upload_img</c>: a user message holding the image placeholder.</summary>
     public void AddImage() => _messages.Add(new ConversationMessage(true, ConversationTemplate.ImageMessage, HasImage: true));

@@ -24,7 +24,7 @@ internal sealed class PromptBuilder(ConversationTemplate template, ILanguageMode
     /// <exception cref="MiniGptContextLengthException">The prompt plus MaxNewTokens exceeds MaxContextLength and truncation was not asked for.</exception>
     public Turn Build(Conversation conversation, IReadOnlyList<ImageEmbeddings> images, GenerationOptions options)
     {
-        var prompt = template.Render(conversation.Messages, out var imageOffsets);
+        var prompt = template.Render(conversation.Messages, out var imageOffsets, conversation.SystemPrompt);
         if (imageOffsets.Count != images.Count)
             throw new InvalidOperationException($"The conversation has {imageOffsets.Count} image messages but the session holds {images.Count} images.");
         var segments = ConversationTemplate.SplitAtImages(prompt, imageOffsets);

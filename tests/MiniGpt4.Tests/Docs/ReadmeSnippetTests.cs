@@ -1,3 +1,4 @@
+using Microsoft.Extensions.DependencyInjection;
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using Microsoft.Extensions.AI;
@@ -49,9 +50,16 @@ public sealed class ReadmeSnippetTests(TinyPipelines tiny) : IClassFixture<TinyP
         Assert.Contains("grounding", blocks.Keys);
         Assert.Contains("telemetry", blocks.Keys);
         Assert.Equal(regions.Keys.Order(), blocks.Keys.Order());
-        foreach (var (name, code) in blocks)
-            Assert.True(regions[name] == string.Join("\n", code.Split('\n').Select(l => l.TrimEnd())),
+        var source = File.ReadAllText(RepoFile("tests/MiniGpt4.Tests/Docs/ReadmeSnippets.cs")).ReplaceLineEndings("\n");
+        foreach (var (name, block) in blocks)
+        {
+            var lines = block.Split('\n').Select(l => l.TrimEnd()).ToArray();
+            var imports = lines.TakeWhile(l => Regex.IsMatch(l, @"^using [\w.]+;$")).ToArray();
+            foreach (var import in imports) Assert.Contains(import + "\n", source);
+            var code = string.Join("\n", lines.Skip(imports.Length)).Trim('\n');
+            Assert.True(regions[name] == code,
                 $"README.md's '{name}' example differs from #region {name} in tests/MiniGpt4.Tests/Docs/ReadmeSnippets.cs:\n{regions[name]}");
+        }
     }
 
     [SkippableFact]
@@ -126,5 +134,26 @@ public sealed class ReadmeSnippetTests(TinyPipelines tiny) : IClassFixture<TinyP
         Assert.Contains("gen_ai.server.request.duration", serverMetrics);
         Assert.Contains("gen_ai.server.token.usage", serverMetrics);
         Assert.Empty(clientMetrics.Intersect(serverMetrics));
+    }
+
+    [SkippableFact]
+    public async Task The_IChatClient_snippet_runs()
+        => await ReadmeSnippets.IChatClientAsync(tiny.Get("vicuna0"), Oracle.Image("a_gradient_shapes_640x480.png"));
+
+    [SkippableFact]
+    public async Task The_replay_and_save_snippet_runs()
+    {
+        using var dir = new TempDir();
+        await ReadmeSnippets.ReplayAndSaveAsync(tiny.Get("vicuna0"), Oracle.Image("a_gradient_shapes_640x480.png"), dir.File("chat.session"));
+        Assert.True(new FileInfo(dir.File("chat.session")).Length > 0);
+    }
+
+    [Fact]
+    public void The_dependency_injection_snippet_registers_a_chat_client()
+    {
+        var services = new ServiceCollection();
+        ReadmeSnippets.AddChatClient(services);
+        Assert.Contains(services, d => d.ServiceType == typeof(IChatClient));
+        Assert.Contains(services, d => d.ServiceType == typeof(MiniGptPipeline));
     }
 }

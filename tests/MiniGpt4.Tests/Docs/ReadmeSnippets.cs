@@ -1,3 +1,7 @@
+using MiniGpt4.Hosting;
+using MiniGpt4.Extensions.AI;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.AI;
 using System.Diagnostics;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
@@ -7,8 +11,9 @@ namespace MiniGpt4.Tests.Docs;
 
 /// <summary>
 /// The README's C# examples that have a <c>&lt;!-- snippet: name --&gt;</c> marker: each is the <c>#region name</c> below,
-/// copied verbatim (ReadmeSnippetTests checks the copies and runs the examples on the tiny oracle models). Edit the
-/// code here, then paste the region into README.md.
+/// copied verbatim (ReadmeSnippetTests checks the copies and runs the examples on the tiny oracle models); a README
+/// block may start with <c>using</c> lines, which must be among this file's. Edit the code here, then paste the region
+/// into README.md.
 /// </summary>
 public static class ReadmeSnippets
 {
@@ -43,5 +48,62 @@ public static class ReadmeSnippets
         #endregion
         meters!.ForceFlush();
         return (spans, metrics, answer);
+    }
+
+    public static async Task IChatClientAsync(MiniGptPipeline pipeline, string photoPath)
+    {
+        #region ichatclient
+        IChatClient client = pipeline.AsIChatClient();
+        var photo = new DataContent(File.ReadAllBytes(photoPath), "image/jpeg");
+        List<ChatMessage> history = [new(ChatRole.User, [photo, new TextContent("What is in the picture?")])];
+        ChatResponse answer = await client.GetResponseAsync(history, new ChatOptions { Temperature = 0, MaxOutputTokens = 64 });
+        Console.WriteLine($"{answer.Text} [{answer.FinishReason}, {answer.Usage?.InputTokenCount} in, {answer.Usage?.OutputTokenCount} out]");
+
+        // Stateless: send the whole conversation each time. A replayed history reuses the cached keys/values.
+        history.AddRange(answer.Messages);
+        history.Add(new(ChatRole.User, "What colour is the biggest shape?"));
+        await foreach (var update in client.GetStreamingResponseAsync(history))
+            Console.Write(update.Text);
+        #endregion
+    }
+
+    public static void AddChatClient(IServiceCollection services)
+    {
+        #region ichatclient-di
+        services.AddMiniGpt4(o => o.ModelPath = "/models/minigpt4/minigpt4.json");
+        services.AddChatClient(sp => sp.GetRequiredService<MiniGptPipeline>().AsIChatClient())
+            .UseLogging()
+            .UseOpenTelemetry();
+        #endregion
+    }
+
+    public static async Task ReplayAndSaveAsync(MiniGptPipeline pipeline, string photoPath, string sessionPath)
+    {
+        #region replay-save-restore
+        // A conversation from a system prompt and earlier turns, rendered as if they had been asked live.
+        using var session = await pipeline.CreateSessionAsync("You describe pictures for blind readers.",
+        [
+            ChatTurn.User("What is in the picture?", ImageInput.FromFile(photoPath)),
+            ChatTurn.Assistant("A red square and a blue circle on a grey gradient."),
+        ]);
+        await foreach (var update in session.StreamUpdatesAsync("Which shape is bigger?"))
+        {
+            Console.Write(update.Text);
+            if (update is { FinishReason: { } reason, Usage: { } usage })
+                Console.WriteLine($"\n[{reason}: {usage.GeneratedTokens} tokens; {usage.ReusedPromptTokens} of {usage.PromptTokens} prompt positions from the cache]");
+        }
+
+        // Save it (turns, image embeddings, key/value cache, the model's identity) ...
+        await using (var file = File.Create(sessionPath))
+            await session.SaveAsync(file);
+
+        // ... and continue it later, in this process or another, on the same model: the same tokens as without the break.
+        await using (var file = File.OpenRead(sessionPath))
+        {
+            using var restored = await pipeline.RestoreSessionAsync(file); // MiniGptModelMismatchException for another model's file
+            var next = await restored.AskAsync("And the smaller one?");
+            Console.WriteLine(next.Text);
+        }
+        #endregion
     }
 }
