@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using MiniGpt4.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -110,7 +111,6 @@ internal sealed unsafe class CpuDecoder : IDisposable
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-
     private void Block(int l, int r, int threads)
     {
         var w = _layers[l];
@@ -144,7 +144,13 @@ internal sealed unsafe class CpuDecoder : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Residual(int r)
     {
-        for (long i = 0; i < (long)r * _hidden; i++) _s.X[i] = Round(_s.X[i] + Round(_s.O[i]));
+        var n = (long)r * _hidden;
+        RoundAll(_s.O, n);
+        long i = 0;
+        if (GemvMath.Lanes == 16)
+            for (; i + 16 <= n; i += 16) (Vector512.Load(_s.X + i) + Vector512.Load(_s.O + i)).Store(_s.X + i);
+        for (; i < n; i++) _s.X[i] += _s.O[i];
+        RoundAll(_s.X, n);
     }
 
     /// <summary>RMSNorm of every row of <paramref name="x"/> with scale <paramref name="weight"/>; returns what the next products read.</summary>
@@ -155,11 +161,21 @@ internal sealed unsafe class CpuDecoder : IDisposable
         for (var m = 0; m < r; m++)
         {
             var row = x + m * n;
-            var sum = 0f;
-            for (var k = 0; k < n; k++) sum = MathF.FusedMultiplyAdd(row[k], row[k], sum);
-            var inv = 1f / MathF.Sqrt(sum / n + _eps);
+            var inv = 1f / MathF.Sqrt(GemvMath.SumOfSquares(row, n) / n + _eps);
             var dst = _s.Normed + m * n;
-            for (var k = 0; k < n; k++) dst[k] = Round(Weight(weight, k) * Round(row[k] * inv));
+            var k = 0;
+            if (GemvMath.Lanes == 16)
+            {
+                var scale = Vector512.Create(inv);
+                for (; k + 16 <= n; k += 16)
+                {
+                    var normed = Vector512.Load(row + k) * scale;
+                    if (_bf16) normed = GemvMath.RoundToBf16(normed);
+                    var y = GemvMath.Load(weight, k, _bf16) * normed;
+                    (_bf16 ? GemvMath.RoundToBf16(y) : y).Store(dst + k);
+                }
+            }
+            for (; k < n; k++) dst[k] = Round(Weight(weight, k) * Round(row[k] * inv));
         }
         return Pack(_s.Normed, r, n);
     }
@@ -169,7 +185,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
     private nint Pack(float* x, int r, long n)
     {
         if (!_bf16) return (nint)x;
-        for (long i = 0; i < r * n; i++) _s.Act[i] = GemvMath.FloatToBf16(x[i]);
+        GemvMath.ToBf16(x, _s.Act, r * n);
         return (nint)_s.Act;
     }
 
@@ -178,14 +194,12 @@ internal sealed unsafe class CpuDecoder : IDisposable
     private float Round(float v) => _bf16 ? GemvMath.RoundToBf16(v) : v;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-
     private void RoundAll(float* v, long n)
     {
-        if (_bf16) for (long i = 0; i < n; i++) v[i] = GemvMath.RoundToBf16(v[i]);
+        if (_bf16) GemvMath.RoundToBf16(v, n);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-
     private void Widen(nint src, float* dst, int n)
     {
         if (_bf16) for (var k = 0; k < n; k++) dst[k] = GemvMath.Bf16ToFloat(((ushort*)src)[k]);
@@ -225,7 +239,6 @@ internal sealed unsafe class CpuDecoder : IDisposable
         public int Layer;
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-
         public override void Run(int chunk)
         {
             int m = chunk / d._heads, head = chunk % d._heads, g = head / d._groups, hd = d._headDim;

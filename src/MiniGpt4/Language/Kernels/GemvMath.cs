@@ -268,4 +268,59 @@ internal static unsafe class GemvMath
         for (; j < count; j++) sum += s[j] = MathF.Exp(s[j] - max);
         return sum;
     }
+
+    /// <summary>Rounds <paramref name="n"/> float32 values in place to the nearest bf16 (as <see cref="RoundToBf16(float)"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void RoundToBf16(float* v, long n)
+    {
+        long i = 0;
+        if (Lanes == 16)
+            for (; i + 16 <= n; i += 16) RoundToBf16(Vector512.Load(v + i)).Store(v + i);
+        for (; i < n; i++) v[i] = RoundToBf16(v[i]);
+    }
+
+    /// <summary>Writes <paramref name="n"/> float32 values as bf16, rounded to nearest-even (as <see cref="FloatToBf16"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ToBf16(float* src, ushort* dst, long n)
+    {
+        long i = 0;
+        if (Lanes == 16)
+            for (; i + 16 <= n; i += 16)
+                Avx512F.ConvertToVector256UInt16(Vector512.ShiftRightLogical(RoundToBf16(Vector512.Load(src + i)).AsUInt32(), 16)).Store(dst + i);
+        for (; i < n; i++) dst[i] = FloatToBf16(src[i]);
+    }
+
+    /// <summary>Sixteen values rounded to bf16 (nearest-even; NaN to the quiet NaN), as float32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> RoundToBf16(Vector512<float> v)
+    {
+        var u = v.AsUInt32();
+        var rounded = (u + Vector512.Create(0x7FFFu) + ((u >> 16) & Vector512<uint>.One)) & Vector512.Create(0xFFFF0000u);
+        return Vector512.ConditionalSelect(Vector512.Equals(v, v).AsUInt32(), rounded, Vector512.Create(0x7FC00000u)).AsSingle();
+    }
+
+    /// <summary>Sixteen values of a float32 or bf16 row, as float32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static Vector512<float> Load(nint row, long i, bool bf16)
+        => bf16 ? WidenBf16((ushort*)row + i) : Vector512.Load((float*)row + i);
+
+    /// <summary>The sum of squares of <paramref name="n"/> values, in a fixed order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float SumOfSquares(float* x, long n)
+    {
+        long i = 0;
+        var sum = 0f;
+        if (Lanes == 16)
+        {
+            var acc = Vector512<float>.Zero;
+            for (; i + 16 <= n; i += 16)
+            {
+                var v = Vector512.Load(x + i);
+                acc = Avx512F.FusedMultiplyAdd(v, v, acc);
+            }
+            sum = Vector512.Sum(acc);
+        }
+        for (; i < n; i++) sum = MathF.FusedMultiplyAdd(x[i], x[i], sum);
+        return sum;
+    }
 }

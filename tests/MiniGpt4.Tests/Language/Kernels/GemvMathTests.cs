@@ -75,6 +75,30 @@ public sealed unsafe class GemvMathTests
         }
     }
 
+    [Fact]
+    public void Vector_bf16_rounding_equals_the_scalar_rule_on_every_kind_of_value()
+    {
+        var rnd = new Random(8);
+        float[] specials = [0f, -0f, 1f, -1f, float.NaN, float.PositiveInfinity, float.NegativeInfinity, float.MaxValue, float.MinValue,
+            float.Epsilon, -float.Epsilon, 1e-39f, BitConverter.UInt32BitsToSingle(0x3F808000), BitConverter.UInt32BitsToSingle(0x3F818000),
+            BitConverter.UInt32BitsToSingle(0x7F7FFFFF), BitConverter.UInt32BitsToSingle(0xFFC12345)];
+        var values = specials.Concat(Enumerable.Range(0, 1000).Select(_ => BitConverter.Int32BitsToSingle(rnd.Next()) * (rnd.Next(2) * 2 - 1))).ToArray();
+        var rounded = values.ToArray();
+        var packed = new ushort[values.Length];
+        fixed (float* v = rounded)
+        fixed (float* src = values)
+        fixed (ushort* dst = packed)
+        {
+            GemvMath.RoundToBf16(v, values.Length);
+            GemvMath.ToBf16(src, dst, values.Length);
+        }
+        for (var i = 0; i < values.Length; i++)
+        {
+            Assert.Equal(GemvMath.FloatToBf16(values[i]), packed[i]);
+            Assert.Equal(BitConverter.SingleToUInt32Bits(GemvMath.RoundToBf16(values[i])), BitConverter.SingleToUInt32Bits(rounded[i]));
+        }
+    }
+
     /// <summary>Native values with a known float64 meaning: bf16 (exact widening) or float32, N(0, 1).</summary>
     private sealed class Buffer : IDisposable
     {
