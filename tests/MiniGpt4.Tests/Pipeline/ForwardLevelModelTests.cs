@@ -11,32 +11,21 @@ namespace MiniGpt4.Tests.Pipeline;
 /// </summary>
 public class ForwardLevelModelTests(TinyPipelines tiny) : IClassFixture<TinyPipelines>
 {
-    private sealed class RecordingModel(ILanguageModel inner) : ILanguageModel
+    private sealed class RecordingModel(ILanguageModel inner) : DelegatingLanguageModel(inner, ownsInner: true)
     {
         public List<string> Calls { get; } = new();
-        public int VocabSize => inner.VocabSize;
-        public int HiddenSize => inner.HiddenSize;
-        public int ContextLength => inner.ContextLength;
-        public int EndOfSequenceId => inner.EndOfSequenceId;
-        public int BeginningOfSequenceId => inner.BeginningOfSequenceId;
-        public long CacheBytesPerPosition => inner.CacheBytesPerPosition;
-        public IReadOnlyList<int> Tokenize(string text, bool addBos) => inner.Tokenize(text, addBos);
-        public string Detokenize(IReadOnlyList<int> ids, bool skipSpecialTokens = true) => inner.Detokenize(ids, skipSpecialTokens);
-        public LanguageModelCache CreateCache() => inner.CreateCache();
 
-        public void Prefill(LanguageModelCache cache, PromptSequence prompt, Span<float> logits, CancellationToken cancellationToken = default)
+        public override void Prefill(LanguageModelCache cache, PromptSequence prompt, Span<float> logits, CancellationToken cancellationToken = default)
         {
             Calls.Add($"prefill {cache.Length}..{prompt.Length}");
-            inner.Prefill(cache, prompt, logits, cancellationToken);
+            base.Prefill(cache, prompt, logits, cancellationToken);
         }
 
-        public void Step(LanguageModelCache cache, ReadOnlySpan<int> tokenPerRow, Span<float> logits)
+        public override void Step(LanguageModelCache cache, ReadOnlySpan<int> tokenPerRow, Span<float> logits)
         {
             Calls.Add($"step {tokenPerRow.Length}");
-            inner.Step(cache, tokenPerRow, logits);
+            base.Step(cache, tokenPerRow, logits);
         }
-
-        public void Dispose() => inner.Dispose();
     }
 
     [SkippableFact]

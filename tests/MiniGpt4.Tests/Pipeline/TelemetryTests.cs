@@ -1,3 +1,4 @@
+using MiniGpt4.Tests.Support;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
@@ -15,24 +16,6 @@ namespace MiniGpt4.Tests.Pipeline;
 /// </summary>
 public sealed class TelemetryTests(TinyPipelines tiny) : IClassFixture<TinyPipelines>
 {
-    /// <summary>A user's pass-through wrapper: a language model of its own, so an engine of its own.</summary>
-    private sealed class Wrapped(ILanguageModel inner) : ILanguageModel
-    {
-        public int VocabSize => inner.VocabSize;
-        public int HiddenSize => inner.HiddenSize;
-        public int ContextLength => inner.ContextLength;
-        public int EndOfSequenceId => inner.EndOfSequenceId;
-        public int BeginningOfSequenceId => inner.BeginningOfSequenceId;
-        public long CacheBytesPerPosition => inner.CacheBytesPerPosition;
-        public IReadOnlyList<int> Tokenize(string text, bool addBos) => inner.Tokenize(text, addBos);
-        public string Detokenize(IReadOnlyList<int> ids, bool skipSpecialTokens = true) => inner.Detokenize(ids, skipSpecialTokens);
-        public LanguageModelCache CreateCache() => inner.CreateCache();
-        public void Prefill(LanguageModelCache cache, PromptSequence prompt, Span<float> logits, CancellationToken cancellationToken = default)
-            => inner.Prefill(cache, prompt, logits, cancellationToken);
-        public void Step(LanguageModelCache cache, ReadOnlySpan<int> tokenPerRow, Span<float> logits) => inner.Step(cache, tokenPerRow, logits);
-        public void Dispose() { }
-    }
-
     private sealed record Measurement(string Instrument, double Value, Dictionary<string, object?> Tags);
 
     /// <summary>Listens to everything named MiniGpt4 (and to the test's parent source), keeping what belongs to <see cref="Model"/>.</summary>
@@ -87,7 +70,7 @@ public sealed class TelemetryTests(TinyPipelines tiny) : IClassFixture<TinyPipel
     private MiniGptPipeline Pipeline(Capture capture)
     {
         var loaded = tiny.Get("vicuna0");
-        var p = new MiniGptPipeline(ModelVariant.MiniGpt4Vicuna0, loaded.VisionEncoder, loaded.Projector, new Wrapped(loaded.LanguageModel), ownsComponents: false);
+        var p = new MiniGptPipeline(ModelVariant.MiniGpt4Vicuna0, loaded.VisionEncoder, loaded.Projector, new DelegatingLanguageModel(loaded.LanguageModel), ownsComponents: false);
         p.Engine.ModelName = capture.Model;
         return p;
     }
