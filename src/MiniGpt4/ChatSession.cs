@@ -66,7 +66,7 @@ public sealed class ChatSession : IDisposable
         {
             var sw = Stopwatch.StartNew();
             var key = ImageContentKey.Of(image);
-            var embeddings = await _pipeline.EncodeImageAsync(image, cancellationToken).ConfigureAwait(false);
+            var embeddings = await _pipeline.EncodeImageAsync(image, key, cancellationToken).ConfigureAwait(false);
             _images.Add(embeddings);
             _imageKeys.Add(key);
             _conversation.AddImage();
@@ -111,7 +111,7 @@ public sealed class ChatSession : IDisposable
                 }
                 else
                 {
-                    var embeddings = await _pipeline.EncodeImageAsync(input, cancellationToken).ConfigureAwait(false);
+                    var embeddings = await _pipeline.EncodeImageAsync(input, key, cancellationToken).ConfigureAwait(false);
                     encoded.Add(embeddings);
                     images.Add(embeddings);
                 }

@@ -46,6 +46,7 @@ public sealed class MiniGptPipeline : IDisposable
         Engine.ModelName ??= Preset.Name;
         Admission = new Generation.RequestAdmission(Generation.AdmissionLimits.From(options.Validate()), Preset.Name);
         _imageOptions = options.Images;
+        ImageCache = new Sessions.ImageEmbeddingCache(options.ImageCacheBytes);
         Prompts = new PromptBuilder(Preset.Template, languageModel, () => !Preset.StopsAtSeparator ? []
             : languageModel is Models.LlamaLanguageModel lm ? SeparatorStops.For(lm.Tokenizer)
             : [languageModel.Tokenize(AnswerPostProcessor.Separator, addBos: false)]);
@@ -247,21 +248,35 @@ public sealed class MiniGptPipeline : IDisposable
     private Sessions.ModelIdentity? _identity;
     private object? _identityLock;
 
-    /// <summary>Decodes, preprocesses, encodes and projects one image inside the pipeline's admission.</summary>
-    internal async Task<ImageEmbeddings> EncodeImageAsync(ImageInput image, CancellationToken ct)
+    /// <summary>Recently encoded images by content (<see cref="MiniGptLoadOptions.ImageCacheBytes"/>).</summary>
+    internal Sessions.ImageEmbeddingCache ImageCache { get; }
+
+    /// <summary>
+    /// Decodes, preprocesses, encodes and projects one image inside the pipeline's admission, unless an image with the
+    /// same content (<paramref name="key"/>, from <see cref="Sessions.ImageContentKey"/>) was encoded recently.
+    /// </summary>
+    internal async Task<ImageEmbeddings> EncodeImageAsync(ImageInput image, byte[]? key, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(image);
         ObjectDisposedException.ThrowIf(IsDisposed, this);
         if (VisionEncoder is null || Projector is null)
             throw new InvalidOperationException("This pipeline has no vision encoder (it was loaded for text only).");
+        if (ImageCache.TryGet(key) is { } cached) return cached;
+        var embeddings = await EncodeAsync(VisionEncoder, Projector, image, ct).ConfigureAwait(false);
+        ImageCache.Add(key, embeddings);
+        return embeddings;
+    }
+
+    private async Task<ImageEmbeddings> EncodeAsync(IVisionEncoder encoder, IProjector projector, ImageInput image, CancellationToken ct)
+    {
         // The limits (bytes, declared pixels, dimensions) are checked here, before the request queues.
         var inspection = image.Inspect(_imageOptions);
         using var lease = await Admission.AdmitAsync(EstimateImageBytes(inspection), "Encoding an image", ct).ConfigureAwait(false);
         return await Task.Run(() =>
         {
-            using var features = VisionEncoder.Encode(image, ct);
+            using var features = encoder.Encode(image, ct);
             ct.ThrowIfCancellationRequested();
-            return Projector.Project(features);
+            return projector.Project(features);
         }, ct).ConfigureAwait(false);
     }
 
