@@ -78,6 +78,22 @@ public sealed class ChatClientGroundingAndTelemetryTests(TinyPipelines tiny) : I
     }
 
     [SkippableFact]
+    public async Task The_image_size_for_the_boxes_is_the_size_the_model_is_given_with_EXIF_orientation_when_applied()
+    {
+        var jpeg = MiniGpt4.Tests.Imaging.TestImages.Encode(MiniGpt4.Tests.Imaging.TestImages.Quadrants(48, 32), 48, 32,
+            new SixLabors.ImageSharp.Formats.Jpeg.JpegEncoder { Quality = 90 }, image =>
+            {
+                image.Metadata.ExifProfile = new SixLabors.ImageSharp.Metadata.Profiles.Exif.ExifProfile();
+                image.Metadata.ExifProfile.SetValue(SixLabors.ImageSharp.Metadata.Profiles.Exif.ExifTag.Orientation, (ushort)6); // turned 90 degrees
+            });
+        Assert.Equal((48, 32), tiny.Get("minigptv2").GetImageSize(ImageInput.FromBytes(jpeg))); // as stored (the default, as PIL)
+        using var oriented = await MiniGptPipeline.LoadAsync(Fixtures.Require("oracle/tiny/minigptv2/minigptv2.json"),
+            new MiniGptLoadOptions { Images = new ImageDecodingOptions { ApplyExifOrientation = true } });
+        Assert.Equal((32, 48), oriented.GetImageSize(ImageInput.FromBytes(jpeg)));
+        Assert.Equal((640, 480), oriented.GetImageSize(ImageInput.FromFile(Oracle.Image("a_gradient_shapes_640x480.png"))));
+    }
+
+    [SkippableFact]
     public async Task Under_UseOpenTelemetry_each_request_has_one_library_span_under_the_client_span_and_no_shared_metric()
     {
         var app = "MiniGpt4.Tests.ChatClient." + Guid.NewGuid().ToString("N")[..8];
