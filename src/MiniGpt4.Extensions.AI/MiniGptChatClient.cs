@@ -73,11 +73,13 @@ internal sealed class MiniGptChatClient : IChatClient
                 var contents = new List<AIContent>();
                 if (u.Text.Length > 0) contents.Add(new TextContent(u.Text));
                 contents.Add(new UsageContent(Usage(u.Usage!)));
-                // TODO(issue 12, grounding): once the core's response carries MiniGPT-v2's parsed boxes, add them here
-                // (AdditionalProperties or annotations on the TextContent). TODO(issue 12, telemetry): the core's
-                // "MiniGpt4" ActivitySource span nests under UseOpenTelemetry's; this client adds no span of its own.
                 last = Update(contents, covered.ToArray());
                 last.FinishReason = finish == MiniGptFinishReason.Length ? ChatFinishReason.Length : ChatFinishReason.Stop;
+                // MiniGPT-v2's boxes, in pixels of the conversation's last image (the one a grounding question is about).
+                var image = _pipeline.Variant != ModelVariant.MiniGptV2 ? null
+                    : conversation.Question.Turn.Images.LastOrDefault() ?? conversation.History.SelectMany(t => t.Turn.Images).LastOrDefault();
+                if (Grounding(_pipeline.Variant, session.LastResponse!.Text, image is null ? null : _pipeline.GetImageSize(image)) is { } boxes)
+                    last.AdditionalProperties = new() { [MiniGptChatClientExtensions.GroundingBoxesKey] = boxes };
                 break; // the answer is committed: leaving the loop ends the session's turn before it goes back to the pool
             }
             // The conversation now holds the request plus this answer: put it back for the next request that replays it.
@@ -100,6 +102,13 @@ internal sealed class MiniGptChatClient : IChatClient
             RawRepresentation = raw,
         };
     }
+
+    /// <summary>
+    /// The grounding boxes of <paramref name="answer"/> for <see cref="MiniGptChatClientExtensions.GroundingBoxesKey"/>: only
+    /// MiniGPT-v2 writes them, and only an answer about an image (of <paramref name="imageSize"/> pixels) can have them.
+    /// </summary>
+    internal static IReadOnlyList<MiniGptGroundingBox>? Grounding(ModelVariant variant, string answer, (int Width, int Height)? imageSize)
+        => variant == ModelVariant.MiniGptV2 && imageSize is var (width, height) ? MiniGptGrounding.Parse(answer, width, height) : null;
 
     /// <summary>Usage in M.E.AI's terms; image positions are in <c>AdditionalCounts["InputImageTokenCount"]</c>.</summary>
     private static UsageDetails Usage(MiniGptUsage usage) => new()

@@ -21,4 +21,30 @@ public static class MiniGptChatClientExtensions
         ArgumentOutOfRangeException.ThrowIfNegative(options.MaxCachedConversations);
         return new MiniGptChatClient(pipeline, options);
     }
+
+    /// <summary>
+    /// The <see cref="AdditionalPropertiesDictionary"/> key under which a MiniGPT-v2 answer's grounding boxes travel: the last
+    /// <see cref="ChatResponseUpdate"/> of an answer about an image carries an
+    /// <see cref="IReadOnlyList{T}"/> of <see cref="MiniGptGroundingBox"/> (empty when the answer has no box), which
+    /// <see cref="ChatResponseExtensions.ToChatResponse(IEnumerable{ChatResponseUpdate})"/> puts on the response's message.
+    /// Read it with <see cref="GetGroundingBoxes"/>.
+    /// </summary>
+    public const string GroundingBoxesKey = "minigpt4.grounding_boxes";
+
+    /// <summary>
+    /// The boxes of a MiniGPT-v2 <c>[grounding]</c>, <c>[refer]</c> or <c>[detection]</c> answer, in pixels of the
+    /// conversation's last image (<see cref="MiniGptGrounding.Parse"/> with that image's size): empty when the answer
+    /// has none; null when the model is not MiniGPT-v2 or the conversation has no image.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="response"/> is null.</exception>
+    public static IReadOnlyList<MiniGptGroundingBox>? GetGroundingBoxes(this ChatResponse response)
+    {
+        ArgumentNullException.ThrowIfNull(response);
+        if (response.AdditionalProperties?.TryGetValue(GroundingBoxesKey, out var value) == true && value is IReadOnlyList<MiniGptGroundingBox> boxes)
+            return boxes;
+        for (var i = response.Messages.Count - 1; i >= 0; i--)
+            if (response.Messages[i].AdditionalProperties?.TryGetValue(GroundingBoxesKey, out value) == true && value is IReadOnlyList<MiniGptGroundingBox> found)
+                return found;
+        return null;
+    }
 }

@@ -248,6 +248,25 @@ public sealed class MiniGptPipeline : IDisposable
     private Sessions.ModelIdentity? _identity;
     private object? _identityLock;
 
+    /// <summary>
+    /// The size in pixels of <paramref name="image"/> as this pipeline gives it to the model (turned by its EXIF
+    /// orientation when <see cref="ImageDecodingOptions.ApplyExifOrientation"/> is set): the size that MiniGPT-v2's
+    /// grounding boxes are mapped to (<see cref="MiniGptResponse.GetGroundingBoxes"/>). Read from the header when that
+    /// says it, otherwise from the decoded image; a stream input is read by this call.
+    /// </summary>
+    /// <exception cref="ArgumentNullException"><paramref name="image"/> is null.</exception>
+    /// <exception cref="MiniGptImageException">The image is refused by the pipeline's limits or cannot be decoded.</exception>
+    public (int Width, int Height) GetImageSize(ImageInput image)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        ObjectDisposedException.ThrowIf(IsDisposed, this);
+        var inspection = image.Inspect(_imageOptions);
+        if (inspection.SizeKnown && (!_imageOptions.ApplyExifOrientation || image.Kind == ImageInput.InputKind.Rgb))
+            return ((int)inspection.Width, (int)inspection.Height);
+        var decoded = Imaging.ImagePreprocessor.Decode(image, _imageOptions);
+        return (decoded.Width, decoded.Height);
+    }
+
     /// <summary>Recently encoded images by content (<see cref="MiniGptLoadOptions.ImageCacheBytes"/>).</summary>
     internal Sessions.ImageEmbeddingCache ImageCache { get; }
 
