@@ -39,10 +39,10 @@ public static class WorldDataset
             var scene = SceneGenerator.Generate(seed, i);
             var image = $"{ImageFolder}/{i:D6}{scene.Extension}";
             SceneRenderer.Save(scene, Path.Combine(folder, image));
-            var questionRandom = QuestionRandom(seed, i);
-            training.WriteLine(stage == 1 ? Stage1Line(image, scene) : Stage2Line(image, QuestionGenerator.Ask(scene, questionRandom)));
+            training.WriteLine(stage == 1 ? Stage1Line(image, scene) : Stage2Line(image, QuestionGenerator.Ask(scene, QuestionRandom(seed, i, TrainingStream))));
+            var evalRandom = QuestionRandom(seed, i, EvalStream);
             foreach (var kind in QuestionGenerator.AllowedKinds(scene))
-                eval.WriteLine(EvalLine($"{i:D6}-{kind.ToString().ToLowerInvariant()}", image, QuestionGenerator.Ask(scene, kind, questionRandom)));
+                eval.WriteLine(EvalLine($"{i:D6}-{KindWord(kind)}", image, QuestionGenerator.Ask(scene, kind, evalRandom)));
             progress?.Report(i + 1);
         }
         return trainingPath;
@@ -106,6 +106,9 @@ public static class WorldDataset
             node["shape"] is { } s ? Shape(s.GetValue<string>()) : null);
     }
 
-    private static WorldRandom QuestionRandom(long seed, int index) =>
-        WorldRandom.ForItem(seed ^ 0x5157_4F52_4C44L, index); // "QWORLD": questions draw from their own stream, apart from the scene's
+    // The scene, the training question and the evaluation questions of an image each draw from a stream of their own,
+    // so that the stage does not change the images or the evaluation file.
+    private const long TrainingStream = 0x5157_4F52_4C44L, EvalStream = 0x4557_4F52_4C44L;
+
+    private static WorldRandom QuestionRandom(long seed, int index, long stream) => WorldRandom.ForItem(seed ^ stream, index);
 }
