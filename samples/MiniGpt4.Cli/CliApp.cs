@@ -22,6 +22,7 @@ internal static class CliApp
         new ConvertCommand(),
         new SynthCommand(),
         new WorldCommand(),
+        new WorldScoreCommand(),
         new BenchCommand(),
     ];
 

@@ -114,6 +114,17 @@ public class CliBatchWorldTests
         var answers = ReadJsonl(dir.File("answers.jsonl"));
         Assert.Equal(eval.Select(e => e["id"]!.GetValue<string>()), answers.Select(a => a["id"]!.GetValue<string>()));
         Assert.DoesNotContain(answers, a => a.ContainsKey("error"));
+
+        // world-score prints the four kinds for batch's answers; the reference answers score 100%.
+        (exit, stdout, stderr) = await RunAsync("world-score", "--eval", dir.File("eval.jsonl"), "--answers", dir.File("answers.jsonl"));
+        Assert.True(exit == 0, stderr);
+        Assert.Equal(["count", "colour", "shape", "describe"], stdout.Trim().Split('\n').Select(l => l.Split(' ')[0]));
+        File.WriteAllLines(dir.File("reference.jsonl"), eval.Select(e => new JsonObject { ["id"] = e["id"]!.GetValue<string>(), ["text"] = e["expected"]!.GetValue<string>() }.ToJsonString()));
+        (exit, stdout, stderr) = await RunAsync("world-score", "--eval", dir.File("eval.jsonl"), "--answers", dir.File("reference.jsonl"), "--format", "json");
+        Assert.True(exit == 0, stderr);
+        var scores = JsonNode.Parse(stdout)!.AsObject();
+        Assert.Equal(eval.Length, scores.Sum(k => k.Value!["total"]!.GetValue<int>()));
+        Assert.All(scores, k => Assert.Equal(k.Value!["total"]!.GetValue<int>(), k.Value!["correct"]!.GetValue<int>()));
     }
 
     [Theory]

@@ -342,6 +342,30 @@ public class SyntheticWorldTests
         }
     }
 
+    [Fact]
+    public void Scores_count_each_kind_and_treat_missing_and_error_answers_as_wrong()
+    {
+        var scene = SceneGenerator.Generate(9, 0);
+        var questions = QuestionGenerator.All(scene);
+        var eval = questions.Select((q, k) => WorldDataset.EvalLine($"q{k}", "x.png", q)).ToArray();
+        var perfect = questions.Select((q, k) => new JsonObject { ["id"] = $"q{k}", ["text"] = q.Answer }.ToJsonString()).ToArray();
+        var scores = WorldEvaluation.Score(eval, perfect);
+        Assert.Equal(Enum.GetValues<QuestionKind>(), scores.Select(s => s.Kind));
+        Assert.All(scores, s => Assert.Equal(questions.Count(q => q.Kind == s.Kind), s.Correct));
+        Assert.Equal(1.0, scores[0].Accuracy);
+
+        // The count answered wrong, the next question with an error line, the rest unanswered.
+        string[] partial =
+        [
+            new JsonObject { ["id"] = "q0", ["text"] = $"There are {scene.Objects.Count + 1} shapes." }.ToJsonString(),
+            new JsonObject { ["id"] = "q1", ["line"] = 2, ["error"] = "bad image" }.ToJsonString(),
+        ];
+        scores = WorldEvaluation.Score(eval, partial);
+        Assert.All(scores, s => Assert.Equal(0, s.Correct));
+        Assert.Equal(questions.Count - 1, scores.Sum(s => s.Missing));
+        Assert.Equal(questions.Count, scores.Sum(s => s.Total));
+    }
+
     private static string[] Words(string text, params string[] words) =>
         Regex.Matches(text.ToLowerInvariant(), "[a-z]+|[0-9]+").Select(m => m.Value).Where(words.Contains).Distinct().ToArray();
 }
