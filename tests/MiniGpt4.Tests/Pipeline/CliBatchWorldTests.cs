@@ -127,6 +127,30 @@ public class CliBatchWorldTests
         Assert.All(scores, k => Assert.Equal(k.Value!["total"]!.GetValue<int>(), k.Value!["correct"]!.GetValue<int>()));
     }
 
+    [Fact]
+    public async Task Batch_takes_every_generation_option_of_generate_and_without_a_model_says_where_to_get_weights()
+    {
+        var (exit, generateHelp, stderr) = await RunAsync("generate", "--help");
+        Assert.True(exit == 0, stderr);
+        var (exit2, batchHelp, stderr2) = await RunAsync("batch", "--help");
+        Assert.True(exit2 == 0, stderr2);
+        var options = new MiniGpt4.Cli.Options.GenerationOptionSet().All.Select(o => o.Name).ToArray();
+        Assert.Equal(12, options.Length);
+        foreach (var name in options)
+        {
+            Assert.Contains(name + " ", generateHelp);
+            Assert.Contains(name + " ", batchHelp);
+        }
+        foreach (var name in new[] { "--model", "--input", "--output", "--concurrency", "--dtype", "--device", "--threads", "--decoder" })
+            Assert.Contains(name + " ", batchHelp);
+
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("r.jsonl"), "{\"id\": \"a\", \"prompt\": \"hi\"}\n");
+        var (exit3, _, stderr3) = await RunAsync("batch", "--input", dir.File("r.jsonl"), "--output", dir.File("o.jsonl"));
+        Assert.Equal(2, exit3);
+        Assert.Contains("never downloads", stderr3);
+    }
+
     [Theory]
     [InlineData("world", "--out", "x", "--count", "3", "--stage", "3")]
     [InlineData("world", "--out", "x")]
@@ -134,6 +158,7 @@ public class CliBatchWorldTests
     [InlineData("batch", "--model", "m", "--output", "o.jsonl")]
     [InlineData("batch", "--model", "m", "--input", "/nonexistent/requests.jsonl", "--output", "o.jsonl")]
     [InlineData("batch", "--model", "m", "--input", "/nonexistent/requests.jsonl", "--output", "o.jsonl", "--concurrency", "0")]
+    [InlineData("world-score", "--eval", "/nonexistent/eval.jsonl", "--answers", "/nonexistent/answers.jsonl")]
     public async Task Bad_arguments_are_usage_errors(params string[] args)
     {
         var (exit, _, stderr) = await RunAsync(args);
