@@ -17,9 +17,12 @@ internal static class CliApp
     [
         new ChatCommand(),
         new GenerateCommand(),
+        new BatchCommand(),
         new TokenizeCommand(),
         new ConvertCommand(),
         new SynthCommand(),
+        new WorldCommand(),
+        new WorldScoreCommand(),
         new BenchCommand(),
     ];
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Json.Nodes;
 
 namespace MiniGpt4.Cli.Options;
 
@@ -50,25 +51,79 @@ internal sealed class GenerationOptionSet
     }
 
     /// <summary>The generation options the command line asks for.</summary>
-    public GenerationOptions Read(ParseResult r)
+    public GenerationOptions Read(ParseResult r) => Apply(new GenerationOptions(), new Overrides(
+        r.GetValue(Temperature), r.GetValue(TopP), r.GetValue(TopK), r.GetValue(RepetitionPenalty), r.GetValue(NumBeams),
+        r.GetValue(LengthPenalty), r.GetValue(MaxNewTokens), r.GetValue(MinNewTokens), r.GetValue(Seed),
+        r.GetValue(Stop) is { Length: > 0 } stop ? stop : null, r.GetValue(StopTokenId) is { Length: > 0 } ids ? ids : null,
+        r.GetValue(NoTemplateStops) ? true : null));
+
+    /// <summary>
+    /// <paramref name="baseOptions"/> with the options a JSON object names (batch's per-line <c>"options"</c>). The keys are the
+    /// command line's option names without the dashes and with <c>_</c> for <c>-</c> (<c>temperature</c>, <c>max_new_tokens</c>,
+    /// <c>stop</c>: a string or an array, <c>stop_token_id</c>: a number or an array, <c>no_template_stops</c>: a boolean), with
+    /// the same meanings; an unknown key or a value of the wrong type throws <see cref="FormatException"/> naming it.
+    /// </summary>
+    public GenerationOptions Read(GenerationOptions baseOptions, JsonObject json)
     {
-        var o = new GenerationOptions();
-        var t = r.GetValue(Temperature);
-        if (t is 0f) o = o with { DoSample = false, Temperature = 0f };
-        else if (t is float tt) o = o with { Temperature = tt };
+        var known = All.ToDictionary(JsonName, o => o);
+        float? temperature = null, topP = null, repetition = null, length = null;
+        int? topK = null, beams = null, maxNew = null, minNew = null;
+        long? seed = null;
+        string[]? stop = null;
+        int[]? stopIds = null;
+        bool? noTemplateStops = null;
+        foreach (var (key, value) in json)
+        {
+            if (!known.TryGetValue(key, out var option))
+                throw new FormatException($"unknown option '{key}' (known: {string.Join(", ", known.Keys)})");
+            try
+            {
+                if (option == Temperature) temperature = value!.GetValue<float>();
+                else if (option == TopP) topP = value!.GetValue<float>();
+                else if (option == TopK) topK = value!.GetValue<int>();
+                else if (option == RepetitionPenalty) repetition = value!.GetValue<float>();
+                else if (option == NumBeams) beams = value!.GetValue<int>();
+                else if (option == LengthPenalty) length = value!.GetValue<float>();
+                else if (option == MaxNewTokens) maxNew = value!.GetValue<int>();
+                else if (option == MinNewTokens) minNew = value!.GetValue<int>();
+                else if (option == Seed) seed = value!.GetValue<long>();
+                else if (option == Stop) stop = value is JsonArray a ? a.Select(v => v!.GetValue<string>()).ToArray() : [value!.GetValue<string>()];
+                else if (option == StopTokenId) stopIds = value is JsonArray a ? a.Select(v => v!.GetValue<int>()).ToArray() : [value!.GetValue<int>()];
+                else if (option == NoTemplateStops) noTemplateStops = value!.GetValue<bool>();
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or FormatException or NullReferenceException)
+            {
+                throw new FormatException($"invalid value {value?.ToJsonString() ?? "null"} for option '{key}'", ex);
+            }
+        }
+        return Apply(baseOptions, new Overrides(temperature, topP, topK, repetition, beams, length, maxNew, minNew, seed, stop, stopIds, noTemplateStops));
+    }
+
+    /// <summary>The key of an option in JSON: its name without the dashes, <c>_</c> for <c>-</c>.</summary>
+    public static string JsonName(Option option) => option.Name.TrimStart('-').Replace('-', '_');
+
+    /// <summary>What a command line or a JSON object sets; null leaves the base value.</summary>
+    private sealed record Overrides(float? Temperature, float? TopP, int? TopK, float? RepetitionPenalty, int? NumBeams, float? LengthPenalty,
+        int? MaxNewTokens, int? MinNewTokens, long? Seed, string[]? Stop, int[]? StopTokenIds, bool? NoTemplateStops);
+
+    /// <summary>The one mapping of the options to <see cref="GenerationOptions"/>: temperature 0 means greedy, any other samples.</summary>
+    private static GenerationOptions Apply(GenerationOptions o, Overrides v)
+    {
+        if (v.Temperature is 0f) o = o with { DoSample = false, Temperature = 0f };
+        else if (v.Temperature is float t) o = o with { DoSample = true, Temperature = t };
         return o with
         {
-            TopP = r.GetValue(TopP) ?? o.TopP,
-            TopK = r.GetValue(TopK) ?? o.TopK,
-            RepetitionPenalty = r.GetValue(RepetitionPenalty) ?? o.RepetitionPenalty,
-            NumBeams = r.GetValue(NumBeams) ?? o.NumBeams,
-            LengthPenalty = r.GetValue(LengthPenalty) ?? o.LengthPenalty,
-            MaxNewTokens = r.GetValue(MaxNewTokens) ?? o.MaxNewTokens,
-            MinNewTokens = r.GetValue(MinNewTokens) ?? o.MinNewTokens,
-            Seed = r.GetValue(Seed),
-            StopStrings = r.GetValue(Stop) ?? [],
-            StopTokenIds = r.GetValue(StopTokenId) ?? [],
-            UseTemplateStops = !r.GetValue(NoTemplateStops),
+            TopP = v.TopP ?? o.TopP,
+            TopK = v.TopK ?? o.TopK,
+            RepetitionPenalty = v.RepetitionPenalty ?? o.RepetitionPenalty,
+            NumBeams = v.NumBeams ?? o.NumBeams,
+            LengthPenalty = v.LengthPenalty ?? o.LengthPenalty,
+            MaxNewTokens = v.MaxNewTokens ?? o.MaxNewTokens,
+            MinNewTokens = v.MinNewTokens ?? o.MinNewTokens,
+            Seed = v.Seed ?? o.Seed,
+            StopStrings = v.Stop ?? o.StopStrings,
+            StopTokenIds = v.StopTokenIds ?? o.StopTokenIds,
+            UseTemplateStops = v.NoTemplateStops is bool no ? !no : o.UseTemplateStops,
         };
     }
 

@@ -204,6 +204,9 @@ public class CliTests
     [InlineData("generate", "--temperature")]
     [InlineData("tokenize", "--no-bos")]
     [InlineData("convert", "--out")]
+    [InlineData("batch", "--concurrency")]
+    [InlineData("world", "--stage")]
+    [InlineData("world-score", "--answers")]
     public void Every_verb_has_help(string verb, string option)
     {
         foreach (var help in new[] { "--help", "-h" })
@@ -224,7 +227,7 @@ public class CliTests
         {
             var (exit, stdout, stderr) = Run(args);
             Assert.True(exit == 0, stderr);
-            foreach (var verb in new[] { "chat", "generate", "tokenize", "convert" }) Assert.Contains(verb, stdout);
+            foreach (var verb in new[] { "chat", "generate", "batch", "tokenize", "convert", "world", "world-score" }) Assert.Contains(verb, stdout);
             Assert.Contains("never downloads", stdout);
             Assert.Contains("minigpt4.json", stdout);
         }
