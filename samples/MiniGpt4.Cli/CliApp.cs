@@ -20,6 +20,7 @@ internal static class CliApp
         new TokenizeCommand(),
         new ConvertCommand(),
         new SynthCommand(),
+        new TrainCommand(),
         new BenchCommand(),
     ];
 
