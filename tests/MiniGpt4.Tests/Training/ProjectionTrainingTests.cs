@@ -289,6 +289,13 @@ public class ProjectionTrainingTests
         Assert.Contains("does not exist", Assert.Throws<MiniGptConfigurationException>(() => TrainingData.ReadJsonl(file, TrainingStage.Stage1)).Message);
     }
 
+    [Fact]
+    public void The_inference_library_does_not_reference_the_training_assembly()
+    {
+        Assert.DoesNotContain(typeof(MiniGptPipeline).Assembly.GetReferencedAssemblies(), a => a.Name == "MiniGpt4.Training");
+        Assert.Contains(typeof(ProjectionTrainer).Assembly.GetReferencedAssemblies(), a => a.Name == "MiniGpt4");
+    }
+
     /// <summary>Reports on the training thread (<see cref="Progress{T}"/> would post them later).</summary>
     private sealed class SyncReports(Action<TrainingProgress> report) : IProgress<TrainingProgress>
     {
