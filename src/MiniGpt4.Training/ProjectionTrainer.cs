@@ -17,7 +17,7 @@ namespace MiniGpt4.Training;
 /// <c>{"model": {"llama_proj.weight", "llama_proj.bias"}}</c>) and a manifest beside it that
 /// <see cref="MiniGptPipeline.LoadAsync(string, MiniGptLoadOptions?, IProgress{MiniGptProgress}?, CancellationToken)"/>
 /// reads unchanged, plus the optimizer state and step for <c>resume</c>. Seeded and deterministic: a resumed run
-/// continues exactly as an uninterrupted one. One run at a time; not thread-safe.
+/// continues exactly as an uninterrupted one. One run at a time; not thread-safe: cancel and await a run before disposing.
 /// </summary>
 public sealed class ProjectionTrainer : IDisposable
 {
