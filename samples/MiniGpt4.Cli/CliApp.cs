@@ -23,6 +23,7 @@ internal static class CliApp
         new SynthCommand(),
         new WorldCommand(),
         new WorldScoreCommand(),
+        new TrainCommand(),
         new BenchCommand(),
     ];
 

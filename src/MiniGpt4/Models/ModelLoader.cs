@@ -96,7 +96,9 @@ internal sealed class ModelFiles : IDisposable
 /// <summary>Loads the parts of a manifest: opens and checks its files (<see cref="ModelFiles"/>), and only then allocates and reads the parts.</summary>
 internal static class ModelLoader
 {
-    public static LoadedModel Load(ModelManifest m, MiniGptLoadOptions options, IProgress<MiniGptProgress>? progress, CancellationToken ct)
+    /// <summary>Loads the parts; the language model in <paramref name="languageModelDType"/> when given (float64 for the trainer's exactness checks), else the options' dtype.</summary>
+    public static LoadedModel Load(ModelManifest m, MiniGptLoadOptions options, IProgress<MiniGptProgress>? progress, CancellationToken ct,
+        ScalarType? languageModelDType = null)
     {
         options.Validate();
         ct.ThrowIfCancellationRequested();
@@ -128,7 +130,7 @@ internal static class ModelLoader
             }
 
             progress?.Report(new MiniGptProgress("language model", 0.15, files.LlmPath));
-            var model = LlamaForCausalLM.Load(files.LlmConfig, files.LlmWeights, dtype, device, Stage("language model", 0.15, 0.85, files.LlmPath),
+            var model = LlamaForCausalLM.Load(files.LlmConfig, files.LlmWeights, languageModelDType ?? dtype, device, Stage("language model", 0.15, 0.85, files.LlmPath),
                 Path.Combine(m.LlmFolder, "config.json"));
             llm = new LlamaLanguageModel(model, files.Tokenizer, Math.Min(options.ContextLength ?? int.MaxValue, files.LlmConfig.MaxPositionEmbeddings));
             if (preset.LoraAlpha is { } defaultAlpha && files.StageWeights is not null)

@@ -37,6 +37,10 @@ internal static class DTypes
     /// <summary>The dtype of a torch storage class name ("FloatStorage", ...), or null when unknown.</summary>
     public static torch.ScalarType? FromTorchStorage(string name) => Known.FirstOrDefault(k => k.TorchStorage == name)?.DType;
 
+    /// <summary>The torch storage class name ("FloatStorage", ...) of <paramref name="dtype"/>.</summary>
+    public static string TorchStorage(torch.ScalarType dtype) =>
+        Of(dtype)?.TorchStorage ?? throw new MiniGptWeightsException($"dtype {dtype} cannot be written to a torch checkpoint");
+
     private static Kind? Of(torch.ScalarType dtype) => Known.FirstOrDefault(k => k.DType == dtype);
 
     /// <summary>Product of <paramref name="shape"/>, throwing on negative dims or overflow.</summary>
