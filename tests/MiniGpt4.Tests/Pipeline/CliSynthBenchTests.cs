@@ -13,17 +13,7 @@ namespace MiniGpt4.Tests.Pipeline;
 /// <summary>The CLI's synth and bench verbs: the files synth writes load and answer, and bench reports its documented keys.</summary>
 public class CliSynthBenchTests
 {
-    private static async Task<(int Exit, string Stdout, string Stderr)> RunAsync(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "MiniGpt4.Cli.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        return (p.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int Exit, string Stdout, string Stderr)> RunAsync(params string[] args) => CliProcess.RunAsync(null, args);
 
     [Fact]
     public async Task Synth_vicuna7b_llm_only_loads_generates_and_generate_json_keeps_its_timings()

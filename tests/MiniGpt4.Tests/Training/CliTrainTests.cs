@@ -8,17 +8,7 @@ namespace MiniGpt4.Tests.Training;
 /// <summary>The CLI's train verb: a short stage-1 run, then stage 2 from its output, resumable, the result loading.</summary>
 public class CliTrainTests
 {
-    private static async Task<(int Exit, string Stdout, string Stderr)> RunAsync(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "MiniGpt4.Cli.dll"));
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        return (p.ExitCode, await stdout, await stderr);
-    }
+    private static Task<(int Exit, string Stdout, string Stderr)> RunAsync(params string[] args) => CliProcess.RunAsync(null, args);
 
     [SkippableFact]
     public async Task Train_stage1_then_stage2_writes_a_model_that_loads()
