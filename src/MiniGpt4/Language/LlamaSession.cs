@@ -159,13 +159,9 @@ internal sealed class LlamaSession : IDisposable
             result.CopyTo(logits);
             return;
         }
-        if (tokenPerRow.Length != Rows)
-            throw new ArgumentException($"Step needs one token per row: got {tokenPerRow.Length}, the session has {Rows} rows.", nameof(tokenPerRow));
-        foreach (var id in tokenPerRow)
-            if ((uint)id >= (uint)VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(tokenPerRow), $"token id {id} is outside the vocabulary [0, {VocabSize}).");
-        if (Length + 1 > Capacity) throw Overflow(1);
-        Reserve(Length + 1);
+        CheckOnePerRow(tokenPerRow);
+        CheckVocabulary(tokenPerRow, nameof(tokenPerRow));
+        Reserve(Length + 1); // throws MiniGptContextLengthException when the cache is full
         if (_decodeRows.Length != Rows) _decodeRows = new Kernels.DecodeRow[Rows];
         for (var r = 0; r < Rows; r++) _decodeRows[r] = new Kernels.DecodeRow(this, r, tokenPerRow[r]);
         decoder.Step(_decodeRows, logits, Math.Max(1, get_num_threads()));
@@ -182,8 +178,7 @@ internal sealed class LlamaSession : IDisposable
     public Tensor Step(ReadOnlySpan<int> tokenPerRow)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (tokenPerRow.Length != Rows)
-            throw new ArgumentException($"Step needs one token per row: got {tokenPerRow.Length}, the session has {Rows} rows.", nameof(tokenPerRow));
+        CheckOnePerRow(tokenPerRow);
         using var embeds = EmbedIds(tokenPerRow, perRow: true);
         return Run(embeds, allLogits: false);
     }
@@ -319,15 +314,24 @@ internal sealed class LlamaSession : IDisposable
     private Tensor EmbedIds(ReadOnlySpan<int> ids, bool perRow)
     {
         if (ids.Length == 0) throw new ArgumentException("no token ids.", nameof(ids));
+        CheckVocabulary(ids, nameof(ids));
         var values = new long[ids.Length];
-        for (var i = 0; i < ids.Length; i++)
-        {
-            if ((uint)ids[i] >= (uint)VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(ids), $"token id {ids[i]} is outside the vocabulary [0, {VocabSize}).");
-            values[i] = ids[i];
-        }
+        for (var i = 0; i < ids.Length; i++) values[i] = ids[i];
         using var t = tensor(values, perRow ? [ids.Length, 1L] : [ids.Length], ScalarType.Int64, _lm.Device);
         return _lm.EmbedCheckedTokens(t);
+    }
+
+    private void CheckOnePerRow(ReadOnlySpan<int> tokenPerRow)
+    {
+        if (tokenPerRow.Length != Rows)
+            throw new ArgumentException($"Step needs one token per row: got {tokenPerRow.Length}, the session has {Rows} rows.", nameof(tokenPerRow));
+    }
+
+    private void CheckVocabulary(ReadOnlySpan<int> ids, string paramName)
+    {
+        foreach (var id in ids)
+            if ((uint)id >= (uint)VocabSize)
+                throw new ArgumentOutOfRangeException(paramName, $"token id {id} is outside the vocabulary [0, {VocabSize}).");
     }
 
     private MiniGptContextLengthException Overflow(long adding) =>

@@ -75,11 +75,7 @@ internal sealed unsafe class CpuGemvKernel : ILinearKernel
             new GemvWork().Begin(Address(xc ?? x), n, rows, bf16)
                 .Add(Address(weight), bf16 ? (nint)sums : Address(y), outFeatures)
                 .Run(Math.Max(1, Threads ?? get_num_threads()));
-            if (bf16)
-            {
-                var dst = (ushort*)Address(y);
-                for (long i = 0; i < rows * outFeatures; i++) dst[i] = GemvMath.FloatToBf16(sums[i]);
-            }
+            if (bf16) GemvMath.ToBf16(sums, (ushort*)Address(y), rows * outFeatures);
         }
         finally
         {
