@@ -207,6 +207,14 @@ public sealed record MiniGptLoadOptions
     public bool MemoryMapWeights { get; init; } = true;
 
     /// <summary>
+    /// Reads every memory page of the loaded CPU weights once at the end of the load (default true), so the first
+    /// request does not pay for bringing them into the process: with memory-mapped weights that first touch costs a
+    /// page-table entry per page (on some virtual machines as much as reading the bytes several times over), and it
+    /// would otherwise fall on the first prefill. False makes the load return sooner and the first answer slower.
+    /// </summary>
+    public bool PrefaultWeights { get; init; } = true;
+
+    /// <summary>
     /// Most positions (prompt plus new tokens) a session's KV cache holds; default and upper bound: the model's
     /// <c>max_position_embeddings</c>. A cache grows by need: each answer reserves its prompt plus
     /// <see cref="GenerationOptions.MaxNewTokens"/> positions, not the whole context.

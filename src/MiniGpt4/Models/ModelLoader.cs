@@ -113,6 +113,7 @@ internal static class ModelLoader
         EvaVisionEncoder? vision = null;
         VisionProjector? projector = null;
         LlamaLanguageModel? llm = null;
+        var warm = new List<nn.Module>();
         try
         {
             if (!m.IsLanguageModelOnly)
@@ -120,6 +121,7 @@ internal static class ModelLoader
                 progress?.Report(new MiniGptProgress("vision encoder", 0.0, files.VisionPath));
                 var vit = EvaVisionTransformer.Load(files.VisionWeights!, files.Vision, dtype, device, Stage("vision encoder", 0.0, 0.1, files.VisionPath!));
                 vision = new EvaVisionEncoder(vit, options.Images);
+                warm.Add(vit);
                 ct.ThrowIfCancellationRequested();
 
                 progress?.Report(new MiniGptProgress("projector", 0.1, files.StagePath));
@@ -139,6 +141,11 @@ internal static class ModelLoader
                 llm.MergeLora(files.StageWeights, m.Lora?.Alpha ?? defaultAlpha);
             }
             ct.ThrowIfCancellationRequested();
+            if (options.PrefaultWeights)
+            {
+                progress?.Report(new MiniGptProgress("prefault", 0.99, files.LlmPath));
+                PageWarmer.Touch(warm.SelectMany(module => module.parameters()).Concat(model.parameters()), ct);
+            }
             progress?.Report(new MiniGptProgress("ready", 1.0));
             return new LoadedModel(m.Variant, vision, projector, llm);
 

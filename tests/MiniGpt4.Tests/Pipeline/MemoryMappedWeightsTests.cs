@@ -33,4 +33,37 @@ public class MemoryMappedWeightsTests
             Assert.True(Mappings(llmFile) <= before, "the mapping outlived the disposed pipeline");
         }
     }
+
+    /// <summary>Resident kilobytes of this process's mappings of <paramref name="path"/>, by mapping start address.</summary>
+    private static Dictionary<string, long> ResidentKb(string path)
+    {
+        var full = " " + Path.GetFullPath(path);
+        var result = new Dictionary<string, long>();
+        string? current = null;
+        foreach (var line in File.ReadLines("/proc/self/smaps"))
+        {
+            if (line.Length > 0 && char.IsAsciiHexDigit(line[0]) && line.Contains('-'))
+                current = line.EndsWith(full, StringComparison.Ordinal) ? line[..line.IndexOf('-')] : null;
+            else if (current is not null && line.StartsWith("Rss:", StringComparison.Ordinal))
+                result[current] = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        }
+        return result;
+    }
+
+    [SkippableFact]
+    public async Task Prefaulted_weights_are_resident_when_the_load_returns_and_answer_the_same()
+    {
+        Skip.IfNot(OperatingSystem.IsLinux(), "reads /proc/self/smaps");
+        var manifest = Fixtures.Require("oracle/tiny/minigpt4-vicuna0.json");
+        var llmFile = Fixtures.Require("oracle/tiny/llama/model.safetensors");
+        var before = ResidentKb(llmFile).Keys.ToHashSet();
+        using var p = await MiniGptPipeline.LoadAsync(manifest, TinyPipelines.Float32Exact with { PrefaultWeights = true });
+        var mine = ResidentKb(llmFile).Where(m => !before.Contains(m.Key)).ToList();
+        Assert.NotEmpty(mine);
+        // Every page of the tensor data is in this process's page table once the load returns (the header may be too).
+        var dataKb = (new FileInfo(llmFile).Length - 4096) / 1024;
+        Assert.True(mine.Sum(m => m.Value) >= dataKb, $"resident {mine.Sum(m => m.Value)} KB of about {dataKb} KB of tensor data");
+        var r = await p.AskAsync(OracleChat.ImageA, OracleChat.Question, OracleChat.Greedy20);
+        Assert.Equal(OracleChat.ReferenceIds(), r.TokenIds);
+    }
 }
