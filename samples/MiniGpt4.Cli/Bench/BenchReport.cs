@@ -30,6 +30,8 @@ internal static class BenchReport
             ["load_file_bytes"] = r.Cost.FileBytes,
             ["load_gbs"] = Round(loadGbs),
             ["load_fraction_of_bandwidth"] = Round(loadGbs * 1e9 / bw),
+            ["first_touch_gbs"] = Round(r.FirstTouchGbs),
+            ["load_fraction_of_first_touch"] = Round(loadGbs / r.FirstTouchGbs),
             ["image_encode_ms"] = r.ImageEncodeMs is { } e ? Round(e.Median) : null,
             ["image_encode"] = r.ImageEncodeMs is { } enc ? new Dictionary<string, object>
             {
@@ -64,7 +66,9 @@ internal static class BenchReport
         Line($"ceiling  read bandwidth {bw:F1} GB/s at {s.Threads} thread{(s.Threads == 1 ? "" : "s")} ({string.Join(", ", r.BandwidthByThreads.Select((x, i) => $"{x:F1} at {i + 1}"))}; best of 5 sums of {r.ProbeBytes / (double)(1L << 30):F1} GiB)");
         Line($"ceiling  bf16 GEMM {r.GemmGflops:F0} GFLOP/s (2048 x 2048 matmul, best of 5)");
         var loadGbs = r.Cost.FileBytes / r.LoadSeconds / 1e9;
-        Line($"load     {r.LoadSeconds:F1} s for {r.Cost.FileBytes / 1e9:F2} GB of files: {loadGbs:F2} GB/s = {loadGbs / bw:F3} of read bandwidth");
+        Line($"ceiling  first touch of the files' pages {r.FirstTouchGbs:F1} GB/s (fresh maps, one read per 4 KiB page)");
+        Line($"load     {r.LoadSeconds:F1} s for {r.Cost.FileBytes / 1e9:F2} GB of files: {loadGbs:F2} GB/s = {loadGbs / bw:F3} of read bandwidth, " +
+             $"{loadGbs / r.FirstTouchGbs:F2} of first touch");
         if (r.ImageEncodeMs is { } e)
         {
             var gf = r.Cost.ImageFlops / (e.Median / 1000) / 1e9;

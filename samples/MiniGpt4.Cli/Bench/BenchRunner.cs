@@ -36,7 +36,7 @@ internal sealed record DecodeResult(int Context, int Concurrency, Stat TokensPer
 }
 
 internal sealed record BenchResult(
-    BenchSettings Settings, long ProbeBytes, double[] BandwidthByThreads, double GemmGflops, double LoadSeconds, ModelCost Cost,
+    BenchSettings Settings, long ProbeBytes, double[] BandwidthByThreads, double GemmGflops, double FirstTouchGbs, double LoadSeconds, ModelCost Cost,
     Stat? ImageEncodeMs, IReadOnlyList<PrefillResult> Prefill, IReadOnlyList<DecodeResult> Decode)
 {
     public double ReadBandwidthGbs => BandwidthByThreads[^1];
@@ -60,6 +60,9 @@ internal static class BenchRunner
         ct.ThrowIfCancellationRequested();
 
         var cost = ModelCost.For(s.Model);
+        Probes.FirstTouch(cost.Files); // brings the files into the page cache if they are not
+        var firstTouch = Probes.FirstTouch(cost.Files);
+        log.WriteLine($"[bench] first touch of the weight files' pages {firstTouch:F1} GB/s");
         var load = Stopwatch.StartNew();
         using var pipeline = await MiniGptPipeline.LoadAsync(s.Model, s.Load, null, ct);
         var loadSeconds = load.Elapsed.TotalSeconds;
@@ -94,7 +97,7 @@ internal static class BenchRunner
         }
 
         var bw = bandwidth[^1] * 1e9;
-        return new BenchResult(s, probeBytes, bandwidth, gemm, loadSeconds, cost,
+        return new BenchResult(s, probeBytes, bandwidth, gemm, firstTouch, loadSeconds, cost,
             encode.Count > 0 ? Stat.Of(encode) : null,
             s.Contexts.Select(c => new PrefillResult(Fill(lm, c, s.NewTokens), Stat.Of(prefill[c]), cost.PrefillFlops(Fill(lm, c, s.NewTokens)), gemm * 1e9)).ToList(),
             decode.Select(d =>

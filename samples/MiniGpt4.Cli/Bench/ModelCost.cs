@@ -8,7 +8,8 @@ namespace MiniGpt4.Cli.Bench;
 /// <c>bench</c> reports.
 /// </summary>
 internal sealed record ModelCost(
-    long LinearParameters, long HeadParameters, long NormParameters, int Layers, int Hidden, double ImageFlops, long FileBytes)
+    long LinearParameters, long HeadParameters, long NormParameters, int Layers, int Hidden, double ImageFlops, long FileBytes,
+    IReadOnlyList<string> Files)
 {
     /// <summary>Weight bytes a decode step reads: every block's matrices and norms, the final norm and the head (one embedding row is negligible).</summary>
     public long DecodeWeightBytes(int elementSize) => (LinearParameters + HeadParameters + NormParameters) * elementSize;
@@ -53,7 +54,7 @@ internal sealed record ModelCost(
             files.Add(m.Resolve(v.Checkpoint));
             files.Add(m.Resolve(m.Projection.Checkpoint));
         }
-        var bytes = files.Where(File.Exists).Sum(p => new FileInfo(p).Length);
-        return new ModelCost(linear, (long)vocab * h, norms, layers, h, image, bytes);
+        var existing = files.Where(File.Exists).ToArray();
+        return new ModelCost(linear, (long)vocab * h, norms, layers, h, image, existing.Sum(p => new FileInfo(p).Length), existing);
     }
 }

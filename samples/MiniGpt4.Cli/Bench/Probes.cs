@@ -7,7 +7,8 @@ namespace MiniGpt4.Cli.Bench;
 /// <summary>
 /// The ceilings a run is measured against, measured in the same process: read bandwidth (a STREAM-style sum of a
 /// large array with 256-bit vectors on N threads) and the bf16 matrix-multiply rate (libtorch <c>matmul</c> of
-/// 2048 × 2048 at the same thread count).
+/// 2048 × 2048 at the same thread count), and how fast a process's first touch of the model's files in the page cache
+/// runs (the floor under any load that maps them).
 /// </summary>
 internal static class Probes
 {
@@ -99,5 +100,37 @@ internal static class Probes
             best = Math.Min(best, sw.Elapsed.TotalSeconds);
         }
         return 2.0 * n * n * n / best / 1e9;
+    }
+
+    /// <summary>
+    /// GB/s of a first pass over fresh read-only maps of <paramref name="files"/>: one byte read per 4 KiB page, as a
+    /// loader that maps the weights and then uses each page once must do. Files not in the page cache are read from
+    /// disk on the way (run it twice, or after a load, to see the page-cache figure).
+    /// </summary>
+    public static unsafe double FirstTouch(IReadOnlyList<string> files)
+    {
+        long bytes = 0;
+        var sw = Stopwatch.StartNew();
+        byte sink = 0;
+        foreach (var path in files)
+        {
+            var length = new FileInfo(path).Length;
+            if (length == 0) continue;
+            using var map = System.IO.MemoryMappedFiles.MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, System.IO.MemoryMappedFiles.MemoryMappedFileAccess.Read);
+            using var view = map.CreateViewAccessor(0, 0, System.IO.MemoryMappedFiles.MemoryMappedFileAccess.Read);
+            byte* p = null;
+            view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+            try
+            {
+                for (long off = 0; off < length; off += 4096) sink ^= p[view.PointerOffset + off];
+            }
+            finally
+            {
+                view.SafeMemoryMappedViewHandle.ReleasePointer();
+            }
+            bytes += length;
+        }
+        GC.KeepAlive(sink);
+        return bytes / sw.Elapsed.TotalSeconds / 1e9;
     }
 }
