@@ -1,7 +1,16 @@
 using BenchmarkDotNet.Running;
 
-// `realsize` runs the end-to-end check at the released shapes; anything else goes to BenchmarkDotNet.
+// `realsize` runs the end-to-end check at the released shapes; `gguf HF_FOLDER OUT.gguf [f32|f16|bf16]` writes the
+// llama.cpp file of a Hugging Face LLaMA folder (for running llama.cpp's own tools on the same weights); anything
+// else goes to BenchmarkDotNet.
 if (args.Length > 0 && args[0] == "realsize")
     return await MiniGpt4.Benchmarks.EndToEnd.RealSizeRun.MainAsync(args[1..]);
+if (args.Length is 3 or 4 && args[0] == "gguf")
+{
+    var type = args.Length == 4 ? Enum.Parse<MiniGpt4.Benchmarks.Peers.GgmlType>(args[3], ignoreCase: true) : MiniGpt4.Benchmarks.Peers.GgmlType.BF16;
+    MiniGpt4.Benchmarks.Peers.GgufWriter.ConvertHfLlama(args[1], Path.Combine(args[1], "tokenizer.model"), args[2], type);
+    Console.WriteLine(args[2]);
+    return 0;
+}
 BenchmarkSwitcher.FromAssembly(typeof(MiniGpt4.Benchmarks.Language.BenchModels).Assembly).Run(args);
 return 0;

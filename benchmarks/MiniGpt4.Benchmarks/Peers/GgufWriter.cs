@@ -157,8 +157,11 @@ internal sealed class GgufWriter
     {
         var config = LlamaConfig.FromFile(hfFolder);
         var sp = SentencePieceModel.Load(tokenizerModel);
-        if (sp.Pieces.Count != config.VocabSize)
-            throw new InvalidOperationException($"tokenizer has {sp.Pieces.Count} pieces, the model {config.VocabSize} rows");
+        // Vicuna v0 has one embedding row more than its tokenizer's pieces (the added pad token): such rows get
+        // control tokens of their own, as llama.cpp's converter writes added tokens.
+        if (sp.Pieces.Count > config.VocabSize)
+            throw new InvalidOperationException($"tokenizer has {sp.Pieces.Count} pieces, the model only {config.VocabSize} rows");
+        var added = Enumerable.Range(sp.Pieces.Count, config.VocabSize - sp.Pieces.Count).ToArray();
         using var source = WeightFiles.Open(hfFolder);
         var g = new GgufWriter();
         g.Add("general.architecture", "llama");
@@ -175,9 +178,10 @@ internal sealed class GgufWriter
         g.Add("llama.rope.freq_base", (float)config.RopeTheta);
         g.Add("llama.vocab_size", (uint)config.VocabSize);
         g.Add("tokenizer.ggml.model", "llama");
-        g.Add("tokenizer.ggml.tokens", sp.Pieces.Select(p => p.Piece).ToArray());
-        g.Add("tokenizer.ggml.scores", sp.Pieces.Select(p => p.Score).ToArray());
-        g.Add("tokenizer.ggml.token_type", sp.Pieces.Select(p => (int)p.Type).ToArray()); // SentencePiece's types are llama.cpp's token types
+        g.Add("tokenizer.ggml.tokens", sp.Pieces.Select(p => p.Piece).Concat(added.Select(i => $"<added_{i}>")).ToArray());
+        g.Add("tokenizer.ggml.scores", sp.Pieces.Select(p => p.Score).Concat(added.Select(_ => 0f)).ToArray());
+        // SentencePiece's types are llama.cpp's token types (3 = control).
+        g.Add("tokenizer.ggml.token_type", sp.Pieces.Select(p => (int)p.Type).Concat(added.Select(_ => 3)).ToArray());
         g.Add("tokenizer.ggml.bos_token_id", (uint)(config.BosTokenId ?? 1));
         g.Add("tokenizer.ggml.eos_token_id", (uint)(config.EosTokenId ?? 2));
         g.Add("tokenizer.ggml.unknown_token_id", 0u);

@@ -196,6 +196,8 @@ public class CliSynthBenchTests
         Assert.True(j["read_bandwidth_gbs"]!.GetValue<double>() > 0);
         Assert.True(j["gemm_bf16_gflops"]!.GetValue<double>() > 0);
         Assert.True(j["load_seconds"]!.GetValue<double>() > 0);
+        Assert.True(j["first_touch_gbs"]!.GetValue<double>() > 0);
+        Assert.True(j["load_fraction_of_first_touch"]!.GetValue<double>() > 0);
         Assert.True(j["image_encode_ms"]!.GetValue<double>() > 0);
         Assert.Equal(2, j["image_encode"]!["ms"]!["runs"]!.AsArray().Count);
         Assert.Equal([8, 20], j["prefill"]!.AsArray().Select(p => p!["context"]!.GetValue<int>()));
