@@ -38,7 +38,7 @@ public sealed class OpenAiError(int status, string message, string type = "inval
 
     /// <summary>
     /// The error a failure of the chat client stands for: the engine's admission refusals (queue full: 429 with
-    /// Retry-After; context too long: 400 <c>context_length_exceeded</c>; over the memory budget: 400
+    /// Retry-After; context too long: 400 <c>context_length_exceeded</c>; over the memory budget: 413
     /// <c>request_too_large</c>), images, options the model cannot honour, a model not loaded (503).
     /// </summary>
     public static OpenAiError From(Exception ex) => ex switch
@@ -46,7 +46,7 @@ public sealed class OpenAiError(int status, string message, string type = "inval
         OpenAiError e => e,
         MiniGptQueueFullException q => new(429, q.Message, "rate_limit_error", code: "rate_limit_exceeded") { RetryAfterSeconds = 1 },
         MiniGptContextLengthException c => new(400, c.Message, param: "messages", code: "context_length_exceeded"),
-        MiniGptCapacityException c => new(400, c.Message, param: "max_tokens", code: "request_too_large"),
+        MiniGptCapacityException c => new(413, c.Message, param: "max_tokens", code: "request_too_large"),
         MiniGptImageException i => new(400, "An image was refused: " + i.Message, param: "messages", code: "invalid_image"),
         MiniGptModelUnavailableException u => new(503, u.Message, "server_error", code: u.State == MiniGptModelState.Failed ? "model_load_failed" : "model_loading")
         {

@@ -152,6 +152,24 @@ public class ServingLifecycleTests
     }
 
     [Fact]
+    public void The_README_hosting_snippet_binds_the_section_and_registers_the_model_and_its_health_check()
+    {
+        var configuration = new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["MiniGpt4:ModelPath"] = "models/minigpt4.json", ["MiniGpt4:DType"] = "bfloat16", ["MiniGpt4:MaxConcurrentRequests"] = "3",
+        }).Build();
+        var services = new ServiceCollection().AddLogging();
+        Docs.ReadmeSnippets.Hosting(services, configuration);
+        using var provider = services.BuildServiceProvider();
+        var model = provider.GetRequiredService<MiniGptModel>();
+        Assert.Equal(MiniGptModelState.NotStarted, model.State);
+        Assert.Equal(3, model.Options.MaxConcurrentRequests);
+        Assert.Equal(Path.GetFullPath("models/minigpt4.json"), model.Options.ModelPath);
+        Assert.Throws<MiniGptModelUnavailableException>(() => model.GetChatClient());
+        Assert.NotNull(provider.GetService<Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckService>());
+    }
+
+    [Fact]
     public void Without_a_model_the_bundled_toy_model_is_used_or_the_message_says_where_it_was_looked_for()
     {
         var expected = Path.Combine(AppContext.BaseDirectory, WebHostApp.ToyModelFolder, "minigpt4.json");
