@@ -63,9 +63,10 @@ public class ChatPageBrowserTests(ITestOutputHelper output)
         var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 390, Height = 844 } });
         await page.GotoAsync(host.BaseAddress.ToString());
         await page.WaitForFunctionAsync("() => document.getElementById('model').textContent.includes('ready')");
-        // Counts the changes of answer text while an answer is busy: more than one means the text arrived in pieces.
-        await page.EvaluateAsync(@"() => { window.__streamed = 0; new MutationObserver(() => {
-            if (document.querySelector('.msg.assistant[aria-busy] .text')?.textContent) window.__streamed++;
+        // Counts the updates of answer text (one mutation record per streamed delta the page applies, however the
+        // network batched them): more than one means the answer was shown piece by piece while it streamed.
+        await page.EvaluateAsync(@"() => { window.__streamed = 0; new MutationObserver((records) => {
+            for (const r of records) if (r.target.classList && r.target.classList.contains('text') && r.target.closest('.msg.assistant')) window.__streamed++;
           }).observe(document.getElementById('log'), { subtree: true, childList: true, characterData: true }); }");
 
         // Settings: greedy, 24 tokens (so the answer can be checked against the API's).

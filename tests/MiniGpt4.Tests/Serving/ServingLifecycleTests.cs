@@ -14,11 +14,11 @@ namespace MiniGpt4.Tests.Serving;
 /// <summary>Hosts with their own settings: a small queue, a wrong model path, bad options, two keyed models.</summary>
 public class ServingLifecycleTests
 {
-    /// <summary>A request that runs long enough to hold its slot: at least 1500 tokens of the tiny model.</summary>
+    /// <summary>A request that runs long enough to hold its slot: 1900 tokens of the tiny model (the context holds 2000).</summary>
     private static JsonObject LongStream() => new()
     {
         ["messages"] = new JsonArray(ServingHost.User("Describe this image in detail.", ServingHost.DataUri("c_square_224x224.png"))),
-        ["max_tokens"] = 1500, ["min_tokens"] = 1500, ["temperature"] = 0, ["stream"] = true,
+        ["max_tokens"] = 1900, ["min_tokens"] = 1900, ["temperature"] = 0, ["stream"] = true,
     };
 
     private static JsonObject Short() => new()
