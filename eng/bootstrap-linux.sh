@@ -84,3 +84,16 @@ if command -v dotnet >/dev/null 2>&1; then
 else
   say "the .NET 10 SDK is missing: install it (https://dot.net) and run again."; exit 1
 fi
+
+# Headless Chromium for the chat page's browser test (tests/MiniGpt4.Tests/Serving/ChatPageBrowserTests.cs drives it with
+# Playwright pointed at this executable; Playwright's own browser download cannot work here). Installed only when missing.
+if command -v chromium >/dev/null 2>&1; then
+  say "chromium present: $(chromium --version 2>/dev/null | head -1)"
+elif command -v apt-get >/dev/null 2>&1; then
+  say "installing chromium (headless browser test of the chat page)"
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  say "chromium $(chromium --version 2>/dev/null | head -1) installed"
+else
+  say "chromium missing and no apt-get: the browser test of the chat page will skip (fail under CI=true)."
+fi

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-artifacts/packages}
 shift $(( $# > 0 ? 1 : 0 ))
-for project in src/MiniGpt4.Abstractions src/MiniGpt4 src/MiniGpt4.Imaging.Skia src/MiniGpt4.Extensions.AI; do
+for project in src/MiniGpt4.Abstractions src/MiniGpt4 src/MiniGpt4.Imaging.Skia src/MiniGpt4.Extensions.AI src/MiniGpt4.Extensions.Hosting; do
   dotnet pack "$project" -c Release -o "$out" -p:ContinuousIntegrationBuild="${CI:-false}" "$@"
 done
 ls -1 "$out"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 accept=${1:-}
-for project in src/MiniGpt4.Abstractions src/MiniGpt4 src/MiniGpt4.Imaging.Skia src/MiniGpt4.Extensions.AI; do
+for project in src/MiniGpt4.Abstractions src/MiniGpt4 src/MiniGpt4.Imaging.Skia src/MiniGpt4.Extensions.AI src/MiniGpt4.Extensions.Hosting; do
   log=$(dotnet build "$project" -c Release --no-incremental -p:TreatWarningsAsErrors=false 2>&1 || true)
   file="$project/PublicAPI.Unshipped.txt"
   added=$(grep -oP "RS0016: Symbol '\K.*(?=' is not part of the declared)" <<<"$log" | sort -u || true)

@@ -1,100 +1,132 @@
 using System.Text.Json;
-using MiniGpt4.Hosting;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+using MiniGpt4.Extensions.Hosting;
+using OpenTelemetry.Metrics;
 
 namespace MiniGpt4.WebHost;
 
-/// <summary>Builds the sample web application (also used by the tests, on loopback).</summary>
+/// <summary>
+/// Builds the sample server (also used by the tests, on loopback): an OpenAI-compatible <c>/v1/chat/completions</c> with
+/// images, <c>/v1/models</c>, <c>/health</c>, <c>/metrics</c> and a chat page at <c>/</c>. docs/serving.md describes it.
+/// </summary>
 public static class WebHostApp
 {
-    /// <summary>Largest accepted upload (bytes).</summary>
-    public const long MaxUploadBytes = 20 * 1024 * 1024;
+    /// <summary>The configuration section of the model (<see cref="MiniGptModelOptions"/>).</summary>
+    public const string ModelSection = "MiniGpt4";
 
-    /// <summary>Creates the app: <c>--model</c> names the manifest; other ASP.NET arguments (e.g. <c>--urls</c>) pass through.</summary>
-    public static WebApplication Build(string[] args, Action<MiniGptHostingOptions>? configure = null)
+    /// <summary>The configuration section of the HTTP side (<see cref="ServerOptions"/>).</summary>
+    public const string ServerSection = "Server";
+
+    /// <summary>The folder, next to the app's assembly, of the model used when none is configured.</summary>
+    public const string ToyModelFolder = "toy-model";
+
+    /// <summary>
+    /// Creates the app. <c>--model</c> (a manifest or its folder; relative to the current directory) and
+    /// <c>--dtype float32|bfloat16|float16</c> override the <c>MiniGpt4</c> section; other ASP.NET arguments (<c>--urls</c>)
+    /// pass through. Without a model anywhere, the bundled toy model (<c>toy-model/minigpt4.json</c> next to the app) is used.
+    /// </summary>
+    /// <exception cref="MiniGptConfigurationException">No model is configured and no toy model is bundled.</exception>
+    public static WebApplication Build(string[] args, Action<MiniGptModelOptions>? configure = null, Action<ServerOptions>? server = null)
     {
-        var builder = WebApplication.CreateBuilder(args);
-        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = MaxUploadBytes + 64 * 1024);
-        var model = builder.Configuration["model"];
-        builder.Services.AddMiniGpt4(o =>
-        {
-            o.ModelPath = model ?? "";
-            o.Load = new MiniGptLoadOptions
-            {
-                DType = builder.Configuration["dtype"] == "float32" ? MiniGptDType.Float32 : MiniGptDType.BFloat16,
-            };
-            configure?.Invoke(o);
-        });
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+        ApplyCommandLine(builder.Configuration);
+        var serverOptions = builder.Configuration.GetSection(ServerSection).Get<ServerOptions>() ?? new ServerOptions();
+        server?.Invoke(serverOptions);
+        builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = serverOptions.MaxRequestBodyBytes);
+        builder.Services.AddSingleton(Options.Create(serverOptions));
+        builder.Services.AddMiniGpt4Model(builder.Configuration.GetSection(ModelSection), configure);
+        builder.Services.AddHttpClient("images", c => c.Timeout = TimeSpan.FromSeconds(30));
+        builder.Services.AddOpenTelemetry().WithMetrics(m => m
+            .AddMeter(MiniGptDiagnostics.SourceName, "Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel")
+            .AddPrometheusExporter());
+        if (serverOptions.CorsOrigins.Length > 0)
+            builder.Services.AddCors(c => c.AddDefaultPolicy(p => p.WithOrigins(serverOptions.CorsOrigins).AllowAnyHeader().WithMethods("GET", "POST")));
 
         var app = builder.Build();
-        // Load the model at start-up, not on the first request.
-        app.Lifetime.ApplicationStarted.Register(() => app.Services.GetRequiredService<MiniGptPipeline>());
+        if (serverOptions.CorsOrigins.Length > 0) app.UseCors();
+        app.Use(RefuseWhileDraining);
+        app.Use(RequireApiKey);
+        app.UseDefaultFiles();
+        app.UseStaticFiles();
 
-        app.MapGet("/healthz", () => Results.Ok(new { status = "ok" }));
-
-        app.MapPost("/v1/ask", async (HttpRequest request, MiniGptPipeline pipeline, CancellationToken ct) =>
+        app.MapPost("/v1/chat/completions", ChatCompletionsEndpoint.HandleAsync);
+        app.MapGet("/v1/models", (MiniGptModel model) => Results.Json(new
         {
-            var (image, question, options, error) = await ReadAsync(request, ct);
-            if (error is not null) return error;
-            try
-            {
-                var r = await pipeline.AskAsync(image!, question!, options, ct);
-                return Results.Ok(new
-                {
-                    text = r.Text,
-                    finish_reason = r.FinishReason.ToString().ToLowerInvariant(),
-                    usage = new { prompt_tokens = r.Usage.PromptTokens, generated_tokens = r.Usage.GeneratedTokens },
-                    timings = new { prefill_ms = r.Timings.PrefillMilliseconds, decode_tokens_per_s = r.Timings.DecodeTokensPerSecond },
-                });
-            }
-            catch (MiniGptImageException ex)
-            {
-                return Results.Problem(ex.Message, statusCode: StatusCodes.Status422UnprocessableEntity, title: "image refused");
-            }
-            catch (ArgumentException ex)
-            {
-                return Results.BadRequest(new { error = ex.Message });
-            }
-        }).DisableAntiforgery();
-
-        app.MapPost("/v1/ask/stream", async (HttpContext http, MiniGptPipeline pipeline, CancellationToken ct) =>
-        {
-            var (image, question, options, error) = await ReadAsync(http.Request, ct);
-            if (error is not null) { await error.ExecuteAsync(http); return; }
-            http.Response.ContentType = "text/event-stream";
-            try
-            {
-                await foreach (var delta in pipeline.StreamAsync(image!, question!, options, ct))
-                {
-                    await http.Response.WriteAsync($"data: {JsonSerializer.Serialize(delta)}\n\n", ct);
-                    await http.Response.Body.FlushAsync(ct);
-                }
-                await http.Response.WriteAsync("data: [DONE]\n\n", ct);
-            }
-            catch (MiniGptImageException ex) when (!http.Response.HasStarted)
-            {
-                await Results.Problem(ex.Message, statusCode: 422, title: "image refused").ExecuteAsync(http);
-            }
-        }).DisableAntiforgery();
-
+            @object = "list",
+            data = new[] { new { id = model.ModelId, @object = "model", created = 0, owned_by = "minigpt4", ready = model.State == MiniGptModelState.Ready } },
+        }));
+        var health = new HealthCheckOptions { ResponseWriter = WriteHealthAsync };
+        app.MapHealthChecks("/health", health);
+        app.MapHealthChecks("/healthz", health);
+        app.MapPrometheusScrapingEndpoint("/metrics");
+        app.MapFallback("/v1/{**rest}", (HttpContext http) => new OpenAiError(404, $"No endpoint {http.Request.Method} {http.Request.Path}.", code: "not_found").WriteAsync(http.Response));
         return app;
     }
 
-    private static async Task<(ImageInput?, string?, GenerationOptions?, IResult?)> ReadAsync(HttpRequest request, CancellationToken ct)
+    /// <summary>
+    /// The sample's own flags: <c>--model</c> becomes <c>MiniGpt4:ModelPath</c> (made absolute against the current
+    /// directory now, whatever the content root), <c>--dtype</c> becomes <c>MiniGpt4:DType</c>; with no model configured,
+    /// the bundled toy model.
+    /// </summary>
+    private static void ApplyCommandLine(ConfigurationManager configuration)
     {
-        if (!request.HasFormContentType)
-            return (null, null, null, Results.BadRequest(new { error = "send multipart/form-data with 'image' and 'question'" }));
-        var form = await request.ReadFormAsync(ct);
-        var file = form.Files["image"];
-        var question = form["question"].ToString();
-        if (file is null || file.Length == 0) return (null, null, null, Results.BadRequest(new { error = "missing 'image' file" }));
-        if (file.Length > MaxUploadBytes) return (null, null, null, Results.BadRequest(new { error = $"image over {MaxUploadBytes} bytes" }));
-        if (string.IsNullOrWhiteSpace(question)) return (null, null, null, Results.BadRequest(new { error = "missing 'question'" }));
-        using var ms = new MemoryStream();
-        await file.CopyToAsync(ms, ct);
-        var options = new GenerationOptions();
-        if (float.TryParse(form["temperature"], System.Globalization.CultureInfo.InvariantCulture, out var t))
-            options = t == 0 ? options with { DoSample = false, Temperature = 0 } : options with { Temperature = t };
-        if (int.TryParse(form["max_new_tokens"], out var n)) options = options with { MaxNewTokens = n };
-        return (ImageInput.FromBytes(ms.ToArray()), question, options, null);
+        var overrides = new Dictionary<string, string?>();
+        if (configuration["model"] is { Length: > 0 } model) overrides[$"{ModelSection}:ModelPath"] = Path.GetFullPath(model);
+        if (configuration["dtype"] is { Length: > 0 } dtype) overrides[$"{ModelSection}:DType"] = dtype;
+        if (!overrides.ContainsKey($"{ModelSection}:ModelPath") && string.IsNullOrWhiteSpace(configuration[$"{ModelSection}:ModelPath"]))
+            overrides[$"{ModelSection}:ModelPath"] = ToyModel();
+        configuration.AddInMemoryCollection(overrides);
+    }
+
+    /// <summary>The bundled toy model's manifest.</summary>
+    /// <exception cref="MiniGptConfigurationException">It is not there.</exception>
+    public static string ToyModel()
+    {
+        var manifest = Path.Combine(AppContext.BaseDirectory, ToyModelFolder, "minigpt4.json");
+        if (File.Exists(manifest)) return manifest;
+        throw new MiniGptConfigurationException(
+            $"No model given: pass --model <minigpt4.json> (or set {ModelSection}:ModelPath); no bundled toy model was found at {manifest}.");
+    }
+
+    private static async Task RefuseWhileDraining(HttpContext http, Func<Task> next)
+    {
+        var lifetime = http.RequestServices.GetRequiredService<IHostApplicationLifetime>();
+        if (lifetime.ApplicationStopping.IsCancellationRequested && http.Request.Path.StartsWithSegments("/v1"))
+        {
+            await new OpenAiError(503, "The server is shutting down; retry on another replica.", "server_error", code: "shutting_down") { RetryAfterSeconds = 1 }
+                .WriteAsync(http.Response);
+            return;
+        }
+        await next();
+    }
+
+    private static async Task RequireApiKey(HttpContext http, Func<Task> next)
+    {
+        var key = http.RequestServices.GetRequiredService<IOptions<ServerOptions>>().Value.ApiKey;
+        if (!string.IsNullOrEmpty(key) && http.Request.Path.StartsWithSegments("/v1"))
+        {
+            var given = http.Request.Headers.Authorization.ToString();
+            var expected = "Bearer " + key;
+            if (!System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+                    System.Text.Encoding.UTF8.GetBytes(given), System.Text.Encoding.UTF8.GetBytes(expected)))
+            {
+                http.Response.Headers.WWWAuthenticate = "Bearer";
+                await new OpenAiError(401, "Missing or wrong API key: send Authorization: Bearer <key>.", code: "invalid_api_key").WriteAsync(http.Response);
+                return;
+            }
+        }
+        await next();
+    }
+
+    private static Task WriteHealthAsync(HttpContext http, HealthReport report)
+    {
+        http.Response.ContentType = "application/json";
+        return http.Response.WriteAsync(JsonSerializer.Serialize(new
+        {
+            status = report.Status.ToString(),
+            checks = report.Entries.Select(e => new { name = e.Key, status = e.Value.Status.ToString(), description = e.Value.Description }),
+        }));
     }
 }

@@ -1,5 +1,7 @@
 using MiniGpt4.Hosting;
 using MiniGpt4.Extensions.AI;
+using MiniGpt4.Extensions.Hosting;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.AI;
 using System.Diagnostics;
@@ -17,6 +19,16 @@ namespace MiniGpt4.Tests.Docs;
 /// </summary>
 public static class ReadmeSnippets
 {
+    public static void Hosting(IServiceCollection services, IConfiguration configuration)
+    {
+        #region hosting
+        // appsettings.json: { "MiniGpt4": { "ModelPath": "models/minigpt4.json", "DType": "bfloat16", "MaxConcurrentRequests": 8 } }
+        services.AddMiniGpt4Model(configuration.GetSection("MiniGpt4"));   // validated at start, loaded in the background
+        // then inject MiniGptModel: GetChatClient() answers, or throws MiniGptModelUnavailableException (503) while loading;
+        // map the health check (unhealthy while loading or after a failed load) with app.MapHealthChecks("/health")
+        #endregion
+    }
+
     public static async Task<IReadOnlyList<MiniGptGroundingBox>> Grounding(string manifestPath, string photoPath)
     {
         #region grounding

@@ -17,7 +17,7 @@ namespace MiniGpt4.Tests.Packaging;
 /// </summary>
 public sealed class PackageConsumerTests(ITestOutputHelper output)
 {
-    private static readonly string[] Packages = ["MiniGpt4.Abstractions", "MiniGpt4", "MiniGpt4.Imaging.Skia", "MiniGpt4.Extensions.AI"];
+    private static readonly string[] Packages = ["MiniGpt4.Abstractions", "MiniGpt4", "MiniGpt4.Imaging.Skia", "MiniGpt4.Extensions.AI", "MiniGpt4.Extensions.Hosting"];
 
     [SkippableFact]
     public async Task The_packed_packages_answer_about_an_image_through_IChatClient_with_spans_and_metrics()

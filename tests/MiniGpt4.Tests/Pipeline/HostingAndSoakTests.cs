@@ -10,69 +10,6 @@ using Xunit.Abstractions;
 
 namespace MiniGpt4.Tests.Pipeline;
 
-/// <summary>The hosting sample as a real HTTP server on loopback.</summary>
-public class WebHostTests
-{
-    [SkippableFact]
-    public async Task Answers_uploaded_images_over_http_and_refuses_bad_ones()
-    {
-        var manifest = Fixtures.Require("oracle/tiny/minigpt4-vicuna0.json");
-        var app = WebHostApp.Build(new[] { "--urls", "http://127.0.0.1:0", "--model", manifest, "--dtype", "float32" });
-        await app.StartAsync();
-        try
-        {
-            var address = app.Urls.Single();
-            Assert.StartsWith("http://127.0.0.1:", address);
-            using var http = new HttpClient { BaseAddress = new Uri(address) };
-            var png = await File.ReadAllBytesAsync(Oracle.Image("a_gradient_shapes_640x480.png"));
-
-            MultipartFormDataContent Form(byte[] image)
-            {
-                var form = new MultipartFormDataContent();
-                var file = new ByteArrayContent(image);
-                file.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-                form.Add(file, "image", "upload.bin");
-                form.Add(new StringContent("Describe this image in detail."), "question");
-                form.Add(new StringContent("0"), "temperature");
-                form.Add(new StringContent("20"), "max_new_tokens");
-                return form;
-            }
-
-            // Greedy at the demo's repetition penalty 1.05: the oracle's rp_1.05 answer.
-            var expected = Oracle.Reference["variants"]!["vicuna0"]!["chat"]!["a_gradient_shapes_640x480.png"]!["runs"]!["rp_1.05"]!["chat_answer_text"]!.GetValue<string>();
-            using (var response = await http.PostAsync("/v1/ask", Form(png)))
-            {
-                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-                var json = JsonNode.Parse(await response.Content.ReadAsStringAsync())!;
-                Assert.Equal(expected, json["text"]!.GetValue<string>());
-            }
-            using (var response = await http.PostAsync("/v1/ask/stream", Form(png)))
-            {
-                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-                var body = await response.Content.ReadAsStringAsync();
-                var text = string.Concat(body.Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
-                    .Select(e => e["data: ".Length..]).Where(d => d != "[DONE]").Select(d => JsonNode.Parse(d)!.GetValue<string>()));
-                Assert.EndsWith("data: [DONE]\n\n", body);
-                Assert.Equal(expected, text.Trim());
-            }
-            using (var response = await http.PostAsync("/v1/ask", Form(png[..1000])))
-            {
-                Assert.Equal(HttpStatusCode.UnprocessableEntity, response.StatusCode);
-                Assert.Contains("truncated", await response.Content.ReadAsStringAsync(), StringComparison.OrdinalIgnoreCase);
-            }
-            using (var response = await http.PostAsync("/v1/ask", new StringContent("hello")))
-                Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
-            using (var response = await http.GetAsync("/healthz"))
-                Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        }
-        finally
-        {
-            await app.StopAsync();
-            await app.DisposeAsync();
-        }
-    }
-}
-
 /// <summary>Several images, reduced precision, and native memory over many requests.</summary>
 public class SessionAndSoakTests(TinyPipelines tiny, ITestOutputHelper output) : IClassFixture<TinyPipelines>
 {
