@@ -31,6 +31,10 @@ internal sealed class DecodeScheduler(ILanguageModel model)
     private readonly List<int> _tokens = new();
     private float[] _logits = [];
     private bool _looping;
+    private long _sharedSteps;
+
+    /// <summary>Forwards so far that stepped two answers or more together (diagnostics, tests).</summary>
+    public long SharedSteps => Interlocked.Read(ref _sharedSteps);
 
     /// <summary>Queues an answer for admission; its updates arrive through <see cref="ScheduledAnswer.ReadAsync"/>.</summary>
     public void Submit(ScheduledAnswer answer)
@@ -115,6 +119,7 @@ internal sealed class DecodeScheduler(ILanguageModel model)
             _caches.Add(answer.Cache);
             foreach (var t in feed) _tokens.Add(t);
         }
+        if (_batch.Count > 1) Interlocked.Increment(ref _sharedSteps);
         if (_batch.Count > 0) Forward();
         _running.RemoveAll(a => a.Ended);
     }

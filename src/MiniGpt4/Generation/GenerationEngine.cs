@@ -22,6 +22,9 @@ internal sealed class GenerationEngine(ILanguageModel model)
     /// </summary>
     public string? ModelName { get; set; }
 
+    /// <summary>Decode steps so far that stepped two answers or more in one forward (diagnostics, tests).</summary>
+    public long SharedSteps => _scheduler.SharedSteps;
+
     /// <summary>A conversation's cache (its memory is allocated on first use).</summary>
     public ConversationCache CreateCache() => new(model);
 
