@@ -86,6 +86,17 @@ internal sealed class DecodeScheduler(ILanguageModel model)
             return;
         }
         _running.Add(answer);
+        // The first token comes from the prefill's logits: stream it now, before the next newcomer's prefill.
+        try
+        {
+            if (!answer.Run.BeginNext().IsEmpty) throw new InvalidOperationException("The first step of an answer needs no forward.");
+        }
+        catch (Exception e)
+        {
+            answer.End(e);
+            return;
+        }
+        Complete(answer);
     }
 
     /// <summary>One decode step for every running answer: one batched forward, then each answer's own decision.</summary>
