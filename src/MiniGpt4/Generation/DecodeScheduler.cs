@@ -50,6 +50,26 @@ internal sealed class DecodeScheduler(ILanguageModel model)
 
     private void Loop()
     {
+        try
+        {
+            Run();
+        }
+        catch (Exception e) // a bug in the loop itself: no answer may wait for ever
+        {
+            List<ScheduledAnswer> left;
+            lock (_lock)
+            {
+                left = [.. _running, .. _waiting];
+                _running.Clear();
+                _waiting.Clear();
+                _looping = false;
+            }
+            foreach (var answer in left) answer.End(e);
+        }
+    }
+
+    private void Run()
+    {
         while (true)
         {
             List<ScheduledAnswer> admitted = [];
