@@ -49,6 +49,9 @@ internal static class BenchReport
                 ["context"] = d.Context, ["concurrency"] = d.Concurrency,
                 ["tokens_per_s"] = Round(d.TokensPerSecond.Median), ["tokens_per_s_stats"] = StatJson(d.TokensPerSecond),
                 ["ms_per_token"] = Round(d.MsPerToken.Median), ["ms_per_token_stats"] = StatJson(d.MsPerToken),
+                ["stream_ttft_ms"] = Round(d.TtftMs.Median), ["stream_ttft_ms_stats"] = StatJson(d.TtftMs),
+                ["stream_ms_per_token"] = Round(d.StreamMsPerToken.Median), ["stream_ms_per_token_stats"] = StatJson(d.StreamMsPerToken),
+                ["speedup_vs_one_stream"] = SpeedUp(r, d) is { } up ? Round(up) : 0,
                 ["bytes_per_step"] = d.BytesPerStep,
                 ["fraction_of_bandwidth"] = Round(d.FractionOfBandwidth.Median), ["fraction_of_bandwidth_stats"] = StatJson(d.FractionOfBandwidth),
             }).ToArray(),
@@ -80,10 +83,19 @@ internal static class BenchReport
         {
             var t = d.TokensPerSecond;
             Line($"decode   {d.Context,5} cached x{d.Concurrency} {t.Median,7:F2} tok/s {Range(t, "F2")}, {d.MsPerToken.Median:F1} ms/token: " +
-                 $"{d.BytesPerStep / 1e9:F2} GB/step = {d.FractionOfBandwidth.Median:F2} of read bandwidth {Range(d.FractionOfBandwidth, "F2")}");
+                 $"{d.BytesPerStep / 1e9:F2} GB/step = {d.FractionOfBandwidth.Median:F2} of read bandwidth {Range(d.FractionOfBandwidth, "F2")}" +
+                 (SpeedUp(r, d) is { } up && d.Concurrency > 1 ? $", {up:F2}x one stream" : ""));
+            if (s.Concurrency.Count > 1 || d.Concurrency > 1)
+                Line($"         per stream: first token {d.TtftMs.Median:F0} ms {Range(d.TtftMs, "F0")}, {d.StreamMsPerToken.Median:F1} ms/token {Range(d.StreamMsPerToken, "F1")}");
         }
         return b.ToString();
     }
+
+    /// <summary>Aggregate tokens/s over the same context's one-stream figure (null without a one-stream measurement).</summary>
+    private static double? SpeedUp(BenchResult r, DecodeResult d) =>
+        r.Decode.FirstOrDefault(o => o.Context == d.Context && o.Concurrency == 1) is { } one && one.TokensPerSecond.Median > 0
+            ? d.TokensPerSecond.Median / one.TokensPerSecond.Median
+            : null;
 
     private static Dictionary<string, object> StatJson(Stat s) => new()
     {

@@ -26,7 +26,10 @@ internal sealed record PrefillResult(int Context, Stat Milliseconds, double Flop
     public double FractionOfGemm => Flops / (Milliseconds.Median / 1000) / GemmFlops;
 }
 
-internal sealed record DecodeResult(int Context, int Concurrency, Stat TokensPerSecond, long BytesPerStep, double BandwidthBytes)
+/// <param name="TtftMs">Per stream: from sending the request to its first token (mean over the streams of a run).</param>
+/// <param name="StreamMsPerToken">Per stream: from its first token to its last over the tokens between (mean over the streams of a run).</param>
+internal sealed record DecodeResult(int Context, int Concurrency, Stat TokensPerSecond, long BytesPerStep, double BandwidthBytes,
+    Stat TtftMs, Stat StreamMsPerToken)
 {
     /// <summary>Per stream: the time between two tokens of one session.</summary>
     public Stat MsPerToken => Stat.Of(TokensPerSecond.Runs.Select(t => 1000.0 * Concurrency / t));
@@ -75,6 +78,8 @@ internal static class BenchRunner
         var encode = new List<double>();
         var prefill = s.Contexts.ToDictionary(c => c, _ => new List<double>());
         var decode = s.Contexts.SelectMany(c => s.Concurrency.Select(k => (c, k))).ToDictionary(x => x, _ => new List<double>());
+        var ttft = decode.Keys.ToDictionary(x => x, _ => new List<double>());
+        var perStream = decode.Keys.ToDictionary(x => x, _ => new List<double>());
         for (var run = 0; run < s.Runs; run++)
         {
             if (pipeline.VisionEncoder is not null)
@@ -89,10 +94,13 @@ internal static class BenchRunner
                 foreach (var k in s.Concurrency)
                 {
                     var fill = Fill(lm, context, s.NewTokens);
-                    var (prefillMs, tps) = await DecodeAsync(pipeline, lm, fill, k, run, options, ct);
+                    var (prefillMs, tps, firstMs, streamMs) = await DecodeAsync(pipeline, lm, fill, k, run, options, ct);
                     if (k == s.Concurrency[0]) prefill[context].Add(prefillMs);
                     decode[(context, k)].Add(tps);
-                    log.WriteLine($"[bench] run {run + 1}: context {fill} x{k}: prefill {prefillMs:F0} ms, decode {tps:F2} tok/s");
+                    ttft[(context, k)].Add(firstMs);
+                    perStream[(context, k)].Add(streamMs);
+                    log.WriteLine($"[bench] run {run + 1}: context {fill} x{k}: prefill {prefillMs:F0} ms, decode {tps:F2} tok/s, " +
+                                  $"per stream: first token {firstMs:F0} ms, {streamMs:F1} ms/token");
                 }
         }
 
@@ -104,7 +112,7 @@ internal static class BenchRunner
             {
                 var fill = Fill(lm, d.Key.c, s.NewTokens);
                 var kv = lm.CacheBytesPerPosition * (fill + s.NewTokens / 2);
-                return new DecodeResult(fill, d.Key.k, Stat.Of(d.Value), weightBytes + d.Key.k * kv, bw);
+                return new DecodeResult(fill, d.Key.k, Stat.Of(d.Value), weightBytes + d.Key.k * kv, bw, Stat.Of(ttft[d.Key]), Stat.Of(perStream[d.Key]));
             }).ToList());
     }
 
@@ -113,10 +121,11 @@ internal static class BenchRunner
 
     /// <summary>
     /// <paramref name="k"/> concurrent requests of <paramref name="fill"/> prompt positions each. Returns the prefill time
-    /// (mean over the requests) and the decode rate: for one request the library's own figure (as generate reports it),
-    /// for several the tokens after each request's first, over the time from the first first token to the last finish.
+    /// (mean over the requests), the decode rate: for one request the library's own figure (as generate reports it),
+    /// for several (batched by the engine) the tokens after each request's first, over the time from the first first token
+    /// to the last finish; and per stream (means over the requests) the time to the first token and between tokens.
     /// </summary>
-    private static async Task<(double PrefillMs, double TokensPerSecond)> DecodeAsync(
+    private static async Task<(double PrefillMs, double TokensPerSecond, double TtftMs, double StreamMsPerToken)> DecodeAsync(
         MiniGptPipeline pipeline, ILanguageModel lm, int fill, int k, int run, GenerationOptions options, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
@@ -134,10 +143,12 @@ internal static class BenchRunner
             return (First: first, Last: last, Timings: final!.Timings!, Usage: final.Usage!);
         }));
         var prefillMs = results.Average(r => r.Timings.PrefillMilliseconds);
-        if (k == 1) return (prefillMs, results[0].Timings.DecodeTokensPerSecond);
+        var ttftMs = results.Average(r => r.First * 1000);
+        var streamMs = results.Average(r => r.Usage.GeneratedTokens > 1 ? (r.Last - r.First) * 1000 / (r.Usage.GeneratedTokens - 1) : 0);
+        if (k == 1) return (prefillMs, results[0].Timings.DecodeTokensPerSecond, ttftMs, streamMs);
         var tokens = results.Sum(r => Math.Max(0, r.Usage.GeneratedTokens - 1));
         var window = results.Max(r => r.Last) - results.Min(r => r.First);
-        return (prefillMs, window > 0 ? tokens / window : 0);
+        return (prefillMs, window > 0 ? tokens / window : 0, ttftMs, streamMs);
     }
 
     /// <summary>BOS then ids spread over the vocabulary (never BOS or EOS), varied by <paramref name="salt"/> so no two requests share a prefix.</summary>

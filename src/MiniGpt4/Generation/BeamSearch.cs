@@ -31,7 +31,7 @@ internal sealed class BeamSearch : Generator
     private readonly BeamHypotheses _hypotheses;
     private readonly List<int> _pool = [];
     private List<int>[] _tokens;
-    private bool _done, _expanded; // expanded: the model holds k rows (before the first feed, one row serves every beam)
+    private bool _done, _expanded, _fed; // expanded: the model holds k rows (before the first feed, one row serves every beam)
     private int[]? _feedRows, _feedTokens;
     private IReadOnlyList<BeamHypothesis>? _final;
 
@@ -63,10 +63,17 @@ internal sealed class BeamSearch : Generator
 
     private int RowOf(int beam) => _expanded ? beam : 0;
 
+    public override Span<float> FeedLogits => _logProbs;
+
     private protected override MiniGptFinishReason? Advance(out int token)
     {
         token = -1;
-        if (_feedTokens is not null) Feed();
+        if (_fed)
+        {
+            LogitsProcessors.ThrowIfNotFinite(_logProbs, step: _tokens[0].Count);
+            LogitsProcessors.LogSoftmax(_logProbs, Vocab);
+            _fed = false;
+        }
 
         int curLen = 1 + _tokens[0].Count; // HF input_ids length: BOS + generated
         for (int b = 0; b < _k; b++)
@@ -112,14 +119,15 @@ internal sealed class BeamSearch : Generator
         return null;
     }
 
-    private void Feed()
+    /// <summary>Reorders the model's rows to the surviving beams and returns each beam's new token (nothing before the first step).</summary>
+    private protected override ReadOnlySpan<int> Feed()
     {
+        if (_feedTokens is not { } tokens) return [];
         if (!_expanded || _feedRows!.Where((row, i) => row != i).Any()) Model.ReorderRows(_feedRows);
         _expanded = true;
-        Model.Step(_feedTokens, _logProbs);
-        LogitsProcessors.ThrowIfNotFinite(_logProbs, step: _tokens[0].Count);
-        LogitsProcessors.LogSoftmax(_logProbs, Vocab);
         _feedRows = _feedTokens = null;
+        _fed = true;
+        return tokens;
     }
 
     /// <summary><c>finalize</c>: unless done, every running beam joins the hypotheses; best first.</summary>

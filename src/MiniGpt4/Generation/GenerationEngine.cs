@@ -1,20 +1,19 @@
 using MiniGpt4.Abstractions;
 using System.Runtime.CompilerServices;
-using MiniGpt4.Runtime;
 
 namespace MiniGpt4.Generation;
 
 /// <summary>
-/// The decoding engine over one <see cref="ILanguageModel"/>: runs each request's prefill and steps
-/// (<see cref="GenerationRun"/>) on the thread pool, one native call at a time for the model. The gate is held
-/// for one call only, never while the caller has control (across a <c>yield</c>), so several generations
-/// interleave their steps, and a stream left unread or disposed late blocks nobody.
+/// The decoding engine over one <see cref="ILanguageModel"/>: every request's prefill and steps run on the model's
+/// <see cref="DecodeScheduler"/>, which batches the decode steps of all running answers into one forward (continuous
+/// batching). The caller's stream only reads updates, so a stream left unread or disposed late blocks nobody; an
+/// answer's tokens are the same whether it runs alone or beside others.
 /// </summary>
 internal sealed class GenerationEngine(ILanguageModel model)
 {
     private static readonly ConditionalWeakTable<ILanguageModel, GenerationEngine> Engines = new();
-    private readonly ComputeGate _gate = new(nameof(GenerationEngine));
-    /// <summary>The one engine of <paramref name="model"/> (every caller shares its gate).</summary>
+    private readonly DecodeScheduler _scheduler = new(model);
+    /// <summary>The one engine of <paramref name="model"/> (every caller shares its scheduler).</summary>
     public static GenerationEngine For(ILanguageModel model) => Engines.GetValue(model, m => new GenerationEngine(m));
 
     /// <summary>
@@ -22,6 +21,9 @@ internal sealed class GenerationEngine(ILanguageModel model)
     /// name when a pipeline owns the engine, else the language model's type name.
     /// </summary>
     public string? ModelName { get; set; }
+
+    /// <summary>Decode steps so far that stepped two answers or more in one forward (diagnostics, tests).</summary>
+    public long SharedSteps => _scheduler.SharedSteps;
 
     /// <summary>A conversation's cache (its memory is allocated on first use).</summary>
     public ConversationCache CreateCache() => new(model);
@@ -55,9 +57,10 @@ internal sealed class GenerationEngine(ILanguageModel model)
         var run = new GenerationRun(model, prompt, options, conversation);
         var telemetry = new RequestTelemetry(ModelName ?? model.GetType().Name, model, prompt, options);
         var finished = false;
+        var answer = new ScheduledAnswer(run, conversation, promptLength, cancellationToken);
         try
         {
-            await Observe(_gate.RunAsync(() => { run.Prefill(cancellationToken); return true; }, cancellationToken), telemetry).ConfigureAwait(false);
+            _scheduler.Submit(answer);
             while (!finished)
             {
                 if (cancellationToken.IsCancellationRequested)
@@ -65,8 +68,8 @@ internal sealed class GenerationEngine(ILanguageModel model)
                     telemetry.Failed(new OperationCanceledException(cancellationToken));
                     cancellationToken.ThrowIfCancellationRequested();
                 }
-                var update = await Observe(_gate.RunAsync(run.Next, cancellationToken), telemetry).ConfigureAwait(false);
-                if (update is null) continue;
+                var update = await Observe(answer.ReadAsync(cancellationToken), telemetry).ConfigureAwait(false)
+                    ?? throw new InvalidOperationException("The generation ended without a final update.");
                 finished = update.FinishReason is not null;
                 telemetry.Update(update);
                 if (finished) telemetry.Finished(update, RequestTelemetry.ImagePositions(prompt));
@@ -75,6 +78,9 @@ internal sealed class GenerationEngine(ILanguageModel model)
         }
         finally
         {
+            // The scheduler lets go of the run and the cache before they are rolled back or freed.
+            answer.Abandon();
+            await answer.Released.ConfigureAwait(false);
             telemetry.Ended();
             run.Dispose();
             if (!finished) conversation.Rollback();

@@ -8,7 +8,8 @@ namespace MiniGpt4.Generation;
 /// One answer over a <see cref="ConversationCache"/>: <see cref="Prefill"/> (reusing the cache's longest common
 /// prefix), then one token per <see cref="Next"/> (greedy or sampling), or one beam step per call (beam search,
 /// the best hypothesis at the end), with stop strings, streaming text, usage, timings and the finish reason.
-/// Each call is synchronous; the engine runs them one at a time per model and checks cancellation between them.
+/// Each call is synchronous; the engine's scheduler runs them on its loop, a step split in two
+/// (<see cref="BeginNext"/>, <see cref="CompleteNext"/>) around one batched forward for every running answer.
 /// </summary>
 internal sealed class GenerationRun(ILanguageModel model, PromptSequence prompt, GenerationOptions options, ConversationCache conversation) : IDisposable
 {
@@ -42,10 +43,34 @@ internal sealed class GenerationRun(ILanguageModel model, PromptSequence prompt,
     /// <summary>One token (or one beam step): an update to stream, null while beams are still running.</summary>
     public GenerationUpdate? Next()
     {
+        var feed = BeginNext();
+        if (!feed.IsEmpty) model.Step(conversation.Cache, feed, FeedLogits);
+        return CompleteNext();
+    }
+
+    /// <summary>
+    /// The first half of <see cref="Next"/> for the engine's batched decode: the token to append to each of the cache's
+    /// rows (nothing when the next token needs no forward). The engine steps the cache beside others, writes the rows'
+    /// logits into <see cref="FeedLogits"/>, then calls <see cref="CompleteNext"/>.
+    /// </summary>
+    public ReadOnlySpan<int> BeginNext()
+    {
         var gen = _generator ?? throw new InvalidOperationException("Prefill first.");
         if (_finished) throw new InvalidOperationException("The generation has finished.");
         _decode.Start();
-        var more = gen.TryStep(out var token);
+        return gen.Finish is null ? gen.BeginStep() : [];
+    }
+
+    /// <summary>Where the fed rows' logits go.</summary>
+    public Span<float> FeedLogits => (_generator ?? throw new InvalidOperationException("Prefill first.")).FeedLogits;
+
+    /// <summary>The second half of <see cref="Next"/>: an update to stream, null while beams are still running.</summary>
+    public GenerationUpdate? CompleteNext()
+    {
+        var gen = _generator ?? throw new InvalidOperationException("Prefill first.");
+        var more = gen.Finish is null;
+        var token = -1;
+        if (more) gen.CompleteStep(out token);
         _decode.Stop();
         if (gen is BeamSearch) return gen.Finish is null ? null : FinishBeams(gen.Result);
         if (!more) return Finish(gen.Finish!.Value, EndText(_text.Flush()), []);

@@ -69,9 +69,29 @@ internal abstract class Generator : IDisposable
     {
         token = -1;
         if (Finish is not null) return false;
-        Finish = Advance(out token);
+        var feed = BeginStep();
+        if (!feed.IsEmpty) Model.Step(feed, FeedLogits);
+        CompleteStep(out token);
         return true;
     }
+
+    /// <summary>
+    /// The first half of a step, for a caller that runs the model itself (the engine's batched decode): prepares the
+    /// model's rows (beam search reorders them) and returns the token to append to each row, or nothing when this step
+    /// needs no forward (the first, which uses the prefill's logits). The caller then writes the rows' logits into
+    /// <see cref="FeedLogits"/> and calls <see cref="CompleteStep"/>. <see cref="TryStep"/> does all three.
+    /// </summary>
+    public ReadOnlySpan<int> BeginStep()
+    {
+        if (Finish is not null) throw new InvalidOperationException("The generation has finished.");
+        return Feed();
+    }
+
+    /// <summary>Where the logits of the rows <see cref="BeginStep"/> returned go (rows × vocabulary).</summary>
+    public abstract Span<float> FeedLogits { get; }
+
+    /// <summary>The second half of a step: the next token from the fed logits (see <see cref="TryStep"/>).</summary>
+    public void CompleteStep(out int token) => Finish = Advance(out token);
 
     /// <summary>
     /// Runs until a stop rule fires and returns the result; <paramref name="ct"/> is checked between
@@ -90,7 +110,10 @@ internal abstract class Generator : IDisposable
     /// <summary>Releases the sampler's native generator (the model is the caller's).</summary>
     public void Dispose() => Sampler?.Dispose();
 
-    /// <summary>One step; returns the finish reason when the run ended with it, else null.</summary>
+    /// <summary>The tokens to append before the next decision (one per model row), or nothing.</summary>
+    private protected abstract ReadOnlySpan<int> Feed();
+
+    /// <summary>One step after the feed's logits are in <see cref="FeedLogits"/>; returns the finish reason when the run ended with it, else null.</summary>
     private protected abstract MiniGptFinishReason? Advance(out int token);
 
     /// <summary>
@@ -115,16 +138,22 @@ internal sealed class SingleSequence(ITokenStepper model, ReadOnlySpan<float> fi
 {
     private readonly float[] _scores = firstLogits.ToArray();
     private readonly List<int> _generated = [];
+    private readonly int[] _feed = new int[1];
 
     public override GenerationResult Result => new(_generated.ToArray(), Finish, null);
 
+    public override Span<float> FeedLogits => _scores;
+
+    private protected override ReadOnlySpan<int> Feed()
+    {
+        if (_generated.Count == 0) return [];
+        _feed[0] = _generated[^1];
+        return _feed;
+    }
+
     private protected override MiniGptFinishReason? Advance(out int token)
     {
-        if (_generated.Count > 0)
-        {
-            Model.Step([_generated[^1]], _scores);
-            LogitsProcessors.ThrowIfNotFinite(_scores, step: _generated.Count);
-        }
+        if (_generated.Count > 0) LogitsProcessors.ThrowIfNotFinite(_scores, step: _generated.Count);
         Process(_scores, _generated, beam: 0);
         if (Sampler is null) token = LogitsProcessors.ArgMax(_scores);
         else

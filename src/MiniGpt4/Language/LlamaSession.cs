@@ -168,6 +168,44 @@ internal sealed class LlamaSession : IDisposable
         Length++;
     }
 
+    /// <summary>
+    /// One decode step for several sessions of the same model as one forward (continuous batching): appends
+    /// <paramref name="tokens"/>' ids, one per row of each session in order, and writes every row's next-token logits,
+    /// float32 <c>[total rows, V]</c>, into <paramref name="logits"/>. With the model's <see cref="Kernels.CpuDecoder"/>
+    /// every weight is read once for all rows, and each row's logits are bit-identical to a step of its session alone
+    /// (row-invariant kernel); without it each session steps on its own. Sessions must be distinct.
+    /// </summary>
+    public static void StepMany(ReadOnlySpan<LlamaSession> sessions, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        if (sessions.IsEmpty) return;
+        var lm = sessions[0]._lm;
+        var rows = 0;
+        for (var i = 0; i < sessions.Length; i++)
+        {
+            var s = sessions[i];
+            ObjectDisposedException.ThrowIf(s._disposed, s);
+            if (s._lm != lm) throw new ArgumentException("The sessions belong to different models.", nameof(sessions));
+            for (var j = 0; j < i; j++)
+                if (ReferenceEquals(sessions[j], s)) throw new ArgumentException("A session appears twice in one step.", nameof(sessions));
+            rows += s.Rows;
+        }
+        if (tokens.Length != rows) throw new ArgumentException($"StepMany needs one token per row: got {tokens.Length} for {rows} rows.", nameof(tokens));
+        if (logits.Length != (long)rows * lm.Config.VocabSize) throw new ArgumentException($"logits must hold {rows} × {lm.Config.VocabSize} values.", nameof(logits));
+        if (lm.Decoder is not { } decoder)
+        {
+            for (int i = 0, at = 0; i < sessions.Length; at += sessions[i].Rows, i++)
+                sessions[i].Step(tokens.Slice(at, sessions[i].Rows), logits.Slice(at * lm.Config.VocabSize, sessions[i].Rows * lm.Config.VocabSize));
+            return;
+        }
+        sessions[0].CheckVocabulary(tokens, nameof(tokens));
+        foreach (var s in sessions) s.Reserve(s.Length + 1); // throws MiniGptContextLengthException when a cache is full
+        var decodeRows = new Kernels.DecodeRow[rows];
+        for (int i = 0, at = 0; i < sessions.Length; i++)
+            for (var r = 0; r < sessions[i].Rows; r++, at++) decodeRows[at] = new Kernels.DecodeRow(sessions[i], r, tokens[at]);
+        decoder.Step(decodeRows, logits, Math.Max(1, get_num_threads()));
+        foreach (var s in sessions) s.Length++;
+    }
+
     /// <summary>The address of layer <paramref name="layer"/>'s keys, <c>[rows, kvHeads, AllocatedPositions, headDim]</c> (CPU; changes when the cache grows).</summary>
     internal nint KeyAddress(int layer) => _keyAddresses[layer];
 

@@ -12,7 +12,7 @@ namespace MiniGpt4.Models;
 /// or step runs synchronously under the model's <see cref="ComputeGate"/> (so disposal waits for the call
 /// in flight) inside its own dispose scope and inference mode; its caches are <see cref="LlamaSession"/>s.
 /// </summary>
-internal sealed class LlamaLanguageModel : ILanguageModel
+internal sealed class LlamaLanguageModel : ILanguageModel, IBatchedLanguageModel
 {
     private readonly LlamaForCausalLM _model;
     private readonly ComputeGate _gate = new(nameof(LlamaLanguageModel));
@@ -108,6 +108,16 @@ internal sealed class LlamaLanguageModel : ILanguageModel
         using var held = _gate.Enter();
         using var scope = NewDisposeScope();
         session.Step(tokenPerRow, logits);
+    }
+
+    /// <inheritdoc />
+    public void StepBatch(ReadOnlySpan<LanguageModelCache> caches, ReadOnlySpan<int> tokens, Span<float> logits)
+    {
+        var sessions = new LlamaSession[caches.Length];
+        for (var i = 0; i < caches.Length; i++) sessions[i] = SessionOf(caches[i]);
+        using var held = _gate.Enter();
+        using var scope = NewDisposeScope();
+        LlamaSession.StepMany(sessions, tokens, logits);
     }
 
     private LlamaSession SessionOf(LanguageModelCache cache) =>

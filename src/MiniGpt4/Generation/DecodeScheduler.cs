@@ -1,0 +1,267 @@
+using System.Runtime.ExceptionServices;
+using System.Threading.Channels;
+using MiniGpt4.Abstractions;
+using MiniGpt4.Models;
+
+namespace MiniGpt4.Generation;
+
+/// <summary>
+/// Continuous batching for one language model: a loop that, per iteration, admits waiting answers (their prefill,
+/// oldest first, within <see cref="PrefillPositionsPerIteration"/>), then runs one decode step for every running answer
+/// as one batched forward (<see cref="IBatchedLanguageModel.StepBatch"/>: each weight read once for all rows, every beam
+/// a row), and retires the answers that finished, failed, were cancelled or abandoned before the next step. Sampling,
+/// beams and stop rules stay per answer (<see cref="GenerationRun"/>, its own seed); the kernel is row-invariant, so an
+/// answer's tokens never depend on what else runs (docs/batching.md).
+/// </summary>
+/// <remarks>The loop runs on a thread of its own while there is work and ends when there is none.</remarks>
+internal sealed class DecodeScheduler(ILanguageModel model)
+{
+    /// <summary>
+    /// Prompt positions prefilled per iteration at most (at least one whole prompt): bounds how long running answers
+    /// wait for newcomers while a burst is admitted.
+    /// </summary>
+    public const int PrefillPositionsPerIteration = 512;
+
+    private readonly object _lock = new();
+    private readonly Queue<ScheduledAnswer> _waiting = new();
+    private readonly List<ScheduledAnswer> _running = new(); // owned by the loop
+    private readonly List<ScheduledAnswer> _batch = new();
+    private readonly List<int> _rowsOf = new();
+    private readonly List<LanguageModelCache> _caches = new();
+    private readonly List<int> _tokens = new();
+    private float[] _logits = [];
+    private bool _looping;
+    private long _sharedSteps;
+
+    /// <summary>Forwards so far that stepped two answers or more together (diagnostics, tests).</summary>
+    public long SharedSteps => Interlocked.Read(ref _sharedSteps);
+
+    /// <summary>Queues an answer for admission; its updates arrive through <see cref="ScheduledAnswer.ReadAsync"/>.</summary>
+    public void Submit(ScheduledAnswer answer)
+    {
+        lock (_lock)
+        {
+            _waiting.Enqueue(answer);
+            if (_looping) return;
+            _looping = true;
+        }
+        _ = Task.Factory.StartNew(Loop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+    }
+
+    private void Loop()
+    {
+        try
+        {
+            Run();
+        }
+        catch (Exception e) // a bug in the loop itself: no answer may wait for ever
+        {
+            List<ScheduledAnswer> left;
+            lock (_lock)
+            {
+                left = [.. _running, .. _waiting];
+                _running.Clear();
+                _waiting.Clear();
+                _looping = false;
+            }
+            foreach (var answer in left) answer.End(e);
+        }
+    }
+
+    private void Run()
+    {
+        while (true)
+        {
+            List<ScheduledAnswer> admitted = [];
+            lock (_lock)
+            {
+                if (_running.Count == 0 && _waiting.Count == 0)
+                {
+                    _looping = false;
+                    return;
+                }
+                var positions = 0;
+                while (_waiting.TryPeek(out var next) && (admitted.Count == 0 || positions + next.PromptPositions <= PrefillPositionsPerIteration))
+                {
+                    admitted.Add(_waiting.Dequeue());
+                    positions += next.PromptPositions;
+                }
+            }
+            foreach (var answer in admitted) Admit(answer);
+            Step();
+        }
+    }
+
+    /// <summary>Prefills an answer and streams its first token (which needs no further forward).</summary>
+    private void Admit(ScheduledAnswer answer)
+    {
+        if (Leaving(answer)) return;
+        try
+        {
+            answer.Run.Prefill(answer.Token);
+        }
+        catch (Exception e)
+        {
+            answer.End(e);
+            return;
+        }
+        _running.Add(answer);
+        // The first token comes from the prefill's logits: stream it now, before the next newcomer's prefill.
+        try
+        {
+            if (!answer.Run.BeginNext().IsEmpty) throw new InvalidOperationException("The first step of an answer needs no forward.");
+        }
+        catch (Exception e)
+        {
+            answer.End(e);
+            return;
+        }
+        Complete(answer);
+    }
+
+    /// <summary>One decode step for every running answer: one batched forward, then each answer's own decision.</summary>
+    private void Step()
+    {
+        _batch.Clear();
+        _rowsOf.Clear();
+        _caches.Clear();
+        _tokens.Clear();
+        for (var i = 0; i < _running.Count; i++)
+        {
+            var answer = _running[i];
+            if (Leaving(answer)) continue;
+            ReadOnlySpan<int> feed;
+            try
+            {
+                feed = answer.Run.BeginNext();
+            }
+            catch (Exception e)
+            {
+                answer.End(e);
+                continue;
+            }
+            if (feed.IsEmpty)
+            {
+                Complete(answer);
+                continue;
+            }
+            _batch.Add(answer);
+            _rowsOf.Add(feed.Length);
+            _caches.Add(answer.Cache);
+            foreach (var t in feed) _tokens.Add(t);
+        }
+        if (_batch.Count > 1) Interlocked.Increment(ref _sharedSteps);
+        if (_batch.Count > 0) Forward();
+        _running.RemoveAll(a => a.Ended);
+    }
+
+    /// <summary>The batch's forward: one call for every row, or (a model that cannot batch) one call per answer.</summary>
+    private void Forward()
+    {
+        var vocab = model.VocabSize;
+        var total = _tokens.Count * vocab;
+        if (_logits.Length < total) _logits = new float[total];
+        var logits = _logits.AsSpan(0, total);
+        var tokens = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_tokens);
+        if (model is IBatchedLanguageModel batched)
+        {
+            try
+            {
+                batched.StepBatch(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_caches), tokens, logits);
+            }
+            catch (Exception e)
+            {
+                foreach (var answer in _batch) answer.End(e);
+                return;
+            }
+        }
+        for (int i = 0, at = 0; i < _batch.Count; at += _rowsOf[i], i++)
+        {
+            var answer = _batch[i];
+            var rows = logits.Slice(at * vocab, _rowsOf[i] * vocab);
+            try
+            {
+                if (model is IBatchedLanguageModel) rows.CopyTo(answer.Run.FeedLogits);
+                else model.Step(answer.Cache, tokens.Slice(at, _rowsOf[i]), answer.Run.FeedLogits);
+            }
+            catch (Exception e)
+            {
+                answer.End(e);
+                continue;
+            }
+            Complete(answer);
+        }
+    }
+
+    /// <summary>The answer's decision after its logits: streams the update and retires the answer when it finished.</summary>
+    private static void Complete(ScheduledAnswer answer)
+    {
+        try
+        {
+            var update = answer.Run.CompleteNext();
+            if (update is null) return;
+            answer.Post(update);
+            if (update.FinishReason is not null) answer.End(null);
+        }
+        catch (Exception e)
+        {
+            answer.End(e);
+        }
+    }
+
+    /// <summary>True (and the answer ended) when its caller cancelled or went away.</summary>
+    private static bool Leaving(ScheduledAnswer answer)
+    {
+        if (answer.Ended) return true;
+        if (answer.Token.IsCancellationRequested) answer.End(new OperationCanceledException(answer.Token));
+        else if (answer.Abandoned) answer.End(null);
+        return answer.Ended;
+    }
+}
+
+/// <summary>
+/// One answer in a <see cref="DecodeScheduler"/>: the run, its caller's cancellation, and the updates the loop streams to
+/// the caller. Once <see cref="Released"/> completes the loop no longer touches the run or its cache.
+/// </summary>
+internal sealed class ScheduledAnswer(GenerationRun run, ConversationCache conversation, int promptPositions, CancellationToken token)
+{
+    private readonly Channel<GenerationUpdate> _updates = Channel.CreateUnbounded<GenerationUpdate>(
+        new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private Exception? _error;
+    private volatile bool _abandoned;
+
+    public GenerationRun Run => run;
+    public LanguageModelCache Cache => conversation.Cache;
+    public int PromptPositions => promptPositions;
+    public CancellationToken Token => token;
+    public bool Abandoned => _abandoned;
+
+    /// <summary>True once the loop let go of the answer (finished, failed, cancelled or abandoned).</summary>
+    public bool Ended => _released.Task.IsCompleted;
+
+    /// <summary>Completes when the loop no longer uses the run or the cache.</summary>
+    public Task Released => _released.Task;
+
+    /// <summary>The next update, or null after the last; throws what ended the answer (a failure, a cancellation).</summary>
+    public async Task<GenerationUpdate?> ReadAsync(CancellationToken cancellationToken)
+    {
+        while (await _updates.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            if (_updates.Reader.TryRead(out var update)) return update;
+        if (_error is not null) ExceptionDispatchInfo.Throw(_error);
+        return null;
+    }
+
+    /// <summary>The caller is gone: the loop drops the answer before its next step.</summary>
+    public void Abandon() => _abandoned = true;
+
+    internal void Post(GenerationUpdate update) => _updates.Writer.TryWrite(update);
+
+    internal void End(Exception? error)
+    {
+        if (Ended) return;
+        _error = error;
+        _updates.Writer.TryComplete();
+        _released.TrySetResult();
+    }
+}

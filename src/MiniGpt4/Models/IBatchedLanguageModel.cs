@@ -1,0 +1,17 @@
+using MiniGpt4.Abstractions;
+
+namespace MiniGpt4.Models;
+
+/// <summary>
+/// A language model that decodes several conversations in one forward (continuous batching): the engine's
+/// scheduler steps every running answer through it at once. A model without it is stepped one cache at a time.
+/// </summary>
+internal interface IBatchedLanguageModel
+{
+    /// <summary>
+    /// Appends one token to every row of each cache (<paramref name="tokens"/>: the rows of <c>caches[0]</c>, then of
+    /// <c>caches[1]</c>, ...) and writes each row's next-token logits, <c>[total rows, vocabulary]</c>, into
+    /// <paramref name="logits"/>. A row's logits are bit-identical to those of a step of its cache alone.
+    /// </summary>
+    void StepBatch(ReadOnlySpan<LanguageModelCache> caches, ReadOnlySpan<int> tokens, Span<float> logits);
+}
