@@ -15,7 +15,8 @@ internal sealed record CorpusSequence(int[] Ids, bool[] IsTarget, int ImageStart
 /// projection trainer's own <see cref="ExampleLayout"/> (so exactly as projection training and the engine's prompt
 /// builder lay it out) with the scene's 32 <see cref="SceneCode"/> word tokens where the 32 image embeddings will
 /// stand: stage 1 <c>BOS code caption\n</c>, stage 2 the vicuna0 prompt with its system text,
-/// <c>###Human: &lt;Img&gt;code&lt;/Img&gt; question###Assistant: answer###</c>.
+/// <c>###Human: &lt;Img&gt;code&lt;/Img&gt; question###Assistant: answer###</c>. <see cref="Conversation"/> lays out
+/// several questions about one scene as the projection trainer lays out a multi-turn conversation.
 /// </summary>
 internal sealed class LanguageCorpus
 {
@@ -44,7 +45,7 @@ internal sealed class LanguageCorpus
     /// <summary>The token id of each code word, in <see cref="SceneCode.Vocabulary"/> order.</summary>
     public IReadOnlyList<int> CodeWordIds => SceneCode.Vocabulary.Select(w => _codeIds[w]).ToArray();
 
-    /// <summary>Training sequence <paramref name="index"/>: scene <paramref name="index"/> of the world seed, with its caption or one question.</summary>
+    /// <summary>Training sequence <paramref name="index"/>: scene <paramref name="index"/> of the world seed, with its caption or one question drawn as the world's stage-2 data draws it (a kind the scene allows, then a target).</summary>
     public CorpusSequence Item(long index)
     {
         var scene = SceneGenerator.Generate(_worldSeed, index);
@@ -59,8 +60,12 @@ internal sealed class LanguageCorpus
         Lay(scene, _stage1.Build(new TrainingExample("scene", QuestionGenerator.Caption(scene))));
 
     /// <summary>The stage-2 sequence of a scene and a question, answer included.</summary>
-    public CorpusSequence Question(Scene scene, WorldQuestion question) =>
-        Lay(scene, _stage2.Build(new TrainingExample("scene", [new TrainingMessage(true, question.Question), new TrainingMessage(false, question.Answer)])));
+    public CorpusSequence Question(Scene scene, WorldQuestion question) => Conversation(scene, [question]);
+
+    /// <summary>The stage-2 sequence of a conversation of questions about a scene, every answer a target.</summary>
+    public CorpusSequence Conversation(Scene scene, IReadOnlyList<WorldQuestion> questions) =>
+        Lay(scene, _stage2.Build(new TrainingExample("scene",
+            questions.SelectMany(q => new[] { new TrainingMessage(true, q.Question), new TrainingMessage(false, q.Answer) }).ToArray())));
 
     /// <summary>The inference prompt of a question (everything before the answer), as the engine feeds it with the code words for the image.</summary>
     public int[] Prompt(Scene scene, WorldQuestion question)

@@ -43,21 +43,34 @@ public static class LanguagePretrainer
     /// <exception cref="OperationCanceledException">Cancelled between steps; nothing is written after the tokenizer.</exception>
     public static Task<LanguagePretrainingResult> TrainAsync(string outputDirectory, LanguagePretrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+        => TrainAsync(outputDirectory, options, resume: false, progress, cancellationToken);
+
+    /// <summary>
+    /// Like <see cref="TrainAsync(string, LanguagePretrainingOptions, IProgress{TrainingProgress}?, CancellationToken)"/>; with
+    /// <paramref name="resume"/>, continues the run saved in <paramref name="outputDirectory"/> (every
+    /// <see cref="LanguagePretrainingOptions.CheckpointEvery"/> steps) with the same options, exactly as an uninterrupted run
+    /// would have gone on. The result's time is the whole run's, earlier sessions included.
+    /// </summary>
+    /// <exception cref="MiniGptConfigurationException">Bad options, or no saved state from the same options to resume.</exception>
+    public static Task<LanguagePretrainingResult> TrainAsync(string outputDirectory, LanguagePretrainingOptions options, bool resume,
+        IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(outputDirectory);
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
-        return Task.Run(() => Train(outputDirectory, options, progress, cancellationToken), cancellationToken);
+        return Task.Run(() => Train(outputDirectory, options, resume, progress, cancellationToken), cancellationToken);
     }
 
     /// <summary>
     /// Loads the language model folder <paramref name="languageModelDirectory"/> through the engine's loader in
     /// <paramref name="dtype"/> and answers every question the world allows about <paramref name="scenes"/> scenes of
     /// <paramref name="worldSeed"/>, fed the true scene code in the image slot of the vicuna0 prompt, greedily, through the
-    /// engine's decoding session; each answer is judged by <see cref="AnswerChecker"/>. Returns the score per kind.
+    /// engine's decoding session; each answer is judged by <see cref="AnswerChecker"/> (and given to <paramref name="onAnswer"/>
+    /// with its question). Returns the score per kind.
     /// </summary>
     public static Task<IReadOnlyDictionary<QuestionKind, KindScore>> EvaluateAsync(string languageModelDirectory, long worldSeed = HeldOutWorldSeed,
-        int scenes = 200, MiniGptDType dtype = MiniGptDType.BFloat16, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+        int scenes = 200, MiniGptDType dtype = MiniGptDType.BFloat16, IProgress<int>? progress = null, CancellationToken cancellationToken = default,
+        Action<WorldQuestion, string>? onAnswer = null)
     {
         ArgumentNullException.ThrowIfNull(languageModelDirectory);
         ArgumentOutOfRangeException.ThrowIfNegative(scenes);
@@ -65,7 +78,7 @@ public static class LanguagePretrainer
         {
             var parts = ModelLoader.Load(ModelManifest.Load(languageModelDirectory), new MiniGptLoadOptions { DType = dtype }, null, cancellationToken);
             using var lm = parts.LanguageModel;
-            return Evaluate(lm, worldSeed, scenes, progress, cancellationToken);
+            return Evaluate(lm, worldSeed, scenes, progress, cancellationToken, onAnswer);
         }, cancellationToken);
     }
 
@@ -83,7 +96,7 @@ public static class LanguagePretrainer
         }).ToArray();
     }
 
-    private static LanguagePretrainingResult Train(string dir, LanguagePretrainingOptions o, IProgress<TrainingProgress>? progress, CancellationToken ct)
+    private static LanguagePretrainingResult Train(string dir, LanguagePretrainingOptions o, bool resume, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
         NativeRuntime.EnsureLoaded();
         if (o.Threads is int threads) set_num_threads(threads);
@@ -100,10 +113,12 @@ public static class LanguagePretrainer
         var corpus = new LanguageCorpus(lm, o.WorldSeed, o.CaptionShare);
         var parameters = Initialise(llm, o);
         using var adam = new AdamW(parameters.Select(p => (p.Name, (Tensor)p.Parameter, p.Parameter.dim() == 2 ? o.WeightDecay : 0.0)).ToArray(), 0.9, 0.98, 1e-8);
-        using var noise = new Generator((ulong)o.Seed + 1);
+        var (start, earlier) = resume ? PretrainerState.Restore(dir, o, parameters, adam) : (0, TimeSpan.Zero);
         var loss = double.NaN;
-        for (var step = 0; step < o.Steps; step++)
+        for (var step = start; step < o.Steps; step++)
         {
+            // The noise of a step depends only on the seed and the step, so that a resumed run goes on as an uninterrupted one.
+            using var noise = new Generator(unchecked((ulong)o.Seed * 1_000_003UL + (ulong)step));
             ct.ThrowIfCancellationRequested();
             var lr = LearningRateSchedule.At(step, o.Steps, o.WarmupSteps, 0, o.LearningRate, o.MinLearningRate);
             var batch = Enumerable.Range(0, o.BatchSize).Select(j => corpus.Item((long)step * o.BatchSize + j)).ToArray();
@@ -117,11 +132,13 @@ public static class LanguagePretrainer
             }
             adam.Step(lr);
             var done = step + 1;
-            var rate = done / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
+            if (done % o.CheckpointEvery == 0 && done < o.Steps) PretrainerState.Save(dir, o, parameters, adam, earlier + clock.Elapsed);
+            var rate = (done - start) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
             progress?.Report(new TrainingProgress(done, o.Steps, loss, lr, rate, TimeSpan.FromSeconds((o.Steps - done) / rate)));
         }
         Save(dir, llm, config, o.SaveBFloat16);
-        return new LanguagePretrainingResult(dir, o.Steps, loss, clock.Elapsed);
+        PretrainerState.Save(dir, o, parameters, adam, earlier + clock.Elapsed);
+        return new LanguagePretrainingResult(dir, Math.Max(start, o.Steps), loss, earlier + clock.Elapsed);
     }
 
     /// <summary>
@@ -219,7 +236,8 @@ public static class LanguagePretrainer
     }
 
     /// <summary>Greedy answers to every allowed question of <paramref name="scenes"/> scenes, judged per kind.</summary>
-    internal static IReadOnlyDictionary<QuestionKind, KindScore> Evaluate(LlamaLanguageModel lm, long worldSeed, int scenes, IProgress<int>? progress, CancellationToken ct)
+    internal static IReadOnlyDictionary<QuestionKind, KindScore> Evaluate(LlamaLanguageModel lm, long worldSeed, int scenes, IProgress<int>? progress, CancellationToken ct,
+        Action<WorldQuestion, string>? onAnswer = null)
     {
         var corpus = new LanguageCorpus(lm, worldSeed, 0);
         var scores = Enum.GetValues<QuestionKind>().ToDictionary(k => k, _ => (Correct: 0, Total: 0));
@@ -230,6 +248,7 @@ public static class LanguagePretrainer
             foreach (var q in QuestionGenerator.All(scene))
             {
                 var answer = Answer(lm, corpus.Prompt(scene, q));
+                onAnswer?.Invoke(q, answer);
                 var (c, n) = scores[q.Kind];
                 scores[q.Kind] = (c + (AnswerChecker.IsCorrect(q.Kind, q.Facts, answer) ? 1 : 0), n + 1);
             }

@@ -7,10 +7,10 @@ namespace MiniGpt4.Training;
 public sealed record LanguagePretrainingOptions
 {
     /// <summary>Optimizer steps.</summary>
-    public int Steps { get; init; } = 250;
+    public int Steps { get; init; } = 1500;
 
     /// <summary>Sequences per step.</summary>
-    public int BatchSize { get; init; } = 32;
+    public int BatchSize { get; init; } = 16;
 
     /// <summary>Peak learning rate (after the warm-up, then a cosine decay to <see cref="MinLearningRate"/>).</summary>
     public double LearningRate { get; init; } = 3e-3;
@@ -60,7 +60,10 @@ public sealed record LanguagePretrainingOptions
     /// <summary>Write the weights in bfloat16 (half the size; the engine's default dtype) instead of float32.</summary>
     public bool SaveBFloat16 { get; init; } = true;
 
-    /// <summary>Intra-op threads for libtorch (null: libtorch's default).</summary>
+    /// <summary>Save the resumable state every this many steps (and at the end).</summary>
+    public int CheckpointEvery { get; init; } = 50;
+
+    /// <summary>Intra-op threads for libtorch (null: libtorch's default). Not part of a run's identity for resuming.</summary>
     public int? Threads { get; init; }
 
     /// <summary>Throws <see cref="MiniGptConfigurationException"/> naming the first bad value.</summary>
@@ -83,6 +86,7 @@ public sealed record LanguagePretrainingOptions
             $"HiddenSize must be a multiple of Heads with an even head size (got {HiddenSize}, {Heads})");
         Check(IntermediateSize >= 1 && Layers >= 1, $"IntermediateSize and Layers must be positive (got {IntermediateSize}, {Layers})");
         Check(MaxPositions >= 256, $"MaxPositions must be at least 256 (got {MaxPositions})");
+        Check(CheckpointEvery >= 1, $"CheckpointEvery must be at least 1 (got {CheckpointEvery})");
         Check(Threads is null or >= 1, $"Threads must be at least 1 (got {Threads})");
     }
 }
@@ -91,7 +95,7 @@ public sealed record LanguagePretrainingOptions
 /// <param name="Directory">The language model folder: <c>config.json</c>, <c>model.safetensors</c>, <c>tokenizer.model</c>.</param>
 /// <param name="Steps">Steps done.</param>
 /// <param name="FinalLoss">The last step's loss.</param>
-/// <param name="Elapsed">Training time (model creation to the folder written).</param>
+/// <param name="Elapsed">Training time (model creation to the folder written), summed over resumed sessions.</param>
 public sealed record LanguagePretrainingResult(string Directory, int Steps, double FinalLoss, TimeSpan Elapsed);
 
 /// <summary>Correct answers of one question kind.</summary>
