@@ -40,7 +40,7 @@ public static class LanguagePretrainer
     /// </summary>
     /// <exception cref="MiniGptConfigurationException">Bad options.</exception>
     /// <exception cref="MiniGptNumericsException">The loss is not finite.</exception>
-    /// <exception cref="OperationCanceledException">Cancelled between steps; nothing is written after the tokenizer.</exception>
+    /// <exception cref="OperationCanceledException">Cancelled between steps; the folder keeps the last saved state for resuming.</exception>
     public static Task<LanguagePretrainingResult> TrainAsync(string outputDirectory, LanguagePretrainingOptions options,
         IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
         => TrainAsync(outputDirectory, options, resume: false, progress, cancellationToken);
@@ -137,7 +137,8 @@ public static class LanguagePretrainer
             progress?.Report(new TrainingProgress(done, o.Steps, loss, lr, rate, TimeSpan.FromSeconds((o.Steps - done) / rate)));
         }
         Save(dir, llm, config, o.SaveBFloat16);
-        PretrainerState.Save(dir, o, parameters, adam, earlier + clock.Elapsed);
+        // The finished folder is what gets bundled: the resumable state (float32 weights and moments, ~6x the model) goes.
+        PretrainerState.Delete(dir);
         return new LanguagePretrainingResult(dir, Math.Max(start, o.Steps), loss, earlier + clock.Elapsed);
     }
 

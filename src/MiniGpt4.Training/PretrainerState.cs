@@ -9,6 +9,7 @@ namespace MiniGpt4.Training;
 /// <summary>
 /// The resumable state of a language pretraining run beside its output: every weight in float32 and AdamW's moments
 /// (<c>pretrain-state.safetensors</c>), and the step, the time spent and the options it ran with (<c>pretrain-state.json</c>).
+/// Written every <see cref="LanguagePretrainingOptions.CheckpointEvery"/> steps and removed when the run finishes.
 /// </summary>
 internal static class PretrainerState
 {
@@ -27,6 +28,13 @@ internal static class PretrainerState
             ["run"] = Identity(options),
         };
         File.WriteAllText(Path.Combine(dir, StepFileName), json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
+    }
+
+    /// <summary>Removes the saved state (a finished run).</summary>
+    public static void Delete(string dir)
+    {
+        File.Delete(Path.Combine(dir, StateFileName));
+        File.Delete(Path.Combine(dir, StepFileName));
     }
 
     /// <summary>Loads the saved weights and moments; returns the step to continue from and the time spent so far.</summary>

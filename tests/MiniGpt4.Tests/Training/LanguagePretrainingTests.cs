@@ -136,6 +136,9 @@ public class LanguagePretrainingTests
         Assert.Equal(Short.Steps, losses.Count);
         Assert.True(losses.TakeLast(3).Average() < losses.Take(3).Average(), $"losses {string.Join(", ", losses)}");
         Assert.Equal(Short.Steps, result.Steps);
+        // A finished folder holds the model only (the resumable state is gone).
+        Assert.Equal(new[] { "config.json", "model.safetensors", "tokenizer.model" },
+            Directory.GetFiles(dir.Path).Select(f => System.IO.Path.GetFileName(f)).Order(StringComparer.Ordinal).ToArray());
         var manifest = ModelManifest.Load(dir.Path);
         Assert.True(manifest.IsLanguageModelOnly);
         var parts = ModelLoader.Load(manifest, new MiniGptLoadOptions { DType = MiniGptDType.Float32 }, null, CancellationToken.None);
