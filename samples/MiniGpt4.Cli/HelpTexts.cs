@@ -4,7 +4,7 @@ namespace MiniGpt4.Cli;
 internal static class HelpTexts
 {
     public const string Root =
-        "MiniGpt4.NET sample: chat about an image, generate one answer, answer a file of requests (batch), tokenize text, convert weights, synthesize a random-weight model, write and score the synthetic shapes world, train a projection, benchmark. Run '<command> --help' for a command's options.";
+        "MiniGpt4.NET sample: chat about an image, generate one answer, answer a file of requests (batch), tokenize text, convert weights, synthesize a random-weight model, write and score the synthetic shapes world, train a projection, pretrain the toy language model, benchmark. Run '<command> --help' for a command's options.";
 
     /// <summary>Where the weights come from: shown by the root help and when a verb that needs a model has no --model.</summary>
     public const string Weights = """

@@ -92,10 +92,10 @@ public static class QuestionGenerator
         return new WorldQuestion(QuestionKind.Count, CountQuestion, answer, AnswerFacts.Of(scene));
     }
 
-    /// <summary>The caption of a scene (stage 1) and the answer to "Describe this image.": every object, grouped by colour and shape, left to right, then the background.</summary>
+    /// <summary>The caption of a scene (stage 1) and the answer to "Describe this image.": every object, grouped by colour and shape, left to right (<see cref="SceneCode.LeftToRight"/>), then the background.</summary>
     public static string Caption(Scene scene)
     {
-        var groups = scene.Objects.OrderBy(o => o.X).ThenBy(o => o.Y)
+        var groups = SceneCode.LeftToRight(scene)
             .GroupBy(o => (o.Colour, o.Shape))
             .Select(g => g.Count() == 1
                 ? $"{Article(Palette.Word(g.Key.Colour))} {Palette.Word(g.Key.Colour)} {Palette.Word(g.Key.Shape)}"
