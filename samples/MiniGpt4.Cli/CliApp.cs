@@ -24,6 +24,7 @@ internal static class CliApp
         new WorldCommand(),
         new WorldScoreCommand(),
         new TrainCommand(),
+        new TrainToyCommand(),
         new BenchCommand(),
     ];
 
