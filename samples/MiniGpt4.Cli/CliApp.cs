@@ -25,6 +25,7 @@ internal static class CliApp
         new WorldScoreCommand(),
         new TrainCommand(),
         new PretrainLlmCommand(),
+        new TrainToyCommand(),
         new BenchCommand(),
     ];
 

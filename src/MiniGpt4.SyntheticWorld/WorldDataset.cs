@@ -26,7 +26,17 @@ public static class WorldDataset
 
     /// <summary>Writes <paramref name="count"/> images and their files; returns the training file's path.</summary>
     public static string Write(string folder, int count, long seed, int stage, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+        => Write(folder, count, seed, stage, SceneRenderer.Save, progress, cancellationToken);
+
+    /// <summary>
+    /// <see cref="Write(string, int, long, int, IProgress{int}?, CancellationToken)"/> with the image files written by
+    /// <paramref name="saveImage"/> (scene, path) instead of <see cref="SceneRenderer.Save"/>: held-out images drawn by
+    /// other software from the same scenes.
+    /// </summary>
+    public static string Write(string folder, int count, long seed, int stage, Action<Scene, string> saveImage, IProgress<int>? progress = null,
+        CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(saveImage);
         ArgumentOutOfRangeException.ThrowIfNegative(count);
         if (stage is not (1 or 2)) throw new ArgumentOutOfRangeException(nameof(stage), stage, "the stage is 1 or 2");
         Directory.CreateDirectory(Path.Combine(folder, ImageFolder));
@@ -38,7 +48,7 @@ public static class WorldDataset
             cancellationToken.ThrowIfCancellationRequested();
             var scene = SceneGenerator.Generate(seed, i);
             var image = $"{ImageFolder}/{i:D6}{scene.Extension}";
-            SceneRenderer.Save(scene, Path.Combine(folder, image));
+            saveImage(scene, Path.Combine(folder, image));
             training.WriteLine(stage == 1 ? Stage1Line(image, scene) : Stage2Line(image, QuestionGenerator.Ask(scene, QuestionRandom(seed, i, TrainingStream))));
             var evalRandom = QuestionRandom(seed, i, EvalStream);
             foreach (var kind in QuestionGenerator.AllowedKinds(scene))

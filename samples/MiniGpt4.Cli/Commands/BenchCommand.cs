@@ -10,6 +10,9 @@ namespace MiniGpt4.Cli.Commands;
 /// </summary>
 internal sealed class BenchCommand : ModelCommand
 {
+    /// <inheritdoc/>
+    protected override bool UsesBundledModel => false;
+
     private readonly LoadOptionSet _load = new();
     private readonly Option<int[]?> _context = CliOption.IntCsv("--context",
         "Cached positions to decode at, comma-separated (each is also a prefill measurement) [default: 16,1024,2048]");

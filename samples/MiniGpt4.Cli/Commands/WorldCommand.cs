@@ -1,5 +1,6 @@
 using System.CommandLine;
 using MiniGpt4.Cli.Options;
+using MiniGpt4.Cli.World;
 using MiniGpt4.SyntheticWorld;
 
 namespace MiniGpt4.Cli.Commands;
@@ -15,6 +16,9 @@ internal sealed class WorldCommand : Command
     private readonly Option<long?> _seed = CliOption.Long("--seed", "Random seed; the same seed writes the same files [default: 0]", "S");
     private readonly Option<int?> _stage = CliOption.Int("--stage",
         "1: stage1.jsonl, {\"image\", \"text\"} captions; 2: stage2.jsonl, {\"image\", \"conversation\"} question-answer pairs [default: 1]", "1|2");
+    private readonly Option<string?> _renderer = CliOption.Word("--renderer",
+        "world: the world's own rasteriser and ImageSharp's encoders; skia: the same scenes drawn and encoded by SkiaSharp (held-out images from other software) [default: world]",
+        ["world", "skia"]);
 
     public WorldCommand() : base("world",
         "Write images of the synthetic visual world (one to four coloured circles, squares and triangles on a plain background) " +
@@ -26,6 +30,7 @@ internal sealed class WorldCommand : Command
         Options.Add(_count);
         Options.Add(_seed);
         Options.Add(_stage);
+        Options.Add(_renderer);
         CliOption.Range(_count, 1, 10_000_000);
         CliOption.Range(_stage, 1, 2);
         _seed.Validators.Add(r =>
@@ -39,7 +44,8 @@ internal sealed class WorldCommand : Command
             try
             {
                 var progress = new ImagesWritten(count);
-                Console.WriteLine(WorldDataset.Write(folder, count, r.GetValue(_seed) ?? 0, r.GetValue(_stage) ?? 1, progress, ct));
+                Action<Scene, string> save = r.GetValue(_renderer) == "skia" ? SkiaSceneRenderer.Save : SceneRenderer.Save;
+                Console.WriteLine(WorldDataset.Write(folder, count, r.GetValue(_seed) ?? 0, r.GetValue(_stage) ?? 1, save, progress, ct));
                 return Task.FromResult(ExitCodes.Ok);
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)

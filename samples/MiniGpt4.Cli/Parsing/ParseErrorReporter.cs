@@ -44,7 +44,7 @@ internal static class ParseErrorReporter
             lines.Add(e.Message);
         }
         foreach (var line in lines.Distinct()) err.WriteLine($"error: {line}");
-        if (command is ModelCommand m && result.GetResult(m.Model) is null)
+        if (command is ModelCommand m && result.GetResult(m.Model) is null && ModelCommand.BundledModel is null)
         {
             err.WriteLine();
             err.WriteLine(HelpTexts.NoModel);

@@ -53,6 +53,17 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
                 $"The vision encoder expects pixel values [B, 3, {s}, {s}]; got [{string.Join(", ", pixelValues.shape)}].");
         using var _ = inference_mode();
         using var scope = NewDisposeScope();
+        return Run(pixelValues, cancellationToken).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The same computation as <see cref="Encode"/> without inference mode and without its shape check, so autograd
+    /// records it (the vision pretraining of src/MiniGpt4.Training differentiates through it).
+    /// </summary>
+    public override Tensor forward(Tensor pixelValues) => Run(pixelValues, CancellationToken.None);
+
+    private Tensor Run(Tensor pixelValues, CancellationToken cancellationToken)
+    {
         var x = patch_embed.call(pixelValues.to(DType, Device)).to(ScalarType.Float32);
         x = cat([cls_token.expand(x.shape[0], -1, -1), x], 1).Plus(pos_embed);
         foreach (var block in blocks)
@@ -60,11 +71,8 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
             cancellationToken.ThrowIfCancellationRequested();
             x = block.call(x);
         }
-        return x.MoveToOuterDisposeScope();
+        return x;
     }
-
-    /// <summary><see cref="Encode"/> without cancellation.</summary>
-    public override Tensor forward(Tensor pixelValues) => Encode(pixelValues);
 
     /// <summary>
     /// Loads an EVA ViT from <paramref name="source"/> (<c>eva_vit_g.pth</c>, or any weight file the weights layer
