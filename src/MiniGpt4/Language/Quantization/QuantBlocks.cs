@@ -51,10 +51,10 @@ internal static unsafe class QuantBlocks
         float amax = 0f, extreme = 0f;
         for (var k = 0; k < count; k++)
         {
+            if (!float.IsFinite(w[k])) throw new ArgumentException($"A weight to quantize is not finite ({w[k]}).");
             var a = MathF.Abs(w[k]);
             if (a > amax) (amax, extreme) = (a, w[k]);
         }
-        if (!float.IsFinite(amax)) throw new ArgumentException("A weight to quantize is not finite.");
         if (amax == 0f) return (0f, 0);
         var bits = RoundUpToBf16(format == QuantFormat.Q8 ? amax / 127f : amax / 8f);
         if (format == QuantFormat.Q4 && extreme > 0) bits |= 0x8000; // the extreme maps to −8
