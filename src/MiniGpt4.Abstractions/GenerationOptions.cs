@@ -181,7 +181,11 @@ public enum MiniGptDType
     Float16,
 }
 
-/// <summary>Weight-only quantization of the language model's linear layers (docs/quantization.md).</summary>
+/// <summary>
+/// Weight-only quantization of the language model's linear layers (docs/quantization.md); JSON names <c>"none"</c>,
+/// <c>"int8"</c>, <c>"int4"</c> (the names the console sample's <c>--quantize</c> and <c>convert --dtype</c> take).
+/// </summary>
+[JsonConverter(typeof(JsonStringEnumConverter<MiniGptQuantization>))]
 public enum MiniGptQuantization
 {
     /// <summary>As stored: float weights stay float, a quantized file (written by <c>convert</c>) stays in its format.</summary>

@@ -87,7 +87,7 @@ public sealed class QuantizedModelTests
         {
             var tensors = source.Keys.Where(k => !k.StartsWith("model.layers.1.self_attn.k_proj.", StringComparison.Ordinal))
                 .ToDictionary(k => k, k => source.Load(k));
-            using var dense = empty(64, 64, dtype: ScalarType.BFloat16);
+            using var dense = zeros(64, 64, dtype: ScalarType.BFloat16);
             var (packed, scales) = QuantizedWeight.Quantize(QuantFormat.Q4, dense);
             tensors["model.layers.1.self_attn.k_proj.q4_weight"] = packed;
             tensors["model.layers.1.self_attn.k_proj.q4_scales"] = scales;
