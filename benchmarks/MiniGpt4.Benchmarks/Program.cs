@@ -12,5 +12,11 @@ if (args.Length is 3 or 4 && args[0] == "gguf")
     Console.WriteLine(args[2]);
     return 0;
 }
+// `quant-speed THREADS STEPS FOLDER...` steps several models in turn (docs/quantization.md's speed table).
+if (args.Length > 3 && args[0] == "quant-speed")
+    return MiniGpt4.Benchmarks.Language.QuantSpeed.Run(args[1..]);
+// `quant-accuracy FOLDER [STEPS] [PROMPT]` prints docs/quantization.md's accuracy table for a LLaMA folder.
+if (args.Length > 1 && args[0] == "quant-accuracy")
+    return MiniGpt4.Benchmarks.Language.QuantAccuracy.Run(args[1..]);
 BenchmarkSwitcher.FromAssembly(typeof(MiniGpt4.Benchmarks.Language.BenchModels).Assembly).Run(args);
 return 0;

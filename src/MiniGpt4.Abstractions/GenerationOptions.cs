@@ -181,6 +181,24 @@ public enum MiniGptDType
     Float16,
 }
 
+/// <summary>
+/// Weight-only quantization of the language model's linear layers (docs/quantization.md); JSON names <c>"none"</c>,
+/// <c>"int8"</c>, <c>"int4"</c> (the names the console sample's <c>--quantize</c> and <c>convert --dtype</c> take).
+/// </summary>
+[JsonConverter(typeof(JsonStringEnumConverter<MiniGptQuantization>))]
+public enum MiniGptQuantization
+{
+    /// <summary>As stored: float weights stay float, a quantized file (written by <c>convert</c>) stays in its format.</summary>
+    [JsonStringEnumMemberName("none")]
+    None,
+    /// <summary>8-bit weights, one scale per 32 (8.5 bits per weight): about half the bytes of bfloat16 per token.</summary>
+    [JsonStringEnumMemberName("int8")]
+    Int8,
+    /// <summary>4-bit weights, one scale per 32 (4.5 bits per weight), the output head in 8 bits.</summary>
+    [JsonStringEnumMemberName("int4")]
+    Int4,
+}
+
 /// <summary>How a model is loaded.</summary>
 public sealed record MiniGptLoadOptions
 {
@@ -189,6 +207,15 @@ public sealed record MiniGptLoadOptions
 
     /// <summary>Weights and activations dtype; default bfloat16. Use <see cref="MiniGptDType.Float32"/> for exact parity.</summary>
     public MiniGptDType DType { get; init; } = MiniGptDType.BFloat16;
+
+    /// <summary>
+    /// Quantizes the language model's float weights while loading (<see cref="MiniGptQuantization.Int8"/>,
+    /// <see cref="MiniGptQuantization.Int4"/>; needs <see cref="DType"/> bfloat16, the activations' dtype). Default
+    /// <see cref="MiniGptQuantization.None"/>: weights as stored. A file already quantized in another format is refused
+    /// with <see cref="MiniGptConfigurationException"/>; converting once (<c>convert --dtype int4</c>) loads faster
+    /// and memory-maps the packed weights.
+    /// </summary>
+    public MiniGptQuantization Quantization { get; init; } = MiniGptQuantization.None;
 
     /// <summary>Intra-op CPU threads for libtorch (process-wide); null leaves libtorch's default.</summary>
     public int? Threads { get; init; }
@@ -254,6 +281,9 @@ public sealed record MiniGptLoadOptions
         var check = new ConfigCheck(nameof(MiniGptLoadOptions));
         check.Require(!string.IsNullOrWhiteSpace(Device), "Device must be cpu, cuda or cuda:N");
         check.Require(Enum.IsDefined(DType), $"DType {DType} is not a MiniGptDType");
+        check.Require(Enum.IsDefined(Quantization), $"Quantization {Quantization} is not a MiniGptQuantization");
+        check.Require(Quantization == MiniGptQuantization.None || DType == MiniGptDType.BFloat16,
+            $"Quantization {Quantization} runs with bfloat16 activations (DType is {DType})");
         check.Require(Threads is null or > 0, $"Threads must be positive (got {Threads})");
         check.Require(ContextLength is null or > 0, $"ContextLength must be positive (got {ContextLength})");
         check.Require(MaxConcurrentRequests > 0, $"MaxConcurrentRequests must be positive (got {MaxConcurrentRequests})");

@@ -22,10 +22,23 @@ public static class MiniGptConverter
         IProgress<MiniGptProgress>? progress = null, CancellationToken cancellationToken = default)
         => Task.Run(() => Convert(ModelManifest.Load(manifestPath), outputDirectory, dtype, progress, cancellationToken), cancellationToken);
 
-    private static string Convert(ModelManifest m, string outDir, MiniGptDType dtype, IProgress<MiniGptProgress>? progress, CancellationToken ct)
+    /// <summary>
+    /// Converts like <see cref="ConvertAsync(string, string, MiniGptDType, IProgress{MiniGptProgress}?, CancellationToken)"/>
+    /// in bfloat16, with the language model's linear layers quantized to <paramref name="quantization"/> (8-bit head;
+    /// docs/quantization.md). The result loads without naming a format.
+    /// </summary>
+    public static Task<string> ConvertQuantizedAsync(string manifestPath, string outputDirectory, MiniGptQuantization quantization,
+        IProgress<MiniGptProgress>? progress = null, CancellationToken cancellationToken = default)
+        => Task.Run(() => Convert(ModelManifest.Load(manifestPath), outputDirectory, MiniGptDType.BFloat16, progress, cancellationToken, quantization), cancellationToken);
+
+    private static string Convert(ModelManifest m, string outDir, MiniGptDType dtype, IProgress<MiniGptProgress>? progress, CancellationToken ct,
+        MiniGptQuantization quantization = MiniGptQuantization.None)
     {
         NativeRuntime.EnsureLoaded();
         var st = Models.ModelLoader.ToScalarType(dtype);
+        var plan = quantization == MiniGptQuantization.None ? null : Language.Quantization.LlamaQuantization.For(Models.ModelLoader.ToQuantFormat(quantization));
+        if (plan is not null && ModelPreset.For(m.Variant).LoraAlpha is not null && !m.IsLanguageModelOnly)
+            throw new MiniGptConfigurationException("Quantized conversion of a model with LoRA adapters (MiniGPT-v2) is not supported yet: the adapters must be merged before quantizing.");
         outDir = Path.GetFullPath(outDir);
         Directory.CreateDirectory(outDir);
         var manifest = new Dictionary<string, object?> { ["variant"] = ModelPreset.For(m.Variant).Name };
@@ -63,14 +76,20 @@ public static class MiniGptConverter
         }
 
         var llmOut = Directory.CreateDirectory(Path.Combine(outDir, "llm")).FullName;
-        Write("language model", 0.15, m.Llm.Path, "llm", k => k.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal) ? null : k, sharded: true);
+        Write("language model", 0.15, m.Llm.Path, "llm", k => k.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal) ? null : k, sharded: true, quantize: plan);
         foreach (var name in new[] { "config.json", "generation_config.json", "tokenizer.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json" })
         {
             var f = Path.Combine(m.LlmFolder, name);
             if (File.Exists(f)) File.Copy(f, Path.Combine(llmOut, name), overwrite: true);
         }
         if (m.Llm.Tokenizer is not null) File.Copy(m.Resolve(m.Llm.Tokenizer), Path.Combine(llmOut, "tokenizer.model"), overwrite: true);
-        manifest["llm"] = new Dictionary<string, object> { ["path"] = "llm" };
+        manifest["llm"] = plan is null
+            ? new Dictionary<string, object> { ["path"] = "llm" }
+            : new Dictionary<string, object>
+            {
+                ["path"] = "llm", ["quantization"] = Language.Quantization.LlamaQuantization.Name(plan.Blocks),
+                ["quantization_head"] = Language.Quantization.LlamaQuantization.Name(plan.Head),
+            };
 
         var path = Path.Combine(outDir, "minigpt4.json");
         File.WriteAllText(path, JsonSerializer.Serialize(manifest, new JsonSerializerOptions { WriteIndented = true }));
@@ -78,13 +97,22 @@ public static class MiniGptConverter
         return path;
 
         // Writes the tensors of a manifest checkpoint that rename keeps (null drops one) to outDir/target, a file or a folder of shards.
-        void Write(string stage, double fraction, string checkpoint, string target, Func<string, string?> rename, bool sharded = false)
+        void Write(string stage, double fraction, string checkpoint, string target, Func<string, string?> rename, bool sharded = false,
+            Language.Quantization.LlamaQuantization? quantize = null)
         {
             var source = m.Resolve(checkpoint);
             progress?.Report(new MiniGptProgress(stage, fraction, source));
             using var weights = WeightFiles.Open(source);
             using var kept = weights.Renamed(rename);
-            if (sharded) SafetensorsWriter.WriteSharded(Path.Combine(outDir, target), kept, ShardBytes, st);
+            using var quantized = quantize is null ? null
+                : new Language.Quantization.QuantizingWeightSource(kept, quantize, Language.LlamaConfig.FromFile(m.LlmFolder).TieWordEmbeddings);
+            var metadata = quantize is null ? null : new Dictionary<string, string>
+            {
+                ["quantization"] = Language.Quantization.LlamaQuantization.Name(quantize.Blocks),
+                ["quantization_head"] = Language.Quantization.LlamaQuantization.Name(quantize.Head),
+                ["quantization_layout"] = Language.Quantization.QuantLayout.Name,
+            };
+            if (sharded) SafetensorsWriter.WriteSharded(Path.Combine(outDir, target), (IWeightSource?)quantized ?? kept, ShardBytes, st, metadata);
             else SafetensorsWriter.Write(Path.Combine(outDir, target), kept, st);
         }
     }

@@ -12,8 +12,12 @@ internal sealed class LoadOptionSet
         "Image decoder; skia decodes JPEG bit-exactly like Pillow [default: imagesharp]",
         new Dictionary<string, ImageDecoderChoice> { ["imagesharp"] = ImageDecoderChoice.ImageSharp, ["skia"] = ImageDecoderChoice.Skia });
 
+    public Option<MiniGptQuantization?> Quantize { get; } = CliOption.Choice("--quantize",
+        "Quantize the language model's float weights while loading (docs/quantization.md) [default: as stored]",
+        new Dictionary<string, MiniGptQuantization> { ["int8"] = MiniGptQuantization.Int8, ["int4"] = MiniGptQuantization.Int4 });
+
     /// <summary>Every option, in help order.</summary>
-    public IReadOnlyList<Option> All => [DType, Device, Threads, Decoder];
+    public IReadOnlyList<Option> All => [DType, Device, Threads, Decoder, Quantize];
 
     /// <summary>Adds the options to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
@@ -32,6 +36,7 @@ internal sealed class LoadOptionSet
         DType = r.GetValue(DType) ?? MiniGptDType.BFloat16,
         Device = r.GetValue(Device) ?? "cpu",
         Threads = r.GetValue(Threads),
+        Quantization = r.GetValue(Quantize) ?? MiniGptQuantization.None,
         Images = new ImageDecodingOptions
         {
             Decoder = r.GetValue(Decoder) switch

@@ -14,16 +14,16 @@ internal sealed class LlamaAttention : nn.Module
     private readonly Proj q_proj, k_proj, v_proj, o_proj;
     private readonly int _heads, _kvHeads, _headDim;
 
-    public LlamaAttention(LlamaConfig config, ScalarType dtype, Device device) : base("self_attn")
+    public LlamaAttention(LlamaConfig config, ScalarType dtype, Device device, Quantization.QuantFormat quant = Quantization.QuantFormat.None) : base("self_attn")
     {
         _heads = config.NumAttentionHeads;
         _kvHeads = config.NumKeyValueHeads;
         _headDim = config.HeadDim;
         long h = config.HiddenSize, kv = (long)_kvHeads * _headDim;
-        q_proj = new Proj("q_proj", h, h, dtype, device);
-        k_proj = new Proj("k_proj", h, kv, dtype, device);
-        v_proj = new Proj("v_proj", h, kv, dtype, device);
-        o_proj = new Proj("o_proj", h, h, dtype, device);
+        q_proj = new Proj("q_proj", h, h, dtype, device, quant);
+        k_proj = new Proj("k_proj", h, kv, dtype, device, quant);
+        v_proj = new Proj("v_proj", h, kv, dtype, device, quant);
+        o_proj = new Proj("o_proj", h, h, dtype, device, quant);
         RegisterComponents();
     }
 

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using MiniGpt4.Language.Quantization;
 using MiniGpt4.Weights;
 using static MiniGpt4.Weights.WeightShapes;
 
@@ -74,23 +75,30 @@ internal sealed record LlamaConfig(
         var hidden = $"{who}: hidden_size = {HiddenSize}";
         var attention = $"{who}: hidden_size = {HiddenSize}, num_attention_heads = {NumAttentionHeads}, num_key_value_heads = {NumKeyValueHeads}";
         var mlp = $"{who}: hidden_size = {HiddenSize}, intermediate_size = {IntermediateSize}";
+        // A quantized file (Quantization.LlamaQuantization) holds packed rows and scales instead of each projection's weight.
+        var quant = Quantization.LlamaQuantization.Detect(source);
+        QuantFormat blocks = quant?.Blocks ?? QuantFormat.None, head = quant?.Head ?? QuantFormat.None;
         Expect(source, "model.embed_tokens.weight", [v, h], vocab);
-        if (!TieWordEmbeddings) Expect(source, "lm_head.weight", [v, h], vocab + ", tie_word_embeddings = false");
+        if (!TieWordEmbeddings || head != QuantFormat.None)
+            Linear(source, "lm_head", head, v, h, vocab + (TieWordEmbeddings ? "" : ", tie_word_embeddings = false"));
         Expect(source, "model.norm.weight", [h], hidden);
         for (var layer = 0; layer < NumHiddenLayers; layer++)
         {
             var p = $"model.layers.{layer}.";
-            Expect(source, p + "self_attn.q_proj.weight", [h, h], attention);
-            Expect(source, p + "self_attn.k_proj.weight", [kv, h], attention);
-            Expect(source, p + "self_attn.v_proj.weight", [kv, h], attention);
-            Expect(source, p + "self_attn.o_proj.weight", [h, h], attention);
-            Expect(source, p + "mlp.gate_proj.weight", [i, h], mlp);
-            Expect(source, p + "mlp.up_proj.weight", [i, h], mlp);
-            Expect(source, p + "mlp.down_proj.weight", [h, i], mlp);
+            Linear(source, p + "self_attn.q_proj", blocks, h, h, attention);
+            Linear(source, p + "self_attn.k_proj", blocks, kv, h, attention);
+            Linear(source, p + "self_attn.v_proj", blocks, kv, h, attention);
+            Linear(source, p + "self_attn.o_proj", blocks, h, h, attention);
+            Linear(source, p + "mlp.gate_proj", blocks, i, h, mlp);
+            Linear(source, p + "mlp.up_proj", blocks, i, h, mlp);
+            Linear(source, p + "mlp.down_proj", blocks, h, i, mlp);
             Expect(source, p + "input_layernorm.weight", [h], hidden);
             Expect(source, p + "post_attention_layernorm.weight", [h], hidden);
         }
     }
+
+    private static void Linear(IWeightSource source, string stem, QuantFormat format, long outFeatures, long inFeatures, string because)
+        => Quantization.LlamaQuantization.ExpectLinear(source, stem, format, outFeatures, inFeatures, because);
 
     /// <summary>
     /// Reads <c>config.json</c> from a file, or from the folder that holds it. Every problem (missing or

@@ -11,10 +11,10 @@ internal sealed class LlamaDecoderLayer : nn.Module
     private readonly LlamaMlp mlp;
     private readonly RmsNorm input_layernorm, post_attention_layernorm;
 
-    public LlamaDecoderLayer(string name, LlamaConfig config, ScalarType dtype, Device device) : base(name)
+    public LlamaDecoderLayer(string name, LlamaConfig config, ScalarType dtype, Device device, Quantization.QuantFormat quant = Quantization.QuantFormat.None) : base(name)
     {
-        self_attn = new LlamaAttention(config, dtype, device);
-        mlp = new LlamaMlp(config, dtype, device);
+        self_attn = new LlamaAttention(config, dtype, device, quant);
+        mlp = new LlamaMlp(config, dtype, device, quant);
         input_layernorm = new RmsNorm("input_layernorm", config.HiddenSize, config.RmsNormEps, dtype, device);
         post_attention_layernorm = new RmsNorm("post_attention_layernorm", config.HiddenSize, config.RmsNormEps, dtype, device);
         RegisterComponents();

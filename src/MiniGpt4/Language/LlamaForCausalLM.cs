@@ -19,16 +19,25 @@ internal sealed class LlamaForCausalLM : nn.Module
     private readonly LlamaModel model;
     private readonly Proj? lm_head;
 
-    /// <summary>Creates an uninitialised model (weights are garbage until loaded).</summary>
-    public LlamaForCausalLM(LlamaConfig config, ScalarType dtype, Device device) : base("LlamaForCausalLM")
+    /// <summary>
+    /// Creates an uninitialised model (weights are garbage until loaded); with <paramref name="quantization"/> the block
+    /// projections and the head hold packed weights (a quantized head exists even when the config ties it to the
+    /// embeddings, which stay in <paramref name="dtype"/>). Quantized models run with bfloat16 activations.
+    /// </summary>
+    public LlamaForCausalLM(LlamaConfig config, ScalarType dtype, Device device, Quantization.LlamaQuantization? quantization = null) : base("LlamaForCausalLM")
     {
         if (dtype is not (ScalarType.Float32 or ScalarType.BFloat16 or ScalarType.Float16 or ScalarType.Float64))
             throw new MiniGptConfigurationException($"LLaMA dtype {dtype} is not supported (float32, bfloat16 or float16; float64 for exactness checks).");
+        if (quantization is not null && dtype != ScalarType.BFloat16)
+            throw new MiniGptConfigurationException($"Quantized LLaMA weights run with bfloat16 activations, not {dtype}: load them with the bfloat16 dtype.");
         Config = config.Validate();
         DType = dtype;
         Device = device;
-        model = new LlamaModel(config, dtype, device);
-        if (!config.TieWordEmbeddings) lm_head = new Proj("lm_head", config.HiddenSize, config.VocabSize, dtype, device);
+        Quantization = quantization;
+        model = new LlamaModel(config, dtype, device, quantization?.Blocks ?? Language.Quantization.QuantFormat.None);
+        var head = quantization?.Head ?? Language.Quantization.QuantFormat.None;
+        if (!config.TieWordEmbeddings || head != Language.Quantization.QuantFormat.None)
+            lm_head = new Proj("lm_head", config.HiddenSize, config.VocabSize, dtype, device, head);
         Rotary = new RotaryEmbedding(config.HeadDim, config.RopeTheta, dtype, device);
         RegisterComponents();
         LinearKernel = DefaultKernel(dtype, device);
@@ -45,6 +54,9 @@ internal sealed class LlamaForCausalLM : nn.Module
             : TorchLinearKernel.Instance;
 
     public LlamaConfig Config { get; }
+
+    /// <summary>The quantized layers' formats, or null for a float model.</summary>
+    public Quantization.LlamaQuantization? Quantization { get; }
 
     /// <summary>The dtype of parameters and activations.</summary>
     public ScalarType DType { get; }
@@ -93,8 +105,8 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// <summary>The CPU decoder when <see cref="FusedDecode"/> is on (created at the first step, after loading), else null.</summary>
     internal Kernels.CpuDecoder? Decoder => FusedDecode && Kernels.CpuDecoder.Supports(this) ? _decoder ??= new Kernels.CpuDecoder(this) : null;
 
-    /// <summary>The output projection <c>[vocab, hidden]</c>: <c>lm_head.weight</c>, or the embeddings when tied.</summary>
-    internal Tensor HeadWeight => lm_head?.Weight ?? model.EmbedTokens.Weight;
+    /// <summary>The output projection (float or quantized), or null when it is the (tied) embedding table.</summary>
+    internal Proj? HeadProj => lm_head;
 
     /// <summary>
     /// Token embeddings of <paramref name="ids"/> (int64, any shape, typically <c>[B, T]</c>) as
@@ -182,13 +194,14 @@ internal sealed class LlamaForCausalLM : nn.Module
         string? configFile = null)
     {
         config.CheckAgainst(source, configFile);
+        var quantization = Language.Quantization.LlamaQuantization.Detect(source);
         var rules = new LoadRules
         {
             Ignore = config.TieWordEmbeddings ? ["*.rotary_emb.inv_freq", "lm_head.weight"] : ["*.rotary_emb.inv_freq"],
             DType = dtype,
             Device = device,
         };
-        return ModuleLoader.LoadOrDispose(new LlamaForCausalLM(config, dtype, device), lm => ModuleLoader.Load(lm, source, rules, progress));
+        return ModuleLoader.LoadOrDispose(new LlamaForCausalLM(config, dtype, device, quantization), lm => ModuleLoader.Load(lm, source, rules, progress));
     }
 
     /// <inheritdoc />

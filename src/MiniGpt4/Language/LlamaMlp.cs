@@ -8,11 +8,11 @@ internal sealed class LlamaMlp : nn.Module<Tensor, Tensor>
 {
     private readonly Proj gate_proj, up_proj, down_proj;
 
-    public LlamaMlp(LlamaConfig config, ScalarType dtype, Device device) : base("mlp")
+    public LlamaMlp(LlamaConfig config, ScalarType dtype, Device device, Quantization.QuantFormat quant = Quantization.QuantFormat.None) : base("mlp")
     {
-        gate_proj = new Proj("gate_proj", config.HiddenSize, config.IntermediateSize, dtype, device);
-        up_proj = new Proj("up_proj", config.HiddenSize, config.IntermediateSize, dtype, device);
-        down_proj = new Proj("down_proj", config.IntermediateSize, config.HiddenSize, dtype, device);
+        gate_proj = new Proj("gate_proj", config.HiddenSize, config.IntermediateSize, dtype, device, quant);
+        up_proj = new Proj("up_proj", config.HiddenSize, config.IntermediateSize, dtype, device, quant);
+        down_proj = new Proj("down_proj", config.IntermediateSize, config.HiddenSize, dtype, device, quant);
         RegisterComponents();
     }
 

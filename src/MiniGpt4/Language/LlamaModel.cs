@@ -13,11 +13,11 @@ internal sealed class LlamaModel : nn.Module
     private readonly RmsNorm norm;
     private readonly int _groups;
 
-    public LlamaModel(LlamaConfig config, ScalarType dtype, Device device) : base("model")
+    public LlamaModel(LlamaConfig config, ScalarType dtype, Device device, Quantization.QuantFormat quant = Quantization.QuantFormat.None) : base("model")
     {
         embed_tokens = new TokenEmbedding("embed_tokens", config.VocabSize, config.HiddenSize, dtype, device);
         Layers = Enumerable.Range(0, config.NumHiddenLayers)
-            .Select(i => new LlamaDecoderLayer(i.ToString(System.Globalization.CultureInfo.InvariantCulture), config, dtype, device)).ToArray();
+            .Select(i => new LlamaDecoderLayer(i.ToString(System.Globalization.CultureInfo.InvariantCulture), config, dtype, device, quant)).ToArray();
         layers = new ModuleList<LlamaDecoderLayer>([.. Layers]);
         norm = new RmsNorm("norm", config.HiddenSize, config.RmsNormEps, dtype, device);
         _groups = config.QueriesPerKeyValue;

@@ -28,24 +28,47 @@ internal sealed class TorchLinearKernel : ILinearKernel
 /// A bias-free linear layer whose only state is <c>weight [out, in]</c> (key <c>…_proj.weight</c>),
 /// allocated uninitialised: the loader fills it.
 /// </summary>
+/// <remarks>
+/// With a quantized format (<see cref="Quantization.QuantFormat"/>) the layer holds no float weight: its state is the
+/// packed rows and scales (keys <c>…_proj.q8_weight</c>/<c>q8_scales</c> or <c>q4_…</c>, see
+/// <see cref="Quantization.QuantLayout"/>); the decode step reads them directly and other products (prefill) use a
+/// dequantized copy made for the call.
+/// </remarks>
 internal sealed class Proj : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter weight;
+    private readonly Parameter? weight;
+    private readonly ScalarType _dtype;
 
-    public Proj(string name, long inFeatures, long outFeatures, ScalarType dtype, Device device) : base(name)
+    public Proj(string name, long inFeatures, long outFeatures, ScalarType dtype, Device device,
+        Quantization.QuantFormat quant = Quantization.QuantFormat.None) : base(name)
     {
-        weight = EmptyInit.Parameter([outFeatures, inFeatures], dtype, device);
+        _dtype = dtype;
+        if (quant == Quantization.QuantFormat.None) weight = EmptyInit.Parameter([outFeatures, inFeatures], dtype, device);
+        else
+        {
+            Quantized = Quantization.QuantizedWeight.Empty(quant, inFeatures, outFeatures, device);
+            register_buffer(Quantization.QuantLayout.WeightName(quant), Quantized.Packed);
+            register_buffer(Quantization.QuantLayout.ScalesName(quant), Quantized.Scales);
+        }
         RegisterComponents();
     }
 
-    /// <summary>The weight matrix <c>[out, in]</c>.</summary>
-    public Tensor Weight => weight;
+    /// <summary>The packed weight, or null when the weight is a float matrix (<see cref="Weight"/>).</summary>
+    public Quantization.QuantizedWeight? Quantized { get; }
+
+    /// <summary>The weight matrix <c>[out, in]</c> (float layers only).</summary>
+    public Tensor Weight => weight ?? throw new InvalidOperationException($"{GetName()} holds a {Quantized!.Format} quantized weight, not a float matrix.");
 
     /// <summary>The kernel that computes the product (default: <see cref="TorchLinearKernel"/>).</summary>
     public ILinearKernel Kernel { get; set; } = TorchLinearKernel.Instance;
 
     /// <inheritdoc />
-    public override Tensor forward(Tensor x) => Product(Kernel, x, weight);
+    public override Tensor forward(Tensor x)
+    {
+        if (weight is not null) return Product(Kernel, x, weight);
+        using var dense = Quantized!.Dequantize(_dtype);
+        return Product(Kernel, x, dense);
+    }
 
     /// <summary>
     /// <c>x · weightᵀ</c> through <paramref name="kernel"/>, except when autograd records the product (grad mode on and

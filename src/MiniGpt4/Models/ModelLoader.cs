@@ -131,8 +131,12 @@ internal static class ModelLoader
                 ct.ThrowIfCancellationRequested();
             }
 
-            progress?.Report(new MiniGptProgress("language model", 0.15, files.LlmPath));
-            var model = LlamaForCausalLM.Load(files.LlmConfig, files.LlmWeights, languageModelDType ?? dtype, device, Stage("language model", 0.15, 0.85, files.LlmPath),
+            using var quantizing = QuantizeAtLoad(files, options.Quantization, preset);
+            var llmWeights = (IWeightSource?)quantizing ?? files.LlmWeights;
+            var quantized = Language.Quantization.LlamaQuantization.Detect(llmWeights);
+            var stage = quantized is null ? "language model" : $"language model ({Language.Quantization.LlamaQuantization.Name(quantized.Blocks)}, head {Language.Quantization.LlamaQuantization.Name(quantized.Head)})";
+            progress?.Report(new MiniGptProgress(stage, 0.15, files.LlmPath));
+            var model = LlamaForCausalLM.Load(files.LlmConfig, llmWeights, languageModelDType ?? dtype, device, Stage(stage, 0.15, 0.85, files.LlmPath),
                 Path.Combine(m.LlmFolder, "config.json"));
             llm = new LlamaLanguageModel(model, files.Tokenizer, Math.Min(options.ContextLength ?? int.MaxValue, files.LlmConfig.MaxPositionEmbeddings));
             if (preset.LoraAlpha is { } defaultAlpha && files.StageWeights is not null)
@@ -144,7 +148,8 @@ internal static class ModelLoader
             if (options.PrefaultWeights)
             {
                 progress?.Report(new MiniGptProgress("prefault", 0.99, files.LlmPath));
-                PageWarmer.Touch(warm.SelectMany(module => module.parameters()).Concat(model.parameters()), ct);
+                warm.Add(model);
+                PageWarmer.Touch(warm.SelectMany(module => module.parameters().Concat(module.buffers())), ct); // buffers: packed quantized weights
             }
             progress?.Report(new MiniGptProgress("ready", 1.0));
             return new LoadedModel(m.Variant, vision, projector, llm);
@@ -164,6 +169,32 @@ internal static class ModelLoader
             throw;
         }
     }
+
+    /// <summary>
+    /// The language model's weights quantized as <paramref name="quantization"/> asks (null: load them as stored). A
+    /// file already in that format needs nothing; one in another format, or a model whose LoRA adapters are merged
+    /// after loading (MiniGPT-v2), is refused.
+    /// </summary>
+    private static Language.Quantization.QuantizingWeightSource? QuantizeAtLoad(ModelFiles files, MiniGptQuantization quantization, ModelPreset preset)
+    {
+        if (quantization == MiniGptQuantization.None) return null;
+        var wanted = ToQuantFormat(quantization);
+        var stored = Language.Quantization.LlamaQuantization.Detect(files.LlmWeights);
+        if (stored is not null)
+            return stored.Blocks == wanted ? null : throw new MiniGptConfigurationException(
+                $"'{files.LlmPath}' holds {Language.Quantization.LlamaQuantization.Name(stored.Blocks)} weights; they cannot be requantized to {Language.Quantization.LlamaQuantization.Name(wanted)} (convert from the float model instead).");
+        if (preset.LoraAlpha is not null)
+            throw new MiniGptConfigurationException("Quantizing at load is not supported for models with LoRA adapters (MiniGPT-v2): the adapters are merged into float weights after loading.");
+        return new Language.Quantization.QuantizingWeightSource(files.LlmWeights, Language.Quantization.LlamaQuantization.For(wanted), files.LlmConfig.TieWordEmbeddings);
+    }
+
+    /// <summary>The block format of a public quantization choice.</summary>
+    public static Language.Quantization.QuantFormat ToQuantFormat(MiniGptQuantization q) => q switch
+    {
+        MiniGptQuantization.Int8 => Language.Quantization.QuantFormat.Q8,
+        MiniGptQuantization.Int4 => Language.Quantization.QuantFormat.Q4,
+        _ => Language.Quantization.QuantFormat.None,
+    };
 
     public static Device ParseDevice(string device)
     {

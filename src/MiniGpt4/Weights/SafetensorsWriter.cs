@@ -41,7 +41,8 @@ internal static class SafetensorsWriter
     /// shards of at most <paramref name="maxShardBytes"/> data bytes (a larger single tensor gets its own shard)
     /// plus <c>model.safetensors.index.json</c> in <paramref name="folder"/>; returns the index path.
     /// </summary>
-    public static string WriteSharded(string folder, IWeightSource source, long maxShardBytes, torch.ScalarType? floatDType = null)
+    public static string WriteSharded(string folder, IWeightSource source, long maxShardBytes, torch.ScalarType? floatDType = null,
+        IReadOnlyDictionary<string, string>? metadata = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(maxShardBytes);
         Directory.CreateDirectory(folder);
@@ -58,7 +59,7 @@ internal static class SafetensorsWriter
         for (var i = 0; i < shards.Count; i++)
         {
             var name = $"model-{i + 1:D5}-of-{shards.Count:D5}.safetensors";
-            WriteItems(Path.Combine(folder, name), shards[i]);
+            WriteItems(Path.Combine(folder, name), shards[i], metadata);
             foreach (var item in shards[i]) weightMap[item.Key] = name;
         }
         var indexPath = Path.Combine(folder, "model.safetensors.index.json");
@@ -75,10 +76,12 @@ internal static class SafetensorsWriter
             return new Item(k, dtype, info.Shape, () => source.Load(k, dtype));
         });
 
-    private static void WriteItems(string path, IEnumerable<Item> unordered)
+    private static void WriteItems(string path, IEnumerable<Item> unordered, IReadOnlyDictionary<string, string>? metadata = null)
     {
         var items = unordered.OrderBy(i => i.Key, StringComparer.Ordinal).ToList();
-        var header = new OrderedDictionary<string, object> { ["__metadata__"] = new { format = "pt" } };
+        var meta = new SortedDictionary<string, string>(StringComparer.Ordinal) { ["format"] = "pt" };
+        foreach (var (k, v) in metadata ?? new Dictionary<string, string>()) meta[k] = v;
+        var header = new OrderedDictionary<string, object> { ["__metadata__"] = meta };
         long offset = 0;
         foreach (var item in items)
         {

@@ -159,7 +159,7 @@ public class CliTests
     [InlineData("generate", "--format", "yaml")]
     [InlineData("chat", "--seed", "s")]
     [InlineData("tokenize", "--format", "yaml")]
-    [InlineData("convert", "--dtype", "int8")]
+    [InlineData("convert", "--dtype", "int3")]
     public void A_bad_value_is_an_error_naming_its_option(string verb, string option, string value)
     {
         string[] required = verb switch

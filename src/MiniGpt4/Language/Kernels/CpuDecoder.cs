@@ -40,14 +40,16 @@ internal sealed unsafe class CpuDecoder : IDisposable
     private readonly bool _bf16;
     private readonly int _elem;
     private readonly Layer[] _layers;
-    private readonly nint _embed, _finalNorm, _head;
+    private readonly nint _embed, _finalNorm;
+    private readonly DecodeWeight _head;
     private readonly GemvWork _gemv = new();
     private readonly AttentionWork _attention;
     private Scratch _s;
     private DecodeRow[] _rows = [];
     private bool _disposed;
 
-    private readonly record struct Layer(nint InNorm, nint Q, nint K, nint V, nint O, nint PostNorm, nint Gate, nint Up, nint Down);
+    private readonly record struct Layer(nint InNorm, DecodeWeight Q, DecodeWeight K, DecodeWeight V, DecodeWeight O, nint PostNorm,
+        DecodeWeight Gate, DecodeWeight Up, DecodeWeight Down);
 
     /// <summary>True when <paramref name="lm"/>'s weights can be decoded here (CPU, float32 or bfloat16, SIMD available).</summary>
     public static bool Supports(LlamaForCausalLM lm)
@@ -70,12 +72,12 @@ internal sealed unsafe class CpuDecoder : IDisposable
         {
             var (q, k, v, o) = l.SelfAttn.Projections;
             var (gate, up, down) = l.Mlp.Projections;
-            return new Layer(Addr(l.InputLayerNorm.Weight), Addr(q.Weight), Addr(k.Weight), Addr(v.Weight), Addr(o.Weight),
-                Addr(l.PostAttentionLayerNorm.Weight), Addr(gate.Weight), Addr(up.Weight), Addr(down.Weight));
+            return new Layer(Addr(l.InputLayerNorm.Weight), DecodeWeight.Of(q), DecodeWeight.Of(k), DecodeWeight.Of(v), DecodeWeight.Of(o),
+                Addr(l.PostAttentionLayerNorm.Weight), DecodeWeight.Of(gate), DecodeWeight.Of(up), DecodeWeight.Of(down));
         }).ToArray();
         _embed = Addr(model.EmbedTokens.Weight);
         _finalNorm = Addr(model.Norm.Weight);
-        _head = Addr(lm.HeadWeight);
+        _head = lm.HeadProj is { } head ? DecodeWeight.Of(head) : Addr(model.EmbedTokens.Weight);
         _attention = new AttentionWork(this);
     }
 
@@ -308,6 +310,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
         if (_disposed) return;
         _disposed = true;
         _s.Free();
+        _gemv.Dispose();
     }
 
     /// <summary>Native scratch, grown by need (rows, context), never per step.</summary>

@@ -72,7 +72,8 @@ internal sealed unsafe class CpuGemvKernel : ILinearKernel
         var sums = bf16 ? (float*)NativeMemory.AlignedAlloc((nuint)(rows * outFeatures * sizeof(float)), 64) : null;
         try
         {
-            new GemvWork().Begin(Address(xc ?? x), n, rows, bf16)
+            using var work = new GemvWork();
+            work.Begin(Address(xc ?? x), n, rows, bf16)
                 .Add(Address(weight), bf16 ? (nint)sums : Address(y), outFeatures)
                 .Run(Math.Max(1, Threads ?? get_num_threads()));
             if (bf16) GemvMath.ToBf16(sums, (ushort*)Address(y), rows * outFeatures);

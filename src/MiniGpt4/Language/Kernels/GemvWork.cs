@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using MiniGpt4.Language.Quantization;
 using MiniGpt4.Runtime;
 
 namespace MiniGpt4.Language.Kernels;
@@ -7,9 +8,11 @@ namespace MiniGpt4.Language.Kernels;
 /// One parallel region of matrix-vector products: up to three weight matrices that read the same activation rows
 /// (q, k and v; gate and up), split into chunks of whole output rows of about <see cref="ChunkBytes"/> of weight.
 /// Reusable: set the products, then <see cref="Run(int, WorkerPool?)"/>. Every element is <see cref="GemvMath"/>'s canonical
-/// dot, so the split never changes a result.
+/// dot, so the split never changes a result. Quantized weights (<see cref="DecodeWeight"/>) go through
+/// <see cref="QuantMath"/>: the activation rows are quantized once per region, on the calling thread, and every
+/// product of the region must then share one format.
 /// </summary>
-internal sealed unsafe class GemvWork : PoolWork
+internal sealed unsafe class GemvWork : PoolWork, IDisposable
 {
     /// <summary>
     /// Weight bytes per chunk. Long runs per thread matter: two threads claiming neighbouring 128 KiB chunks read 2.43 GB
@@ -21,25 +24,32 @@ internal sealed unsafe class GemvWork : PoolWork
     /// <summary>Weight bytes below which a region runs on the calling thread (waking a worker costs more).</summary>
     public const long ParallelThresholdBytes = 1L << 20;
 
-    private readonly (nint W, nint Y, long Out, int FirstChunk)[] _products = new (nint, nint, long, int)[3];
+    private readonly (DecodeWeight W, nint Y, long Out, int FirstChunk)[] _products = new (DecodeWeight, nint, long, int)[3];
+    private readonly QuantizedActivations _quantized = new();
     private int _count, _chunks;
     private long _rowsPerChunk, _n;
     private nint _x;
     private int _rows;
     private bool _bf16;
 
+    /// <summary>The instruction set of quantized products (tests pin one; default the machine's best).</summary>
+    public QuantIsa Isa { get; set; } = QuantMath.Best;
+
     /// <summary>Starts a region over activations <paramref name="x"/> <c>[rows, n]</c> (bf16 for bf16 weights, else float32).</summary>
     public GemvWork Begin(nint x, long n, int rows, bool bf16)
     {
         (_x, _n, _rows, _bf16, _count) = (x, n, rows, bf16, 0);
-        _rowsPerChunk = Math.Max(1, ChunkBytes / (n * (bf16 ? 2 : 4)));
         _chunks = 0;
         return this;
     }
 
+    private int ElementBytes => _bf16 ? 2 : 4;
+
     /// <summary>Adds the product <c>y[m, r] = dot(w[r], x[m])</c> for a weight <c>[outFeatures, n]</c>; y is float32 <c>[rows, outFeatures]</c>.</summary>
-    public GemvWork Add(nint w, nint y, long outFeatures)
+    public GemvWork Add(DecodeWeight w, nint y, long outFeatures)
     {
+        if (_count == 0) _rowsPerChunk = Math.Max(1, ChunkBytes / w.RowBytes(_n, ElementBytes));
+        else if (_products[0].W.Format != w.Format) throw new ArgumentException("The products of one region must share one weight format.", nameof(w));
         _products[_count++] = (w, y, outFeatures, _chunks);
         _chunks += (int)((outFeatures + _rowsPerChunk - 1) / _rowsPerChunk);
         return this;
@@ -49,7 +59,12 @@ internal sealed unsafe class GemvWork : PoolWork
     public void Run(int threads, WorkerPool? pool = null)
     {
         long bytes = 0;
-        for (var i = 0; i < _count; i++) bytes += _products[i].Out * _n * (_bf16 ? 2 : 4);
+        for (var i = 0; i < _count; i++) bytes += _products[i].Out * _products[i].W.RowBytes(_n, ElementBytes);
+        if (_count > 0 && _products[0].W.Format != QuantFormat.None)
+        {
+            _quantized.Ensure(_rows, _n);
+            for (var m = 0; m < _rows; m++) QuantBlocks.QuantizeActivations(_x + (nint)(m * _n * ElementBytes), _bf16, _n, _quantized, m);
+        }
         (pool ?? WorkerPool.Shared).Run(this, _chunks, bytes < ParallelThresholdBytes ? 1 : threads);
     }
 
@@ -62,7 +77,12 @@ internal sealed unsafe class GemvWork : PoolWork
         var (w, y, outFeatures, first) = _products[p];
         var start = (chunk - first) * _rowsPerChunk;
         var end = Math.Min(outFeatures, start + _rowsPerChunk);
-        if (_bf16) GemvMath.RowsBf16((ushort*)w, (ushort*)_x, (float*)y, _n, outFeatures, _rows, start, end);
-        else GemvMath.RowsF32((float*)w, (float*)_x, (float*)y, _n, outFeatures, _rows, start, end);
+        if (w.Format != QuantFormat.None)
+            QuantMath.Rows(w.Format, (byte*)w.Data, (ushort*)w.Scales, _quantized, (float*)y, _n, outFeatures, _rows, start, end, Isa);
+        else if (_bf16) GemvMath.RowsBf16((ushort*)w.Data, (ushort*)_x, (float*)y, _n, outFeatures, _rows, start, end);
+        else GemvMath.RowsF32((float*)w.Data, (float*)_x, (float*)y, _n, outFeatures, _rows, start, end);
     }
+
+    /// <inheritdoc />
+    public void Dispose() => _quantized.Dispose();
 }

@@ -1,0 +1,62 @@
+using MiniGpt4.Language.Kernels;
+using MiniGpt4.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MiniGpt4.Language.Quantization;
+
+/// <summary>
+/// The packed weight of a quantized linear layer: <see cref="Packed"/> (uint8 <c>[out, RowBytes]</c>) and
+/// <see cref="Scales"/> (bf16 <c>[out, blocks]</c>) in the <see cref="QuantLayout"/> of <see cref="Format"/>. The
+/// tensors are the owning module's buffers (filled, or memory-mapped, by the loader).
+/// </summary>
+internal sealed unsafe class QuantizedWeight(QuantFormat format, long inFeatures, long outFeatures, Tensor packed, Tensor scales)
+{
+    public QuantFormat Format { get; } = format;
+    public long InFeatures { get; } = inFeatures;
+    public long OutFeatures { get; } = outFeatures;
+    public Tensor Packed { get; } = packed;
+    public Tensor Scales { get; } = scales;
+
+    /// <summary>Uninitialised buffers for a <c>[out, in]</c> weight (the loader fills them).</summary>
+    public static QuantizedWeight Empty(QuantFormat format, long inFeatures, long outFeatures, Device device)
+    {
+        var packed = empty([outFeatures, QuantLayout.RowBytes(format, inFeatures)], ScalarType.Byte, device);
+        var scales = empty([outFeatures, QuantLayout.BlocksPerRow(inFeatures)], ScalarType.BFloat16, device);
+        packed.DetachFromDisposeScope();
+        scales.DetachFromDisposeScope();
+        return new QuantizedWeight(format, inFeatures, outFeatures, packed, scales);
+    }
+
+    /// <summary>
+    /// Quantizes a float weight <c>[out, in]</c> (any float dtype, CPU) into new tensors <c>(packed, scales)</c> owned by
+    /// the caller, rows in parallel on <paramref name="threads"/> threads.
+    /// </summary>
+    public static (Tensor Packed, Tensor Scales) Quantize(QuantFormat format, Tensor weight, int threads = 0)
+    {
+        long rows = weight.shape[0], n = weight.shape[1];
+        using var f32 = weight.to(ScalarType.Float32, CPU).contiguous();
+        var packed = empty([rows, QuantLayout.RowBytes(format, n)], ScalarType.Byte);
+        var scales = empty([rows, QuantLayout.BlocksPerRow(n)], ScalarType.BFloat16);
+        nint w = TensorMath.Address(f32), p = TensorMath.Address(packed), s = TensorMath.Address(scales);
+        long rowBytes = QuantLayout.RowBytes(format, n), blocks = QuantLayout.BlocksPerRow(n);
+        Parallel.For(0, rows, new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount },
+            r => QuantBlocks.QuantizeRow(format, (float*)w + r * n, n, (byte*)p + r * rowBytes, (ushort*)s + r * blocks));
+        return (packed, scales);
+    }
+
+    /// <summary>The weight as a new dense tensor <c>[out, in]</c> of <paramref name="dtype"/> (prefill's matrix products use it).</summary>
+    public Tensor Dequantize(ScalarType dtype)
+    {
+        using var packedCpu = Packed.device_type == DeviceType.CPU ? Packed.alias() : Packed.cpu();
+        using var scalesCpu = Scales.device_type == DeviceType.CPU ? Scales.alias() : Scales.cpu();
+        var dense = empty([OutFeatures, InFeatures], ScalarType.BFloat16);
+        nint p = TensorMath.Address(packedCpu), s = TensorMath.Address(scalesCpu), d = TensorMath.Address(dense);
+        long n = InFeatures, rowBytes = QuantLayout.RowBytes(Format, n), blocks = QuantLayout.BlocksPerRow(n);
+        var format = Format;
+        Parallel.For(0, OutFeatures, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, get_num_threads()) },
+            r => QuantBlocks.DequantizeRow(format, (byte*)p + r * rowBytes, (ushort*)s + r * blocks, n, (ushort*)d + r * n));
+        if (dtype == ScalarType.BFloat16 && Packed.device_type == DeviceType.CPU) return dense;
+        using (dense) return dense.to(dtype, Packed.device);
+    }
+}
