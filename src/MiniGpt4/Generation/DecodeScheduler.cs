@@ -30,6 +30,7 @@ internal sealed class DecodeScheduler(ILanguageModel model)
     private readonly List<LanguageModelCache> _caches = new();
     private readonly List<int> _tokens = new();
     private float[] _logits = [];
+    private readonly AutoResetEvent _wake = new(false);
     private bool _looping;
     private long _sharedSteps;
 
@@ -39,10 +40,15 @@ internal sealed class DecodeScheduler(ILanguageModel model)
     /// <summary>Queues an answer for admission; its updates arrive through <see cref="ScheduledAnswer.ReadAsync"/>.</summary>
     public void Submit(ScheduledAnswer answer)
     {
+        answer.Attach(() => _wake.Set());
         lock (_lock)
         {
             _waiting.Enqueue(answer);
-            if (_looping) return;
+            if (_looping)
+            {
+                _wake.Set(); // the loop may be waiting for readers
+                return;
+            }
             _looping = true;
         }
         _ = Task.Factory.StartNew(Loop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
@@ -88,7 +94,9 @@ internal sealed class DecodeScheduler(ILanguageModel model)
                 }
             }
             foreach (var answer in admitted) Admit(answer);
-            Step();
+            // Nothing could move (every running answer waits for its reader): sleep until a reader, a newcomer or a
+            // cancellation wakes the loop.
+            if (!Step() && admitted.Count == 0) _wake.WaitOne();
         }
     }
 
@@ -119,9 +127,13 @@ internal sealed class DecodeScheduler(ILanguageModel model)
         Complete(answer);
     }
 
-    /// <summary>One decode step for every running answer: one batched forward, then each answer's own decision.</summary>
-    private void Step()
+    /// <summary>
+    /// One decode step for every running answer whose reader keeps up (<see cref="ScheduledAnswer.Backlogged"/> answers
+    /// wait): one batched forward, then each answer's own decision. False when no answer moved.
+    /// </summary>
+    private bool Step()
     {
+        var moved = false;
         _batch.Clear();
         _rowsOf.Clear();
         _caches.Clear();
@@ -129,7 +141,13 @@ internal sealed class DecodeScheduler(ILanguageModel model)
         for (var i = 0; i < _running.Count; i++)
         {
             var answer = _running[i];
-            if (Leaving(answer)) continue;
+            if (Leaving(answer))
+            {
+                moved = true;
+                continue;
+            }
+            if (answer.Backlogged) continue;
+            moved = true;
             ReadOnlySpan<int> feed;
             try
             {
@@ -153,6 +171,7 @@ internal sealed class DecodeScheduler(ILanguageModel model)
         if (_batch.Count > 1) Interlocked.Increment(ref _sharedSteps);
         if (_batch.Count > 0) Forward();
         _running.RemoveAll(a => a.Ended);
+        return moved;
     }
 
     /// <summary>The batch's forward: one call for every row, or (a model that cannot batch) one call per answer.</summary>
@@ -230,6 +249,15 @@ internal sealed class ScheduledAnswer(GenerationRun run, ConversationCache conve
     private readonly TaskCompletionSource _released = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Exception? _error;
     private volatile bool _abandoned;
+    private Action? _wake;
+    private int _unread; // the single-reader channel cannot count
+    private CancellationTokenRegistration _onCancel;
+
+    /// <summary>
+    /// Updates a caller may leave unread before its answer pauses: a slow or stalled reader holds back its own answer
+    /// (and keeps its slot, as before batching), not the others and not memory.
+    /// </summary>
+    public const int MaxUnreadUpdates = 16;
 
     public GenerationRun Run => run;
     public LanguageModelCache Cache => conversation.Cache;
@@ -237,6 +265,15 @@ internal sealed class ScheduledAnswer(GenerationRun run, ConversationCache conve
     public CancellationToken Token => token;
     public bool Abandoned => _abandoned;
 
+    /// <summary>True while the caller has <see cref="MaxUnreadUpdates"/> or more updates to read.</summary>
+    public bool Backlogged => Volatile.Read(ref _unread) >= MaxUnreadUpdates;
+
+    /// <summary>Called by the scheduler once: <paramref name="wake"/> runs when a read, an abandon or a cancellation may let the answer move.</summary>
+    internal void Attach(Action wake)
+    {
+        _wake = wake;
+        _onCancel = token.Register(wake);
+    }
     /// <summary>True once the loop let go of the answer (finished, failed, cancelled or abandoned).</summary>
     public bool Ended => _released.Task.IsCompleted;
 
@@ -247,20 +284,34 @@ internal sealed class ScheduledAnswer(GenerationRun run, ConversationCache conve
     public async Task<GenerationUpdate?> ReadAsync(CancellationToken cancellationToken)
     {
         while (await _updates.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
-            if (_updates.Reader.TryRead(out var update)) return update;
+            if (_updates.Reader.TryRead(out var update))
+            {
+                Interlocked.Decrement(ref _unread);
+                _wake?.Invoke();
+                return update;
+            }
         if (_error is not null) ExceptionDispatchInfo.Throw(_error);
         return null;
     }
 
     /// <summary>The caller is gone: the loop drops the answer before its next step.</summary>
-    public void Abandon() => _abandoned = true;
+    public void Abandon()
+    {
+        _abandoned = true;
+        _wake?.Invoke();
+    }
 
-    internal void Post(GenerationUpdate update) => _updates.Writer.TryWrite(update);
+    internal void Post(GenerationUpdate update)
+    {
+        Interlocked.Increment(ref _unread);
+        _updates.Writer.TryWrite(update);
+    }
 
     internal void End(Exception? error)
     {
         if (Ended) return;
         _error = error;
+        _onCancel.Dispose();
         _updates.Writer.TryComplete();
         _released.TrySetResult();
     }

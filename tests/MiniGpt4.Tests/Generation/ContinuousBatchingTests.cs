@@ -155,4 +155,35 @@ public sealed class ContinuousBatchingTests(TinyByDType tiny, ITestOutputHelper 
             foreach (var s in sessions) s.Dispose();
         }
     }
+
+    /// <summary>
+    /// A caller that stops reading holds back its own answer, not the others: it can run at most
+    /// <c>ScheduledAnswer.MaxUnreadUpdates</c> updates ahead, so with 200 tokens to go it is still running (its slot held)
+    /// whatever the machine's speed; another conversation is answered meanwhile; read to the end, the paused answer is
+    /// its solo answer.
+    /// </summary>
+    [SkippableFact]
+    public async Task A_reader_that_stops_reading_pauses_only_its_own_answer()
+    {
+        var pipeline = tiny.Get(MiniGptDType.Float32);
+        var options = GenerationOptions.Greedy with { MaxNewTokens = 200, MinNewTokens = 200, UseTemplateStops = false };
+        int[] solo;
+        using (var s = await OpenAsync(pipeline, 0))
+            solo = (await s.AskAsync(Questions[0], options)).TokenIds.ToArray();
+
+        using var slow = await OpenAsync(pipeline, 0);
+        await using var updates = slow.StreamUpdatesAsync(Questions[0], options).GetAsyncEnumerator();
+        Assert.True(await updates.MoveNextAsync());
+        var ids = new List<int>(updates.Current.TokenIds);
+
+        using (var other = await OpenAsync(pipeline, 1))
+        {
+            var answer = await AskAsync(other, 1);
+            Assert.NotEmpty(answer.Ids);
+        }
+        Assert.Equal(1, pipeline.ActiveRequests); // the unread answer cannot have finished: it waits for its reader
+
+        while (await updates.MoveNextAsync()) ids.AddRange(updates.Current.TokenIds);
+        Assert.Equal(solo, ids);
+    }
 }
