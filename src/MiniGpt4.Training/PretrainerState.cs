@@ -40,23 +40,9 @@ internal static class PretrainerState
     /// <summary>Loads the saved weights and moments; returns the step to continue from and the time spent so far.</summary>
     public static (int Step, TimeSpan Elapsed) Restore(string dir, LanguagePretrainingOptions options, IReadOnlyList<(string Name, Parameter Parameter)> parameters, AdamW adam)
     {
+        var root = TrainerState.ReadSavedRun(dir, StepFileName, StateFileName, "pretraining", Identity(options));
         var stepFile = Path.Combine(dir, StepFileName);
         var stateFile = Path.Combine(dir, StateFileName);
-        if (!File.Exists(stepFile) || !File.Exists(stateFile))
-            throw new MiniGptConfigurationException($"Cannot resume: '{dir}' holds no saved pretraining state ({StepFileName}, {StateFileName}).");
-        JsonNode root;
-        try
-        {
-            root = JsonNode.Parse(File.ReadAllText(stepFile)) ?? throw new MiniGptConfigurationException($"'{stepFile}' is empty.");
-        }
-        catch (JsonException ex)
-        {
-            throw new MiniGptConfigurationException($"'{stepFile}' is not valid JSON: {ex.Message}", ex);
-        }
-        var saved = root["run"]?.ToJsonString();
-        var now = Identity(options).ToJsonString();
-        if (saved != now)
-            throw new MiniGptConfigurationException($"Cannot resume: the run in '{dir}' used other options ({saved}) than this one ({now}).");
         var step = root["step"]?.GetValue<int>() ?? throw new MiniGptConfigurationException($"'{stepFile}' has no step.");
         var seconds = root["seconds"]?.GetValue<double>() ?? 0;
         using var source = WeightFiles.Open(stateFile);

@@ -28,10 +28,28 @@ internal static class TrainerState
     /// <summary>Loads the saved projection and moments into the given tensors and returns the step to continue from.</summary>
     public static int Restore(string dir, ProjectionTrainingOptions options, ScalarType dtype, Tensor weight, Tensor bias, AdamW adam)
     {
+        var root = ReadSavedRun(dir, ProjectionTrainer.StepFileName, ProjectionTrainer.StateFileName, "training", Identity(options, dtype));
         var stepFile = Path.Combine(dir, ProjectionTrainer.StepFileName);
         var stateFile = Path.Combine(dir, ProjectionTrainer.StateFileName);
-        if (!File.Exists(stepFile) || !File.Exists(stateFile))
-            throw new MiniGptConfigurationException($"Cannot resume: '{dir}' holds no saved training state ({ProjectionTrainer.StepFileName}, {ProjectionTrainer.StateFileName}).");
+        var step = root["step"]?.GetValue<int>() ?? throw new MiniGptConfigurationException($"'{stepFile}' has no step.");
+        using var source = WeightFiles.Open(stateFile);
+        using var noGrad = no_grad();
+        source.ReadInto("llama_proj.weight", weight);
+        source.ReadInto("llama_proj.bias", bias);
+        foreach (var (key, moment) in adam.State) source.ReadInto(key, moment);
+        adam.StepCount = step;
+        return step;
+    }
+
+    /// <summary>
+    /// Reads a saved run's step file in <paramref name="dir"/> and checks that it ran with <paramref name="identity"/>;
+    /// typed errors when the files are missing, unreadable or from another run. Shared by every resumable trainer.
+    /// </summary>
+    internal static JsonNode ReadSavedRun(string dir, string stepFileName, string stateFileName, string what, JsonObject identity)
+    {
+        var stepFile = Path.Combine(dir, stepFileName);
+        if (!File.Exists(stepFile) || !File.Exists(Path.Combine(dir, stateFileName)))
+            throw new MiniGptConfigurationException($"Cannot resume: '{dir}' holds no saved {what} state ({stepFileName}, {stateFileName}).");
         JsonNode root;
         try
         {
@@ -42,17 +60,10 @@ internal static class TrainerState
             throw new MiniGptConfigurationException($"'{stepFile}' is not valid JSON: {ex.Message}", ex);
         }
         var saved = root["run"]?.ToJsonString();
-        var now = Identity(options, dtype).ToJsonString();
+        var now = identity.ToJsonString();
         if (saved != now)
             throw new MiniGptConfigurationException($"Cannot resume: the run in '{dir}' used other options ({saved}) than this one ({now}).");
-        var step = root["step"]?.GetValue<int>() ?? throw new MiniGptConfigurationException($"'{stepFile}' has no step.");
-        using var source = WeightFiles.Open(stateFile);
-        using var noGrad = no_grad();
-        source.ReadInto("llama_proj.weight", weight);
-        source.ReadInto("llama_proj.bias", bias);
-        foreach (var (key, moment) in adam.State) source.ReadInto(key, moment);
-        adam.StepCount = step;
-        return step;
+        return root;
     }
 
     /// <summary>The options a saved state must match to be resumed (the schedule, order and parameters depend on them).</summary>

@@ -46,10 +46,7 @@ internal sealed class SynthCommand : Command
         CliOption.Range(_layers, 1, 200);
         CliOption.Range(_visionLayers, 1, EvaVitG.StoredBlocks);
         CliOption.Range(_shardMb, 1, 1_000_000);
-        _seed.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<long?>() is < 0) r.AddError("invalid value for --seed: expected a non-negative integer");
-        });
+        CliOption.Seed(_seed);
         _tokenizer.Validators.Add(r =>
         {
             if (r.GetValueOrDefault<string?>() is { } f && !File.Exists(f)) r.AddError($"invalid value for --tokenizer: '{f}' does not exist");

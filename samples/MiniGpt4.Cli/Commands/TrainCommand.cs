@@ -41,14 +41,8 @@ internal sealed class TrainCommand : Command
         CliOption.Range(_warmup, 0, 100_000_000);
         CliOption.Range(_every, 1, 100_000_000);
         CliOption.Range(_threads, 1, 1024);
-        _lr.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<float?>() is float v && !(v > 0 && float.IsFinite(v))) r.AddError($"invalid value '{v}' for --lr: expected a positive number");
-        });
-        _seed.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<long?>() is < 0 or > int.MaxValue) r.AddError($"invalid value for --seed: expected an integer from 0 to {int.MaxValue}");
-        });
+        CliOption.Positive(_lr);
+        CliOption.Seed(_seed, int.MaxValue);
         SetAction(Run);
     }
 

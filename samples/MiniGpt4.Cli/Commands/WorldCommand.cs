@@ -33,10 +33,7 @@ internal sealed class WorldCommand : Command
         Options.Add(_renderer);
         CliOption.Range(_count, 1, 10_000_000);
         CliOption.Range(_stage, 1, 2);
-        _seed.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<long?>() is < 0) r.AddError("invalid value for --seed: expected a non-negative integer");
-        });
+        CliOption.Seed(_seed);
         SetAction((r, ct) =>
         {
             var folder = r.GetValue(_out)!;

@@ -68,6 +68,20 @@ internal static class CliOption
             r.AddError($"invalid value '{v}' for {option.Name}: expected an integer from {min} to {max}");
     });
 
+    /// <summary>Makes a value of <paramref name="option"/> that is not a positive finite number a parse error naming the option.</summary>
+    public static void Positive(Option<float?> option) => option.Validators.Add(r =>
+    {
+        if (r.GetValueOrDefault<float?>() is float v && !(v > 0 && float.IsFinite(v)))
+            r.AddError($"invalid value '{v}' for {option.Name}: expected a positive number");
+    });
+
+    /// <summary>Makes a seed outside [0, <paramref name="max"/>] a parse error naming the option.</summary>
+    public static void Seed(Option<long?> option, long max = long.MaxValue) => option.Validators.Add(r =>
+    {
+        if (r.GetValueOrDefault<long?>() is long v && (v < 0 || v > max))
+            r.AddError($"invalid value '{v}' for {option.Name}: expected an integer from 0 to {max}");
+    });
+
     /// <summary>A repeatable string option: <c>--stop a --stop b</c>.</summary>
     public static Option<string[]> TextList(string name, string description, string helpName) => new(name)
     {
