@@ -136,18 +136,18 @@ internal static class ModelLoader
             var quantized = Language.Quantization.LlamaQuantization.Detect(llmWeights);
             var stage = quantized is null ? "language model" : $"language model ({Language.Quantization.LlamaQuantization.Name(quantized.Blocks)}, head {Language.Quantization.LlamaQuantization.Name(quantized.Head)})";
             progress?.Report(new MiniGptProgress(stage, 0.15, files.LlmPath));
-            var model = LlamaForCausalLM.Load(files.LlmConfig, llmWeights, languageModelDType ?? dtype, device, Stage(stage, 0.15, 0.85, files.LlmPath),
+            var model = LlamaForCausalLM.Load(files.LlmConfig, llmWeights, languageModelDType ?? dtype, device, Stage(stage, 0.15, 0.8, files.LlmPath),
                 Path.Combine(m.LlmFolder, "config.json"));
             llm = new LlamaLanguageModel(model, files.Tokenizer, Math.Min(options.ContextLength ?? int.MaxValue, files.LlmConfig.MaxPositionEmbeddings));
             if (preset.LoraAlpha is { } defaultAlpha && files.StageWeights is not null)
             {
-                progress?.Report(new MiniGptProgress("LoRA merge", 0.98, files.StagePath));
+                progress?.Report(new MiniGptProgress("LoRA merge", 0.96, files.StagePath));
                 llm.MergeLora(files.StageWeights, m.Lora?.Alpha ?? defaultAlpha);
             }
             ct.ThrowIfCancellationRequested();
             if (options.PrefaultWeights)
             {
-                progress?.Report(new MiniGptProgress("prefault", 0.99, files.LlmPath));
+                progress?.Report(new MiniGptProgress("prefault", 0.98, files.LlmPath));
                 warm.Add(model);
                 PageWarmer.Touch(warm.SelectMany(module => module.parameters().Concat(module.buffers())), ct); // buffers: packed quantized weights
             }
