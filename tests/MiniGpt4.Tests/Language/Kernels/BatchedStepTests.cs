@@ -11,22 +11,9 @@ namespace MiniGpt4.Tests.Language.Kernels;
 /// </summary>
 public sealed class BatchedStepTests
 {
-    private static LlamaForCausalLM RandomModel(ScalarType dtype)
-    {
-        var config = new LlamaConfig(HiddenSize: 256, IntermediateSize: 1024, NumHiddenLayers: 2, NumAttentionHeads: 8, NumKeyValueHeads: 4,
-            RmsNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 256, VocabSize: 4096, TieWordEmbeddings: false);
-        var lm = new LlamaForCausalLM(config, dtype, CPU);
-        using var g = new TorchSharp.torch.Generator(77);
-        using var noGrad = no_grad();
-        foreach (var (name, p) in lm.named_parameters())
-        {
-            using var values = name.EndsWith("norm.weight", StringComparison.Ordinal)
-                ? randn(p.shape, generator: g).mul_(0.1).add_(1.0)
-                : randn(p.shape, generator: g).mul_(0.05);
-            p.copy_(values);
-        }
-        return lm;
-    }
+    private static LlamaForCausalLM RandomModel(ScalarType dtype) => CpuDecoderTests.RandomModel(
+        new LlamaConfig(HiddenSize: 256, IntermediateSize: 1024, NumHiddenLayers: 2, NumAttentionHeads: 8, NumKeyValueHeads: 4,
+            RmsNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 256, VocabSize: 4096, TieWordEmbeddings: false), dtype, seed: 77);
 
     private static readonly int[][] Prompts = [[1, 2, 3], [1, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140], [1, 9, 8, 7, 6, 5]];
     private static readonly int[] RowsOf = [1, 3, 1]; // the second conversation runs three beams

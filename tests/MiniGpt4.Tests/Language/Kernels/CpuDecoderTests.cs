@@ -21,10 +21,13 @@ public sealed class CpuDecoderTests
     /// A random model large enough that every product region has several 2 MiB chunks (so 2 threads really split
     /// them): grouped-query attention, an untied head, norm scales around 1.
     /// </summary>
-    private static LlamaForCausalLM RandomModel(ScalarType dtype, long seed = 5)
+    private static LlamaForCausalLM RandomModel(ScalarType dtype, long seed = 5) =>
+        RandomModel(new LlamaConfig(HiddenSize: 256, IntermediateSize: 2048, NumHiddenLayers: 2, NumAttentionHeads: 8, NumKeyValueHeads: 2,
+            RmsNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 512, VocabSize: 8192, TieWordEmbeddings: false), dtype, seed);
+
+    /// <summary>A model of <paramref name="config"/> with seeded random weights (norm scales around 1); the batched-step tests use it too.</summary>
+    internal static LlamaForCausalLM RandomModel(LlamaConfig config, ScalarType dtype, long seed)
     {
-        var config = new LlamaConfig(HiddenSize: 256, IntermediateSize: 2048, NumHiddenLayers: 2, NumAttentionHeads: 8, NumKeyValueHeads: 2,
-            RmsNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 512, VocabSize: 8192, TieWordEmbeddings: false);
         var lm = new LlamaForCausalLM(config, dtype, CPU);
         using var g = new TorchSharp.torch.Generator((ulong)seed);
         using var noGrad = no_grad();
