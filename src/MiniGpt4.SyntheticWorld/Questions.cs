@@ -92,14 +92,17 @@ public static class QuestionGenerator
         return new WorldQuestion(QuestionKind.Count, CountQuestion, answer, AnswerFacts.Of(scene));
     }
 
-    /// <summary>The caption of a scene (stage 1) and the answer to "Describe this image.": every object, grouped by colour and shape, left to right (<see cref="SceneCode.LeftToRight"/>), then the background.</summary>
+    /// <summary>
+    /// The caption of a scene (stage 1) and the answer to "Describe this image.": every colour-and-shape group in the
+    /// scene code's slot order (<see cref="SceneCode.Groups"/>), "a red circle" for one object and "red circles" for
+    /// several (the code says one or several, not how many), then the background.
+    /// </summary>
     public static string Caption(Scene scene)
     {
-        var groups = SceneCode.LeftToRight(scene)
-            .GroupBy(o => (o.Colour, o.Shape))
+        var groups = SceneCode.Groups(scene)
             .Select(g => g.Count() == 1
                 ? $"{Article(Palette.Word(g.Key.Colour))} {Palette.Word(g.Key.Colour)} {Palette.Word(g.Key.Shape)}"
-                : $"{Palette.NumberWords[g.Count()]} {Palette.Word(g.Key.Colour)} {Palette.Plural(g.Key.Shape)}")
+                : $"{Palette.Word(g.Key.Colour)} {Palette.Plural(g.Key.Shape)}")
             .ToArray();
         var list = groups.Length == 1 ? groups[0] : string.Join(", ", groups[..^1]) + " and " + groups[^1];
         var sentence = new StringBuilder(list).Append(" on ").Append(Article(Palette.Word(scene.Background))).Append(' ')

@@ -23,6 +23,7 @@ internal sealed class LanguageCorpus
     private const long QuestionStream = 0x4C4C_4D43_4F52L;
     private readonly ExampleLayout _stage1, _stage2;
     private readonly Dictionary<string, int> _codeIds = new(StringComparer.Ordinal);
+    private readonly Dictionary<int, (int Colour, int Shape)> _parts = new();
     private readonly long _worldSeed;
     private readonly double _captionShare;
 
@@ -40,20 +41,46 @@ internal sealed class LanguageCorpus
                 throw new MiniGptConfigurationException($"The scene-code word '{word}' is {ids.Count} tokens of this tokenizer; the toy language model needs one.");
             _codeIds[word] = ids[0];
         }
+        int Single(string word) => languageModel.Tokenize(word, addBos: false) is [var id]
+            ? id : throw new MiniGptConfigurationException($"The word '{word}' is not one token of this tokenizer; the toy language model needs one.");
+        foreach (var (colour, shape) in SceneCode.Combos)
+        {
+            _parts[_codeIds[SceneCode.ComboWord(colour, shape)]] = (Single(Palette.Word(colour)), Single(Palette.Word(shape)));
+            _parts[_codeIds[SceneCode.ComboPluralWord(colour, shape)]] = (Single(Palette.Word(colour)), Single(Palette.Plural(shape)));
+        }
     }
+
+    /// <summary>
+    /// The colour word's and shape word's token ids of each combination code word's token id (<c>▁redcircles</c>:
+    /// <c>▁red</c>, <c>▁circles</c>). Pretraining composes a combination's embedding as its own row plus these two rows,
+    /// so that it starts out meaning what its words mean; the saved model has the sum in the combination's row.
+    /// </summary>
+    public IReadOnlyDictionary<int, (int Colour, int Shape)> CodeWordParts => _parts;
 
     /// <summary>The token id of each code word, in <see cref="SceneCode.Vocabulary"/> order.</summary>
     public IReadOnlyList<int> CodeWordIds => SceneCode.Vocabulary.Select(w => _codeIds[w]).ToArray();
 
-    /// <summary>Training sequence <paramref name="index"/>: scene <paramref name="index"/> of the world seed, with its caption or one question drawn as the world's stage-2 data draws it (a kind the scene allows, then a target).</summary>
+    /// <summary>
+    /// Training sequence <paramref name="index"/>: scene <paramref name="index"/> of the world seed, with its caption, or a
+    /// conversation of up to <see cref="QuestionsPerConversation"/> of the questions the scene allows, in a random order
+    /// (several answers a sequence: each colour and shape answer is a lookup the model learns from many examples).
+    /// </summary>
     public CorpusSequence Item(long index)
     {
         var scene = SceneGenerator.Generate(_worldSeed, index);
         var random = WorldRandom.ForItem(_worldSeed ^ QuestionStream, index);
-        return random.NextDouble() < _captionShare
-            ? Caption(scene)
-            : Question(scene, QuestionGenerator.Ask(scene, random));
+        if (random.NextDouble() < _captionShare) return Caption(scene);
+        var questions = QuestionGenerator.All(scene).ToArray();
+        for (var i = questions.Length - 1; i > 0; i--)
+        {
+            var j = random.Next(0, i);
+            (questions[i], questions[j]) = (questions[j], questions[i]);
+        }
+        return Conversation(scene, questions.Take(QuestionsPerConversation).ToArray());
     }
+
+    /// <summary>The most questions in one training conversation.</summary>
+    public const int QuestionsPerConversation = 3;
 
     /// <summary>The stage-1 sequence of a scene.</summary>
     public CorpusSequence Caption(Scene scene) =>

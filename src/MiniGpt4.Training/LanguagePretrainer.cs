@@ -124,7 +124,7 @@ public static class LanguagePretrainer
             var batch = Enumerable.Range(0, o.BatchSize).Select(j => corpus.Item((long)step * o.BatchSize + j)).ToArray();
             using (var scope = NewDisposeScope())
             {
-                var lossTensor = Loss(llm, batch, o.ImageSlotNoise, noise);
+                var lossTensor = Loss(llm, batch, corpus.CodeWordParts, o.ImageSlotNoise, noise);
                 loss = lossTensor.ToDouble();
                 if (!double.IsFinite(loss)) throw new MiniGptNumericsException($"The loss is {loss} at step {step + 1}.", step + 1);
                 lossTensor.backward();
@@ -136,6 +136,7 @@ public static class LanguagePretrainer
             var rate = (done - start) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
             progress?.Report(new TrainingProgress(done, o.Steps, loss, lr, rate, TimeSpan.FromSeconds((o.Steps - done) / rate)));
         }
+        FoldCodeWordParts(llm, corpus.CodeWordParts);
         Save(dir, llm, config, o.SaveBFloat16);
         // The finished folder is what gets bundled: the resumable state (float32 weights and moments, ~6x the model) goes.
         PretrainerState.Delete(dir);
@@ -168,8 +169,13 @@ public static class LanguagePretrainer
         return list;
     }
 
-    /// <summary>Mean next-token cross-entropy over the batch's target tokens; the image slot's embeddings get the noise.</summary>
-    internal static Tensor Loss(LlamaForCausalLM llm, IReadOnlyList<CorpusSequence> batch, double imageNoise, Generator noise)
+    /// <summary>
+    /// Mean next-token cross-entropy over the batch's target tokens. A combination code word's embedding is its own row
+    /// plus its colour word's and shape word's rows (<see cref="LanguageCorpus.CodeWordParts"/>; folded into its row at the
+    /// end by <see cref="FoldCodeWordParts"/>); the image slot's embeddings get the noise.
+    /// </summary>
+    internal static Tensor Loss(LlamaForCausalLM llm, IReadOnlyList<CorpusSequence> batch, IReadOnlyDictionary<int, (int Colour, int Shape)> parts,
+        double imageNoise, Generator noise)
     {
         var t = batch.Max(s => s.Ids.Length);
         var b = batch.Count;
@@ -189,7 +195,18 @@ public static class LanguagePretrainer
             }
             for (var k = 0; k < SceneCode.Length; k++) slot[i * t + s.ImageStart + k] = 1;
         }
+        var colourIds = new long[b * t];
+        var shapeIds = new long[b * t];
+        var composed = new float[b * t];
+        for (var k = 0; k < ids.Length; k++)
+            if (parts.TryGetValue((int)ids[k], out var part))
+                (colourIds[k], shapeIds[k], composed[k]) = (part.Colour, part.Shape, 1);
         var embeds = llm.Model.EmbedTokens.call(tensor(ids, [b, t]));
+        if (composed.Any(c => c != 0))
+        {
+            var words = llm.Model.EmbedTokens.call(tensor(colourIds, [b, t])).add(llm.Model.EmbedTokens.call(tensor(shapeIds, [b, t])));
+            embeds = embeds.add(words.mul(tensor(composed, [b, t, 1])));
+        }
         if (imageNoise > 0)
         {
             using var rms = embeds.detach().pow(2).mean().sqrt();
@@ -203,6 +220,18 @@ public static class LanguagePretrainer
         var predicted = logits.narrow(1, 0, t - 1).reshape(-1, vocab);
         var target = tensor(labels, [b, t]).narrow(1, 1, t - 1).reshape(-1);
         return nn.functional.cross_entropy(predicted, target, ignore_index: -100);
+    }
+
+    /// <summary>Adds each combination code word's colour and shape rows to its own row: the embedding <see cref="Loss"/> composed, now in the table.</summary>
+    private static void FoldCodeWordParts(LlamaForCausalLM llm, IReadOnlyDictionary<int, (int Colour, int Shape)> parts)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var table = llm.Model.EmbedTokens.Weight;
+        var rows = parts.Keys.Select(k => (long)k).ToArray();
+        var sum = table.index_select(0, tensor(parts.Values.Select(p => (long)p.Colour).ToArray()))
+            .add(table.index_select(0, tensor(parts.Values.Select(p => (long)p.Shape).ToArray())));
+        table.index_add_(0, tensor(rows), sum, 1.0);
     }
 
     private static void Save(string dir, LlamaForCausalLM llm, LlamaConfig c, bool bf16)

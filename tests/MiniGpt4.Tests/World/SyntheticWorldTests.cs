@@ -277,7 +277,7 @@ public class SyntheticWorldTests
         ], ImageFileFormat.Png, 0, false);
         Assert.Equal([QuestionKind.Count], QuestionGenerator.AllowedKinds(four));
         Assert.Throws<ArgumentException>(() => QuestionGenerator.Ask(four, QuestionKind.Describe, new WorldRandom(1)));
-        Assert.Equal("Two red circles and two blue squares on a white background.", QuestionGenerator.Caption(four));
+        Assert.Equal("Red circles and blue squares on a white background.", QuestionGenerator.Caption(four));
         Assert.Equal("There are four shapes.", QuestionGenerator.Count(four).Answer);
     }
 
