@@ -40,7 +40,7 @@ public sealed record TrainingExample
 /// <summary>
 /// Reads training data: JSON lines, one example per line, <c>{"image": path, "text": caption}</c> for stage 1 or
 /// <c>{"image": path, "conversation": [{"role": "user", "text": ...}, {"role": "assistant", "text": ...}, ...]}</c> for
-/// stage 2. Image paths are relative to the JSONL file's folder. Blank lines are skipped; anything else that is not one
+/// stage 2 (or LLaVA's spelling of the messages, <c>{"from": "human"|"gpt", "value": ...}</c>, which the synthetic world writes). Image paths are relative to the JSONL file's folder. Blank lines are skipped; anything else that is not one
 /// of those forms throws <see cref="MiniGptConfigurationException"/> naming the file and line.
 /// </summary>
 public static class TrainingData
@@ -88,16 +88,19 @@ public static class TrainingData
         foreach (var m in conv.EnumerateArray())
         {
             if (m.ValueKind != JsonValueKind.Object) throw new MiniGptConfigurationException($"{where}: each conversation message must be an object.");
-            var role = String(m, "role", where);
-            var isUser = role switch
+            // Two spellings: {"role": "user"|"assistant", "text"} and LLaVA's {"from": "human"|"gpt", "value"}.
+            var llava = m.TryGetProperty("from", out _);
+            var role = String(m, llava ? "from" : "role", where);
+            var isUser = (llava, role) switch
             {
-                "user" => true,
-                "assistant" => false,
-                _ => throw new MiniGptConfigurationException($"{where}: role '{role}' is neither 'user' nor 'assistant'."),
+                (false, "user") or (true, "human") => true,
+                (false, "assistant") or (true, "gpt") => false,
+                (false, _) => throw new MiniGptConfigurationException($"{where}: role '{role}' is neither 'user' nor 'assistant'."),
+                (true, _) => throw new MiniGptConfigurationException($"{where}: 'from' '{role}' is neither 'human' nor 'gpt'."),
             };
             if (isUser != (messages.Count % 2 == 0))
                 throw new MiniGptConfigurationException($"{where}: the conversation must alternate user and assistant messages, starting with the user.");
-            messages.Add(new TrainingMessage(isUser, String(m, "text", where)));
+            messages.Add(new TrainingMessage(isUser, String(m, llava ? "value" : "text", where)));
         }
         if (messages[^1].IsUser) throw new MiniGptConfigurationException($"{where}: the conversation must end with an assistant message.");
         return new TrainingExample(path, messages);

@@ -289,6 +289,29 @@ public class ProjectionTrainingTests
         Assert.Contains("does not exist", Assert.Throws<MiniGptConfigurationException>(() => TrainingData.ReadJsonl(file, TrainingStage.Stage1)).Message);
     }
 
+    [SkippableFact]
+    public void Conversations_read_in_either_spelling_give_the_same_examples()
+    {
+        using var dir = new TempDir();
+        var image = Oracle.Image(Oracle.ImageA);
+        var plain = dir.File("plain.jsonl");
+        var llava = dir.File("llava.jsonl");
+        File.WriteAllText(plain, JsonSerializer.Serialize(new { image, conversation = new[]
+        {
+            new { role = "user", text = "How many shapes are there?" }, new { role = "assistant", text = "There are two shapes." },
+        } }));
+        File.WriteAllText(llava, JsonSerializer.Serialize(new { image, conversation = new[]
+        {
+            new { from = "human", value = "How many shapes are there?" }, new { from = "gpt", value = "There are two shapes." },
+        } }));
+        var a = Assert.Single(TrainingData.ReadJsonl(plain, TrainingStage.Stage2));
+        var b = Assert.Single(TrainingData.ReadJsonl(llava, TrainingStage.Stage2));
+        Assert.Equal(a.ImagePath, b.ImagePath);
+        Assert.Equal(a.Conversation!, b.Conversation!);
+        File.WriteAllText(llava, JsonSerializer.Serialize(new { image, conversation = new[] { new { from = "system", value = "x" } } }));
+        Assert.Contains("neither 'human' nor 'gpt'", Assert.Throws<MiniGptConfigurationException>(() => TrainingData.ReadJsonl(llava, TrainingStage.Stage2)).Message);
+    }
+
     [Fact]
     public void The_inference_library_does_not_reference_the_training_assembly()
     {
