@@ -3,8 +3,8 @@ using MiniGpt4.SyntheticWorld;
 namespace MiniGpt4.Training;
 
 /// <summary>
-/// What each of the Q-Former's query outputs learns to say about a scene in vision pretraining: query <c>i</c> names
-/// word <c>i</c> of the scene code (<see cref="SceneCode"/>), one class per code word.
+/// What the vision pretraining teaches: each of the Q-Former's query outputs names word <c>i</c> of the scene code
+/// (<see cref="SceneCode"/>), one class per code word; each of the tower's patch tokens names what lies under it.
 /// </summary>
 internal static class SceneTargets
 {
@@ -13,4 +13,25 @@ internal static class SceneTargets
 
     /// <summary>The class index of each code word of <paramref name="scene"/>.</summary>
     public static long[] Labels(Scene scene) => SceneCode.Indices(scene).Select(i => (long)i).ToArray();
+
+    /// <summary>Patch classes: one per colour-and-shape combination (<see cref="SceneCode.Combos"/> order), then background.</summary>
+    public static int PatchClasses => SceneCode.ComboCount + 1;
+
+    /// <summary>
+    /// The class of each patch of a <paramref name="grid"/> x <paramref name="grid"/> tiling of the square model input
+    /// (row by row): the combination of the object under the patch's centre, or background. The input is the scene
+    /// resized to a square, so the centre maps back to the scene's own coordinates along each axis.
+    /// </summary>
+    public static long[] PatchLabels(Scene scene, int grid)
+    {
+        var labels = new long[grid * grid];
+        for (var r = 0; r < grid; r++)
+        for (var c = 0; c < grid; c++)
+        {
+            double x = (c + 0.5) * scene.Width / grid, y = (r + 0.5) * scene.Height / grid;
+            var under = scene.Objects.FirstOrDefault(o => SceneRenderer.Inside(o, x, y));
+            labels[r * grid + c] = under is null ? SceneCode.ComboCount : SceneCode.ComboPosition(under.Colour, under.Shape) - 1;
+        }
+        return labels;
+    }
 }

@@ -54,6 +54,9 @@ public sealed record VisionPretrainingOptions
     /// <summary>AdamW weight decay of the matrices (none on biases, norms and embeddings).</summary>
     public double WeightDecay { get; init; } = 0.05;
 
+    /// <summary>Weight of the patch-class loss beside the query-class loss (0: queries only).</summary>
+    public double PatchLossWeight { get; init; } = 1.0;
+
     /// <summary>Seed of the weights' initialisation and of the training images (world seed).</summary>
     public int Seed { get; init; } = 1;
 
@@ -72,6 +75,7 @@ public sealed record VisionPretrainingOptions
         Positive(nameof(Steps), Steps);
         Positive(nameof(BatchSize), BatchSize);
         Positive(nameof(LearningRate), LearningRate);
+        if (!(PatchLossWeight >= 0)) throw new MiniGptConfigurationException($"Vision pretraining: PatchLossWeight must be zero or positive (got {PatchLossWeight}).");
         if (ImageSize % PatchSize != 0)
             throw new MiniGptConfigurationException($"Vision pretraining: the image size {ImageSize} is not a multiple of the patch size {PatchSize}.");
     }

@@ -28,18 +28,23 @@ internal static class WorldImages
         return ImagePreprocessor.ToPixelValues(input, size, Decoding);
     }
 
-    /// <summary>Pixel values and scene-code labels of scenes <paramref name="first"/>.. of world <paramref name="seed"/>, made on the thread pool.</summary>
-    public static (float[] Pixels, long[] Labels) Batch(long seed, long first, int count, int size)
+    /// <summary>
+    /// Pixel values, scene-code labels and patch labels (<see cref="SceneTargets.PatchLabels"/>, <paramref name="grid"/>
+    /// squared per scene) of scenes <paramref name="first"/>.. of world <paramref name="seed"/>, made on the thread pool.
+    /// </summary>
+    public static (float[] Pixels, long[] Labels, long[] Patches) Batch(long seed, long first, int count, int size, int grid)
     {
         var plane = 3 * size * size;
         var pixels = new float[count * plane];
         var labels = new long[count * SceneCode.Length];
+        var patches = new long[count * grid * grid];
         Parallel.For(0, count, i =>
         {
             var scene = SceneGenerator.Generate(seed, first + i);
             PixelValues(scene, size).CopyTo(pixels, i * plane);
             SceneTargets.Labels(scene).CopyTo(labels, i * SceneCode.Length);
+            SceneTargets.PatchLabels(scene, grid).CopyTo(patches, i * grid * grid);
         });
-        return (pixels, labels);
+        return (pixels, labels, patches);
     }
 }

@@ -19,6 +19,11 @@ internal sealed class TrainToyCommand : Command
     private readonly Option<string?> _work = CliOption.Text("--work", "Folder for the world data and the stage runs [default: DIR/../<name>-work]", "DIR");
     private readonly Option<int?> _visionSteps = CliOption.Int("--vision-steps", "Vision pretraining steps [default: 2500]");
     private readonly Option<int?> _visionBatch = CliOption.Int("--vision-batch", "Images per vision pretraining step [default: 32]");
+    private readonly Option<int?> _imageSize = CliOption.Int("--image-size", "Vision input size in pixels [default: the toy model's]");
+    private readonly Option<int?> _patchSize = CliOption.Int("--patch-size", "Vision patch size [default: the toy model's]");
+    private readonly Option<int?> _visionWidth = CliOption.Int("--vision-width", "ViT width [default: the toy model's]");
+    private readonly Option<int?> _visionDepth = CliOption.Int("--vision-depth", "ViT blocks [default: the toy model's]");
+    private readonly Option<float?> _visionLr = CliOption.Number("--vision-lr", "Vision pretraining peak learning rate [default: the toy model's]");
     private readonly Option<int?> _stage1Steps = CliOption.Int("--stage1-steps", "Stage-1 projection steps [default: 150]");
     private readonly Option<int?> _stage2Steps = CliOption.Int("--stage2-steps", "Stage-2 projection steps [default: 150]");
     private readonly Option<int?> _images = CliOption.Int("--images", "World images per projection stage [default: 600]");
@@ -28,9 +33,14 @@ internal sealed class TrainToyCommand : Command
         "Train the toy model from scratch: vision tower and Q-Former on the synthetic world, assembly with a pretrained toy " +
         "language model, then stage 1 and stage 2 on the projection (docs/toy-model.md). Prints the model's manifest path.")
     {
-        foreach (var o in new Option[] { _out, _llm, _work, _visionSteps, _visionBatch, _stage1Steps, _stage2Steps, _images, _threads }) Options.Add(o);
+        foreach (var o in new Option[] { _out, _llm, _work, _visionSteps, _visionBatch, _imageSize, _patchSize, _visionWidth, _visionDepth, _visionLr, _stage1Steps, _stage2Steps, _images, _threads }) Options.Add(o);
         CliOption.Range(_visionSteps, 1, 10_000_000);
         CliOption.Range(_visionBatch, 1, 4096);
+        CliOption.Range(_imageSize, 1, 4096);
+        CliOption.Range(_patchSize, 1, 4096);
+        CliOption.Range(_visionWidth, 1, 65536);
+        CliOption.Range(_visionDepth, 1, 1024);
+        CliOption.Positive(_visionLr);
         CliOption.Range(_stage1Steps, 1, 10_000_000);
         CliOption.Range(_stage2Steps, 1, 10_000_000);
         CliOption.Range(_images, 1, 10_000_000);
@@ -44,7 +54,15 @@ internal sealed class TrainToyCommand : Command
         var work = r.GetValue(_work) ?? folder.TrimEnd(Path.DirectorySeparatorChar) + "-work";
         var threads = r.GetValue(_threads) ?? 1;
         var clock = Stopwatch.StartNew();
-        var visionOptions = new VisionPretrainingOptions { Steps = r.GetValue(_visionSteps) ?? 2500, BatchSize = r.GetValue(_visionBatch) ?? 32, Threads = threads };
+        var defaults = new VisionPretrainingOptions();
+        var width = r.GetValue(_visionWidth) ?? defaults.Width;
+        var visionOptions = defaults with
+        {
+            Steps = r.GetValue(_visionSteps) ?? 2500, BatchSize = r.GetValue(_visionBatch) ?? 32, Threads = threads,
+            ImageSize = r.GetValue(_imageSize) ?? defaults.ImageSize, PatchSize = r.GetValue(_patchSize) ?? defaults.PatchSize,
+            Depth = r.GetValue(_visionDepth) ?? defaults.Depth, LearningRate = r.GetValue(_visionLr) is float lr ? lr : defaults.LearningRate,
+            Width = width, MlpHidden = 3 * width, QFormerHidden = width, QFormerIntermediate = 3 * width, QFormerHeads = Math.Max(1, width / 16), Heads = Math.Max(1, width / 16),
+        };
         using var vision = new VisionPretrainer(visionOptions);
         var every = Math.Max(1, visionOptions.Steps / 50);
         vision.Train(new Reports<VisionPretrainingProgress>(p =>
@@ -53,8 +71,8 @@ internal sealed class TrainToyCommand : Command
                 Log($"[vision] step {p.Step}/{p.TotalSteps}  loss {p.Loss:F4}  {p.StepsPerSecond:F2} steps/s  eta {p.Remaining:hh\\:mm\\:ss}");
         }), ct);
         var eval = vision.Evaluate(ToyModelBuilder.VisionEvalSeed, 256, ct);
-        Log($"[vision] held-out seed {ToyModelBuilder.VisionEvalSeed}: whole code {eval.AllCorrect:P1}; positions 0-9: " +
-            string.Join(" ", eval.PerPosition.Take(10).Select(a => a.ToString("P0", CultureInfo.InvariantCulture))));
+        Log($"[vision] held-out seed {ToyModelBuilder.VisionEvalSeed}: whole code {eval.AllCorrect:P1}; object patches {eval.ObjectPatches:P1}; positions 0-19: " +
+            string.Join(" ", eval.PerPosition.Take(20).Select(a => a.ToString("P0", CultureInfo.InvariantCulture))));
         var manifest = ToyModelBuilder.Assemble(vision, r.GetValue(_llm)!, folder);
         Log($"[assemble] {manifest} ({clock.Elapsed:mm\\:ss})");
         var images = r.GetValue(_images) ?? 600;

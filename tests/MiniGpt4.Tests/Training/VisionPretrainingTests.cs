@@ -31,12 +31,15 @@ public class VisionPretrainingTests
         var before = trainer.LossOn(seed: 99, count: 16);
         trainer.Train();
         var after = trainer.LossOn(seed: 99, count: 16);
-        // Untrained, every query is near the uniform 18-way guess (ln 18 = 2.89).
-        Assert.InRange(before, Math.Log(18) - 0.3, Math.Log(18) + 0.3);
+        // Untrained, every query is near the uniform guess over the 45 code words (ln 45 = 3.81) and every patch near
+        // the uniform guess over its 19 classes (18 colour-and-shape combinations and background, ln 19 = 2.94).
+        var uniform = Math.Log(SceneCode.Vocabulary.Count) + Small(30).PatchLossWeight * Math.Log(SceneCode.ComboCount + 1);
+        Assert.InRange(before, uniform - 0.4, uniform + 0.4);
         Assert.True(after < before - 0.5, $"loss {before:F3} -> {after:F3}");
         var eval = trainer.Evaluate(seed: 99, count: 16);
         Assert.Equal(SceneCode.Length, eval.PerPosition.Count);
         Assert.All(eval.PerPosition, a => Assert.InRange(a, 0, 1));
+        Assert.InRange(eval.ObjectPatches, 0, 1);
     }
 
     [Fact]
