@@ -7,7 +7,7 @@ namespace MiniGpt4.Training;
 public sealed record LanguagePretrainingOptions
 {
     /// <summary>Optimizer steps.</summary>
-    public int Steps { get; init; } = 1500;
+    public int Steps { get; init; } = 2000;
 
     /// <summary>Sequences per step.</summary>
     public int BatchSize { get; init; } = 16;

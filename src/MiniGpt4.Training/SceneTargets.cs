@@ -34,4 +34,21 @@ internal static class SceneTargets
         }
         return labels;
     }
+
+    /// <summary>
+    /// 1 for each patch of the <paramref name="grid"/> x <paramref name="grid"/> tiling that holds an object's centre,
+    /// else 0 (two objects at least 6 px apart may share one only in a tiny input; the patch then counts once). One
+    /// marked patch per object makes the count a sum over patches, which attention pooling can read.
+    /// </summary>
+    public static long[] CentreLabels(Scene scene, int grid)
+    {
+        var labels = new long[grid * grid];
+        foreach (var o in scene.Objects)
+        {
+            var c = Math.Min(grid - 1, (int)((o.X + o.Size / 2.0) * grid / scene.Width));
+            var r = Math.Min(grid - 1, (int)((o.Y + o.Size / 2.0) * grid / scene.Height));
+            labels[r * grid + c] = 1;
+        }
+        return labels;
+    }
 }

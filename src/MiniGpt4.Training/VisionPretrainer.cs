@@ -53,6 +53,7 @@ public sealed class VisionPretrainer : IDisposable
     private readonly QFormerProjector _qformer;
     private readonly Linear _head;
     private readonly Linear _patchHead;
+    private readonly Linear _centreHead;
     private readonly QFormerConfig _qconfig;
     private bool _disposed;
 
@@ -71,6 +72,7 @@ public sealed class VisionPretrainer : IDisposable
         _qformer = new QFormerProjector(_qconfig, outputDim: 1, ScalarType.Float32, CPU);
         _head = nn.Linear(options.QFormerHidden, SceneTargets.Classes.Count);
         _patchHead = nn.Linear(options.Width, SceneTargets.PatchClasses);
+        _centreHead = nn.Linear(options.Width, 2);
         Initialise();
     }
 
@@ -93,6 +95,7 @@ public sealed class VisionPretrainer : IDisposable
         Add("qformer.", _qformer.named_parameters());
         Add("head.", _head.named_parameters());
         Add("patch_head.", _patchHead.named_parameters());
+        Add("centre_head.", _centreHead.named_parameters());
         return list;
     }
 
@@ -129,13 +132,13 @@ public sealed class VisionPretrainer : IDisposable
         for (var step = 0; step < o.Steps; step++)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var (pixels, labels, patches) = next.GetAwaiter().GetResult();
+            var (pixels, labels, patches, centres) = next.GetAwaiter().GetResult();
             var first = (long)(step + 1) * o.BatchSize;
             if (step + 1 < o.Steps) next = Task.Run(() => WorldImages.Batch(o.Seed, first, o.BatchSize, o.ImageSize, Grid), cancellationToken);
             var lr = LearningRateSchedule.At(step, o.Steps, warmup, o.LearningRate / 100, o.LearningRate, o.LearningRate / 10);
             using (var scope = NewDisposeScope())
             {
-                var lossTensor = Loss(pixels, labels, patches, o.BatchSize);
+                var lossTensor = Loss(pixels, labels, patches, centres, o.BatchSize);
                 loss = lossTensor.ToDouble();
                 if (!double.IsFinite(loss)) throw new MiniGptNumericsException($"The vision pretraining loss is {loss} at step {step + 1}.", step + 1);
                 lossTensor.backward();
@@ -155,19 +158,22 @@ public sealed class VisionPretrainer : IDisposable
 
     /// <summary>
     /// The loss of one batch (a tensor in the caller's dispose scope): the mean cross-entropy of the query classes plus,
-    /// weighted by <see cref="VisionPretrainingOptions.PatchLossWeight"/>, that of the patch classes. The patch term
-    /// tells every patch token what lies under it, a dense signal that teaches the tower shapes far sooner than the
-    /// 32 query answers alone do.
+    /// weighted by <see cref="VisionPretrainingOptions.PatchLossWeight"/>, those of the patch classes and of the
+    /// object-centre flags. The patch terms tell every patch token what lies under it and whether an object's centre
+    /// does, dense signals for what the 32 query answers need: shapes, and a count that attention pooling can sum.
     /// </summary>
-    private Tensor Loss(float[] pixels, long[] labels, long[] patches, int count)
+    private Tensor Loss(float[] pixels, long[] labels, long[] patches, long[] centres, int count)
     {
         var tokens = _vit.call(tensor(pixels, [count, 3, Options.ImageSize, Options.ImageSize]));
         var logits = _head.call(_qformer.ProjectionInput(tokens));
         var loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), tensor(labels, [labels.Length]));
         if (Options.PatchLossWeight == 0) return loss;
-        var patchLogits = _patchHead.call(tokens.narrow(1, 1, tokens.shape[1] - 1));
+        var patchTokens = tokens.narrow(1, 1, tokens.shape[1] - 1);
+        var patchLogits = _patchHead.call(patchTokens);
         var patchLoss = nn.functional.cross_entropy(patchLogits.reshape(-1, patchLogits.shape[2]), tensor(patches, [patches.Length]));
-        return loss + Options.PatchLossWeight * patchLoss;
+        var centreLogits = _centreHead.call(patchTokens);
+        var centreLoss = nn.functional.cross_entropy(centreLogits.reshape(-1, 2), tensor(centres, [centres.Length]));
+        return loss + Options.PatchLossWeight * (patchLoss + centreLoss);
     }
 
     private Tensor Logits(float[] pixels, int count)
@@ -180,10 +186,10 @@ public sealed class VisionPretrainer : IDisposable
     public double LossOn(long seed, int count)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var (pixels, labels, patches) = WorldImages.Batch(seed, 0, count, Options.ImageSize, Grid);
+        var (pixels, labels, patches, centres) = WorldImages.Batch(seed, 0, count, Options.ImageSize, Grid);
         using var noGrad = no_grad();
         using var scope = NewDisposeScope();
-        return Loss(pixels, labels, patches, count).ToDouble();
+        return Loss(pixels, labels, patches, centres, count).ToDouble();
     }
 
     /// <summary>Per-query accuracy on the first <paramref name="count"/> images of world <paramref name="seed"/> (use a seed not trained on).</summary>
@@ -197,7 +203,7 @@ public sealed class VisionPretrainer : IDisposable
         {
             cancellationToken.ThrowIfCancellationRequested();
             var n = Math.Min(chunk, count - start);
-            var (pixels, labels, patches) = WorldImages.Batch(seed, start, n, Options.ImageSize, Grid);
+            var (pixels, labels, patches, _) = WorldImages.Batch(seed, start, n, Options.ImageSize, Grid);
             using var noGrad = no_grad();
             using var scope = NewDisposeScope();
             var tokens = _vit.call(tensor(pixels, [n, 3, Options.ImageSize, Options.ImageSize]));
@@ -240,7 +246,7 @@ public sealed class VisionPretrainer : IDisposable
             for (var start = 0; start < count; start += chunk)
             {
                 var n = Math.Min(chunk, count - start);
-                var (pixels, labels, _) = WorldImages.Batch(seed, start, n, Options.ImageSize, Grid);
+                var (pixels, labels, _, _) = WorldImages.Batch(seed, start, n, Options.ImageSize, Grid);
                 using var noGrad = no_grad();
                 using var scope = NewDisposeScope();
                 var x = tensor(pixels, [n, 3, Options.ImageSize, Options.ImageSize]);
@@ -300,5 +306,6 @@ public sealed class VisionPretrainer : IDisposable
         _qformer.Dispose();
         _head.Dispose();
         _patchHead.Dispose();
+        _centreHead.Dispose();
     }
 }

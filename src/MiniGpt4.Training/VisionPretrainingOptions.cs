@@ -46,7 +46,7 @@ public sealed record VisionPretrainingOptions
     public int BatchSize { get; init; } = 32;
 
     /// <summary>Peak learning rate (AdamW; linear warm-up, then cosine decay to a tenth).</summary>
-    public double LearningRate { get; init; } = 1e-3;
+    public double LearningRate { get; init; } = 3e-3;
 
     /// <summary>Warm-up steps; null: a twentieth of <see cref="Steps"/>.</summary>
     public int? WarmupSteps { get; init; }

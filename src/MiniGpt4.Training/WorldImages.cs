@@ -29,22 +29,24 @@ internal static class WorldImages
     }
 
     /// <summary>
-    /// Pixel values, scene-code labels and patch labels (<see cref="SceneTargets.PatchLabels"/>, <paramref name="grid"/>
-    /// squared per scene) of scenes <paramref name="first"/>.. of world <paramref name="seed"/>, made on the thread pool.
+    /// Pixel values, scene-code labels, patch labels (<see cref="SceneTargets.PatchLabels"/>) and object-centre labels
+    /// (<see cref="SceneTargets.CentreLabels"/>, both <paramref name="grid"/> squared per scene) of scenes <paramref name="first"/>.. of world <paramref name="seed"/>, made on the thread pool.
     /// </summary>
-    public static (float[] Pixels, long[] Labels, long[] Patches) Batch(long seed, long first, int count, int size, int grid)
+    public static (float[] Pixels, long[] Labels, long[] Patches, long[] Centres) Batch(long seed, long first, int count, int size, int grid)
     {
         var plane = 3 * size * size;
         var pixels = new float[count * plane];
         var labels = new long[count * SceneCode.Length];
         var patches = new long[count * grid * grid];
+        var centres = new long[count * grid * grid];
         Parallel.For(0, count, i =>
         {
             var scene = SceneGenerator.Generate(seed, first + i);
             PixelValues(scene, size).CopyTo(pixels, i * plane);
             SceneTargets.Labels(scene).CopyTo(labels, i * SceneCode.Length);
             SceneTargets.PatchLabels(scene, grid).CopyTo(patches, i * grid * grid);
+            SceneTargets.CentreLabels(scene, grid).CopyTo(centres, i * grid * grid);
         });
-        return (pixels, labels, patches);
+        return (pixels, labels, patches, centres);
     }
 }

@@ -14,7 +14,7 @@ namespace MiniGpt4.Cli.Commands;
 internal sealed class PretrainLlmCommand : Command
 {
     private readonly Option<string?> _out = CliOption.Text("--out", "Folder for config.json, model.safetensors and tokenizer.model", "DIR", required: true);
-    private readonly Option<int?> _steps = CliOption.Int("--steps", "Optimizer steps [default: 1500]");
+    private readonly Option<int?> _steps = CliOption.Int("--steps", "Optimizer steps [default: 2000]");
     private readonly Option<int?> _batch = CliOption.Int("--batch", "Sequences per step [default: 16]", "B");
     private readonly Option<float?> _lr = CliOption.Number("--lr", "Peak learning rate [default: 3e-3]");
     private readonly Option<int?> _warmup = CliOption.Int("--warmup", "Warm-up steps [default: 30]");
@@ -86,7 +86,8 @@ internal sealed class PretrainLlmCommand : Command
                 onAnswer: (q, answer) =>
                 {
                     if (wrong > 0 && !AnswerChecker.IsCorrect(q.Kind, q.Facts, answer) && wrong-- > 0)
-                        Console.Error.WriteLine($"wrong: {q.Question} -> \"{answer}\" (expected \"{q.Answer}\")");
+                        Console.Error.WriteLine($"wrong: {q.Question} -> \"{answer}\" (expected \"{q.Answer}\"; scene: {q.Facts.Count} shapes, " +
+                            $"colours {string.Join("/", q.Facts.Colours.Select(Palette.Word))}, shapes {string.Join("/", q.Facts.Shapes.Select(Palette.Word))})");
                 });
             foreach (var (kind, s) in scores)
                 Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -32,8 +32,9 @@ public class VisionPretrainingTests
         trainer.Train();
         var after = trainer.LossOn(seed: 99, count: 16);
         // Untrained, every query is near the uniform guess over the 45 code words (ln 45 = 3.81) and every patch near
-        // the uniform guess over its 19 classes (18 colour-and-shape combinations and background, ln 19 = 2.94).
-        var uniform = Math.Log(SceneCode.Vocabulary.Count) + Small(30).PatchLossWeight * Math.Log(SceneCode.ComboCount + 1);
+        // the uniform guess over its 19 classes (18 colour-and-shape combinations and background, ln 19 = 2.94) and
+        // over centre or not (ln 2).
+        var uniform = Math.Log(SceneCode.Vocabulary.Count) + Small(30).PatchLossWeight * (Math.Log(SceneCode.ComboCount + 1) + Math.Log(2));
         Assert.InRange(before, uniform - 0.4, uniform + 0.4);
         Assert.True(after < before - 0.5, $"loss {before:F3} -> {after:F3}");
         var eval = trainer.Evaluate(seed: 99, count: 16);
