@@ -64,6 +64,37 @@ public class ToyModelSeesTests
         }
     }
 
+    /// <summary>The bundled picture, samples/toy-model/example.png: scene 11 of world seed 2026 (no training run uses that seed).</summary>
+    private static Scene ExampleScene => SceneGenerator.Generate(2026, 11);
+
+    [Fact]
+    public void The_bundled_picture_is_the_world_scene_its_answers_are_judged_by()
+    {
+        var example = Path.Combine(Fixtures.RepoRoot, "samples", "toy-model", "example.png");
+        var decoded = MiniGpt4.Imaging.ImagePreprocessor.Decode(ImageInput.FromBytes(File.ReadAllBytes(example)), new ImageDecodingOptions());
+        var scene = ExampleScene;
+        Assert.Equal((scene.Width, scene.Height), (decoded.Width, decoded.Height));
+        Assert.Equal(SceneRenderer.Render(scene), decoded.Rgb24.ToArray());
+    }
+
+    [Fact]
+    public async Task The_cli_batch_verb_without_a_model_answers_with_the_bundled_model()
+    {
+        using var dir = new TempDir();
+        var example = Path.Combine(Fixtures.RepoRoot, "samples", "toy-model", "example.png");
+        string[] prompts = ["Describe this image.", QuestionGenerator.CountQuestion];
+        File.WriteAllLines(dir.File("requests.jsonl"), prompts.Select((p, i) =>
+            System.Text.Json.JsonSerializer.Serialize(new { id = $"q{i}", image = example, prompt = p })));
+        var (exit, _, stderr) = await CliProcess.RunAsync(null, "batch", "--input", dir.File("requests.jsonl"), "--output", dir.File("answers.jsonl"), "--temperature", "0");
+        Assert.True(exit == 0, stderr);
+        var answers = File.ReadAllLines(dir.File("answers.jsonl")).Select(l => System.Text.Json.Nodes.JsonNode.Parse(l)!.AsObject()).ToArray();
+        Assert.Equal(["q0", "q1"], answers.Select(a => a["id"]!.GetValue<string>()));
+        Assert.All(answers, a => Assert.Null(a["error"]));
+        var facts = AnswerFacts.Of(ExampleScene);
+        Assert.True(AnswerChecker.IsCorrect(QuestionKind.Describe, facts, answers[0]["text"]!.GetValue<string>()), answers[0].ToJsonString());
+        Assert.True(AnswerChecker.IsCorrect(QuestionKind.Count, facts, answers[1]["text"]!.GetValue<string>()), answers[1].ToJsonString());
+    }
+
     [Fact]
     public async Task With_another_images_embeddings_spliced_in_the_answer_follows_that_image()
     {
