@@ -27,5 +27,8 @@ internal static class HelpTexts
     public const string NoModel = "No --model given. " + Weights;
 
     /// <summary>--model's help: not a parser-required option, so that its absence prints <see cref="NoModel"/>.</summary>
-    public const string ModelOption = "minigpt4.json or the folder holding it (required; the root --help says where to get the weights)";
+    public const string RequiredModelOption = "minigpt4.json or the folder holding it (required; the root --help says where to get the weights)";
+
+    /// <summary>--model's help for the verbs that default to the bundled toy model.</summary>
+    public const string ModelOption = "minigpt4.json or the folder holding it [default: the bundled toy model, toy-model/ beside the program; the root --help says where to get the real weights]";
 }

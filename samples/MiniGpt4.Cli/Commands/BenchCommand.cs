@@ -25,7 +25,8 @@ internal sealed class BenchCommand : ModelCommand
 
     public BenchCommand() : base("bench",
         "Measure read bandwidth and the bf16 GEMM rate, then the model's load, image encode (if it has a vision tower), prefill and " +
-        "decode speed at each context, each with the fraction of its ceiling reached. Progress on stderr, results on stdout.")
+        "decode speed at each context, each with the fraction of its ceiling reached. Progress on stderr, results on stdout.",
+        HelpTexts.RequiredModelOption)
     {
         _load.AddTo(this);
         Options.Add(_context);
