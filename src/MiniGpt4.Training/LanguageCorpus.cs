@@ -34,15 +34,13 @@ internal sealed class LanguageCorpus
         _stage2 = new ExampleLayout(preset, languageModel, TrainingStage.Stage2, 160);
         _worldSeed = worldSeed;
         _captionShare = captionShare;
-        foreach (var word in SceneCode.Vocabulary)
+        int Single(string word)
         {
             var ids = languageModel.Tokenize(word, addBos: false);
-            if (ids.Count != 1)
-                throw new MiniGptConfigurationException($"The scene-code word '{word}' is {ids.Count} tokens of this tokenizer; the toy language model needs one.");
-            _codeIds[word] = ids[0];
+            return ids.Count == 1 ? ids[0]
+                : throw new MiniGptConfigurationException($"The word '{word}' is {ids.Count} tokens of this tokenizer; the toy language model needs one.");
         }
-        int Single(string word) => languageModel.Tokenize(word, addBos: false) is [var id]
-            ? id : throw new MiniGptConfigurationException($"The word '{word}' is not one token of this tokenizer; the toy language model needs one.");
+        foreach (var word in SceneCode.Vocabulary) _codeIds[word] = Single(word);
         foreach (var (colour, shape) in SceneCode.Combos)
         {
             _parts[_codeIds[SceneCode.ComboWord(colour, shape)]] = (Single(Palette.Word(colour)), Single(Palette.Word(shape)));

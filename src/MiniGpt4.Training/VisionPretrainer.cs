@@ -164,23 +164,25 @@ public sealed class VisionPretrainer : IDisposable
     /// </summary>
     private Tensor Loss(float[] pixels, long[] labels, long[] patches, long[] centres, int count)
     {
-        var tokens = _vit.call(tensor(pixels, [count, 3, Options.ImageSize, Options.ImageSize]));
-        var logits = _head.call(_qformer.ProjectionInput(tokens));
+        var (tokens, logits) = Forward(pixels, count);
         var loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), tensor(labels, [labels.Length]));
         if (Options.PatchLossWeight == 0) return loss;
-        var patchTokens = tokens.narrow(1, 1, tokens.shape[1] - 1);
-        var patchLogits = _patchHead.call(patchTokens);
+        var patchLogits = _patchHead.call(PatchTokens(tokens));
         var patchLoss = nn.functional.cross_entropy(patchLogits.reshape(-1, patchLogits.shape[2]), tensor(patches, [patches.Length]));
-        var centreLogits = _centreHead.call(patchTokens);
+        var centreLogits = _centreHead.call(PatchTokens(tokens));
         var centreLoss = nn.functional.cross_entropy(centreLogits.reshape(-1, 2), tensor(centres, [centres.Length]));
         return loss + Options.PatchLossWeight * (patchLoss + centreLoss);
     }
 
-    private Tensor Logits(float[] pixels, int count)
+    /// <summary>The tower's tokens <c>[count, 1 + patches, width]</c> and the query-class logits <c>[count, 32, classes]</c> of <paramref name="count"/> images.</summary>
+    private (Tensor Tokens, Tensor QueryLogits) Forward(float[] pixels, int count)
     {
-        var x = tensor(pixels, [count, 3, Options.ImageSize, Options.ImageSize]);
-        return _head.call(_qformer.ProjectionInput(_vit.call(x)));
+        var tokens = _vit.call(tensor(pixels, [count, 3, Options.ImageSize, Options.ImageSize]));
+        return (tokens, _head.call(_qformer.ProjectionInput(tokens)));
     }
+
+    /// <summary>The patch tokens: the tower's tokens without the class token.</summary>
+    private static Tensor PatchTokens(Tensor tokens) => tokens.narrow(1, 1, tokens.shape[1] - 1);
 
     /// <summary>The loss on the first <paramref name="count"/> images of world <paramref name="seed"/>, without training (for tests).</summary>
     public double LossOn(long seed, int count)
@@ -206,9 +208,9 @@ public sealed class VisionPretrainer : IDisposable
             var (pixels, labels, patches, _) = WorldImages.Batch(seed, start, n, Options.ImageSize, Grid);
             using var noGrad = no_grad();
             using var scope = NewDisposeScope();
-            var tokens = _vit.call(tensor(pixels, [n, 3, Options.ImageSize, Options.ImageSize]));
-            var predicted = _head.call(_qformer.ProjectionInput(tokens)).argmax(2).data<long>().ToArray();
-            var patchPredicted = _patchHead.call(tokens.narrow(1, 1, tokens.shape[1] - 1)).argmax(2).data<long>().ToArray();
+            var (tokens, logits) = Forward(pixels, n);
+            var predicted = logits.argmax(2).data<long>().ToArray();
+            var patchPredicted = _patchHead.call(PatchTokens(tokens)).argmax(2).data<long>().ToArray();
             for (var j = 0; j < patches.Length; j++)
             {
                 if (patches[j] == SceneCode.ComboCount) continue;
