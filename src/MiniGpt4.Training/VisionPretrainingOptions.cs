@@ -40,7 +40,7 @@ public sealed record VisionPretrainingOptions
     public int CrossAttentionFreq { get; init; } = 1;
 
     /// <summary>Optimizer steps.</summary>
-    public int Steps { get; init; } = 4000;
+    public int Steps { get; init; } = 6000;
 
     /// <summary>Images per step.</summary>
     public int BatchSize { get; init; } = 32;

@@ -17,7 +17,7 @@ internal sealed class TrainToyCommand : Command
     private readonly Option<string?> _out = CliOption.Text("--out", "The model folder to write (minigpt4.json and its files)", "DIR", required: true);
     private readonly Option<string?> _llm = CliOption.Text("--llm", "A pretrained toy language model folder (config.json, tokenizer.model, weights)", "DIR", required: true);
     private readonly Option<string?> _work = CliOption.Text("--work", "Folder for the world data and the stage runs [default: DIR/../<name>-work]", "DIR");
-    private readonly Option<int?> _visionSteps = CliOption.Int("--vision-steps", "Vision pretraining steps [default: the toy model's, 4000]");
+    private readonly Option<int?> _visionSteps = CliOption.Int("--vision-steps", "Vision pretraining steps [default: the toy model's, 6000]");
     private readonly Option<int?> _visionBatch = CliOption.Int("--vision-batch", "Images per vision pretraining step [default: 32]");
     private readonly Option<int?> _imageSize = CliOption.Int("--image-size", "Vision input size in pixels [default: the toy model's]");
     private readonly Option<int?> _patchSize = CliOption.Int("--patch-size", "Vision patch size [default: the toy model's]");
