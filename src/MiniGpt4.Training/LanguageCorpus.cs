@@ -62,10 +62,8 @@ internal sealed class LanguageCorpus
     /// Training sequence <paramref name="index"/>: scene <paramref name="index"/> of the world seed, with its caption, or a
     /// conversation of up to <see cref="QuestionsPerConversation"/> of the questions the scene allows, in a random order
     /// (several answers a sequence: each colour and shape answer is a lookup the model learns from many examples).
-    /// <paramref name="balanced"/>: the first question's kind is drawn uniformly from the kinds the scene allows (the
-    /// pretrainer's balanced phase), so that each lookup is asked first, where nothing said before can answer it, equally often.
     /// </summary>
-    public CorpusSequence Item(long index, bool balanced = false)
+    public CorpusSequence Item(long index)
     {
         var scene = SceneGenerator.Generate(_worldSeed, index);
         var random = WorldRandom.ForItem(_worldSeed ^ QuestionStream, index);
@@ -75,13 +73,6 @@ internal sealed class LanguageCorpus
         {
             var j = random.Next(0, i);
             (questions[i], questions[j]) = (questions[j], questions[i]);
-        }
-        if (balanced)
-        {
-            var kinds = questions.Select(q => q.Kind).Distinct().ToArray();
-            var kind = kinds[random.Next(0, kinds.Length - 1)];
-            var first = Array.FindIndex(questions, q => q.Kind == kind);
-            (questions[0], questions[first]) = (questions[first], questions[0]);
         }
         return Conversation(scene, questions.Take(QuestionsPerConversation).ToArray());
     }

@@ -112,56 +112,36 @@ public static class LanguagePretrainer
         var llm = lm.Model;
         var corpus = new LanguageCorpus(lm, o.WorldSeed, o.CaptionShare);
         var parameters = Initialise(llm, o);
-        var adam = NewOptimizer(parameters, o);
-        try
+        using var adam = new AdamW(parameters.Select(p => (p.Name, (Tensor)p.Parameter, p.Parameter.dim() == 2 ? o.WeightDecay : 0.0)).ToArray(), 0.9, 0.98, 1e-8);
+        var (start, earlier) = resume ? PretrainerState.Restore(dir, o, parameters, adam) : (0, TimeSpan.Zero);
+        var loss = double.NaN;
+        for (var step = start; step < o.Steps; step++)
         {
-            var total = o.Steps + o.BalancedSteps;
-            var (start, earlier) = resume ? PretrainerState.Restore(dir, o, parameters, adam) : (0, TimeSpan.Zero);
-            var loss = double.NaN;
-            for (var step = start; step < total; step++)
+            // The noise of a step depends only on the seed and the step, so that a resumed run goes on as an uninterrupted one.
+            using var noise = new Generator(unchecked((ulong)o.Seed * 1_000_003UL + (ulong)step));
+            ct.ThrowIfCancellationRequested();
+            var lr = LearningRateSchedule.At(step, o.Steps, o.WarmupSteps, 0, o.LearningRate, o.MinLearningRate);
+            var batch = Enumerable.Range(0, o.BatchSize).Select(j => corpus.Item((long)step * o.BatchSize + j)).ToArray();
+            using (var scope = NewDisposeScope())
             {
-                // The noise of a step depends only on the seed and the step, so that a resumed run goes on as an uninterrupted one.
-                using var noise = new Generator(unchecked((ulong)o.Seed * 1_000_003UL + (ulong)step));
-                ct.ThrowIfCancellationRequested();
-                var balanced = step >= o.Steps;
-                if (step == o.Steps)
-                {
-                    // The balanced phase's warm restart starts from fresh moments (a run resumed here restored the first phase's).
-                    adam.Dispose();
-                    adam = NewOptimizer(parameters, o);
-                }
-                var lr = balanced
-                    ? LearningRateSchedule.At(step - o.Steps, o.BalancedSteps, o.WarmupSteps, 0, o.BalancedLearningRate, o.MinLearningRate)
-                    : LearningRateSchedule.At(step, o.Steps, o.WarmupSteps, 0, o.LearningRate, o.MinLearningRate);
-                var batch = Enumerable.Range(0, o.BatchSize).Select(j => corpus.Item((long)step * o.BatchSize + j, balanced)).ToArray();
-                using (var scope = NewDisposeScope())
-                {
-                    var lossTensor = Loss(llm, batch, corpus.CodeWordParts, o.ImageSlotNoise, noise);
-                    loss = lossTensor.ToDouble();
-                    if (!double.IsFinite(loss)) throw new MiniGptNumericsException($"The loss is {loss} at step {step + 1}.", step + 1);
-                    lossTensor.backward();
-                    nn.utils.clip_grad_norm_(parameters.Select(p => p.Parameter), o.GradientClip);
-                }
-                adam.Step(lr);
-                var done = step + 1;
-                if (done % o.CheckpointEvery == 0 && done < total) PretrainerState.Save(dir, o, parameters, adam, done, earlier + clock.Elapsed);
-                var rate = (done - start) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
-                progress?.Report(new TrainingProgress(done, total, loss, lr, rate, TimeSpan.FromSeconds((total - done) / rate)));
+                var lossTensor = Loss(llm, batch, corpus.CodeWordParts, o.ImageSlotNoise, noise);
+                loss = lossTensor.ToDouble();
+                if (!double.IsFinite(loss)) throw new MiniGptNumericsException($"The loss is {loss} at step {step + 1}.", step + 1);
+                lossTensor.backward();
+                nn.utils.clip_grad_norm_(parameters.Select(p => p.Parameter), o.GradientClip);
             }
-            FoldCodeWordParts(llm, corpus.CodeWordParts);
-            Save(dir, llm, config, o.SaveBFloat16);
-            // The finished folder is what gets bundled: the resumable state (float32 weights and moments, ~6x the model) goes.
-            PretrainerState.Delete(dir);
-            return new LanguagePretrainingResult(dir, Math.Max(start, total), loss, earlier + clock.Elapsed);
+            adam.Step(lr);
+            var done = step + 1;
+            if (done % o.CheckpointEvery == 0 && done < o.Steps) PretrainerState.Save(dir, o, parameters, adam, earlier + clock.Elapsed);
+            var rate = (done - start) / Math.Max(clock.Elapsed.TotalSeconds, 1e-9);
+            progress?.Report(new TrainingProgress(done, o.Steps, loss, lr, rate, TimeSpan.FromSeconds((o.Steps - done) / rate)));
         }
-        finally
-        {
-            adam.Dispose();
-        }
+        FoldCodeWordParts(llm, corpus.CodeWordParts);
+        Save(dir, llm, config, o.SaveBFloat16);
+        // The finished folder is what gets bundled: the resumable state (float32 weights and moments, ~6x the model) goes.
+        PretrainerState.Delete(dir);
+        return new LanguagePretrainingResult(dir, Math.Max(start, o.Steps), loss, earlier + clock.Elapsed);
     }
-
-    private static AdamW NewOptimizer(List<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters, LanguagePretrainingOptions o) =>
-        new(parameters.Select(p => (p.Name, (Tensor)p.Parameter, p.Parameter.dim() == 2 ? o.WeightDecay : 0.0)).ToArray(), 0.9, 0.98, 1e-8);
 
     /// <summary>
     /// GPT-2's initialisation: every matrix N(0, 0.02), the output projections of attention and MLP scaled by

@@ -6,25 +6,14 @@ namespace MiniGpt4.Training;
 /// </summary>
 public sealed record LanguagePretrainingOptions
 {
-    /// <summary>Optimizer steps of the first phase (the whole run is these plus <see cref="BalancedSteps"/>).</summary>
+    /// <summary>Optimizer steps.</summary>
     public int Steps { get; init; } = 2000;
-
-    /// <summary>
-    /// Steps of the balanced phase after the first: a warm restart (fresh optimizer moments, warm-up to
-    /// <see cref="BalancedLearningRate"/>, cosine decay to <see cref="MinLearningRate"/>) on conversations whose first
-    /// question is of a kind drawn uniformly. The first phase learns one of the two attribute lookups (the colour of a
-    /// shape or the shape of a colour, depending on the seed); this phase adds the other (docs/toy-model-language.md). 0: none.
-    /// </summary>
-    public int BalancedSteps { get; init; } = 1000;
-
-    /// <summary>Peak learning rate of the balanced phase.</summary>
-    public double BalancedLearningRate { get; init; } = 1e-3;
 
     /// <summary>Sequences per step.</summary>
     public int BatchSize { get; init; } = 16;
 
     /// <summary>Peak learning rate (after the warm-up, then a cosine decay to <see cref="MinLearningRate"/>).</summary>
-    public double LearningRate { get; init; } = 3e-3;
+    public double LearningRate { get; init; } = 1e-3;
 
     /// <summary>The learning rate at the last step.</summary>
     public double MinLearningRate { get; init; } = 1e-4;
@@ -85,9 +74,6 @@ public sealed record LanguagePretrainingOptions
             if (!ok) throw new MiniGptConfigurationException($"Language pretraining option {what}.");
         }
         Check(Steps >= 1, $"Steps must be at least 1 (got {Steps})");
-        Check(BalancedSteps >= 0, $"BalancedSteps must be non-negative (got {BalancedSteps})");
-        Check(BalancedLearningRate > 0 && double.IsFinite(BalancedLearningRate) && MinLearningRate <= BalancedLearningRate,
-            $"BalancedLearningRate must be positive and at least MinLearningRate (got {BalancedLearningRate})");
         Check(BatchSize >= 1, $"BatchSize must be at least 1 (got {BatchSize})");
         Check(LearningRate > 0 && double.IsFinite(LearningRate), $"LearningRate must be positive (got {LearningRate})");
         Check(MinLearningRate >= 0 && MinLearningRate <= LearningRate, $"MinLearningRate must be in [0, LearningRate] (got {MinLearningRate})");
@@ -107,7 +93,7 @@ public sealed record LanguagePretrainingOptions
 
 /// <summary>What a finished run wrote and measured.</summary>
 /// <param name="Directory">The language model folder: <c>config.json</c>, <c>model.safetensors</c>, <c>tokenizer.model</c>.</param>
-/// <param name="Steps">Steps done, both phases.</param>
+/// <param name="Steps">Steps done.</param>
 /// <param name="FinalLoss">The last step's loss.</param>
 /// <param name="Elapsed">Training time (model creation to the folder written), summed over resumed sessions.</param>
 public sealed record LanguagePretrainingResult(string Directory, int Steps, double FinalLoss, TimeSpan Elapsed);

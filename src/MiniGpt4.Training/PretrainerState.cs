@@ -16,16 +16,14 @@ internal static class PretrainerState
     public const string StateFileName = "pretrain-state.safetensors";
     public const string StepFileName = "pretrain-state.json";
 
-    public static void Save(string dir, LanguagePretrainingOptions options, IReadOnlyList<(string Name, Parameter Parameter)> parameters, AdamW adam, int step, TimeSpan elapsed)
+    public static void Save(string dir, LanguagePretrainingOptions options, IReadOnlyList<(string Name, Parameter Parameter)> parameters, AdamW adam, TimeSpan elapsed)
     {
         using var noGrad = no_grad();
         SafetensorsWriter.Write(Path.Combine(dir, StateFileName),
             parameters.Select(p => new KeyValuePair<string, Tensor>(p.Name, p.Parameter.detach())).Concat(adam.State));
         var json = new JsonObject
         {
-            ["step"] = step,
-            // The optimizer's own count (its bias corrections): the step within the current phase.
-            ["optimizer_step"] = adam.StepCount,
+            ["step"] = adam.StepCount,
             ["seconds"] = Math.Round(elapsed.TotalSeconds, 3),
             ["run"] = Identity(options),
         };
@@ -51,7 +49,7 @@ internal static class PretrainerState
         using var noGrad = no_grad();
         foreach (var (name, p) in parameters) source.ReadInto(name, p);
         foreach (var (key, moment) in adam.State) source.ReadInto(key, moment);
-        adam.StepCount = root["optimizer_step"]?.GetValue<int>() ?? step;
+        adam.StepCount = step;
         return (step, TimeSpan.FromSeconds(seconds));
     }
 

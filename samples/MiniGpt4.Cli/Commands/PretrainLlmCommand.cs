@@ -14,11 +14,9 @@ namespace MiniGpt4.Cli.Commands;
 internal sealed class PretrainLlmCommand : Command
 {
     private readonly Option<string?> _out = CliOption.Text("--out", "Folder for config.json, model.safetensors and tokenizer.model", "DIR", required: true);
-    private readonly Option<int?> _steps = CliOption.Int("--steps", "Optimizer steps of the first phase [default: 2000]");
-    private readonly Option<int?> _balancedSteps = CliOption.Int("--balanced-steps", "Steps of the balanced phase after it (0: none) [default: 1000]");
-    private readonly Option<float?> _balancedLr = CliOption.Number("--balanced-lr", "Peak learning rate of the balanced phase [default: 1e-3]");
+    private readonly Option<int?> _steps = CliOption.Int("--steps", "Optimizer steps [default: 2000]");
     private readonly Option<int?> _batch = CliOption.Int("--batch", "Sequences per step [default: 16]", "B");
-    private readonly Option<float?> _lr = CliOption.Number("--lr", "Peak learning rate [default: 3e-3]");
+    private readonly Option<float?> _lr = CliOption.Number("--lr", "Peak learning rate [default: 1e-3]");
     private readonly Option<int?> _warmup = CliOption.Int("--warmup", "Warm-up steps [default: 30]");
     private readonly Option<long?> _seed = CliOption.Long("--seed", "Seed of the initial weights and the noise [default: 1]", "S");
     private readonly Option<long?> _worldSeed = CliOption.Long("--world-seed", "Synthetic world seed of the training scenes [default: 1000]", "S");
@@ -37,10 +35,8 @@ internal sealed class PretrainLlmCommand : Command
         "world's captions and questions, with the scene code in the image slot (docs/toy-model.md). Writes a Hugging Face " +
         "LLaMA folder and prints its path; scores held-out scenes fed their true scene code.")
     {
-        foreach (var o in new Option[] { _out, _steps, _balancedSteps, _balancedLr, _batch, _lr, _warmup, _seed, _worldSeed, _evalScenes, _dim, _layers, _heads, _resume, _evalOnly, _evalFloat32, _showWrong, _threads }) Options.Add(o);
+        foreach (var o in new Option[] { _out, _steps, _batch, _lr, _warmup, _seed, _worldSeed, _evalScenes, _dim, _layers, _heads, _resume, _evalOnly, _evalFloat32, _showWrong, _threads }) Options.Add(o);
         CliOption.Range(_steps, 1, 100_000_000);
-        CliOption.Range(_balancedSteps, 0, 100_000_000);
-        CliOption.Positive(_balancedLr);
         CliOption.Range(_batch, 1, 100_000);
         CliOption.Range(_evalScenes, 0, 1_000_000);
         CliOption.Range(_threads, 1, 1024);
@@ -56,8 +52,6 @@ internal sealed class PretrainLlmCommand : Command
         var options = defaults with
         {
             Steps = r.GetValue(_steps) ?? defaults.Steps,
-            BalancedSteps = r.GetValue(_balancedSteps) ?? defaults.BalancedSteps,
-            BalancedLearningRate = r.GetValue(_balancedLr) ?? defaults.BalancedLearningRate,
             BatchSize = r.GetValue(_batch) ?? defaults.BatchSize,
             LearningRate = r.GetValue(_lr) ?? defaults.LearningRate,
             WarmupSteps = r.GetValue(_warmup) ?? defaults.WarmupSteps,
@@ -71,7 +65,7 @@ internal sealed class PretrainLlmCommand : Command
         };
         options.Validate();
         var dir = r.GetValue(_out)!;
-        var every = Math.Max(1, (options.Steps + options.BalancedSteps) / 100);
+        var every = Math.Max(1, options.Steps / 100);
         var progress = new Reports(p =>
         {
             if (p.Step % every != 0 && p.Step != p.TotalSteps) return;
