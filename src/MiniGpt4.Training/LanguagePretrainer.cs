@@ -155,7 +155,7 @@ public static class LanguagePretrainer
         {
             foreach (var (name, p) in llm.named_parameters())
             {
-                if (p.dim() == 1) p.fill_(1.0);
+                if (p.dim() == 1) p.fill_(TensorMath.One);
                 else
                 {
                     var std = name.EndsWith("o_proj.weight", StringComparison.Ordinal) || name.EndsWith("down_proj.weight", StringComparison.Ordinal)
@@ -204,15 +204,15 @@ public static class LanguagePretrainer
         var embeds = llm.Model.EmbedTokens.call(tensor(ids, [b, t]));
         if (composed.Any(c => c != 0))
         {
-            var words = llm.Model.EmbedTokens.call(tensor(colourIds, [b, t])).add(llm.Model.EmbedTokens.call(tensor(shapeIds, [b, t])));
-            embeds = embeds.add(words.mul(tensor(composed, [b, t, 1])));
+            var words = llm.Model.EmbedTokens.call(tensor(colourIds, [b, t])).Plus(llm.Model.EmbedTokens.call(tensor(shapeIds, [b, t])));
+            embeds = embeds.Plus(words.mul(tensor(composed, [b, t, 1])));
         }
         if (imageNoise > 0)
         {
-            using var rms = embeds.detach().pow(2).mean().sqrt();
-            var scale = rms.ToDouble() * imageNoise;
+            using var rms = embeds.detach().Squared().mean().sqrt();
+            using var scale = (rms.ToDouble() * imageNoise).ToScalar();
             var n = randn([b, t, llm.Config.HiddenSize], generator: noise).mul_(scale).mul_(tensor(slot, [b, t, 1]));
-            embeds = embeds.add(n);
+            embeds = embeds.Plus(n);
         }
         var mask = real.All(v => v == 1) ? null : tensor(real, [b, t]);
         var logits = llm.Forward(embeds, mask);
@@ -230,8 +230,8 @@ public static class LanguagePretrainer
         var table = llm.Model.EmbedTokens.Weight;
         var rows = parts.Keys.Select(k => (long)k).ToArray();
         var sum = table.index_select(0, tensor(parts.Values.Select(p => (long)p.Colour).ToArray()))
-            .add(table.index_select(0, tensor(parts.Values.Select(p => (long)p.Shape).ToArray())));
-        table.index_add_(0, tensor(rows), sum, 1.0);
+            .Plus(table.index_select(0, tensor(parts.Values.Select(p => (long)p.Shape).ToArray())));
+        table.index_add_(0, tensor(rows), sum, TensorMath.One);
     }
 
     private static void Save(string dir, LlamaForCausalLM llm, LlamaConfig c, bool bf16)

@@ -1,7 +1,9 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using MiniGpt4.Runtime;
 using MiniGpt4.SyntheticWorld;
 using MiniGpt4.Weights;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace MiniGpt4.Training;
@@ -85,8 +87,9 @@ public static class ToyModelBuilder
         var x = cat([features.to(ScalarType.Float64), ones([features.shape[0], 1], ScalarType.Float64)], 1);
         var y = embed.index_select(0, tensor(words.Select(w => (long)ids[w]).ToArray()));
         var gram = x.t().matmul(x);
-        var ridge = gram.diagonal().mean().mul(1e-3);
-        var solution = linalg.solve(gram.add(eye(gram.shape[0], dtype: ScalarType.Float64).mul(ridge)), x.t().matmul(y)); // [H + 1, d]
+        using var lambda = 1e-3.ToScalar();
+        var ridge = gram.diagonal().mean().mul(lambda);
+        var solution = linalg.solve(gram.Plus(eye(gram.shape[0], dtype: ScalarType.Float64).mul(ridge)), x.t().matmul(y)); // [H + 1, d]
         var hidden = features.shape[1];
         var weight = solution.narrow(0, 0, hidden).t().contiguous().to(ScalarType.Float32);
         var bias = solution[hidden].contiguous().to(ScalarType.Float32);

@@ -102,13 +102,14 @@ public sealed class VisionPretrainer : IDisposable
     private void Initialise()
     {
         using var noGrad = no_grad();
+        using Scalar low = -0.04, high = 0.04;
         foreach (var (name, p, _) in Trained())
         {
             var leaf = name[(name.LastIndexOf('.') + 1)..];
             var isNorm = name.Contains("norm", StringComparison.OrdinalIgnoreCase) || name.Contains("ln_vision", StringComparison.Ordinal);
-            if (isNorm && leaf == "weight") p.fill_(1.0);
+            if (isNorm && leaf == "weight") p.fill_(TensorMath.One);
             else if (leaf is "bias" or "q_bias" or "v_bias") p.zero_();
-            else nn.init.normal_(p, 0, 0.02).clamp_(-0.04, 0.04); // truncated normal (TorchSharp's trunc_normal_ filled a constant here)
+            else nn.init.normal_(p, 0, 0.02).clamp_(low, high); // truncated normal (TorchSharp's trunc_normal_ filled a constant here)
             p.requires_grad = true;
         }
     }
@@ -171,7 +172,9 @@ public sealed class VisionPretrainer : IDisposable
         var patchLoss = nn.functional.cross_entropy(patchLogits.reshape(-1, patchLogits.shape[2]), tensor(patches, [patches.Length]));
         var centreLogits = _centreHead.call(PatchTokens(tokens));
         var centreLoss = nn.functional.cross_entropy(centreLogits.reshape(-1, 2), tensor(centres, [centres.Length]));
-        return loss + Options.PatchLossWeight * (patchLoss + centreLoss);
+        // Explicit scalars kept alive for the call: an implicit one can be collected while native code reads it (docs/architecture.md).
+        using var weight = Options.PatchLossWeight.ToScalar();
+        return loss.add(patchLoss.Plus(centreLoss), weight);
     }
 
     /// <summary>The tower's tokens <c>[count, 1 + patches, width]</c> and the query-class logits <c>[count, 32, classes]</c> of <paramref name="count"/> images.</summary>
