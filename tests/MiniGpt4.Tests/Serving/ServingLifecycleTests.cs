@@ -53,6 +53,18 @@ public class ServingLifecycleTests
             Assert.Equal(HttpStatusCode.OK, stream.StatusCode);
             var events = ServingHost.EventsAsync(stream, cts.Token).GetAsyncEnumerator(cts.Token);
             await FirstContentAsync(events);
+            async Task DrainAsync()
+            {
+                while (await events.MoveNextAsync()) { }
+                await events.DisposeAsync();
+                stream.Dispose();
+            }
+            if (pipeline.ActiveRequests == 0 && attempt < attempts)
+            {
+                // The whole answer was written before its first event was read here: try again.
+                await DrainAsync();
+                continue;
+            }
             Assert.Equal(1, pipeline.ActiveRequests);
 
             using (var second = await host.PostAsync(Short()))
@@ -60,9 +72,7 @@ public class ServingLifecycleTests
                 if (second.StatusCode == HttpStatusCode.OK && attempt < attempts)
                 {
                     // Admitted: the long answer must have finished first. Read it to its end and try again.
-                    while (await events.MoveNextAsync()) { }
-                    await events.DisposeAsync();
-                    stream.Dispose();
+                    await DrainAsync();
                     continue;
                 }
                 Assert.Equal(HttpStatusCode.TooManyRequests, second.StatusCode);
