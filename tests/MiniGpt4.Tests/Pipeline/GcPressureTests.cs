@@ -2,6 +2,7 @@ using MiniGpt4.Bridge;
 using MiniGpt4.Language;
 using MiniGpt4.Vision;
 using MiniGpt4.Runtime;
+using MiniGpt4.Tests.Support;
 using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;
@@ -25,32 +26,16 @@ public class GcPressureTests(ITestOutputHelper output)
         using var x = randn(1, 4, 64);
         using var cos = randn(4, 64);
         using var sin = randn(4, 64);
-        using var stop = new CancellationTokenSource();
-        var collector = Task.Run(() =>
+        var iterations = 100 * await GcPressure.RunAsync(TimeSpan.FromSeconds(6), () =>
         {
-            while (!stop.IsCancellationRequested) { GC.Collect(); GC.WaitForPendingFinalizers(); }
-        });
-        long iterations = 0;
-        try
-        {
-            var until = DateTime.UtcNow.AddSeconds(6);
-            while (DateTime.UtcNow < until)
+            using var scope = NewDisposeScope();
+            for (var i = 0; i < 100; i++)
             {
-                using var scope = NewDisposeScope();
-                for (var i = 0; i < 100; i++)
-                {
-                    var h = norm.call(x);
-                    var r = RotaryEmbedding.Apply(h, cos, sin);
-                    _ = r.Plus(x);
-                }
-                iterations += 100;
+                var h = norm.call(x);
+                var r = RotaryEmbedding.Apply(h, cos, sin);
+                _ = r.Plus(x);
             }
-        }
-        finally
-        {
-            stop.Cancel();
-            await collector;
-        }
+        });
         output.WriteLine($"{iterations} iterations under constant collections");
         Assert.True(iterations > 0);
     }
@@ -79,33 +64,17 @@ public class GcPressureModuleTests(ITestOutputHelper output)
         foreach (var m in new nn.Module[] { vit, qformer, concat, llm }) Randomize(m);
         using var pixels = randn(1, 3, 28, 28);
 
-        using var stop = new CancellationTokenSource();
-        var collector = Task.Run(() =>
+        var rounds = await GcPressure.RunAsync(TimeSpan.FromSeconds(6), () =>
         {
-            while (!stop.IsCancellationRequested) { GC.Collect(); GC.WaitForPendingFinalizers(); }
+            using var scope = NewDisposeScope();
+            using var inference = inference_mode();
+            var tokens = vit.call(pixels);
+            var embeds = qformer.Project(tokens);
+            concat.Project(tokens);
+            using var session = llm.CreateSession(16);
+            session.Prefill(embeds[0]);
+            for (var i = 0; i < 4; i++) session.Step([i + 3]);
         });
-        long rounds = 0;
-        try
-        {
-            var until = DateTime.UtcNow.AddSeconds(6);
-            while (DateTime.UtcNow < until)
-            {
-                using var scope = NewDisposeScope();
-                using var inference = inference_mode();
-                var tokens = vit.call(pixels);
-                var embeds = qformer.Project(tokens);
-                concat.Project(tokens);
-                using var session = llm.CreateSession(16);
-                session.Prefill(embeds[0]);
-                for (var i = 0; i < 4; i++) session.Step([i + 3]);
-                rounds++;
-            }
-        }
-        finally
-        {
-            stop.Cancel();
-            await collector;
-        }
         output.WriteLine($"{rounds} rounds under constant collections");
         Assert.True(rounds > 0);
     }

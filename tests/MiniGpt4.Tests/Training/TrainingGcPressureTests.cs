@@ -38,31 +38,12 @@ public class TrainingGcPressureTests(ITestOutputHelper output)
         var batch = Enumerable.Range(0, 2).Select(i => corpus.Item(i)).ToArray();
         using var noise = new Generator(5);
 
-        using var stop = new CancellationTokenSource();
-        var collector = Task.Run(() =>
+        var iterations = await GcPressure.RunAsync(TimeSpan.FromSeconds(6), () =>
         {
-            while (!stop.IsCancellationRequested) { GC.Collect(); GC.WaitForPendingFinalizers(); }
+            Assert.True(double.IsFinite(vision.LossOn(seed: 11, count: 2)));
+            using var scope = NewDisposeScope();
+            LanguagePretrainer.Loss(lm.Model, batch, corpus.CodeWordParts, 0.1, noise).backward();
         });
-        long iterations = 0;
-        try
-        {
-            var until = DateTime.UtcNow.AddSeconds(6);
-            while (DateTime.UtcNow < until)
-            {
-                Assert.True(double.IsFinite(vision.LossOn(seed: 11, count: 2)));
-                using (var scope = NewDisposeScope())
-                {
-                    var loss = LanguagePretrainer.Loss(lm.Model, batch, corpus.CodeWordParts, 0.1, noise);
-                    loss.backward();
-                }
-                iterations++;
-            }
-        }
-        finally
-        {
-            stop.Cancel();
-            await collector;
-        }
         output.WriteLine($"{iterations} iterations under constant collections");
         Assert.True(iterations > 0);
     }
