@@ -168,9 +168,10 @@ public sealed class VisionPretrainer : IDisposable
         var (tokens, logits) = Forward(pixels, count);
         var loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), tensor(labels, [labels.Length]));
         if (Options.PatchLossWeight == 0) return loss;
-        var patchLogits = _patchHead.call(PatchTokens(tokens));
+        var patchTokens = PatchTokens(tokens);
+        var patchLogits = _patchHead.call(patchTokens);
         var patchLoss = nn.functional.cross_entropy(patchLogits.reshape(-1, patchLogits.shape[2]), tensor(patches, [patches.Length]));
-        var centreLogits = _centreHead.call(PatchTokens(tokens));
+        var centreLogits = _centreHead.call(patchTokens);
         var centreLoss = nn.functional.cross_entropy(centreLogits.reshape(-1, 2), tensor(centres, [centres.Length]));
         // Explicit scalars kept alive for the call: an implicit one can be collected while native code reads it (docs/architecture.md).
         using var weight = Options.PatchLossWeight.ToScalar();

@@ -24,9 +24,9 @@ internal sealed class TrainToyCommand : Command
     private readonly Option<int?> _visionWidth = CliOption.Int("--vision-width", "ViT width [default: the toy model's]");
     private readonly Option<int?> _visionDepth = CliOption.Int("--vision-depth", "ViT blocks [default: the toy model's]");
     private readonly Option<float?> _visionLr = CliOption.Number("--vision-lr", "Vision pretraining peak learning rate [default: the toy model's]");
-    private readonly Option<int?> _stage1Steps = CliOption.Int("--stage1-steps", "Stage-1 projection steps [default: 150]");
-    private readonly Option<int?> _stage2Steps = CliOption.Int("--stage2-steps", "Stage-2 projection steps [default: 600]");
-    private readonly Option<int?> _images = CliOption.Int("--images", "World images per projection stage [default: 2400]");
+    private readonly Option<int?> _stage1Steps = CliOption.Int("--stage1-steps", $"Stage-1 projection steps [default: {ToyModelBuilder.Stage1Steps}]");
+    private readonly Option<int?> _stage2Steps = CliOption.Int("--stage2-steps", $"Stage-2 projection steps [default: {ToyModelBuilder.Stage2Steps}]");
+    private readonly Option<int?> _images = CliOption.Int("--images", $"World images per projection stage [default: {ToyModelBuilder.ImagesPerStage}]");
     private readonly Option<int?> _threads = CliOption.Int("--threads", "libtorch intra-op threads [default: 1; more threads are slower on a busy 2-core machine]");
 
     public TrainToyCommand() : base("train-toy",
@@ -75,8 +75,8 @@ internal sealed class TrainToyCommand : Command
             string.Join(" ", eval.PerPosition.Take(20).Select(a => a.ToString("P0", CultureInfo.InvariantCulture))));
         var manifest = ToyModelBuilder.Assemble(vision, r.GetValue(_llm)!, folder);
         Log($"[assemble] {manifest} ({clock.Elapsed:mm\\:ss})");
-        var images = r.GetValue(_images) ?? 2400;
-        foreach (var (stage, steps, seed) in new[] { (1, r.GetValue(_stage1Steps) ?? 150, ToyModelBuilder.Stage1Seed), (2, r.GetValue(_stage2Steps) ?? 600, ToyModelBuilder.Stage2Seed) })
+        var images = r.GetValue(_images) ?? ToyModelBuilder.ImagesPerStage;
+        foreach (var (stage, steps, seed) in new[] { (1, r.GetValue(_stage1Steps) ?? ToyModelBuilder.Stage1Steps, ToyModelBuilder.Stage1Seed), (2, r.GetValue(_stage2Steps) ?? ToyModelBuilder.Stage2Steps, ToyModelBuilder.Stage2Seed) })
         {
             var options = new ProjectionTrainingOptions { Steps = steps, BatchSize = 8, Threads = threads, CheckpointEvery = steps, LearningRate = stage == 1 ? 1e-3 : 3e-4 };
             var stageEvery = Math.Max(1, steps / 20);
