@@ -11,7 +11,8 @@ namespace MiniGpt4.Tests.Language.Kernels;
 public sealed unsafe class GemvMathTests
 {
     // Sizes around every vector and unroll boundary (16/32/64/128 elements), and a few large ones.
-    private static readonly int[] Widths = [1, 7, 15, 16, 17, 31, 33, 63, 65, 127, 128, 129, 255, 1000, 4099];
+    // 4099 and 4257 are wide rows (GemvMath.WideRowElements), computed four at a time in bf16.
+    private static readonly int[] Widths = [1, 7, 15, 16, 17, 31, 33, 63, 65, 127, 128, 129, 255, 1000, 4099, 4257];
 
     [SkippableTheory]
     [InlineData(false)]
@@ -47,14 +48,15 @@ public sealed unsafe class GemvMathTests
     }
 
     [SkippableTheory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Each_activation_row_is_bit_identical_at_every_batch_size_and_thread_count(bool bf16)
+    [InlineData(false, 1531, 1000)]
+    [InlineData(true, 1531, 1000)]
+    [InlineData(true, 4133, 603)] // wide rows: four at a time, chunks of 253 rows end inside a group of four
+    public void Each_activation_row_is_bit_identical_at_every_batch_size_and_thread_count(bool bf16, int n, int outFeatures)
     {
         Skip.IfNot(CpuGemvKernel.IsSupported, "the kernel needs AVX-512F or AVX2 + FMA");
         var rnd = new Random(4);
-        // 1 000 × 1 531 (bf16 3 MB, fp32 6 MB): above the parallel threshold, more than one 2 MiB chunk, rows not a multiple of anything.
-        const int n = 1531, outFeatures = 1000, maxRows = 8;
+        // Several MB of weights: above the parallel threshold, more than one 2 MiB chunk, rows not a multiple of anything.
+        const int maxRows = 8;
         using var w = new Buffer(outFeatures * n, bf16, rnd);
         using var x = new Buffer(maxRows * n, bf16, rnd);
         var alone = new float[maxRows][];
@@ -72,6 +74,28 @@ public sealed unsafe class GemvMathTests
                 new GemvWork().Begin(x.At(0), n, rows, bf16).Add(w.At(0), (nint)yp, outFeatures).Run(threads);
             for (var m = 0; m < rows; m++)
                 Assert.True(y.AsSpan(m * outFeatures, outFeatures).SequenceEqual(alone[m]), $"row {m} of {rows} at {threads} threads (bf16={bf16})");
+        }
+    }
+
+    [SkippableFact]
+    public void Wide_rows_four_at_a_time_equal_the_one_row_dot_bit_for_bit()
+    {
+        Skip.IfNot(GemvMath.Lanes == 16, "the four-row product is the AVX-512 path");
+        var rnd = new Random(5);
+        foreach (var n in new[] { 4097, 4127, 4224, 4257, 11008 })
+        {
+            const int outFeatures = 9, rows = 2;
+            using var w = new Buffer(outFeatures * n, bf16: true, rnd);
+            using var x = new Buffer(rows * n, bf16: true, rnd);
+            var y = new float[rows * outFeatures];
+            fixed (float* yp = y)
+                new GemvWork().Begin(x.At(0), n, rows, bf16: true).Add(w.At(0), (nint)yp, outFeatures).Run(1);
+            for (var m = 0; m < rows; m++)
+            for (var r = 0; r < outFeatures; r++)
+            {
+                var one = GemvMath.DotBf16((ushort*)w.At(r * n), (ushort*)x.At(m * n), n);
+                Assert.Equal(BitConverter.SingleToUInt32Bits(one), BitConverter.SingleToUInt32Bits(y[m * outFeatures + r]));
+            }
         }
     }
 
