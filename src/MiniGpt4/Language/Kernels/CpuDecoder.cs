@@ -253,23 +253,10 @@ internal sealed unsafe class CpuDecoder : IDisposable
 
             var scores = d._s.Scores + (long)chunk * d._s.ScoreCapacity;
             var count = position + 1;
-            var max = float.NegativeInfinity;
-            for (var j = 0; j < count; j++)
-            {
-                var key = keys + (nint)((long)j * hd * d._elem);
-                var s = (d._bf16 ? GemvMath.DotBf16Natural((ushort*)key, q, hd) : GemvMath.DotF32((float*)key, q, hd)) * d._scale;
-                scores[j] = s;
-                if (s > max) max = s;
-            }
-            var sum = GemvMath.ExpSum(scores, count, max);
+            var max = AttentionMath.Scores(keys, q, hd, count, d._bf16, d._scale, scores);
+            var sum = AttentionMath.ExpSum(scores, count, max);
             var output = d._s.Att + (long)m * d._heads * hd + head * hd;
-            new Span<float>(output, hd).Clear();
-            for (var j = 0; j < count; j++)
-            {
-                var value = values + (nint)((long)j * hd * d._elem);
-                if (d._bf16) GemvMath.AxpyBf16(scores[j], (ushort*)value, output, hd);
-                else GemvMath.AxpyF32(scores[j], (float*)value, output, hd);
-            }
+            AttentionMath.WeightedSum(values, scores, hd, count, d._bf16, output);
             var inv = 1f / sum;
             for (var i = 0; i < hd; i++) output[i] = d.Round(output[i] * inv);
         }

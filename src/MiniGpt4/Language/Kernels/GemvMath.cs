@@ -253,103 +253,15 @@ internal static unsafe class GemvMath
         return sum;
     }
 
-    /// <summary>The dot product of a bf16 row in natural order (a cached key) and a float32 row.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float DotBf16Natural(ushort* w, float* x, long n)
-    {
-        long k = 0;
-        var sum = 0f;
-        if (Lanes == 16)
-        {
-            Vector512<float> a = default;
-            for (; k + 16 <= n; k += 16) a = Avx512F.FusedMultiplyAdd(WidenBf16(w + k), Vector512.Load(x + k), a);
-            sum = Vector512.Sum(a);
-        }
-        else if (Lanes == 8)
-        {
-            Vector256<float> a = default;
-            for (; k + 8 <= n; k += 8) a = Fma.MultiplyAdd(WidenBf16x8(w + k), Vector256.Load(x + k), a);
-            sum = Vector256.Sum(a);
-        }
-        for (; k < n; k++) sum = MathF.FusedMultiplyAdd(Bf16ToFloat(w[k]), x[k], sum);
-        return sum;
-    }
-
-    /// <summary><c>acc[i] += p · v[i]</c> for a bf16 row in natural order (a cached value).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void AxpyBf16(float p, ushort* v, float* acc, long n)
-    {
-        long k = 0;
-        if (Lanes == 16)
-        {
-            var pv = Vector512.Create(p);
-            for (; k + 16 <= n; k += 16) Avx512F.FusedMultiplyAdd(WidenBf16(v + k), pv, Vector512.Load(acc + k)).Store(acc + k);
-        }
-        else if (Lanes == 8)
-        {
-            var pv = Vector256.Create(p);
-            for (; k + 8 <= n; k += 8) Fma.MultiplyAdd(WidenBf16x8(v + k), pv, Vector256.Load(acc + k)).Store(acc + k);
-        }
-        for (; k < n; k++) acc[k] = MathF.FusedMultiplyAdd(Bf16ToFloat(v[k]), p, acc[k]);
-    }
-
-    /// <summary><c>acc[i] += p · v[i]</c> for a float32 row.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void AxpyF32(float p, float* v, float* acc, long n)
-    {
-        long k = 0;
-        if (Lanes == 16)
-        {
-            var pv = Vector512.Create(p);
-            for (; k + 16 <= n; k += 16) Avx512F.FusedMultiplyAdd(Vector512.Load(v + k), pv, Vector512.Load(acc + k)).Store(acc + k);
-            if (k + 8 <= n)
-            {
-                Fma.MultiplyAdd(Vector256.Load(v + k), Vector256.Create(p), Vector256.Load(acc + k)).Store(acc + k);
-                k += 8;
-            }
-        }
-        else if (Lanes == 8)
-        {
-            var pv = Vector256.Create(p);
-            for (; k + 8 <= n; k += 8) Fma.MultiplyAdd(Vector256.Load(v + k), pv, Vector256.Load(acc + k)).Store(acc + k);
-        }
-        for (; k < n; k++) acc[k] = MathF.FusedMultiplyAdd(v[k], p, acc[k]);
-    }
-
     /// <summary>Sixteen bf16 values in natural order widened to float32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> WidenBf16(ushort* v)
+    internal static Vector512<float> WidenBf16(ushort* v)
         => Vector512.ShiftLeft(Avx512F.ConvertToVector512UInt32(Vector256.Load(v)), 16).AsSingle();
 
     /// <summary>Eight bf16 values in natural order widened to float32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> WidenBf16x8(ushort* v)
+    internal static Vector256<float> WidenBf16x8(ushort* v)
         => Vector256.ShiftLeft(Avx2.ConvertToVector256Int32(Vector128.Load(v)), 16).AsSingle();
-
-    /// <summary>
-    /// <c>s[j] = exp(s[j] − max)</c> in place for <c>j &lt; count</c>; returns their sum (the softmax denominator), summed
-    /// in a fixed order that depends only on <paramref name="count"/>.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float ExpSum(float* s, int count, float max)
-    {
-        var j = 0;
-        var sum = 0f;
-        if (Lanes == 16)
-        {
-            var m = Vector512.Create(max);
-            var acc = Vector512<float>.Zero;
-            for (; j + 16 <= count; j += 16)
-            {
-                var e = Vector512.Exp(Vector512.Load(s + j) - m);
-                e.Store(s + j);
-                acc += e;
-            }
-            sum = Vector512.Sum(acc);
-        }
-        for (; j < count; j++) sum += s[j] = MathF.Exp(s[j] - max);
-        return sum;
-    }
 
     /// <summary>Rounds <paramref name="n"/> float32 values in place to the nearest bf16 (as <see cref="RoundToBf16(float)"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
