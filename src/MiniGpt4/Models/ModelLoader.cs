@@ -151,6 +151,7 @@ internal static class ModelLoader
                 warm.Add(model);
                 PageWarmer.Touch(warm.SelectMany(module => module.parameters().Concat(module.buffers())), ct); // buffers: packed quantized weights
             }
+            Language.Kernels.DecoderWarmup.Run(model); // the first answer pays no compilation of the decode path
             progress?.Report(new MiniGptProgress("ready", 1.0));
             return new LoadedModel(m.Variant, vision, projector, llm);
 
