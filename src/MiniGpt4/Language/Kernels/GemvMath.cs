@@ -13,19 +13,23 @@ namespace MiniGpt4.Language.Kernels;
 /// <see cref="DotF32"/> of weight row <c>r</c> and activation row <c>m</c>, a function of those two rows only: the
 /// same accumulators in the same order whatever the number of activation rows, the rows a thread is given or the
 /// thread count. So a conversation's logits are bit-identical alone or batched with others, at 1 or 2 threads.</para>
-/// <para><b>Streaming.</b> A dot walks one weight row front to back with four independent accumulators (four
-/// vectors per iteration): one sequential stream per row, which the hardware prefetcher follows at the read
-/// bandwidth of a core (measured 0.96–1.06 of a STREAM-style sum on 7B-shaped bf16 rows, against 0.84–0.89 for
-/// four rows interleaved). With several activation rows the weight row is read from memory once and again from L1.
-/// The exception is rows too wide for the activation row to stay in L1 beside the stream (<see cref="WideRowElements"/>):
-/// there four rows share each activation load, which costs less than reloading it from L2 for every row.</para>
+/// <para><b>Streaming.</b> A dot walks one weight row front to back (four vectors per iteration): one sequential
+/// stream per row, which the hardware prefetcher follows at the read bandwidth of a core (measured 0.96–1.06 of a
+/// STREAM-style sum on 7B-shaped bf16 rows, against 0.84–0.89 for four rows interleaved). With several activation
+/// rows the weight row is read from memory once and again from L1. Two exceptions, both with the same per-element
+/// arithmetic: rows too wide for the activation row to stay in L1 beside the stream (<see cref="WideRowElements"/>),
+/// where four rows share each activation load, and <see cref="TileRows"/> or more activation rows, where the step is
+/// bound by arithmetic and tiles of 4 × 2 products share every load and widening.</para>
+/// <para><b>The bf16 dot (512-bit path)</b> has two accumulators, one for the low and one for the high halves of the
+/// words (below), 32 elements per step in order, then <c>Sum(lo + hi)</c> and the scalar rest: few enough registers
+/// per product that a tile of eight products fits the 32 vector registers.</para>
 /// <para><b>bfloat16.</b> A bf16 value is the high half of the float32 with the same bits, so widening is exact.
 /// A bf16 model's activations are bf16 values too (it rounds every activation, as transformers does), so both rows
 /// are read as 32-bit words, each holding elements <c>2i</c> (low half) and <c>2i+1</c> (high half):
 /// <c>word &lt;&lt; 16</c> is element <c>2i</c> as a float32, <c>word &amp; 0xFFFF0000</c> element <c>2i+1</c>.
 /// Every product of two bf16 values is exact in float32. Reading the activations as bf16 rather than widened
-/// float32 halves their loads and keeps a 11 008-wide row (the down projection's) in L1 more often: measured 0.96
-/// (4096-wide rows) and 0.85 (11 008-wide) of a STREAM-style sum, against 0.91 and 0.76 with float32 activations.</para>
+/// float32 halves their loads: measured 0.96 of a STREAM-style sum on 4096-wide rows, against 0.91 with float32
+/// activations.</para>
 /// </remarks>
 internal static unsafe class GemvMath
 {
@@ -42,19 +46,34 @@ internal static unsafe class GemvMath
     }
 
     /// <summary>
-    /// As <see cref="RowsF32"/> for bf16 weights and bf16 activations (float32 sums). Rows wider than
-    /// <see cref="WideRowElements"/> go four at a time through <see cref="DotBf16Rows4"/> (same results, see there).
+    /// As <see cref="RowsF32"/> for bf16 weights and bf16 activations (float32 sums). With the 512-bit path, rows wider
+    /// than <see cref="WideRowElements"/> go four at a time (<see cref="DotBf16Rows4"/>) and <see cref="TileRows"/> or
+    /// more activation rows in tiles (<see cref="DotBf16Rows4x2"/>); every element is still <see cref="DotBf16"/>'s.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void RowsBf16(ushort* w, ushort* x, float* y, long n, long outFeatures, int rows, long rowStart, long rowEnd)
     {
         var r = rowStart;
-        if (Lanes == 16 && n > WideRowElements)
+        if (Lanes == 16 && (rows >= TileRows || n > WideRowElements))
             for (; r + 4 <= rowEnd; r += 4)
-                for (var m = 0; m < rows; m++) DotBf16Rows4(w + r * n, x + m * n, n, y + m * outFeatures + r);
+            {
+                var m = 0;
+                if (rows >= TileRows)
+                    for (; m + 2 <= rows; m += 2) DotBf16Rows4x2(w + r * n, x + m * n, n, y + m * outFeatures + r, outFeatures);
+                for (; m < rows; m++) DotBf16Rows4(w + r * n, x + m * n, n, y + m * outFeatures + r);
+            }
         for (; r < rowEnd; r++)
             for (var m = 0; m < rows; m++) y[m * outFeatures + r] = DotBf16(w + r * n, x + m * n, n);
     }
+
+    /// <summary>
+    /// Activation rows from which bf16 products go in tiles of four weight rows by two activation rows
+    /// (<see cref="DotBf16Rows4x2"/>): each weight and activation vector is then loaded and widened once per tile
+    /// instead of once per product, which is what several rows cost (the step is bound by arithmetic from about four
+    /// rows on). Measured here on an 11 008 × 4096 matrix: 8 rows in 13.0 against 20.7 ms on one thread, 6.9 against
+    /// 9.2 ms on two; 4 rows 8.9 against 10.5 and 4.9 against 6.0 ms; with two rows the tiles were not faster.
+    /// </summary>
+    public const int TileRows = 4;
 
     /// <summary>
     /// Rows wider than this many bf16 values (8 KiB) leave no room in L1 for the activation row beside the weight
@@ -74,52 +93,73 @@ internal static unsafe class GemvMath
     {
         var hi = Vector512.Create(0xFFFF0000u);
         ushort* w0 = w, w1 = w + n, w2 = w + 2 * n, w3 = w + 3 * n;
-        Vector512<float> a0 = default, b0 = default, c0 = default, d0 = default;
-        Vector512<float> a1 = default, b1 = default, c1 = default, d1 = default;
-        Vector512<float> a2 = default, b2 = default, c2 = default, d2 = default;
-        Vector512<float> a3 = default, b3 = default, c3 = default, d3 = default;
+        Vector512<float> l0 = default, u0 = default, l1 = default, u1 = default, l2 = default, u2 = default, l3 = default, u3 = default;
         long k = 0;
-        for (; k + 128 <= n; k += 128)
-        {
-            for (var j = 0; j < 4; j++)
-            {
-                var xv = Vector512.Load((uint*)(x + k + 32 * j));
-                var xl = Vector512.ShiftLeft(xv, 16).AsSingle();
-                var xh = (xv & hi).AsSingle();
-                var v0 = Vector512.Load((uint*)(w0 + k + 32 * j));
-                var v1 = Vector512.Load((uint*)(w1 + k + 32 * j));
-                var v2 = Vector512.Load((uint*)(w2 + k + 32 * j));
-                var v3 = Vector512.Load((uint*)(w3 + k + 32 * j));
-                if ((j & 1) == 0)
-                {
-                    a0 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v0, 16).AsSingle(), xl, a0); b0 = Avx512F.FusedMultiplyAdd((v0 & hi).AsSingle(), xh, b0);
-                    a1 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v1, 16).AsSingle(), xl, a1); b1 = Avx512F.FusedMultiplyAdd((v1 & hi).AsSingle(), xh, b1);
-                    a2 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v2, 16).AsSingle(), xl, a2); b2 = Avx512F.FusedMultiplyAdd((v2 & hi).AsSingle(), xh, b2);
-                    a3 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v3, 16).AsSingle(), xl, a3); b3 = Avx512F.FusedMultiplyAdd((v3 & hi).AsSingle(), xh, b3);
-                }
-                else
-                {
-                    c0 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v0, 16).AsSingle(), xl, c0); d0 = Avx512F.FusedMultiplyAdd((v0 & hi).AsSingle(), xh, d0);
-                    c1 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v1, 16).AsSingle(), xl, c1); d1 = Avx512F.FusedMultiplyAdd((v1 & hi).AsSingle(), xh, d1);
-                    c2 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v2, 16).AsSingle(), xl, c2); d2 = Avx512F.FusedMultiplyAdd((v2 & hi).AsSingle(), xh, d2);
-                    c3 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v3, 16).AsSingle(), xl, c3); d3 = Avx512F.FusedMultiplyAdd((v3 & hi).AsSingle(), xh, d3);
-                }
-            }
-        }
         for (; k + 32 <= n; k += 32)
         {
             var xv = Vector512.Load((uint*)(x + k));
             var xl = Vector512.ShiftLeft(xv, 16).AsSingle();
             var xh = (xv & hi).AsSingle();
-            var v0 = Vector512.Load((uint*)(w0 + k)); a0 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v0, 16).AsSingle(), xl, a0); b0 = Avx512F.FusedMultiplyAdd((v0 & hi).AsSingle(), xh, b0);
-            var v1 = Vector512.Load((uint*)(w1 + k)); a1 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v1, 16).AsSingle(), xl, a1); b1 = Avx512F.FusedMultiplyAdd((v1 & hi).AsSingle(), xh, b1);
-            var v2 = Vector512.Load((uint*)(w2 + k)); a2 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v2, 16).AsSingle(), xl, a2); b2 = Avx512F.FusedMultiplyAdd((v2 & hi).AsSingle(), xh, b2);
-            var v3 = Vector512.Load((uint*)(w3 + k)); a3 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v3, 16).AsSingle(), xl, a3); b3 = Avx512F.FusedMultiplyAdd((v3 & hi).AsSingle(), xh, b3);
+            var v0 = Vector512.Load((uint*)(w0 + k));
+            var v1 = Vector512.Load((uint*)(w1 + k));
+            var v2 = Vector512.Load((uint*)(w2 + k));
+            var v3 = Vector512.Load((uint*)(w3 + k));
+            l0 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v0, 16).AsSingle(), xl, l0); u0 = Avx512F.FusedMultiplyAdd((v0 & hi).AsSingle(), xh, u0);
+            l1 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v1, 16).AsSingle(), xl, l1); u1 = Avx512F.FusedMultiplyAdd((v1 & hi).AsSingle(), xh, u1);
+            l2 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v2, 16).AsSingle(), xl, l2); u2 = Avx512F.FusedMultiplyAdd((v2 & hi).AsSingle(), xh, u2);
+            l3 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v3, 16).AsSingle(), xl, l3); u3 = Avx512F.FusedMultiplyAdd((v3 & hi).AsSingle(), xh, u3);
         }
-        y[0] = Tail(w0, x, k, n, Vector512.Sum((a0 + b0) + (c0 + d0)));
-        y[1] = Tail(w1, x, k, n, Vector512.Sum((a1 + b1) + (c1 + d1)));
-        y[2] = Tail(w2, x, k, n, Vector512.Sum((a2 + b2) + (c2 + d2)));
-        y[3] = Tail(w3, x, k, n, Vector512.Sum((a3 + b3) + (c3 + d3)));
+        y[0] = Tail(w0, x, k, n, Vector512.Sum(l0 + u0));
+        y[1] = Tail(w1, x, k, n, Vector512.Sum(l1 + u1));
+        y[2] = Tail(w2, x, k, n, Vector512.Sum(l2 + u2));
+        y[3] = Tail(w3, x, k, n, Vector512.Sum(l3 + u3));
+    }
+
+    /// <summary>
+    /// <see cref="DotBf16"/> of four consecutive weight rows with two activation rows (<c>y[i] = dot(w_i, x0)</c>,
+    /// <c>y[stride + i] = dot(w_i, x1)</c>), each of the eight with its own accumulators in <see cref="DotBf16"/>'s order:
+    /// every weight and activation vector is loaded and widened once for the tile.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DotBf16Rows4x2(ushort* w, ushort* x, long n, float* y, long stride)
+    {
+        var hi = Vector512.Create(0xFFFF0000u);
+        ushort* w0 = w, w1 = w + n, w2 = w + 2 * n, w3 = w + 3 * n, x0 = x, x1 = x + n;
+        Vector512<float> l00 = default, u00 = default, l10 = default, u10 = default, l20 = default, u20 = default, l30 = default, u30 = default;
+        Vector512<float> l01 = default, u01 = default, l11 = default, u11 = default, l21 = default, u21 = default, l31 = default, u31 = default;
+        long k = 0;
+        for (; k + 32 <= n; k += 32)
+        {
+            var v0 = Vector512.Load((uint*)(w0 + k));
+            var v1 = Vector512.Load((uint*)(w1 + k));
+            var v2 = Vector512.Load((uint*)(w2 + k));
+            var v3 = Vector512.Load((uint*)(w3 + k));
+            Vector512<float> wl0 = Vector512.ShiftLeft(v0, 16).AsSingle(), wh0 = (v0 & hi).AsSingle();
+            Vector512<float> wl1 = Vector512.ShiftLeft(v1, 16).AsSingle(), wh1 = (v1 & hi).AsSingle();
+            Vector512<float> wl2 = Vector512.ShiftLeft(v2, 16).AsSingle(), wh2 = (v2 & hi).AsSingle();
+            Vector512<float> wl3 = Vector512.ShiftLeft(v3, 16).AsSingle(), wh3 = (v3 & hi).AsSingle();
+            var a = Vector512.Load((uint*)(x0 + k));
+            Vector512<float> xl = Vector512.ShiftLeft(a, 16).AsSingle(), xh = (a & hi).AsSingle();
+            l00 = Avx512F.FusedMultiplyAdd(wl0, xl, l00); u00 = Avx512F.FusedMultiplyAdd(wh0, xh, u00);
+            l10 = Avx512F.FusedMultiplyAdd(wl1, xl, l10); u10 = Avx512F.FusedMultiplyAdd(wh1, xh, u10);
+            l20 = Avx512F.FusedMultiplyAdd(wl2, xl, l20); u20 = Avx512F.FusedMultiplyAdd(wh2, xh, u20);
+            l30 = Avx512F.FusedMultiplyAdd(wl3, xl, l30); u30 = Avx512F.FusedMultiplyAdd(wh3, xh, u30);
+            a = Vector512.Load((uint*)(x1 + k));
+            xl = Vector512.ShiftLeft(a, 16).AsSingle();
+            xh = (a & hi).AsSingle();
+            l01 = Avx512F.FusedMultiplyAdd(wl0, xl, l01); u01 = Avx512F.FusedMultiplyAdd(wh0, xh, u01);
+            l11 = Avx512F.FusedMultiplyAdd(wl1, xl, l11); u11 = Avx512F.FusedMultiplyAdd(wh1, xh, u11);
+            l21 = Avx512F.FusedMultiplyAdd(wl2, xl, l21); u21 = Avx512F.FusedMultiplyAdd(wh2, xh, u21);
+            l31 = Avx512F.FusedMultiplyAdd(wl3, xl, l31); u31 = Avx512F.FusedMultiplyAdd(wh3, xh, u31);
+        }
+        y[0] = Tail(w0, x0, k, n, Vector512.Sum(l00 + u00));
+        y[1] = Tail(w1, x0, k, n, Vector512.Sum(l10 + u10));
+        y[2] = Tail(w2, x0, k, n, Vector512.Sum(l20 + u20));
+        y[3] = Tail(w3, x0, k, n, Vector512.Sum(l30 + u30));
+        y[stride] = Tail(w0, x1, k, n, Vector512.Sum(l01 + u01));
+        y[stride + 1] = Tail(w1, x1, k, n, Vector512.Sum(l11 + u11));
+        y[stride + 2] = Tail(w2, x1, k, n, Vector512.Sum(l21 + u21));
+        y[stride + 3] = Tail(w3, x1, k, n, Vector512.Sum(l31 + u31));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -196,34 +236,34 @@ internal static unsafe class GemvMath
         if (Lanes == 16)
         {
             var hi = Vector512.Create(0xFFFF0000u);
-            Vector512<float> a = default, b = default, c = default, d = default;
+            Vector512<float> lo = default, up = default;
             for (; k + 128 <= n; k += 128)
             {
                 var w0 = Vector512.Load((uint*)(w + k));
-                var w1 = Vector512.Load((uint*)(w + k + 32));
-                var w2 = Vector512.Load((uint*)(w + k + 64));
-                var w3 = Vector512.Load((uint*)(w + k + 96));
                 var x0 = Vector512.Load((uint*)(x + k));
+                var w1 = Vector512.Load((uint*)(w + k + 32));
                 var x1 = Vector512.Load((uint*)(x + k + 32));
+                var w2 = Vector512.Load((uint*)(w + k + 64));
                 var x2 = Vector512.Load((uint*)(x + k + 64));
+                var w3 = Vector512.Load((uint*)(w + k + 96));
                 var x3 = Vector512.Load((uint*)(x + k + 96));
-                a = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w0, 16).AsSingle(), Vector512.ShiftLeft(x0, 16).AsSingle(), a);
-                b = Avx512F.FusedMultiplyAdd((w0 & hi).AsSingle(), (x0 & hi).AsSingle(), b);
-                c = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w1, 16).AsSingle(), Vector512.ShiftLeft(x1, 16).AsSingle(), c);
-                d = Avx512F.FusedMultiplyAdd((w1 & hi).AsSingle(), (x1 & hi).AsSingle(), d);
-                a = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w2, 16).AsSingle(), Vector512.ShiftLeft(x2, 16).AsSingle(), a);
-                b = Avx512F.FusedMultiplyAdd((w2 & hi).AsSingle(), (x2 & hi).AsSingle(), b);
-                c = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w3, 16).AsSingle(), Vector512.ShiftLeft(x3, 16).AsSingle(), c);
-                d = Avx512F.FusedMultiplyAdd((w3 & hi).AsSingle(), (x3 & hi).AsSingle(), d);
+                lo = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w0, 16).AsSingle(), Vector512.ShiftLeft(x0, 16).AsSingle(), lo);
+                up = Avx512F.FusedMultiplyAdd((w0 & hi).AsSingle(), (x0 & hi).AsSingle(), up);
+                lo = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w1, 16).AsSingle(), Vector512.ShiftLeft(x1, 16).AsSingle(), lo);
+                up = Avx512F.FusedMultiplyAdd((w1 & hi).AsSingle(), (x1 & hi).AsSingle(), up);
+                lo = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w2, 16).AsSingle(), Vector512.ShiftLeft(x2, 16).AsSingle(), lo);
+                up = Avx512F.FusedMultiplyAdd((w2 & hi).AsSingle(), (x2 & hi).AsSingle(), up);
+                lo = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w3, 16).AsSingle(), Vector512.ShiftLeft(x3, 16).AsSingle(), lo);
+                up = Avx512F.FusedMultiplyAdd((w3 & hi).AsSingle(), (x3 & hi).AsSingle(), up);
             }
             for (; k + 32 <= n; k += 32)
             {
-                var w0 = Vector512.Load((uint*)(w + k));
-                var x0 = Vector512.Load((uint*)(x + k));
-                a = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w0, 16).AsSingle(), Vector512.ShiftLeft(x0, 16).AsSingle(), a);
-                b = Avx512F.FusedMultiplyAdd((w0 & hi).AsSingle(), (x0 & hi).AsSingle(), b);
+                var wv = Vector512.Load((uint*)(w + k));
+                var xv = Vector512.Load((uint*)(x + k));
+                lo = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(wv, 16).AsSingle(), Vector512.ShiftLeft(xv, 16).AsSingle(), lo);
+                up = Avx512F.FusedMultiplyAdd((wv & hi).AsSingle(), (xv & hi).AsSingle(), up);
             }
-            sum = Vector512.Sum((a + b) + (c + d));
+            sum = Vector512.Sum(lo + up);
         }
         else if (Lanes == 8)
         {
