@@ -69,11 +69,12 @@ internal static unsafe class GemvMath
     /// <summary>
     /// Activation rows from which bf16 products go in tiles of four weight rows by two activation rows
     /// (<see cref="DotBf16Rows4x2"/>): each weight and activation vector is then loaded and widened once per tile
-    /// instead of once per product, which is what several rows cost (the step is bound by arithmetic from about four
-    /// rows on). Measured here on an 11 008 × 4096 matrix: 8 rows in 13.0 against 20.7 ms on one thread, 6.9 against
-    /// 9.2 ms on two; 4 rows 8.9 against 10.5 and 4.9 against 6.0 ms; with two rows the tiles were not faster.
+    /// instead of once per product, and the tile's 16 accumulator chains keep the FMA units busy (one product's two
+    /// chains wait on the FMA latency). Measured here on an 11 008 × 4096 matrix, tiles against one product at a time:
+    /// 8 rows 13.0 against 20.7 ms on one thread and 6.9 against 9.2 ms on two; 3 rows 7.2 against 9.3 and 4.4 against
+    /// 5.2 ms; 2 rows 6.1 against 6.3 and 3.7 against 4.2 ms.
     /// </summary>
-    public const int TileRows = 4;
+    public const int TileRows = 2;
 
     /// <summary>
     /// Rows wider than this many bf16 values (8 KiB) leave no room in L1 for the activation row beside the weight
