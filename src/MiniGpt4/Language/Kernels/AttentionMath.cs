@@ -100,9 +100,7 @@ internal static unsafe class AttentionMath
         new Span<float>(output, headDim).Clear();
         for (var j = 0; j < count; j++)
         {
-            var value = values + (nint)((long)j * headDim * (bf16 ? 2 : 4));
-            if (bf16) AxpyBf16(p[j], (ushort*)value, output, headDim);
-            else AxpyF32(p[j], (float*)value, output, headDim);
+            Axpy(p[j], values + (nint)((long)j * headDim * (bf16 ? 2 : 4)), bf16, output, headDim);
         }
     }
 
@@ -158,44 +156,21 @@ internal static unsafe class AttentionMath
         return sum;
     }
 
-    /// <summary><c>acc[i] += p · v[i]</c> for a bf16 row in natural order (a cached value).</summary>
+    /// <summary><c>acc[i] += p · v[i]</c> for a float32 or bf16 row (a cached value); element by element, so any vector width gives the same bits.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AxpyBf16(float p, ushort* v, float* acc, long n)
+    private static void Axpy(float p, nint v, bool bf16, float* acc, long n)
     {
         long k = 0;
         if (GemvMath.Lanes == 16)
         {
             var pv = Vector512.Create(p);
-            for (; k + 16 <= n; k += 16) Avx512F.FusedMultiplyAdd(GemvMath.WidenBf16(v + k), pv, Vector512.Load(acc + k)).Store(acc + k);
+            for (; k + 16 <= n; k += 16) Avx512F.FusedMultiplyAdd(GemvMath.Load(v, k, bf16), pv, Vector512.Load(acc + k)).Store(acc + k);
         }
-        else if (GemvMath.Lanes == 8)
+        if (GemvMath.Lanes != 0)
         {
             var pv = Vector256.Create(p);
-            for (; k + 8 <= n; k += 8) Fma.MultiplyAdd(GemvMath.WidenBf16x8(v + k), pv, Vector256.Load(acc + k)).Store(acc + k);
+            for (; k + 8 <= n; k += 8) Fma.MultiplyAdd(Load8(v, k, bf16), pv, Vector256.Load(acc + k)).Store(acc + k);
         }
-        for (; k < n; k++) acc[k] = MathF.FusedMultiplyAdd(GemvMath.Bf16ToFloat(v[k]), p, acc[k]);
-    }
-
-    /// <summary><c>acc[i] += p · v[i]</c> for a float32 row.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void AxpyF32(float p, float* v, float* acc, long n)
-    {
-        long k = 0;
-        if (GemvMath.Lanes == 16)
-        {
-            var pv = Vector512.Create(p);
-            for (; k + 16 <= n; k += 16) Avx512F.FusedMultiplyAdd(Vector512.Load(v + k), pv, Vector512.Load(acc + k)).Store(acc + k);
-            if (k + 8 <= n)
-            {
-                Fma.MultiplyAdd(Vector256.Load(v + k), Vector256.Create(p), Vector256.Load(acc + k)).Store(acc + k);
-                k += 8;
-            }
-        }
-        else if (GemvMath.Lanes == 8)
-        {
-            var pv = Vector256.Create(p);
-            for (; k + 8 <= n; k += 8) Fma.MultiplyAdd(Vector256.Load(v + k), pv, Vector256.Load(acc + k)).Store(acc + k);
-        }
-        for (; k < n; k++) acc[k] = MathF.FusedMultiplyAdd(v[k], p, acc[k]);
+        for (; k < n; k++) acc[k] = MathF.FusedMultiplyAdd(bf16 ? GemvMath.Bf16ToFloat(((ushort*)v)[k]) : ((float*)v)[k], p, acc[k]);
     }
 }

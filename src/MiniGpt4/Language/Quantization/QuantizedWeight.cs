@@ -35,9 +35,12 @@ internal sealed unsafe class QuantizedWeight(QuantFormat format, long inFeatures
     public static (Tensor Packed, Tensor Scales) Quantize(QuantFormat format, Tensor weight, int threads = 0)
     {
         long rows = weight.shape[0], n = weight.shape[1];
-        using var f32 = weight.to(ScalarType.Float32, CPU).contiguous();
-        var packed = empty([rows, QuantLayout.RowBytes(format, n)], ScalarType.Byte);
-        var scales = empty([rows, QuantLayout.BlocksPerRow(n)], ScalarType.BFloat16);
+        // A scope, not `using` on the last call of a chain: the float32 copy made by `to` is a handle of its own, and
+        // left to the finalizer it kept every layer's float32 copy alive (quantizing a 13B model at load ran out of 24 GB).
+        using var scope = NewDisposeScope();
+        var f32 = weight.to(ScalarType.Float32, CPU).contiguous();
+        var packed = empty([rows, QuantLayout.RowBytes(format, n)], ScalarType.Byte).MoveToOuterDisposeScope();
+        var scales = empty([rows, QuantLayout.BlocksPerRow(n)], ScalarType.BFloat16).MoveToOuterDisposeScope();
         nint w = TensorMath.Address(f32), p = TensorMath.Address(packed), s = TensorMath.Address(scales);
         long rowBytes = QuantLayout.RowBytes(format, n), blocks = QuantLayout.BlocksPerRow(n);
         Parallel.For(0, rows, new ParallelOptions { MaxDegreeOfParallelism = threads > 0 ? threads : Environment.ProcessorCount },

@@ -43,6 +43,25 @@ public sealed class QuantizedModelTests
         Assert.Equal(Logits(fromFile), Logits(atLoad)); // same bytes, same kernels: bit-identical
     }
 
+    [Theory]
+    [InlineData(ScalarType.Float16)]
+    [InlineData(ScalarType.BFloat16)]
+    [InlineData(ScalarType.Float32)]
+    public void Quantizing_a_weight_leaves_no_tensor_but_its_results(ScalarType dtype)
+    {
+        // Counted without a collection: a converted copy left to the finalizer is what made quantizing a 13B model at
+        // load run out of memory (every layer's float32 copy stayed alive).
+        using var weight = randn([64, 512]).to(dtype);
+        var before = Tensor.TotalCount;
+        foreach (var format in new[] { QuantFormat.Q8, QuantFormat.Q4 })
+        {
+            var (packed, scales) = QuantizedWeight.Quantize(format, weight);
+            packed.Dispose();
+            scales.Dispose();
+        }
+        Assert.Equal(before, Tensor.TotalCount);
+    }
+
     [SkippableFact]
     public void Quantized_decoding_stays_close_to_the_float_model_and_8_bit_closer_than_4_bit()
     {
