@@ -69,6 +69,37 @@ public sealed unsafe class QuantKernelTests
         }
     }
 
+    [Theory]
+    [InlineData(8)]
+    [InlineData(4)]
+    public void Dequantizing_to_bf16_is_the_per_weight_rule_bit_for_bit(int bits)
+    {
+        // Random bytes and scales (NaN, infinities, subnormals and zero among them): the vector blocks must give exactly
+        // FloatToBf16(level · scale) for every weight, as the scalar rest does.
+        var format = Of(bits);
+        var rnd = new Random(12);
+        ushort[] specials = [0x7FC0, 0x7F80, 0xFF80, 0x0001, 0x8001, 0x0000, 0x8000, 0x7F7F];
+        foreach (var n in Widths.Concat([4096, 11008]))
+        {
+            var packed = new byte[QuantLayout.RowBytes(format, n)];
+            rnd.NextBytes(packed);
+            var scales = new ushort[QuantLayout.BlocksPerRow(n)];
+            for (var b = 0; b < scales.Length; b++)
+                scales[b] = b < specials.Length ? specials[b] : GemvMath.FloatToBf16((float)(rnd.NextDouble() * 2 - 1) * 0.01f);
+            var back = new ushort[n];
+            fixed (byte* pp = packed)
+            fixed (ushort* sp = scales, bp = back)
+            {
+                QuantBlocks.DequantizeRow(format, pp, sp, n, bp);
+                for (var k = 0; k < n; k++)
+                {
+                    var expected = GemvMath.FloatToBf16(QuantBlocks.Level(format, pp, k) * GemvMath.Bf16ToFloat(sp[k / 32]));
+                    Assert.True(expected == back[k], $"{format} n={n} weight {k}: {back[k]:X4} vs {expected:X4}");
+                }
+            }
+        }
+    }
+
     [Fact]
     public void A_block_of_zeros_has_scale_zero_and_non_finite_weights_are_refused()
     {
