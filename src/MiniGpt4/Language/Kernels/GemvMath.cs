@@ -163,6 +163,7 @@ internal static unsafe class GemvMath
         y[stride + 3] = Tail(w3, x1, k, n, Vector512.Sum(l31 + u31));
     }
 
+    /// <summary>The bf16 dot's scalar rest: <paramref name="sum"/> plus elements <c>k .. n−1</c>, in order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static float Tail(ushort* w, ushort* x, long k, long n, float sum)
     {
@@ -290,8 +291,7 @@ internal static unsafe class GemvMath
             }
             sum = Vector256.Sum((a + b) + (c + d));
         }
-        for (; k < n; k++) sum = MathF.FusedMultiplyAdd(Bf16ToFloat(w[k]), Bf16ToFloat(x[k]), sum);
-        return sum;
+        return Tail(w, x, k, n, sum);
     }
 
     /// <summary>Sixteen bf16 values in natural order widened to float32.</summary>
@@ -320,10 +320,14 @@ internal static unsafe class GemvMath
     {
         long i = 0;
         if (Lanes == 16)
-            for (; i + 16 <= n; i += 16)
-                Avx512F.ConvertToVector256UInt16(Vector512.ShiftRightLogical(RoundToBf16(Vector512.Load(src + i)).AsUInt32(), 16)).Store(dst + i);
+            for (; i + 16 <= n; i += 16) StoreBf16(Vector512.Load(src + i), dst + i);
         for (; i < n; i++) dst[i] = FloatToBf16(src[i]);
     }
+
+    /// <summary>Writes sixteen float32 values as bf16, rounded as <see cref="FloatToBf16"/> (AVX-512).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void StoreBf16(Vector512<float> v, ushort* dst)
+        => Avx512F.ConvertToVector256UInt16(Vector512.ShiftRightLogical(RoundToBf16(v).AsUInt32(), 16)).Store(dst);
 
     /// <summary>Sixteen values rounded to bf16 (nearest-even; NaN to the quiet NaN), as float32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -125,13 +125,9 @@ internal static unsafe class QuantBlocks
             second = Vector512.ShiftRightLogical(bytes, 4) - Vector512.Create(8); // high nibbles: groups 4–7
         }
         var sc = Vector512.Create(scale);
-        StoreBf16(Avx512F.ConvertToVector512Single(first) * sc, dst);
-        StoreBf16(Avx512F.ConvertToVector512Single(second) * sc, dst + 16);
+        GemvMath.StoreBf16(Avx512F.ConvertToVector512Single(first) * sc, dst);
+        GemvMath.StoreBf16(Avx512F.ConvertToVector512Single(second) * sc, dst + 16);
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreBf16(Vector512<float> v, ushort* dst)
-        => Avx512F.ConvertToVector256UInt16(Vector512.ShiftRightLogical(GemvMath.RoundToBf16(v).AsUInt32(), 16)).Store(dst);
 
     /// <summary>
     /// Quantizes activation row <paramref name="x"/> (<paramref name="n"/> values, bf16 when <paramref name="bf16"/>,
