@@ -188,7 +188,11 @@ internal sealed unsafe class QuantizedActivations : IDisposable
         _memory = (byte*)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)_capacity, 64);
     }
 
-    private long RowStride => _padded + 3 * 4 * _blocks;
+    /// <summary>Bytes from one row to the next: the int8 values, then float32 scales, Q8 offsets and Q4 offsets per block.</summary>
+    public long RowStride => _padded + 3 * 4 * _blocks;
+
+    /// <summary>The first row.</summary>
+    public byte* Start => _memory;
 
     /// <summary>Row <paramref name="m"/>'s int8 values.</summary>
     public sbyte* Values(int m) => (sbyte*)(_memory + m * RowStride);

@@ -20,6 +20,9 @@ internal enum QuantIsa
 
     /// <summary>AVX-512BW <c>vpmaddubsw</c> + <c>vpmaddwd</c> on 512-bit vectors for Q8, the AVX2 loop for Q4 (CPUs with AVX-512 but no AVX-VNNI, such as AMD Zen 4).</summary>
     Avx512Bw,
+
+    /// <summary>AVX512-VNNI <c>vpdpbusd</c> on 512-bit vectors, in the optional native library (<see cref="NativeKernels"/>).</summary>
+    Avx512Vnni,
 }
 
 /// <summary>
@@ -40,13 +43,15 @@ internal enum QuantIsa
 internal static unsafe class QuantMath
 {
     /// <summary>The fastest path this machine has.</summary>
-    public static readonly QuantIsa Best = AvxVnni.IsSupported ? QuantIsa.AvxVnni
+    public static readonly QuantIsa Best = NativeKernels.HasVnni512 ? QuantIsa.Avx512Vnni
+        : AvxVnni.IsSupported ? QuantIsa.AvxVnni
         : Avx512BW.IsSupported && Vector512.IsHardwareAccelerated ? QuantIsa.Avx512Bw
         : Avx2.IsSupported ? QuantIsa.Avx2 : QuantIsa.Scalar;
 
     /// <summary>True when <paramref name="isa"/> runs on this machine.</summary>
     public static bool IsSupported(QuantIsa isa) => isa switch
     {
+        QuantIsa.Avx512Vnni => NativeKernels.HasVnni512,
         QuantIsa.AvxVnni => AvxVnni.IsSupported,
         QuantIsa.Avx512Bw => Avx512BW.IsSupported && Vector512.IsHardwareAccelerated,
         QuantIsa.Avx2 => Avx2.IsSupported,
@@ -62,6 +67,12 @@ internal static unsafe class QuantMath
         int rows, long rowStart, long rowEnd, QuantIsa isa)
     {
         long rowBytes = RowBytes(format, n), blocks = BlocksPerRow(n);
+        if (isa == QuantIsa.Avx512Vnni)
+        {
+            NativeKernels.QuantRows(format == QuantFormat.Q8 ? 8 : 4, w, scales, x.Start, x.RowStride, y, blocks / SuperBlocks, outFeatures,
+                rows, rowStart, rowEnd);
+            return;
+        }
         for (var r = rowStart; r < rowEnd; r++)
             for (var m = 0; m < rows; m++)
                 y[m * outFeatures + r] = Dot(format, w + r * rowBytes, scales + r * blocks, x, m, blocks / SuperBlocks, isa);
@@ -69,13 +80,14 @@ internal static unsafe class QuantMath
 
     /// <summary>The dot product of one packed row and activation row <paramref name="m"/> over <paramref name="supers"/> superblocks.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Dot(QuantFormat format, byte* w, ushort* scales, QuantizedActivations x, int m, long supers, QuantIsa isa)
+    private static float Dot(QuantFormat format, byte* w, ushort* scales, QuantizedActivations x, int m, long supers, QuantIsa isa)
     {
         sbyte* xq = x.Values(m);
         float* dx = x.Scales(m);
         var offsets = format == QuantFormat.Q8 ? x.Offsets8(m) : x.Offsets4(m);
         return isa switch
         {
+            QuantIsa.Avx512Vnni => throw new NotSupportedException("The native kernels compute whole rows (Rows)."),
             QuantIsa.AvxVnni => format == QuantFormat.Q8 ? Q8Vnni(w, scales, xq, dx, offsets, supers) : Q4Vnni(w, scales, xq, dx, offsets, supers),
             QuantIsa.Avx512Bw => format == QuantFormat.Q8 ? Q8Avx512(w, scales, xq, dx, supers) : Q4Avx2(w, scales, xq, dx, offsets, supers),
             QuantIsa.Avx2 => format == QuantFormat.Q8 ? Q8Avx2(w, scales, xq, dx, supers) : Q4Avx2(w, scales, xq, dx, offsets, supers),

@@ -152,7 +152,7 @@ public sealed unsafe class QuantKernelTests
             using var m = new QuantMatrix(format, outFeatures, n, offset, rnd);
             using var x = new Activations(rows, n, offset, rnd);
             float[] reference = m.Product(x, rows, QuantIsa.Scalar, 1);
-            foreach (var isa in new[] { QuantIsa.Avx2, QuantIsa.AvxVnni, QuantIsa.Avx512Bw })
+            foreach (var isa in new[] { QuantIsa.Avx2, QuantIsa.AvxVnni, QuantIsa.Avx512Bw, QuantIsa.Avx512Vnni })
             {
                 if (!QuantMath.IsSupported(isa)) continue;
                 var y = m.Product(x, rows, isa, 1);

@@ -1,0 +1,54 @@
+using System.Runtime.InteropServices;
+
+namespace MiniGpt4.Language.Kernels;
+
+/// <summary>
+/// The optional native library <c>libminigpt4kernels</c> (source: <c>src/MiniGpt4/Native</c>): decode products with
+/// instructions .NET 10 has no intrinsic for (512-bit <c>vpdpbusd</c>). Each kernel computes exactly what its managed
+/// counterpart defines, so results never depend on whether the library is there; it is only faster.
+/// </summary>
+/// <remarks>
+/// Looked up once, beside the assembly or in the package's <c>runtimes/linux-x64/native</c>. Absent library, a CPU
+/// without the instructions, or <c>MINIGPT4_NATIVE_KERNELS=0</c> in the environment: the managed kernels run.
+/// </remarks>
+internal static unsafe class NativeKernels
+{
+    private const int Vnni512Bit = 1;
+
+    private static readonly delegate* unmanaged<int, byte*, ushort*, byte*, long, float*, long, long, int, long, long, void> QuantRowsFn;
+
+    static NativeKernels()
+    {
+        if (Environment.GetEnvironmentVariable("MINIGPT4_NATIVE_KERNELS") == "0") return;
+        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64) return;
+        if (!NativeLibrary.TryLoad("minigpt4kernels", typeof(NativeKernels).Assembly, DllImportSearchPath.AssemblyDirectory, out var lib)
+            && !NativeLibrary.TryLoad(Path.Combine(AppContext.BaseDirectory, "libminigpt4kernels.so"), out lib))
+            return;
+        Loaded = true;
+        var features = ((delegate* unmanaged<int>)NativeLibrary.GetExport(lib, "mg_features"))();
+        // The OS must also save the 512-bit registers (the runtime's own check covers that).
+        if ((features & Vnni512Bit) != 0 && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)
+        {
+            QuantRowsFn = (delegate* unmanaged<int, byte*, ushort*, byte*, long, float*, long, long, int, long, long, void>)
+                NativeLibrary.GetExport(lib, "mg_quant_rows_vnni512");
+            HasVnni512 = true;
+        }
+    }
+
+    /// <summary>True when the native library was found and loaded.</summary>
+    public static bool Loaded { get; }
+
+    /// <summary>True when the 512-bit VNNI quantized products can run here.</summary>
+    public static bool HasVnni512 { get; }
+
+    /// <summary>
+    /// <c>y[m, r] = dot(w[r], x[m])</c> for packed rows <c>r ∈ [rowStart, rowEnd)</c> (8 or 4 <paramref name="bits"/>) and the
+    /// quantized activation rows at <paramref name="x"/>, <paramref name="xStride"/> bytes apart.
+    /// </summary>
+    public static void QuantRows(int bits, byte* w, ushort* scales, byte* x, long xStride, float* y, long supers, long outFeatures,
+        int rows, long rowStart, long rowEnd)
+    {
+        if (!HasVnni512) throw new PlatformNotSupportedException("The native 512-bit VNNI kernels are not available on this machine.");
+        QuantRowsFn(bits, w, scales, x, xStride, y, supers, outFeatures, rows, rowStart, rowEnd);
+    }
+}
