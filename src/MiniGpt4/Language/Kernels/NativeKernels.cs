@@ -24,13 +24,15 @@ internal static unsafe class NativeKernels
         if (!NativeLibrary.TryLoad("minigpt4kernels", typeof(NativeKernels).Assembly, DllImportSearchPath.AssemblyDirectory, out var lib)
             && !NativeLibrary.TryLoad(Path.Combine(AppContext.BaseDirectory, "libminigpt4kernels.so"), out lib))
             return;
+        // A library from another build that lacks an export is treated as absent.
+        if (!NativeLibrary.TryGetExport(lib, "mg_features", out var features)
+            || !NativeLibrary.TryGetExport(lib, "mg_quant_rows_vnni512", out var quantRows))
+            return;
         Loaded = true;
-        var features = ((delegate* unmanaged<int>)NativeLibrary.GetExport(lib, "mg_features"))();
         // The OS must also save the 512-bit registers (the runtime's own check covers that).
-        if ((features & Vnni512Bit) != 0 && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)
+        if ((((delegate* unmanaged<int>)features)() & Vnni512Bit) != 0 && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)
         {
-            QuantRowsFn = (delegate* unmanaged<int, byte*, ushort*, byte*, long, float*, long, long, int, long, long, void>)
-                NativeLibrary.GetExport(lib, "mg_quant_rows_vnni512");
+            QuantRowsFn = (delegate* unmanaged<int, byte*, ushort*, byte*, long, float*, long, long, int, long, long, void>)quantRows;
             HasVnni512 = true;
         }
     }
