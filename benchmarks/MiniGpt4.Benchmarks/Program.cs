@@ -15,6 +15,9 @@ if (args.Length is 3 or 4 && args[0] == "gguf")
 // `quant-speed THREADS STEPS FOLDER...` steps several models in turn (docs/quantization.md's speed table).
 if (args.Length > 3 && args[0] == "quant-speed")
     return MiniGpt4.Benchmarks.Language.QuantSpeed.Run(args[1..]);
+// `gemv-rows THREADS OUT IN [ROWS...]` times the bf16 decode products for several activation rows (docs/batching.md).
+if (args.Length > 2 && args[0] == "gemv-rows")
+    return MiniGpt4.Benchmarks.Language.GemvRows.Run(args[1..]);
 // `quant-accuracy FOLDER [STEPS] [PROMPT]` prints docs/quantization.md's accuracy table for a LLaMA folder.
 if (args.Length > 1 && args[0] == "quant-accuracy")
     return MiniGpt4.Benchmarks.Language.QuantAccuracy.Run(args[1..]);
