@@ -18,6 +18,9 @@ if (args.Length > 3 && args[0] == "quant-speed")
 // `gemv-rows THREADS OUT IN [ROWS...]` times the bf16 decode products for several activation rows (docs/batching.md).
 if (args.Length > 2 && args[0] == "gemv-rows")
     return MiniGpt4.Benchmarks.Language.GemvRows.Run(args[1..]);
+// `llamasharp-tg GGUF THREADS [TOKENS] [RUNS]` decodes with LLamaSharp's bundled llama.cpp (the peer tables).
+if (args.Length > 2 && args[0] == "llamasharp-tg")
+    return MiniGpt4.Benchmarks.Peers.LlamaSharpDecode.Run(args[1..]);
 // `quant-accuracy FOLDER [STEPS] [PROMPT]` prints docs/quantization.md's accuracy table for a LLaMA folder.
 if (args.Length > 1 && args[0] == "quant-accuracy")
     return MiniGpt4.Benchmarks.Language.QuantAccuracy.Run(args[1..]);
