@@ -42,6 +42,7 @@ internal sealed class LlamaForCausalLM : nn.Module
         RegisterComponents();
         LinearKernel = DefaultKernel(dtype, device);
         FusedDecode = true;
+        DecoderPrefill = dtype == ScalarType.BFloat16 && !Runtime.CpuFeatures.HasBf16MatrixInstructions;
     }
 
     /// <summary>
@@ -99,6 +100,14 @@ internal sealed class LlamaForCausalLM : nn.Module
             _decoder = null;
         }
     }
+
+    /// <summary>
+    /// Whether a single-row prefill runs through <see cref="Kernels.CpuDecoder"/> (in chunks of
+    /// <see cref="LlamaSession.DecoderPrefillChunk"/> positions, each a multi-row step) rather than libtorch's blocks.
+    /// Default: for bfloat16 weights on a CPU without AVX512-BF16 or AMX, where libtorch's bf16 matrix product converts
+    /// in software and the decoder's tiles compute faster (docs/language-model.md); float32 keeps libtorch's GEMM.
+    /// </summary>
+    internal bool DecoderPrefill { get; set; }
 
     private Kernels.CpuDecoder? _decoder;
 

@@ -312,6 +312,8 @@ internal sealed class LlamaSession : IDisposable
         if (Length + t > Capacity)
             throw Overflow(t);
         Reserve((int)(Length + t));
+        if (!allLogits && states is null && Rows == 1 && _lm.DecoderPrefill && _lm.Decoder is { } decoder)
+            return PrefillThroughDecoder(decoder, inputEmbeds, (int)t, ct);
 
         using var scope = NewDisposeScope();
         using var guard = inference_mode();
@@ -335,6 +337,37 @@ internal sealed class LlamaSession : IDisposable
 
         var hidden = allLogits ? x : x.narrow(1, t - 1, 1).squeeze(1);
         return _lm.Head(hidden).cpu().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Positions per <see cref="Kernels.CpuDecoder.Prefill"/> call: enough rows for the tiles to be bound by arithmetic.</summary>
+    internal const int DecoderPrefillChunk = 16;
+
+    /// <summary>
+    /// A single-row prefill as steps of the decoder, <see cref="DecoderPrefillChunk"/> positions at a time, the head for
+    /// the last position only. The length moves once, at the end, as on libtorch's path.
+    /// </summary>
+    private Tensor PrefillThroughDecoder(Kernels.CpuDecoder decoder, Tensor inputEmbeds, int t, CancellationToken ct)
+    {
+        var hidden = _lm.Config.HiddenSize;
+        var logits = new float[_lm.Config.VocabSize];
+        var rows = new Kernels.DecodeRow[Math.Min(DecoderPrefillChunk, t)];
+        using (var scope = NewDisposeScope())
+        using (inference_mode())
+        {
+            var x = inputEmbeds.to(_lm.DType, CPU).contiguous();
+            var address = TensorMath.Address(x);
+            var elementBytes = _lm.DType == ScalarType.BFloat16 ? 2 : 4;
+            for (var first = 0; first < t; first += rows.Length)
+            {
+                ct.ThrowIfCancellationRequested(); // nothing was committed: Length moves only after the last chunk
+                var n = Math.Min(rows.Length, t - first);
+                for (var i = 0; i < n; i++) rows[i] = new Kernels.DecodeRow(this, 0, 0, first + i);
+                var last = first + n == t;
+                decoder.Prefill(rows.AsSpan(0, n), address + (nint)first * hidden * elementBytes, last ? logits : default, Math.Max(1, get_num_threads()));
+            }
+        }
+        Length += t;
+        return tensor(logits, [1L, logits.Length], ScalarType.Float32);
     }
 
     // Query i (absolute position start+i) may attend key j iff j <= start+i, in the grouped layout

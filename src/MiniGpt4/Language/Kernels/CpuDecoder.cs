@@ -8,10 +8,15 @@ using static TorchSharp.torch;
 namespace MiniGpt4.Language.Kernels;
 
 /// <summary>One sequence of a decode step: the token it appends and the cache row it reads and extends.</summary>
-/// <param name="Session">The cache (its <see cref="LlamaSession.Length"/> is the token's position).</param>
+/// <param name="Session">The cache (its <see cref="LlamaSession.Length"/> plus <paramref name="Offset"/> is the token's position).</param>
 /// <param name="Row">The row of <paramref name="Session"/>.</param>
-/// <param name="Token">The token id appended (checked against the vocabulary by the caller).</param>
-internal readonly record struct DecodeRow(LlamaSession Session, int Row, int Token);
+/// <param name="Token">The token id appended (checked against the vocabulary by the caller; unused by a prefill, which takes embeddings).</param>
+/// <param name="Offset">Positions past the session's length (0 for a decode step; a prefill's rows count up from 0).</param>
+internal readonly record struct DecodeRow(LlamaSession Session, int Row, int Token, int Offset = 0)
+{
+    /// <summary>The position this row writes and attends from: the session's length plus <see cref="Offset"/> (a prefill's later positions).</summary>
+    public int Position => Session.Length + Offset;
+}
 
 /// <summary>
 /// A whole LLaMA decode step on the CPU in one call, without libtorch: embedding, every block (RMSNorm, q/k/v,
@@ -90,26 +95,49 @@ internal sealed unsafe class CpuDecoder : IDisposable
     /// <c>[rows.Length, vocab]</c>, into <paramref name="logits"/>. The caches must have room for one more position
     /// (<see cref="LlamaSession.Reserve"/>); their lengths are not advanced here.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Step(ReadOnlySpan<DecodeRow> rows, Span<float> logits, int threads)
+    {
+        if (logits.Length != (long)rows.Length * _vocab) throw new ArgumentException($"logits must hold {rows.Length} × {_vocab} values.", nameof(logits));
+        fixed (float* out0 = logits) Forward(rows, 0, out0, 0, threads);
+    }
+
+    /// <summary>
+    /// Prefills positions of one session's row through the same step: row <c>i</c> of <paramref name="rows"/> (all of one
+    /// session row, at consecutive <see cref="DecodeRow.Offset"/>s) takes input embedding <c>i</c> of
+    /// <paramref name="embeddings"/> (model dtype, <c>[rows.Length, hidden]</c>, contiguous) instead of a token, writes its
+    /// key and value, and attends causally over the positions before it, this call's earlier rows included. When
+    /// <paramref name="lastLogits"/> is not empty it receives the last row's next-token logits (float32, vocab values);
+    /// the head is computed for that row only. Every row's numbers are those of a decode step at its position.
+    /// </summary>
+    public void Prefill(ReadOnlySpan<DecodeRow> rows, nint embeddings, Span<float> lastLogits, int threads)
+    {
+        if (embeddings == 0) throw new ArgumentNullException(nameof(embeddings));
+        if (!lastLogits.IsEmpty && lastLogits.Length != _vocab) throw new ArgumentException($"lastLogits must hold {_vocab} values.", nameof(lastLogits));
+        fixed (float* out0 = lastLogits) Forward(rows, embeddings, lastLogits.IsEmpty ? null : out0, rows.Length - 1, threads);
+    }
+
+    /// <summary>
+    /// The step: inputs from <paramref name="embeddings"/> (or, when 0, each row's token), every block, then the head for
+    /// rows <paramref name="logitsFrom"/> onwards into <paramref name="logits"/> (<c>[rows - logitsFrom, vocab]</c>; null: no head).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Forward(ReadOnlySpan<DecodeRow> rows, nint embeddings, float* logits, int logitsFrom, int threads)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var r = rows.Length;
-        if (logits.Length != (long)r * _vocab) throw new ArgumentException($"logits must hold {r} × {_vocab} values.", nameof(logits));
         var maxLength = 0;
-        foreach (var row in rows) maxLength = Math.Max(maxLength, row.Session.Length + 1);
+        foreach (var row in rows) maxLength = Math.Max(maxLength, row.Position + 1);
         _s.Ensure(r, _hidden, _inter, _kvHeads * _headDim, _heads, maxLength);
         if (_rows.Length != r) _rows = new DecodeRow[r];
         rows.CopyTo(_rows); // the workers need the sessions
 
-        for (var m = 0; m < r; m++) Widen(_embed + (nint)rows[m].Token * _hidden * _elem, _s.X + m * _hidden, _hidden);
+        for (var m = 0; m < r; m++)
+            Widen(embeddings != 0 ? embeddings + (nint)m * _hidden * _elem : _embed + (nint)rows[m].Token * _hidden * _elem, _s.X + m * _hidden, _hidden);
         for (var l = 0; l < _layers.Length; l++) Block(l, r, threads);
-        fixed (float* out0 = logits)
-        {
-            var normed = Norm(_s.X, _finalNorm, r);
-            _gemv.Begin(normed, _hidden, r, _bf16).Add(_head, (nint)out0, _vocab).Run(threads);
-            RoundAll(out0, (long)r * _vocab);
-        }
+        if (logits == null) return;
+        var normed = Norm(_s.X, _finalNorm, r) + (nint)logitsFrom * _hidden * _elem;
+        _gemv.Begin(normed, _hidden, r - logitsFrom, _bf16).Add(_head, (nint)logits, _vocab).Run(threads);
+        RoundAll(logits, (long)(r - logitsFrom) * _vocab);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -219,7 +247,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
         for (var m = 0; m < r; m++)
         {
             var row = _rows[m];
-            var position = row.Session.Length;
+            var position = row.Position;
             for (var head = 0; head < _heads; head++) Rotate(_s.Q + ((long)m * _heads + head) * hd, position);
             for (var g = 0; g < _kvHeads; g++)
             {
@@ -246,7 +274,7 @@ internal sealed unsafe class CpuDecoder : IDisposable
             int m = chunk / d._heads, head = chunk % d._heads, g = head / d._groups, hd = d._headDim;
             var row = d._rows[m];
             var session = row.Session;
-            var position = session.Length;
+            var position = row.Position;
             var kvBase = ((long)row.Row * d._kvHeads + g) * session.AllocatedPositions * hd * d._elem;
             nint keys = session.KeyAddress(Layer) + (nint)kvBase, values = session.ValueAddress(Layer) + (nint)kvBase;
             var q = d._s.Q + ((long)m * d._heads + head) * hd;

@@ -148,6 +148,62 @@ public sealed class CpuDecoderTests
         }
     }
 
+    [SkippableTheory]
+    [InlineData(ScalarType.Float32)]
+    [InlineData(ScalarType.BFloat16)]
+    public void A_prefill_through_the_decoder_equals_stepping_its_tokens_one_by_one(ScalarType dtype)
+    {
+        // Each prefill row is a decode step at its position: the same cache and the same last logits, bit for bit,
+        // over several chunks (37 positions = 16 + 16 + 5) and at either thread count.
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the decoder needs AVX-512F or AVX2 + FMA");
+        using var scope = NewDisposeScope();
+        using var lm = RandomModel(dtype, seed: 8);
+        lm.DecoderPrefill = true;
+        var prompt = Enumerable.Range(0, 37).Select(i => 1 + i * 211 % 8000).ToArray();
+        var threadsBefore = get_num_threads();
+        try
+        {
+            foreach (var threads in new[] { 1, 2 })
+            {
+                set_num_threads(threads);
+                using var stepped = lm.CreateSession(64);
+                float[] last = [];
+                foreach (var id in prompt) last = StepLogits(stepped, [id]);
+                using var prefilled = lm.CreateSession(64);
+                using var logits = prefilled.PrefillTokens(prompt);
+                Assert.Equal(prompt.Length, prefilled.Length);
+                Assert.True(logits.data<float>().ToArray().AsSpan().SequenceEqual(last), $"{dtype}, {threads} threads: last logits differ");
+                Assert.True(StepLogits(prefilled, [42]).AsSpan().SequenceEqual(StepLogits(stepped, [42])), $"{dtype}, {threads} threads: the caches differ");
+            }
+        }
+        finally { set_num_threads(threadsBefore); }
+    }
+
+    [SkippableTheory]
+    [InlineData(ScalarType.Float32, 1e-5)]
+    [InlineData(ScalarType.BFloat16, 0.03)]
+    public void A_prefill_through_the_decoder_matches_libtorch_prefill(ScalarType dtype, double relative)
+    {
+        // As for decode steps: float32 noise in fp32; a few bf16 steps of the largest logit in bf16.
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the decoder needs AVX-512F or AVX2 + FMA");
+        using var scope = NewDisposeScope();
+        using var lm = RandomModel(dtype, seed: 9);
+        var prompt = Enumerable.Range(0, 21).Select(i => 1 + i * 379 % 8000).ToArray();
+        float[] Run(bool throughDecoder)
+        {
+            lm.DecoderPrefill = throughDecoder;
+            using var s = lm.CreateSession(64);
+            using var first = s.PrefillTokens(prompt);
+            return [.. first.data<float>().ToArray(), .. StepLogits(s, [77])];
+        }
+        var decoder = Run(true);
+        var torchPath = Run(false);
+        var max = torchPath.Max(Math.Abs);
+        var diff = decoder.Zip(torchPath, (x, y) => Math.Abs(x - y)).Max();
+        _out.WriteLine($"{dtype}: max |logit| {max:F3}, max |diff| {diff:G3} ({diff / max:G3} relative)");
+        Assert.True(diff <= relative * max, $"max |diff| {diff} > {relative} × {max}");
+    }
+
     private static float[][] Decode(LlamaForCausalLM lm, int[] prompt, int[] tokens)
     {
         using var s = lm.CreateSession(64);
