@@ -51,6 +51,8 @@ internal static class BenchReport
                 ["ms_per_token"] = Round(d.MsPerToken.Median), ["ms_per_token_stats"] = StatJson(d.MsPerToken),
                 ["stream_ttft_ms"] = Round(d.TtftMs.Median), ["stream_ttft_ms_stats"] = StatJson(d.TtftMs),
                 ["stream_ms_per_token"] = Round(d.StreamMsPerToken.Median), ["stream_ms_per_token_stats"] = StatJson(d.StreamMsPerToken),
+                ["all_decoding_tokens_per_s"] = Round(d.SteadyTokensPerSecond.Median), ["all_decoding_tokens_per_s_stats"] = StatJson(d.SteadyTokensPerSecond),
+                ["all_decoding_speedup_vs_one_stream"] = SteadySpeedUp(r, d) is { } steadyUp ? Round(steadyUp) : 0,
                 ["speedup_vs_one_stream"] = SpeedUp(r, d) is { } up ? Round(up) : 0,
                 ["bytes_per_step"] = d.BytesPerStep,
                 ["fraction_of_bandwidth"] = Round(d.FractionOfBandwidth.Median), ["fraction_of_bandwidth_stats"] = StatJson(d.FractionOfBandwidth),
@@ -86,7 +88,12 @@ internal static class BenchReport
                  $"{d.BytesPerStep / 1e9:F2} GB/step = {d.FractionOfBandwidth.Median:F2} of read bandwidth {Range(d.FractionOfBandwidth, "F2")}" +
                  (SpeedUp(r, d) is { } up && d.Concurrency > 1 ? $", {up:F2}x one stream" : ""));
             if (s.Concurrency.Count > 1 || d.Concurrency > 1)
+            {
                 Line($"         per stream: first token {d.TtftMs.Median:F0} ms {Range(d.TtftMs, "F0")}, {d.StreamMsPerToken.Median:F1} ms/token {Range(d.StreamMsPerToken, "F1")}");
+                if (d.Concurrency > 1)
+                    Line($"         all {d.Concurrency} decoding (no prefill in the window): {d.SteadyTokensPerSecond.Median:F2} tok/s {Range(d.SteadyTokensPerSecond, "F2")}" +
+                         (SteadySpeedUp(r, d) is { } steadyUp ? $", {steadyUp:F2}x one stream" : ""));
+            }
         }
         return b.ToString();
     }
@@ -95,6 +102,11 @@ internal static class BenchReport
     private static double? SpeedUp(BenchResult r, DecodeResult d) =>
         r.Decode.FirstOrDefault(o => o.Context == d.Context && o.Concurrency == 1) is { } one && one.TokensPerSecond.Median > 0
             ? d.TokensPerSecond.Median / one.TokensPerSecond.Median
+            : null;
+
+    private static double? SteadySpeedUp(BenchResult r, DecodeResult d) =>
+        r.Decode.FirstOrDefault(o => o.Context == d.Context && o.Concurrency == 1) is { } one && one.TokensPerSecond.Median > 0
+            ? d.SteadyTokensPerSecond.Median / one.TokensPerSecond.Median
             : null;
 
     private static Dictionary<string, object> StatJson(Stat s) => new()

@@ -28,8 +28,10 @@ internal sealed record PrefillResult(int Context, Stat Milliseconds, double Flop
 
 /// <param name="TtftMs">Per stream: from sending the request to its first token (mean over the streams of a run).</param>
 /// <param name="StreamMsPerToken">Per stream: from its first token to its last over the tokens between (mean over the streams of a run).</param>
+/// <param name="SteadyTokensPerSecond">All streams together while every one of them was decoding (from the last stream's first
+/// token to the first stream's last): the batched decode rate without the newcomers' prefills in its window.</param>
 internal sealed record DecodeResult(int Context, int Concurrency, Stat TokensPerSecond, long BytesPerStep, double BandwidthBytes,
-    Stat TtftMs, Stat StreamMsPerToken)
+    Stat TtftMs, Stat StreamMsPerToken, Stat SteadyTokensPerSecond)
 {
     /// <summary>Per stream: the time between two tokens of one session.</summary>
     public Stat MsPerToken => Stat.Of(TokensPerSecond.Runs.Select(t => 1000.0 * Concurrency / t));
@@ -80,6 +82,7 @@ internal static class BenchRunner
         var decode = s.Contexts.SelectMany(c => s.Concurrency.Select(k => (c, k))).ToDictionary(x => x, _ => new List<double>());
         var ttft = decode.Keys.ToDictionary(x => x, _ => new List<double>());
         var perStream = decode.Keys.ToDictionary(x => x, _ => new List<double>());
+        var steady = decode.Keys.ToDictionary(x => x, _ => new List<double>());
         for (var run = 0; run < s.Runs; run++)
         {
             if (pipeline.VisionEncoder is not null)
@@ -94,13 +97,14 @@ internal static class BenchRunner
                 foreach (var k in s.Concurrency)
                 {
                     var fill = Fill(lm, context, s.NewTokens);
-                    var (prefillMs, tps, firstMs, streamMs) = await DecodeAsync(pipeline, lm, fill, k, run, options, ct);
+                    var (prefillMs, tps, firstMs, streamMs, steadyTps) = await DecodeAsync(pipeline, lm, fill, k, run, options, ct);
                     if (k == s.Concurrency[0]) prefill[context].Add(prefillMs);
                     decode[(context, k)].Add(tps);
                     ttft[(context, k)].Add(firstMs);
                     perStream[(context, k)].Add(streamMs);
+                    steady[(context, k)].Add(steadyTps);
                     log.WriteLine($"[bench] run {run + 1}: context {fill} x{k}: prefill {prefillMs:F0} ms, decode {tps:F2} tok/s, " +
-                                  $"per stream: first token {firstMs:F0} ms, {streamMs:F1} ms/token");
+                                  $"per stream: first token {firstMs:F0} ms, {streamMs:F1} ms/token, all streams decoding {steadyTps:F2} tok/s");
                 }
         }
 
@@ -112,7 +116,7 @@ internal static class BenchRunner
             {
                 var fill = Fill(lm, d.Key.c, s.NewTokens);
                 var kv = lm.CacheBytesPerPosition * (fill + s.NewTokens / 2);
-                return new DecodeResult(fill, d.Key.k, Stat.Of(d.Value), weightBytes + d.Key.k * kv, bw, Stat.Of(ttft[d.Key]), Stat.Of(perStream[d.Key]));
+                return new DecodeResult(fill, d.Key.k, Stat.Of(d.Value), weightBytes + d.Key.k * kv, bw, Stat.Of(ttft[d.Key]), Stat.Of(perStream[d.Key]), Stat.Of(steady[d.Key]));
             }).ToList());
     }
 
@@ -123,9 +127,11 @@ internal static class BenchRunner
     /// <paramref name="k"/> concurrent requests of <paramref name="fill"/> prompt positions each. Returns the prefill time
     /// (mean over the requests), the decode rate: for one request the library's own figure (as generate reports it),
     /// for several (batched by the engine) the tokens after each request's first, over the time from the first first token
-    /// to the last finish; and per stream (means over the requests) the time to the first token and between tokens.
+    /// to the last finish; and per stream (means over the requests) the time to the first token and between tokens; and
+    /// the rate while all <paramref name="k"/> were decoding (tokens that arrived from the last first token to the first
+    /// last token, over that time).
     /// </summary>
-    private static async Task<(double PrefillMs, double TokensPerSecond, double TtftMs, double StreamMsPerToken)> DecodeAsync(
+    private static async Task<(double PrefillMs, double TokensPerSecond, double TtftMs, double StreamMsPerToken, double SteadyTokensPerSecond)> DecodeAsync(
         MiniGptPipeline pipeline, ILanguageModel lm, int fill, int k, int run, GenerationOptions options, CancellationToken ct)
     {
         var clock = Stopwatch.StartNew();
@@ -133,22 +139,27 @@ internal static class BenchRunner
         {
             var prompt = new PromptSequence().AddTokens(Prompt(lm, fill, run * 97 + i * 13));
             double first = -1, last = 0;
+            var arrivals = new List<(double At, int Tokens)>();
             GenerationUpdate? final = null;
             await foreach (var u in pipeline.GenerateAsync(prompt, options, ct))
             {
                 if (first < 0) first = clock.Elapsed.TotalSeconds;
                 last = clock.Elapsed.TotalSeconds;
+                arrivals.Add((last, u.TokenIds.Count));
                 final = u;
             }
-            return (First: first, Last: last, Timings: final!.Timings!, Usage: final.Usage!);
+            return (First: first, Last: last, Arrivals: arrivals, Timings: final!.Timings!, Usage: final.Usage!);
         }));
+        double from = results.Max(r => r.First), to = results.Min(r => r.Last);
+        var inWindow = results.Sum(r => r.Arrivals.Where(a => a.At > from && a.At <= to).Sum(a => a.Tokens));
+        var steady = to > from ? inWindow / (to - from) : 0;
         var prefillMs = results.Average(r => r.Timings.PrefillMilliseconds);
         var ttftMs = results.Average(r => r.First * 1000);
         var streamMs = results.Average(r => r.Usage.GeneratedTokens > 1 ? (r.Last - r.First) * 1000 / (r.Usage.GeneratedTokens - 1) : 0);
-        if (k == 1) return (prefillMs, results[0].Timings.DecodeTokensPerSecond, ttftMs, streamMs);
+        if (k == 1) return (prefillMs, results[0].Timings.DecodeTokensPerSecond, ttftMs, streamMs, results[0].Timings.DecodeTokensPerSecond);
         var tokens = results.Sum(r => Math.Max(0, r.Usage.GeneratedTokens - 1));
         var window = results.Max(r => r.Last) - results.Min(r => r.First);
-        return (prefillMs, window > 0 ? tokens / window : 0, ttftMs, streamMs);
+        return (prefillMs, window > 0 ? tokens / window : 0, ttftMs, streamMs, steady);
     }
 
     /// <summary>BOS then ids spread over the vocabulary (never BOS or EOS), varied by <paramref name="salt"/> so no two requests share a prefix.</summary>

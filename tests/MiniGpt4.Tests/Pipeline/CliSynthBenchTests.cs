@@ -209,6 +209,8 @@ public class CliSynthBenchTests
             Assert.True(d!["tokens_per_s"]!.GetValue<double>() > 0);
             Assert.True(d["ms_per_token"]!.GetValue<double>() > 0);
             Assert.True(d["fraction_of_bandwidth"]!.GetValue<double>() > 0);
+            // K = 1: the library's own rate; K = 2: tokens while both decoded (0 when the two never overlapped).
+            Assert.True(d["all_decoding_tokens_per_s"]!.GetValue<double>() >= 0);
             var s = d["tokens_per_s_stats"]!;
             Assert.True(s["min"]!.GetValue<double>() <= s["median"]!.GetValue<double>() && s["median"]!.GetValue<double>() <= s["max"]!.GetValue<double>());
         }
