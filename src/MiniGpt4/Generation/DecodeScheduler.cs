@@ -7,7 +7,9 @@ namespace MiniGpt4.Generation;
 
 /// <summary>
 /// Continuous batching for one language model: a loop that, per iteration, admits waiting answers (their prefill,
-/// oldest first, within <see cref="PrefillPositionsPerIteration"/>), then runs one decode step for every running answer
+/// oldest first, within <see cref="PrefillPositionsPerIteration"/>; or, where the model prefills in parts that change
+/// no number, <see cref="IBatchedLanguageModel.PrefillChunkPositions"/> positions of the oldest answer's prompt, so
+/// that running answers keep stepping while a long prompt is prefilled), then runs one decode step for every running answer
 /// as one batched forward (<see cref="IBatchedLanguageModel.StepBatch"/>: each weight read once for all rows, every beam
 /// a row), and retires the answers that finished, failed, were cancelled or abandoned before the next step. Sampling,
 /// beams and stop rules stay per answer (<see cref="GenerationRun"/>, its own seed); the kernel is row-invariant, so an
@@ -25,6 +27,8 @@ internal sealed class DecodeScheduler(ILanguageModel model)
     private readonly object _lock = new();
     private readonly Queue<ScheduledAnswer> _waiting = new();
     private readonly List<ScheduledAnswer> _running = new(); // owned by the loop
+    private readonly int _prefillChunk = model is IBatchedLanguageModel batched ? batched.PrefillChunkPositions : 0;
+    private ScheduledAnswer? _prefilling; // the answer whose prompt is being prefilled in parts (the loop's, read under _lock)
     private readonly List<ScheduledAnswer> _batch = new();
     private readonly List<int> _rowsOf = new();
     private readonly List<LanguageModelCache> _caches = new();
@@ -32,10 +36,13 @@ internal sealed class DecodeScheduler(ILanguageModel model)
     private float[] _logits = [];
     private readonly AutoResetEvent _wake = new(false);
     private bool _looping;
-    private long _sharedSteps;
+    private long _sharedSteps, _stepsDuringPrefill;
 
     /// <summary>Forwards so far that stepped two answers or more together (diagnostics, tests).</summary>
     public long SharedSteps => Interlocked.Read(ref _sharedSteps);
+
+    /// <summary>Forwards so far that ran while another answer's prompt was part-way prefilled (diagnostics, tests).</summary>
+    public long StepsDuringPrefill => Interlocked.Read(ref _stepsDuringPrefill);
 
     /// <summary>Queues an answer for admission; its updates arrive through <see cref="ScheduledAnswer.ReadAsync"/>.</summary>
     public void Submit(ScheduledAnswer answer)
@@ -66,6 +73,8 @@ internal sealed class DecodeScheduler(ILanguageModel model)
             lock (_lock)
             {
                 left = [.. _running, .. _waiting];
+                if (_prefilling is { } p) left.Add(p);
+                _prefilling = null;
                 _running.Clear();
                 _waiting.Clear();
                 _looping = false;
@@ -79,24 +88,35 @@ internal sealed class DecodeScheduler(ILanguageModel model)
         while (true)
         {
             List<ScheduledAnswer> admitted = [];
+            ScheduledAnswer? part = null;
             lock (_lock)
             {
-                if (_running.Count == 0 && _waiting.Count == 0)
+                if (_running.Count == 0 && _waiting.Count == 0 && _prefilling is null)
                 {
                     _looping = false;
                     return;
                 }
-                var positions = 0;
-                while (_waiting.TryPeek(out var next) && (admitted.Count == 0 || positions + next.PromptPositions <= PrefillPositionsPerIteration))
+                if (_prefillChunk > 0)
                 {
-                    admitted.Add(_waiting.Dequeue());
-                    positions += next.PromptPositions;
+                    if (_prefilling is null && _waiting.TryDequeue(out var oldest)) _prefilling = oldest;
+                    part = _prefilling;
+                }
+                else
+                {
+                    var positions = 0;
+                    while (_waiting.TryPeek(out var next) && (admitted.Count == 0 || positions + next.PromptPositions <= PrefillPositionsPerIteration))
+                    {
+                        admitted.Add(_waiting.Dequeue());
+                        positions += next.PromptPositions;
+                    }
                 }
             }
+            if (part is not null && PrefillPart(part))
+                lock (_lock) _prefilling = null;
             foreach (var answer in admitted) Admit(answer);
             // Nothing could move (every running answer waits for its reader): sleep until a reader, a newcomer or a
             // cancellation wakes the loop.
-            if (!Step() && admitted.Count == 0) _wake.WaitOne();
+            if (!Step() && admitted.Count == 0 && part is null) _wake.WaitOne();
         }
     }
 
@@ -113,8 +133,33 @@ internal sealed class DecodeScheduler(ILanguageModel model)
             answer.End(e);
             return;
         }
+        Start(answer);
+    }
+
+    /// <summary>
+    /// Prefills the next <see cref="_prefillChunk"/> positions of an answer's prompt, and starts the answer once its prompt
+    /// is complete. True when the answer is done with its prefill (started, or ended).
+    /// </summary>
+    private bool PrefillPart(ScheduledAnswer answer)
+    {
+        if (Leaving(answer)) return true;
+        try
+        {
+            if (!answer.Run.PrefillPart(_prefillChunk, answer.Token)) return false;
+        }
+        catch (Exception e)
+        {
+            answer.End(e);
+            return true;
+        }
+        Start(answer);
+        return true;
+    }
+
+    /// <summary>Adds a prefilled answer to the running ones and streams its first token, before the next newcomer's prefill.</summary>
+    private void Start(ScheduledAnswer answer)
+    {
         _running.Add(answer);
-        // The first token comes from the prefill's logits: stream it now, before the next newcomer's prefill.
         try
         {
             if (!answer.Run.BeginNext().IsEmpty) throw new InvalidOperationException("The first step of an answer needs no forward.");
@@ -169,6 +214,7 @@ internal sealed class DecodeScheduler(ILanguageModel model)
             foreach (var t in feed) _tokens.Add(t);
         }
         if (_batch.Count > 1) Interlocked.Increment(ref _sharedSteps);
+        if (_batch.Count > 0 && Volatile.Read(ref _prefilling) is not null) Interlocked.Increment(ref _stepsDuringPrefill);
         if (_batch.Count > 0) Forward();
         _running.RemoveAll(a => a.Ended);
         return moved;

@@ -25,6 +25,9 @@ internal sealed class GenerationEngine(ILanguageModel model)
     /// <summary>Decode steps so far that stepped two answers or more in one forward (diagnostics, tests).</summary>
     public long SharedSteps => _scheduler.SharedSteps;
 
+    /// <summary>Decode steps so far that ran while another answer's prompt was part-way prefilled (diagnostics, tests).</summary>
+    public long StepsDuringPrefill => _scheduler.StepsDuringPrefill;
+
     /// <summary>A conversation's cache (its memory is allocated on first use).</summary>
     public ConversationCache CreateCache() => new(model);
 

@@ -1,5 +1,6 @@
 using MiniGpt4.Abstractions;
 using System.Diagnostics;
+using MiniGpt4.Models;
 using MiniGpt4.Text;
 
 namespace MiniGpt4.Generation;
@@ -21,23 +22,44 @@ internal sealed class GenerationRun(ILanguageModel model, PromptSequence prompt,
     private Generator? _generator;
     private int _reused;
     private double _prefillMs;
+    private float[]? _logits; // the first logits, once the prefill has started
     private bool _finished;
 
     /// <summary>Computes the prompt's keys/values after the reused prefix and the first logits; cancellable between layers.</summary>
     public void Prefill(CancellationToken cancellationToken)
     {
+        while (!PrefillPart(int.MaxValue, cancellationToken)) { }
+    }
+
+    /// <summary>
+    /// Prefills at most <paramref name="maxPositions"/> further prompt positions (the first call keeps the cache's longest
+    /// common prefix); true once the prompt is complete and the first token can be chosen. Chunks go through
+    /// <see cref="IBatchedLanguageModel.PrefillPart"/>, which a model offers only where they change no number; any other
+    /// model prefills the whole prompt in the first call.
+    /// </summary>
+    public bool PrefillPart(int maxPositions, CancellationToken cancellationToken)
+    {
+        if (_generator is not null) throw new InvalidOperationException("The prompt is prefilled already.");
         var sw = Stopwatch.StartNew();
-        // Left truncation (the reference's) shifts every position: nothing cached stays valid.
-        _reused = conversation.KeepCommonPrefix(_keys, reuse: prompt.SkipLeft == 0);
         var cache = conversation.Cache;
-        cache.Reserve(_keys.Length + options.MaxNewTokens);
-        var logits = new float[model.VocabSize];
-        model.Prefill(cache, prompt, logits, cancellationToken);
+        if (_logits is null)
+        {
+            // Left truncation (the reference's) shifts every position: nothing cached stays valid.
+            _reused = conversation.KeepCommonPrefix(_keys, reuse: prompt.SkipLeft == 0);
+            cache.Reserve(_keys.Length + options.MaxNewTokens);
+            _logits = new float[model.VocabSize];
+        }
+        var done = true;
+        if (model is IBatchedLanguageModel { PrefillChunkPositions: > 0 } chunked && maxPositions < int.MaxValue)
+            done = chunked.PrefillPart(cache, prompt, maxPositions, _logits, cancellationToken);
+        else model.Prefill(cache, prompt, _logits, cancellationToken);
+        _prefillMs += sw.Elapsed.TotalMilliseconds;
+        if (!done) return false;
         conversation.SetPrompt(_keys);
         var rules = new DecodeRules(model.EndOfSequenceId, model.BeginningOfSequenceId,
             [.. options.StopTokenSequences.Select(q => q.ToArray()), .. options.StopTokenIds.Select(id => new[] { id })]);
-        _generator = Generator.Start(new CacheStepper(model, cache), logits, options, rules);
-        _prefillMs = sw.Elapsed.TotalMilliseconds;
+        _generator = Generator.Start(new CacheStepper(model, cache), _logits, options, rules);
+        return true;
     }
 
     /// <summary>One token (or one beam step): an update to stream, null while beams are still running.</summary>

@@ -102,6 +102,32 @@ internal sealed class LlamaLanguageModel : ILanguageModel, IBatchedLanguageModel
     }
 
     /// <inheritdoc />
+    /// <remarks>Where the prefill runs through the CPU decoder (each position a decode step at that position, so parts
+    /// change nothing); libtorch's prefill sums differently for other chunk shapes and prefills whole prompts.</remarks>
+    public int PrefillChunkPositions => _model.DecoderPrefill && _model.Decoder is not null ? 2 * LlamaSession.DecoderPrefillChunk : 0;
+
+    /// <inheritdoc />
+    public bool PrefillPart(LanguageModelCache cache, PromptSequence prompt, int maxPositions, Span<float> logits, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(prompt);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxPositions, 1);
+        var session = SessionOf(cache);
+        var length = prompt.Length - prompt.SkipLeft;
+        if (session.Rows != 1) throw new ArgumentException("Prefill needs a cache of one row.", nameof(cache));
+        if (session.Length >= length) throw new ArgumentException($"The cache already holds {session.Length} positions of a {length}-position prompt.", nameof(prompt));
+        using var held = _gate.Enter(cancellationToken);
+        using var scope = NewDisposeScope();
+        using var _ = inference_mode();
+        var embeds = EmbedPrompt(prompt);
+        var end = (int)Math.Min(length, (long)session.Length + maxPositions);
+        var last = session.Prefill(embeds[.., session.Length..end, ..], cancellationToken);
+        if (end < length) return false;
+        PrefillObserver?.Invoke(embeds, last);
+        last.CopyTo(logits);
+        return true;
+    }
+
+    /// <inheritdoc />
     public void Step(LanguageModelCache cache, ReadOnlySpan<int> tokenPerRow, Span<float> logits)
     {
         var session = SessionOf(cache);

@@ -186,4 +186,48 @@ public sealed class ContinuousBatchingTests(TinyByDType tiny, ITestOutputHelper 
         while (await updates.MoveNextAsync()) ids.AddRange(updates.Current.TokenIds);
         Assert.Equal(solo, ids);
     }
+
+    /// <summary>
+    /// A long prompt arriving while another answer runs is prefilled in parts, and the running answer steps between the
+    /// parts instead of waiting for the whole prompt; both answers are still their solo answers (the decoder's prefill,
+    /// the default for bf16 on a CPU without AVX512-BF16, changes no number when split).
+    /// </summary>
+    [SkippableFact]
+    public async Task A_long_prompt_is_prefilled_in_parts_while_a_running_answer_keeps_stepping()
+    {
+        var manifest = Fixtures.Require("oracle/tiny/minigpt4-vicuna0.json");
+        using var pipeline = await MiniGptPipeline.LoadAsync(manifest, new MiniGptLoadOptions
+        {
+            DType = MiniGptDType.BFloat16,
+            Images = new ImageDecodingOptions { Decoder = SkiaImageDecoder.Instance },
+        });
+        var lm = (MiniGpt4.Models.LlamaLanguageModel)pipeline.LanguageModel;
+        lm.Model.DecoderPrefill = true;
+        Skip.If(lm.PrefillChunkPositions == 0, "the CPU decoder (AVX-512F or AVX2 + FMA) is not available here");
+        var question = string.Join(" ", Enumerable.Repeat("Describe every colour, every shape and every corner you can see.", 10));
+        var longOptions = GenerationOptions.Greedy with { MaxNewTokens = 12, UseTemplateStops = false };
+        var runningOptions = GenerationOptions.Greedy with { MaxNewTokens = 400, MinNewTokens = 400, UseTemplateStops = false };
+
+        int[] soloLong, soloRunning;
+        using (var s = await OpenAsync(pipeline, 1)) soloLong = (await s.AskAsync(question, longOptions)).TokenIds.ToArray();
+        using (var s = await OpenAsync(pipeline, 0)) soloRunning = (await s.AskAsync(Questions[0], runningOptions)).TokenIds.ToArray();
+
+        using var running = await OpenAsync(pipeline, 0);
+        using var arriving = await OpenAsync(pipeline, 1);
+        await using var updates = running.StreamUpdatesAsync(Questions[0], runningOptions).GetAsyncEnumerator();
+        Assert.True(await updates.MoveNextAsync());
+        var ids = new List<int>(updates.Current.TokenIds);
+        var reader = Task.Run(async () =>
+        {
+            while (await updates.MoveNextAsync()) ids.AddRange(updates.Current.TokenIds);
+        });
+        var before = pipeline.Engine.StepsDuringPrefill;
+        var answer = await arriving.AskAsync(question, longOptions);
+        var between = pipeline.Engine.StepsDuringPrefill - before;
+        await reader;
+        output.WriteLine($"prompt parts of {lm.PrefillChunkPositions} positions; steps of the running answer between them: {between}");
+        Assert.True(between >= 2, $"the running answer stepped {between} times while the long prompt was prefilled");
+        Assert.Equal(soloLong, answer.TokenIds);
+        Assert.Equal(soloRunning, ids);
+    }
 }
