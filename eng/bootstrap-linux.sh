@@ -97,3 +97,16 @@ elif command -v apt-get >/dev/null 2>&1; then
 else
   say "chromium missing and no apt-get: the browser test of the chat page will skip (fail under CI=true)."
 fi
+
+# A C compiler for the optional native kernels (src/MiniGpt4/Native: 512-bit VNNI products .NET has no intrinsic for).
+# Without one the build skips them and the managed kernels run (same results, slower); CI's test of them needs it.
+if command -v cc >/dev/null 2>&1; then
+  say "C compiler present: $(cc --version 2>/dev/null | head -1)"
+elif command -v apt-get >/dev/null 2>&1; then
+  say "installing gcc (native kernels)"
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
+  say "$(cc --version 2>/dev/null | head -1) installed"
+else
+  say "no C compiler and no apt-get: the native kernels will not be built (the managed ones run)."
+fi
