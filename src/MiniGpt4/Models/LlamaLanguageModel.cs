@@ -86,20 +86,7 @@ internal sealed class LlamaLanguageModel : ILanguageModel, IBatchedLanguageModel
 
     /// <inheritdoc />
     public void Prefill(LanguageModelCache cache, PromptSequence prompt, Span<float> logits, CancellationToken cancellationToken = default)
-    {
-        ArgumentNullException.ThrowIfNull(prompt);
-        var session = SessionOf(cache);
-        var length = prompt.Length - prompt.SkipLeft;
-        if (session.Rows != 1) throw new ArgumentException("Prefill needs a cache of one row.", nameof(cache));
-        if (session.Length >= length) throw new ArgumentException($"The cache already holds {session.Length} positions of a {length}-position prompt.", nameof(prompt));
-        using var held = _gate.Enter(cancellationToken);
-        using var scope = NewDisposeScope();
-        using var _ = inference_mode();
-        var embeds = EmbedPrompt(prompt);
-        var last = session.Prefill(embeds[.., session.Length.., ..], cancellationToken);
-        PrefillObserver?.Invoke(embeds, last);
-        last.CopyTo(logits);
-    }
+        => PrefillPart(cache, prompt, int.MaxValue, logits, cancellationToken);
 
     /// <inheritdoc />
     /// <remarks>Where the prefill runs through the CPU decoder (each position a decode step at that position, so parts
