@@ -132,18 +132,27 @@ internal sealed class LlamaSession : IDisposable
     /// <c>[rows, V]</c> float32 on the CPU (the caller owns them). Throws
     /// <see cref="MiniGptContextLengthException"/> when the cache would overflow.
     /// </summary>
-    public Tensor Prefill(Tensor inputEmbeds, CancellationToken cancellationToken = default) => Run(inputEmbeds, allLogits: false, ct: cancellationToken);
+    public Tensor Prefill(Tensor inputEmbeds, CancellationToken cancellationToken = default) => Run(inputEmbeds, allLogits: false, ct: cancellationToken)!;
+
+    /// <summary>
+    /// Like <see cref="Prefill"/> when the caller does not need the logits (a prompt prefilled in parts, before its last
+    /// part): through the CPU decoder the head is then skipped.
+    /// </summary>
+    internal void PrefillWithoutLogits(Tensor inputEmbeds, CancellationToken cancellationToken = default)
+    {
+        using var logits = Run(inputEmbeds, allLogits: false, ct: cancellationToken, wantLogits: false);
+    }
 
     /// <summary>Like <see cref="Prefill"/> for token ids (the same ids appended to every row).</summary>
     public Tensor PrefillTokens(ReadOnlySpan<int> ids)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         using var embeds = EmbedIds(ids, perRow: false);
-        return Run(embeds, allLogits: false);
+        return Run(embeds, allLogits: false)!;
     }
 
     /// <summary>Like <see cref="Prefill"/> but returns the logits of every new position, <c>[rows, T, V]</c> (parity tests).</summary>
-    public Tensor ForwardAllLogits(Tensor inputEmbeds) => Run(inputEmbeds, allLogits: true);
+    public Tensor ForwardAllLogits(Tensor inputEmbeds) => Run(inputEmbeds, allLogits: true)!;
 
     /// <summary>
     /// Appends one token to each row and writes the next-token logits, float32 <c>[rows, V]</c>, into
@@ -218,7 +227,7 @@ internal sealed class LlamaSession : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         CheckOnePerRow(tokenPerRow);
         using var embeds = EmbedIds(tokenPerRow, perRow: true);
-        return Run(embeds, allLogits: false);
+        return Run(embeds, allLogits: false)!;
     }
 
     /// <summary>Forgets every cached position from <paramref name="length"/> on (keeps a prefix for the next turn).</summary>
@@ -297,7 +306,7 @@ internal sealed class LlamaSession : IDisposable
         return states.ToArray();
     }
 
-    private Tensor Run(Tensor inputEmbeds, bool allLogits, List<Tensor>? states = null, CancellationToken ct = default)
+    private Tensor? Run(Tensor inputEmbeds, bool allLogits, List<Tensor>? states = null, CancellationToken ct = default, bool wantLogits = true)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var cfg = _lm.Config;
@@ -313,7 +322,7 @@ internal sealed class LlamaSession : IDisposable
             throw Overflow(t);
         Reserve((int)(Length + t));
         if (!allLogits && states is null && Rows == 1 && _lm.DecoderPrefill && _lm.Decoder is { } decoder)
-            return PrefillThroughDecoder(decoder, inputEmbeds, (int)t, ct);
+            return PrefillThroughDecoder(decoder, inputEmbeds, (int)t, ct, wantLogits);
 
         using var scope = NewDisposeScope();
         using var guard = inference_mode();
@@ -346,7 +355,7 @@ internal sealed class LlamaSession : IDisposable
     /// A single-row prefill as steps of the decoder, <see cref="DecoderPrefillChunk"/> positions at a time, the head for
     /// the last position only. The length moves once, at the end, as on libtorch's path.
     /// </summary>
-    private Tensor PrefillThroughDecoder(Kernels.CpuDecoder decoder, Tensor inputEmbeds, int t, CancellationToken ct)
+    private Tensor? PrefillThroughDecoder(Kernels.CpuDecoder decoder, Tensor inputEmbeds, int t, CancellationToken ct, bool wantLogits)
     {
         var hidden = _lm.Config.HiddenSize;
         var logits = new float[_lm.Config.VocabSize];
@@ -362,12 +371,12 @@ internal sealed class LlamaSession : IDisposable
                 ct.ThrowIfCancellationRequested(); // nothing was committed: Length moves only after the last chunk
                 var n = Math.Min(rows.Length, t - first);
                 for (var i = 0; i < n; i++) rows[i] = new Kernels.DecodeRow(this, 0, 0, first + i);
-                var last = first + n == t;
+                var last = wantLogits && first + n == t;
                 decoder.Prefill(rows.AsSpan(0, n), address + (nint)first * hidden * elementBytes, last ? logits : default, Math.Max(1, get_num_threads()));
             }
         }
         Length += t;
-        return tensor(logits, [1L, logits.Length], ScalarType.Float32);
+        return wantLogits ? tensor(logits, [1L, logits.Length], ScalarType.Float32) : null;
     }
 
     // Query i (absolute position start+i) may attend key j iff j <= start+i, in the grouped layout

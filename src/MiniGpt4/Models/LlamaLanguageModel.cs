@@ -107,8 +107,12 @@ internal sealed class LlamaLanguageModel : ILanguageModel, IBatchedLanguageModel
         using var _ = inference_mode();
         var embeds = EmbedPrompt(prompt);
         var end = (int)Math.Min(length, (long)session.Length + maxPositions);
-        var last = session.Prefill(embeds[.., session.Length..end, ..], cancellationToken);
-        if (end < length) return false;
+        if (end < length)
+        {
+            session.PrefillWithoutLogits(embeds[.., session.Length..end, ..], cancellationToken);
+            return false;
+        }
+        var last = session.Prefill(embeds[.., session.Length.., ..], cancellationToken);
         PrefillObserver?.Invoke(embeds, last);
         last.CopyTo(logits);
         return true;
