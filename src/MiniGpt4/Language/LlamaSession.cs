@@ -357,26 +357,24 @@ internal sealed class LlamaSession : IDisposable
     /// </summary>
     private Tensor? PrefillThroughDecoder(Kernels.CpuDecoder decoder, Tensor inputEmbeds, int t, CancellationToken ct, bool wantLogits)
     {
-        var hidden = _lm.Config.HiddenSize;
-        var logits = new float[_lm.Config.VocabSize];
+        var logits = wantLogits ? new float[_lm.Config.VocabSize] : null;
         var rows = new Kernels.DecodeRow[Math.Min(DecoderPrefillChunk, t)];
         using (var scope = NewDisposeScope())
         using (inference_mode())
         {
             var x = inputEmbeds.to(_lm.DType, CPU).contiguous();
             var address = TensorMath.Address(x);
-            var elementBytes = _lm.DType == ScalarType.BFloat16 ? 2 : 4;
+            var rowBytes = _lm.Config.HiddenSize * x.ElementSize;
             for (var first = 0; first < t; first += rows.Length)
             {
                 ct.ThrowIfCancellationRequested(); // nothing was committed: Length moves only after the last chunk
                 var n = Math.Min(rows.Length, t - first);
                 for (var i = 0; i < n; i++) rows[i] = new Kernels.DecodeRow(this, 0, 0, first + i);
-                var last = wantLogits && first + n == t;
-                decoder.Prefill(rows.AsSpan(0, n), address + (nint)first * hidden * elementBytes, last ? logits : default, Math.Max(1, get_num_threads()));
+                decoder.Prefill(rows.AsSpan(0, n), address + (nint)(first * rowBytes), first + n == t ? logits : default, Math.Max(1, get_num_threads()));
             }
         }
         Length += t;
-        return wantLogits ? tensor(logits, [1L, logits.Length], ScalarType.Float32) : null;
+        return logits is null ? null : tensor(logits, [1L, logits.Length], ScalarType.Float32);
     }
 
     // Query i (absolute position start+i) may attend key j iff j <= start+i, in the grouped layout
