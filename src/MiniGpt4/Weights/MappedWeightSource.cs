@@ -100,6 +100,8 @@ internal sealed class MappedWeightSource : IWeightSource
         if (n == 0) return 0;
         using var noGrad = torch.no_grad();
         var elem = DTypes.ElementSize(info.DType);
+        if (destination.device_type == DeviceType.CPU && destination.is_contiguous())
+            Runtime.HugePages.Advise(Runtime.TensorMath.Address(destination), n * destination.ElementSize);
         if (loc.Strides is not null || !destination.is_contiguous())
         {
             // Rare (a saved non-contiguous view, a strided destination): read the storage region, let torch gather it.
@@ -111,6 +113,14 @@ internal sealed class MappedWeightSource : IWeightSource
         else if (destination.device_type == DeviceType.CPU && destination.dtype == info.DType)
         {
             ReadBytes(loc.File, loc.Offset, destination);
+        }
+        else if (destination.device_type == DeviceType.CPU && Runtime.FloatConversion.Handles(info.DType, destination.dtype)
+                 && MappedView(key) is { } view)
+        {
+            // Convert straight from the file's mapped pages: no read buffer, whose fresh pages fault in slowly.
+            using (view)
+                Runtime.FloatConversion.TryConvert(Runtime.TensorMath.Address(view), info.DType, Runtime.TensorMath.Address(destination),
+                    destination.dtype, n, torch.get_num_threads());
         }
         else
         {
