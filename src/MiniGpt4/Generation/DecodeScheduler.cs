@@ -27,7 +27,7 @@ internal sealed class DecodeScheduler(ILanguageModel model)
     private readonly object _lock = new();
     private readonly Queue<ScheduledAnswer> _waiting = new();
     private readonly List<ScheduledAnswer> _running = new(); // owned by the loop
-    private readonly int _prefillChunk = model is IBatchedLanguageModel batched ? batched.PrefillChunkPositions : 0;
+    private readonly IBatchedLanguageModel? _chunked = model as IBatchedLanguageModel;
     private ScheduledAnswer? _prefilling; // the answer whose prompt is being prefilled in parts (the loop's, read under _lock)
     private readonly List<ScheduledAnswer> _batch = new();
     private readonly List<int> _rowsOf = new();
@@ -96,7 +96,8 @@ internal sealed class DecodeScheduler(ILanguageModel model)
                     _looping = false;
                     return;
                 }
-                if (_prefillChunk > 0)
+                // Read per iteration: the model's prefill path (and so whether parts change a number) is a setting.
+                if (_prefilling is not null || _chunked is { PrefillChunkPositions: > 0 })
                 {
                     if (_prefilling is null && _waiting.TryDequeue(out var oldest)) _prefilling = oldest;
                     part = _prefilling;
@@ -137,7 +138,8 @@ internal sealed class DecodeScheduler(ILanguageModel model)
     }
 
     /// <summary>
-    /// Prefills the next <see cref="_prefillChunk"/> positions of an answer's prompt, and starts the answer once its prompt
+    /// Prefills the next <see cref="IBatchedLanguageModel.PrefillChunkPositions"/> positions of an answer's prompt (all of it
+    /// when the model no longer splits prompts), and starts the answer once its prompt
     /// is complete. True when the answer is done with its prefill (started, or ended).
     /// </summary>
     private bool PrefillPart(ScheduledAnswer answer)
@@ -145,7 +147,8 @@ internal sealed class DecodeScheduler(ILanguageModel model)
         if (Leaving(answer)) return true;
         try
         {
-            if (!answer.Run.PrefillPart(_prefillChunk, answer.Token)) return false;
+            var chunk = _chunked?.PrefillChunkPositions ?? 0;
+            if (!answer.Run.PrefillPart(chunk > 0 ? chunk : int.MaxValue, answer.Token)) return false;
         }
         catch (Exception e)
         {

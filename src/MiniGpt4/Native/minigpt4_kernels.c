@@ -1,9 +1,10 @@
 // MiniGpt4.NET's optional native kernels: the decode products whose instructions .NET 10 has no intrinsic for.
 //
-// .NET 10 exposes vpdpbusd only in its 256-bit VEX form (AvxVnni) and in AVX10, so a CPU with AVX512-VNNI but
-// neither (AMD Zen 4) runs the managed quantized products on AVX2/AVX-512BW arithmetic. These functions are the same
-// products with 512-bit vpdpbusd. They compute exactly what src/MiniGpt4/Language/Quantization/QuantMath.cs defines
-// (each block's integer dot product is exact; the float steps and their order are the same), so every path gives
+// .NET 10 exposes vpdpbusd only in its 256-bit VEX form (AvxVnni) and in AVX10, and vdpbf16ps not at all, so a CPU
+// with AVX512-VNNI and AVX512-BF16 (AMD Zen 4) runs the managed products on plain AVX-512 arithmetic. These functions
+// are the same products with 512-bit vpdpbusd (quantized weights) and vdpbf16ps (bf16 weights). They compute exactly
+// what src/MiniGpt4/Language/Quantization/QuantMath.cs and src/MiniGpt4/Language/Kernels/GemvMath.cs define (each
+// block's integer dot product is exact; the float steps and their order are the same), so every path gives
 // bit-identical results; tests compare them. The library is built for any x86-64 CPU: each kernel carries its own
 // target attribute and the managed side calls it only when mg_features() says the CPU has it.
 //
@@ -13,6 +14,7 @@
 #include <stdint.h>
 
 #define MG_VNNI512 1
+#define MG_BF16DOT512 2
 
 // Layout constants of QuantLayout: 32 weights per block, 16 blocks per superblock of 512 weights.
 enum { SUPER_WEIGHTS = 512, SUPER_BLOCKS = 16 };
@@ -24,13 +26,15 @@ int mg_features(void)
     int f = 0;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni"))
         f |= MG_VNNI512;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16"))
+        f |= MG_BF16DOT512;
     return f;
 }
 
 #define VNNI512 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 
 // The canonical sum of the 16 lanes: (i + i+8), then (i + i+4), then (0+2) + (1+3).
-VNNI512 static inline float reduce16(__m512 f)
+__attribute__((target("avx512f"))) static inline float reduce16(__m512 f)
 {
     __m256 t8 = _mm256_add_ps(_mm512_castps512_ps256(f), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1)));
     __m128 t4 = _mm_add_ps(_mm256_castps256_ps128(t8), _mm256_extractf128_ps(t8, 1));
@@ -109,4 +113,130 @@ VNNI512 void mg_quant_rows_vnni512(int bits, const uint8_t* w, const uint16_t* s
             y[m * out_features + r] = bits == 8 ? q8_dot(wr, sr, xq, dx, offsets, supers) : q4_dot(wr, sr, xq, dx, offsets, supers);
         }
     }
+}
+
+// ---- bf16 weights times bf16 activations (GemvMath's canonical bf16 dot, 512-bit path) ----
+//
+// Lane i of a 32-element group holds elements 2i and 2i+1 of both rows; vdpbf16ps adds the odd product, then the even
+// one, to lane i, each add rounded to float32 (the products of two bf16 values are exact). Groups alternate between
+// two accumulators (a: groups 0, 2, 4, ...; b: 1, 3, 5, ...), the result is the 16-lane sum of a + b, then the
+// elements past the last whole group one by one with fused multiply-adds, in order.
+
+#define BF16DOT512 __attribute__((target("avx512f,avx512bf16,fma")))
+
+BF16DOT512 static inline float bf16_value(uint16_t v)
+{
+    uint32_t u = (uint32_t)v << 16;
+    float f;
+    __builtin_memcpy(&f, &u, 4);
+    return f;
+}
+
+BF16DOT512 static inline __m512bh load_bh(const uint16_t* p) { return (__m512bh)_mm512_loadu_si512(p); }
+
+BF16DOT512 static inline float bf16_finish(__m512 a, __m512 b, const uint16_t* w, const uint16_t* x, int64_t k, int64_t n)
+{
+    float sum = reduce16(_mm512_add_ps(a, b));
+    for (; k < n; k++) sum = __builtin_fmaf(bf16_value(w[k]), bf16_value(x[k]), sum);
+    return sum;
+}
+
+BF16DOT512 static float bf16_dot(const uint16_t* w, const uint16_t* x, int64_t n)
+{
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 64 <= n; k += 64)
+    {
+        a = _mm512_dpbf16_ps(a, load_bh(w + k), load_bh(x + k));
+        b = _mm512_dpbf16_ps(b, load_bh(w + k + 32), load_bh(x + k + 32));
+    }
+    if (k + 32 <= n) { a = _mm512_dpbf16_ps(a, load_bh(w + k), load_bh(x + k)); k += 32; }
+    return bf16_finish(a, b, w, x, k, n);
+}
+
+// Four consecutive weight rows (n apart) with one activation row: y[i] = dot(w_i, x).
+BF16DOT512 static void bf16_dot4(const uint16_t* w, const uint16_t* x, int64_t n, float* y)
+{
+    __m512 a[4], b[4];
+    for (int i = 0; i < 4; i++) a[i] = b[i] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 64 <= n; k += 64)
+    {
+        __m512bh x0 = load_bh(x + k), x1 = load_bh(x + k + 32);
+        for (int i = 0; i < 4; i++)
+        {
+            a[i] = _mm512_dpbf16_ps(a[i], load_bh(w + i * n + k), x0);
+            b[i] = _mm512_dpbf16_ps(b[i], load_bh(w + i * n + k + 32), x1);
+        }
+    }
+    int64_t end = k;
+    if (k + 32 <= n)
+    {
+        __m512bh x0 = load_bh(x + k);
+        for (int i = 0; i < 4; i++) a[i] = _mm512_dpbf16_ps(a[i], load_bh(w + i * n + k), x0);
+        end = k + 32;
+    }
+    for (int i = 0; i < 4; i++) y[i] = bf16_finish(a[i], b[i], w + i * n, x, end, n);
+}
+
+// Four consecutive weight rows with MROWS activation rows (n apart): y[j * stride + i] = dot(w_i, x_j).
+#define BF16_TILE(MROWS)                                                                                                \
+BF16DOT512 static void bf16_tile4x##MROWS(const uint16_t* w, const uint16_t* x, int64_t n, float* y, int64_t stride)    \
+{                                                                                                                       \
+    __m512 a[4][MROWS], b[4][MROWS];                                                                                    \
+    for (int i = 0; i < 4; i++) for (int j = 0; j < MROWS; j++) a[i][j] = b[i][j] = _mm512_setzero_ps();                \
+    int64_t k = 0;                                                                                                      \
+    for (; k + 64 <= n; k += 64)                                                                                        \
+    {                                                                                                                   \
+        __m512bh w0[4];                                                                                                 \
+        for (int i = 0; i < 4; i++) w0[i] = load_bh(w + i * n + k);                                                     \
+        for (int j = 0; j < MROWS; j++)                                                                                 \
+        {                                                                                                               \
+            __m512bh xv = load_bh(x + j * n + k);                                                                       \
+            for (int i = 0; i < 4; i++) a[i][j] = _mm512_dpbf16_ps(a[i][j], w0[i], xv);                                 \
+        }                                                                                                               \
+        for (int i = 0; i < 4; i++) w0[i] = load_bh(w + i * n + k + 32);                                                \
+        for (int j = 0; j < MROWS; j++)                                                                                 \
+        {                                                                                                               \
+            __m512bh xv = load_bh(x + j * n + k + 32);                                                                  \
+            for (int i = 0; i < 4; i++) b[i][j] = _mm512_dpbf16_ps(b[i][j], w0[i], xv);                                 \
+        }                                                                                                               \
+    }                                                                                                                   \
+    int64_t end = k;                                                                                                    \
+    if (k + 32 <= n)                                                                                                    \
+    {                                                                                                                   \
+        for (int j = 0; j < MROWS; j++)                                                                                 \
+        {                                                                                                               \
+            __m512bh xv = load_bh(x + j * n + k);                                                                       \
+            for (int i = 0; i < 4; i++) a[i][j] = _mm512_dpbf16_ps(a[i][j], load_bh(w + i * n + k), xv);               \
+        }                                                                                                               \
+        end = k + 32;                                                                                                   \
+    }                                                                                                                   \
+    for (int j = 0; j < MROWS; j++)                                                                                     \
+        for (int i = 0; i < 4; i++) y[j * stride + i] = bf16_finish(a[i][j], b[i][j], w + i * n, x + j * n, end, n);    \
+}
+BF16_TILE(2)
+BF16_TILE(3)
+
+/// y[m * out_features + r] = dot(w[r], x[m]) for bf16 weight rows r in [row_start, row_end) and bf16 activation rows
+/// m < rows (n elements each), float32 results. Rows wider than wide_row go four at a time; from two activation rows
+/// on, tiles of four weight rows by three (then two) activation rows. Every element is bf16_dot's.
+BF16DOT512 void mg_bf16_rows(const uint16_t* w, const uint16_t* x, float* y, int64_t n, int64_t out_features, int rows,
+    int64_t row_start, int64_t row_end, int64_t wide_row)
+{
+    int64_t r = row_start;
+    if (rows >= 2 || n > wide_row)
+        for (; r + 4 <= row_end; r += 4)
+        {
+            const uint16_t* wr = w + r * n;
+            int m = 0;
+            if (rows >= 2)
+            {
+                for (; m + 3 <= rows; m += 3) bf16_tile4x3(wr, x + m * n, n, y + m * out_features + r, out_features);
+                for (; m + 2 <= rows; m += 2) bf16_tile4x2(wr, x + m * n, n, y + m * out_features + r, out_features);
+            }
+            for (; m < rows; m++) bf16_dot4(wr, x + m * n, n, y + m * out_features + r);
+        }
+    for (; r < row_end; r++)
+        for (int m = 0; m < rows; m++) y[m * out_features + r] = bf16_dot(w + r * n, x + m * n, n);
 }

@@ -20,9 +20,14 @@ namespace MiniGpt4.Language.Kernels;
 /// arithmetic: rows too wide for the activation row to stay in L1 beside the stream (<see cref="WideRowElements"/>),
 /// where four rows share each activation load, and <see cref="TileRows"/> or more activation rows, where the step is
 /// bound by arithmetic and tiles of 4 × 2 products share every load and widening.</para>
-/// <para><b>The bf16 dot (512-bit path)</b> has two accumulators, one for the low and one for the high halves of the
-/// words (below), 32 elements per step in order, then <c>Sum(lo + hi)</c> and the scalar rest: few enough registers
-/// per product that a tile of eight products fits the 32 vector registers.</para>
+/// <para><b>The bf16 dot (512-bit path)</b> is what <c>vdpbf16ps</c> computes, so that a CPU with AVX512-BF16 runs
+/// it in one instruction per 32 elements (<see cref="NativeKernels"/>) and every other AVX-512 CPU gets the same bits
+/// from two fused multiply-adds: lane i of a group of 32 elements adds the product of elements 2i+1, then of 2i, each
+/// add rounded to float32. Groups alternate between two accumulators (a: groups 0, 2, 4, ...; b: 1, 3, 5, ...), whose
+/// sum <c>a + b</c> is reduced in a fixed order (<see cref="Sum16"/>), then the elements past the last whole group are
+/// added one by one. (The instruction also treats float32 subnormals as zero, in its inputs and its sums; bf16
+/// and weights of a model, and their products and sums, stay far above 1.2e-38 in magnitude, so the two paths agree on real
+/// values; the tests compare them bit for bit.)</para>
 /// <para><b>bfloat16.</b> A bf16 value is the high half of the float32 with the same bits, so widening is exact.
 /// A bf16 model's activations are bf16 values too (it rounds every activation, as transformers does), so both rows
 /// are read as 32-bit words, each holding elements <c>2i</c> (low half) and <c>2i+1</c> (high half):
@@ -51,8 +56,13 @@ internal static unsafe class GemvMath
     /// more activation rows in tiles (<see cref="DotBf16Rows4x2"/>); every element is still <see cref="DotBf16"/>'s.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void RowsBf16(ushort* w, ushort* x, float* y, long n, long outFeatures, int rows, long rowStart, long rowEnd)
+    public static void RowsBf16(ushort* w, ushort* x, float* y, long n, long outFeatures, int rows, long rowStart, long rowEnd, bool native = true)
     {
+        if (native && Lanes == 16 && NativeKernels.HasBf16Dot)
+        {
+            NativeKernels.Bf16Rows(w, x, y, n, outFeatures, rows, rowStart, rowEnd, WideRowElements);
+            return;
+        }
         var r = rowStart;
         if (Lanes == 16 && (rows >= TileRows || n > WideRowElements))
             for (; r + 4 <= rowEnd; r += 4)
@@ -92,28 +102,31 @@ internal static unsafe class GemvMath
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void DotBf16Rows4(ushort* w, ushort* x, long n, float* y)
     {
-        var hi = Vector512.Create(0xFFFF0000u);
         ushort* w0 = w, w1 = w + n, w2 = w + 2 * n, w3 = w + 3 * n;
-        Vector512<float> l0 = default, u0 = default, l1 = default, u1 = default, l2 = default, u2 = default, l3 = default, u3 = default;
+        Vector512<float> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
         long k = 0;
-        for (; k + 32 <= n; k += 32)
+        for (; k + 64 <= n; k += 64)
         {
-            var xv = Vector512.Load((uint*)(x + k));
-            var xl = Vector512.ShiftLeft(xv, 16).AsSingle();
-            var xh = (xv & hi).AsSingle();
-            var v0 = Vector512.Load((uint*)(w0 + k));
-            var v1 = Vector512.Load((uint*)(w1 + k));
-            var v2 = Vector512.Load((uint*)(w2 + k));
-            var v3 = Vector512.Load((uint*)(w3 + k));
-            l0 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v0, 16).AsSingle(), xl, l0); u0 = Avx512F.FusedMultiplyAdd((v0 & hi).AsSingle(), xh, u0);
-            l1 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v1, 16).AsSingle(), xl, l1); u1 = Avx512F.FusedMultiplyAdd((v1 & hi).AsSingle(), xh, u1);
-            l2 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v2, 16).AsSingle(), xl, l2); u2 = Avx512F.FusedMultiplyAdd((v2 & hi).AsSingle(), xh, u2);
-            l3 = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(v3, 16).AsSingle(), xl, l3); u3 = Avx512F.FusedMultiplyAdd((v3 & hi).AsSingle(), xh, u3);
+            var x0 = Vector512.Load((uint*)(x + k));
+            var x1 = Vector512.Load((uint*)(x + k + 32));
+            a0 = Pair(Vector512.Load((uint*)(w0 + k)), x0, a0); b0 = Pair(Vector512.Load((uint*)(w0 + k + 32)), x1, b0);
+            a1 = Pair(Vector512.Load((uint*)(w1 + k)), x0, a1); b1 = Pair(Vector512.Load((uint*)(w1 + k + 32)), x1, b1);
+            a2 = Pair(Vector512.Load((uint*)(w2 + k)), x0, a2); b2 = Pair(Vector512.Load((uint*)(w2 + k + 32)), x1, b2);
+            a3 = Pair(Vector512.Load((uint*)(w3 + k)), x0, a3); b3 = Pair(Vector512.Load((uint*)(w3 + k + 32)), x1, b3);
         }
-        y[0] = Tail(w0, x, k, n, Vector512.Sum(l0 + u0));
-        y[1] = Tail(w1, x, k, n, Vector512.Sum(l1 + u1));
-        y[2] = Tail(w2, x, k, n, Vector512.Sum(l2 + u2));
-        y[3] = Tail(w3, x, k, n, Vector512.Sum(l3 + u3));
+        if (k + 32 <= n)
+        {
+            var x0 = Vector512.Load((uint*)(x + k));
+            a0 = Pair(Vector512.Load((uint*)(w0 + k)), x0, a0);
+            a1 = Pair(Vector512.Load((uint*)(w1 + k)), x0, a1);
+            a2 = Pair(Vector512.Load((uint*)(w2 + k)), x0, a2);
+            a3 = Pair(Vector512.Load((uint*)(w3 + k)), x0, a3);
+            k += 32;
+        }
+        y[0] = Tail(w0, x, k, n, Sum16(a0 + b0));
+        y[1] = Tail(w1, x, k, n, Sum16(a1 + b1));
+        y[2] = Tail(w2, x, k, n, Sum16(a2 + b2));
+        y[3] = Tail(w3, x, k, n, Sum16(a3 + b3));
     }
 
     /// <summary>
@@ -124,13 +137,15 @@ internal static unsafe class GemvMath
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void DotBf16Rows4x2(ushort* w, ushort* x, long n, float* y, long stride)
     {
-        var hi = Vector512.Create(0xFFFF0000u);
         ushort* w0 = w, w1 = w + n, w2 = w + 2 * n, w3 = w + 3 * n, x0 = x, x1 = x + n;
-        Vector512<float> l00 = default, u00 = default, l10 = default, u10 = default, l20 = default, u20 = default, l30 = default, u30 = default;
-        Vector512<float> l01 = default, u01 = default, l11 = default, u11 = default, l21 = default, u21 = default, l31 = default, u31 = default;
+        Vector512<float> a00 = default, a10 = default, a20 = default, a30 = default, a01 = default, a11 = default, a21 = default, a31 = default;
+        Vector512<float> b00 = default, b10 = default, b20 = default, b30 = default, b01 = default, b11 = default, b21 = default, b31 = default;
         long k = 0;
         for (; k + 32 <= n; k += 32)
         {
+            // Groups alternate between the a and b accumulators (k / 32 even: a).
+            var second = (k & 32) != 0;
+            var hi = Vector512.Create(0xFFFF0000u);
             var v0 = Vector512.Load((uint*)(w0 + k));
             var v1 = Vector512.Load((uint*)(w1 + k));
             var v2 = Vector512.Load((uint*)(w2 + k));
@@ -139,29 +154,60 @@ internal static unsafe class GemvMath
             Vector512<float> wl1 = Vector512.ShiftLeft(v1, 16).AsSingle(), wh1 = (v1 & hi).AsSingle();
             Vector512<float> wl2 = Vector512.ShiftLeft(v2, 16).AsSingle(), wh2 = (v2 & hi).AsSingle();
             Vector512<float> wl3 = Vector512.ShiftLeft(v3, 16).AsSingle(), wh3 = (v3 & hi).AsSingle();
-            var a = Vector512.Load((uint*)(x0 + k));
-            Vector512<float> xl = Vector512.ShiftLeft(a, 16).AsSingle(), xh = (a & hi).AsSingle();
-            l00 = Avx512F.FusedMultiplyAdd(wl0, xl, l00); u00 = Avx512F.FusedMultiplyAdd(wh0, xh, u00);
-            l10 = Avx512F.FusedMultiplyAdd(wl1, xl, l10); u10 = Avx512F.FusedMultiplyAdd(wh1, xh, u10);
-            l20 = Avx512F.FusedMultiplyAdd(wl2, xl, l20); u20 = Avx512F.FusedMultiplyAdd(wh2, xh, u20);
-            l30 = Avx512F.FusedMultiplyAdd(wl3, xl, l30); u30 = Avx512F.FusedMultiplyAdd(wh3, xh, u30);
-            a = Vector512.Load((uint*)(x1 + k));
-            xl = Vector512.ShiftLeft(a, 16).AsSingle();
-            xh = (a & hi).AsSingle();
-            l01 = Avx512F.FusedMultiplyAdd(wl0, xl, l01); u01 = Avx512F.FusedMultiplyAdd(wh0, xh, u01);
-            l11 = Avx512F.FusedMultiplyAdd(wl1, xl, l11); u11 = Avx512F.FusedMultiplyAdd(wh1, xh, u11);
-            l21 = Avx512F.FusedMultiplyAdd(wl2, xl, l21); u21 = Avx512F.FusedMultiplyAdd(wh2, xh, u21);
-            l31 = Avx512F.FusedMultiplyAdd(wl3, xl, l31); u31 = Avx512F.FusedMultiplyAdd(wh3, xh, u31);
+            var c = Vector512.Load((uint*)(x0 + k));
+            Vector512<float> xl = Vector512.ShiftLeft(c, 16).AsSingle(), xh = (c & hi).AsSingle();
+            var d = Vector512.Load((uint*)(x1 + k));
+            Vector512<float> yl = Vector512.ShiftLeft(d, 16).AsSingle(), yh = (d & hi).AsSingle();
+            if (!second)
+            {
+                a00 = Fma2(wh0, xh, wl0, xl, a00); a10 = Fma2(wh1, xh, wl1, xl, a10); a20 = Fma2(wh2, xh, wl2, xl, a20); a30 = Fma2(wh3, xh, wl3, xl, a30);
+                a01 = Fma2(wh0, yh, wl0, yl, a01); a11 = Fma2(wh1, yh, wl1, yl, a11); a21 = Fma2(wh2, yh, wl2, yl, a21); a31 = Fma2(wh3, yh, wl3, yl, a31);
+            }
+            else
+            {
+                b00 = Fma2(wh0, xh, wl0, xl, b00); b10 = Fma2(wh1, xh, wl1, xl, b10); b20 = Fma2(wh2, xh, wl2, xl, b20); b30 = Fma2(wh3, xh, wl3, xl, b30);
+                b01 = Fma2(wh0, yh, wl0, yl, b01); b11 = Fma2(wh1, yh, wl1, yl, b11); b21 = Fma2(wh2, yh, wl2, yl, b21); b31 = Fma2(wh3, yh, wl3, yl, b31);
+            }
         }
-        y[0] = Tail(w0, x0, k, n, Vector512.Sum(l00 + u00));
-        y[1] = Tail(w1, x0, k, n, Vector512.Sum(l10 + u10));
-        y[2] = Tail(w2, x0, k, n, Vector512.Sum(l20 + u20));
-        y[3] = Tail(w3, x0, k, n, Vector512.Sum(l30 + u30));
-        y[stride] = Tail(w0, x1, k, n, Vector512.Sum(l01 + u01));
-        y[stride + 1] = Tail(w1, x1, k, n, Vector512.Sum(l11 + u11));
-        y[stride + 2] = Tail(w2, x1, k, n, Vector512.Sum(l21 + u21));
-        y[stride + 3] = Tail(w3, x1, k, n, Vector512.Sum(l31 + u31));
+        y[0] = Tail(w0, x0, k, n, Sum16(a00 + b00));
+        y[1] = Tail(w1, x0, k, n, Sum16(a10 + b10));
+        y[2] = Tail(w2, x0, k, n, Sum16(a20 + b20));
+        y[3] = Tail(w3, x0, k, n, Sum16(a30 + b30));
+        y[stride] = Tail(w0, x1, k, n, Sum16(a01 + b01));
+        y[stride + 1] = Tail(w1, x1, k, n, Sum16(a11 + b11));
+        y[stride + 2] = Tail(w2, x1, k, n, Sum16(a21 + b21));
+        y[stride + 3] = Tail(w3, x1, k, n, Sum16(a31 + b31));
     }
+
+    /// <summary>
+    /// The canonical sum of sixteen lanes, <c>(i + i+8)</c>, then <c>(i + i+4)</c>, then <c>(0+2) + (1+3)</c>, written
+    /// out rather than left to <c>Vector512.Sum</c>, whose order is the runtime's to choose: the native kernels sum the
+    /// same way.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static float Sum16(Vector512<float> f)
+    {
+        var t8 = f.GetLower() + f.GetUpper();
+        var t4 = t8.GetLower() + t8.GetUpper();
+        return (t4.GetElement(0) + t4.GetElement(2)) + (t4.GetElement(1) + t4.GetElement(3));
+    }
+
+    /// <summary>
+    /// One group of 32 bf16 pairs added to <paramref name="acc"/> as <c>vdpbf16ps</c> does: in lane i the product of
+    /// elements 2i+1 (the words' high halves), then of elements 2i (low halves), each add rounded to float32.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Pair(Vector512<uint> w, Vector512<uint> x, Vector512<float> acc)
+    {
+        var hi = Vector512.Create(0xFFFF0000u);
+        acc = Avx512F.FusedMultiplyAdd((w & hi).AsSingle(), (x & hi).AsSingle(), acc);
+        return Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w, 16).AsSingle(), Vector512.ShiftLeft(x, 16).AsSingle(), acc);
+    }
+
+    /// <summary><see cref="Pair"/> on words already split into high (odd) and low (even) halves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Fma2(Vector512<float> wh, Vector512<float> xh, Vector512<float> wl, Vector512<float> xl, Vector512<float> acc)
+        => Avx512F.FusedMultiplyAdd(wl, xl, Avx512F.FusedMultiplyAdd(wh, xh, acc));
 
     /// <summary>The bf16 dot's scalar rest: <paramref name="sum"/> plus elements <c>k .. n−1</c>, in order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -177,12 +223,7 @@ internal static unsafe class GemvMath
 
     /// <summary>float32 → bf16, round to nearest-even; NaN becomes the quiet NaN 0x7FC0 (libtorch's <c>c10::BFloat16</c> rule).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static ushort FloatToBf16(float value)
-    {
-        if (float.IsNaN(value)) return 0x7FC0;
-        var u = BitConverter.SingleToUInt32Bits(value);
-        return (ushort)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-    }
+    public static ushort FloatToBf16(float value) => Runtime.FloatConversion.Bf16Bits(value);
 
     /// <summary><paramref name="value"/> rounded to the nearest bf16, as a float32 (what a bf16 tensor would hold).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -237,35 +278,18 @@ internal static unsafe class GemvMath
         var sum = 0f;
         if (Lanes == 16)
         {
-            var hi = Vector512.Create(0xFFFF0000u);
-            Vector512<float> lo = default, up = default;
-            for (; k + 128 <= n; k += 128)
+            Vector512<float> a = default, b = default;
+            for (; k + 64 <= n; k += 64)
             {
-                var w0 = Vector512.Load((uint*)(w + k));
-                var x0 = Vector512.Load((uint*)(x + k));
-                var w1 = Vector512.Load((uint*)(w + k + 32));
-                var x1 = Vector512.Load((uint*)(x + k + 32));
-                var w2 = Vector512.Load((uint*)(w + k + 64));
-                var x2 = Vector512.Load((uint*)(x + k + 64));
-                var w3 = Vector512.Load((uint*)(w + k + 96));
-                var x3 = Vector512.Load((uint*)(x + k + 96));
-                lo = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w0, 16).AsSingle(), Vector512.ShiftLeft(x0, 16).AsSingle(), lo);
-                up = Avx512F.FusedMultiplyAdd((w0 & hi).AsSingle(), (x0 & hi).AsSingle(), up);
-                lo = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w1, 16).AsSingle(), Vector512.ShiftLeft(x1, 16).AsSingle(), lo);
-                up = Avx512F.FusedMultiplyAdd((w1 & hi).AsSingle(), (x1 & hi).AsSingle(), up);
-                lo = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w2, 16).AsSingle(), Vector512.ShiftLeft(x2, 16).AsSingle(), lo);
-                up = Avx512F.FusedMultiplyAdd((w2 & hi).AsSingle(), (x2 & hi).AsSingle(), up);
-                lo = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(w3, 16).AsSingle(), Vector512.ShiftLeft(x3, 16).AsSingle(), lo);
-                up = Avx512F.FusedMultiplyAdd((w3 & hi).AsSingle(), (x3 & hi).AsSingle(), up);
+                a = Pair(Vector512.Load((uint*)(w + k)), Vector512.Load((uint*)(x + k)), a);
+                b = Pair(Vector512.Load((uint*)(w + k + 32)), Vector512.Load((uint*)(x + k + 32)), b);
             }
-            for (; k + 32 <= n; k += 32)
+            if (k + 32 <= n)
             {
-                var wv = Vector512.Load((uint*)(w + k));
-                var xv = Vector512.Load((uint*)(x + k));
-                lo = Avx512F.FusedMultiplyAdd(Vector512.ShiftLeft(wv, 16).AsSingle(), Vector512.ShiftLeft(xv, 16).AsSingle(), lo);
-                up = Avx512F.FusedMultiplyAdd((wv & hi).AsSingle(), (xv & hi).AsSingle(), up);
+                a = Pair(Vector512.Load((uint*)(w + k)), Vector512.Load((uint*)(x + k)), a);
+                k += 32;
             }
-            sum = Vector512.Sum(lo + up);
+            sum = Sum16(a + b);
         }
         else if (Lanes == 8)
         {

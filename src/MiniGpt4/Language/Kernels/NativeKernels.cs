@@ -4,7 +4,7 @@ namespace MiniGpt4.Language.Kernels;
 
 /// <summary>
 /// The optional native library <c>libminigpt4kernels</c> (source: <c>src/MiniGpt4/Native</c>): decode products with
-/// instructions .NET 10 has no intrinsic for (512-bit <c>vpdpbusd</c>). Each kernel computes exactly what its managed
+/// instructions .NET 10 has no intrinsic for (512-bit <c>vpdpbusd</c>, <c>vdpbf16ps</c>). Each kernel computes exactly what its managed
 /// counterpart defines, so results never depend on whether the library is there; it is only faster.
 /// </summary>
 /// <remarks>
@@ -14,8 +14,10 @@ namespace MiniGpt4.Language.Kernels;
 internal static unsafe class NativeKernels
 {
     private const int Vnni512Bit = 1;
+    private const int Bf16Dot512Bit = 2;
 
     private static readonly delegate* unmanaged<int, byte*, ushort*, byte*, long, float*, long, long, int, long, long, void> QuantRowsFn;
+    private static readonly delegate* unmanaged<ushort*, ushort*, float*, long, long, int, long, long, long, void> Bf16RowsFn;
 
     static NativeKernels()
     {
@@ -30,10 +32,17 @@ internal static unsafe class NativeKernels
             return;
         Loaded = true;
         // The OS must also save the 512-bit registers (the runtime's own check covers that).
-        if ((((delegate* unmanaged<int>)features)() & Vnni512Bit) != 0 && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)
+        var cpu = ((delegate* unmanaged<int>)features)();
+        if ((cpu & Vnni512Bit) != 0 && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported)
         {
             QuantRowsFn = (delegate* unmanaged<int, byte*, ushort*, byte*, long, float*, long, long, int, long, long, void>)quantRows;
             HasVnni512 = true;
+        }
+        if ((cpu & Bf16Dot512Bit) != 0 && System.Runtime.Intrinsics.X86.Avx512F.IsSupported
+            && NativeLibrary.TryGetExport(lib, "mg_bf16_rows", out var bf16Rows))
+        {
+            Bf16RowsFn = (delegate* unmanaged<ushort*, ushort*, float*, long, long, int, long, long, long, void>)bf16Rows;
+            HasBf16Dot = true;
         }
     }
 
@@ -42,6 +51,9 @@ internal static unsafe class NativeKernels
 
     /// <summary>True when the 512-bit VNNI quantized products can run here.</summary>
     public static bool HasVnni512 { get; }
+
+    /// <summary>True when the bf16 products can run on <c>vdpbf16ps</c> (AVX512-BF16) here.</summary>
+    public static bool HasBf16Dot { get; }
 
     /// <summary>
     /// <c>y[m, r] = dot(w[r], x[m])</c> for packed rows <c>r ∈ [rowStart, rowEnd)</c> (8 or 4 <paramref name="bits"/>) and the
@@ -52,5 +64,15 @@ internal static unsafe class NativeKernels
     {
         if (!HasVnni512) throw new PlatformNotSupportedException("The native 512-bit VNNI kernels are not available on this machine.");
         QuantRowsFn(bits, w, scales, x, xStride, y, supers, outFeatures, rows, rowStart, rowEnd);
+    }
+
+    /// <summary>
+    /// <see cref="GemvMath.RowsBf16"/> on <c>vdpbf16ps</c>: <c>y[m, r] = dot(w[r], x[m])</c> for bf16 weight rows
+    /// <c>r ∈ [rowStart, rowEnd)</c> and bf16 activation rows <c>m &lt; rows</c>, every element <see cref="GemvMath.DotBf16"/>'s.
+    /// </summary>
+    public static void Bf16Rows(ushort* w, ushort* x, float* y, long n, long outFeatures, int rows, long rowStart, long rowEnd, long wideRow)
+    {
+        if (!HasBf16Dot) throw new PlatformNotSupportedException("The native AVX512-BF16 kernels are not available on this machine.");
+        Bf16RowsFn(w, x, y, n, outFeatures, rows, rowStart, rowEnd, wideRow);
     }
 }

@@ -101,6 +101,80 @@ public sealed unsafe class GemvMathTests
         }
     }
 
+    [SkippableFact]
+    public void The_bf16_dot_is_its_documented_order_of_rounded_adds()
+    {
+        Skip.IfNot(GemvMath.Lanes == 16, "the documented order is the AVX-512 path's");
+        var rnd = new Random(12);
+        foreach (var n in new[] { 1, 31, 32, 33, 64, 95, 96, 100, 4096, 4127 })
+        {
+            using var w = new Buffer(n, bf16: true, rnd);
+            using var x = new Buffer(n, bf16: true, rnd);
+            var expected = CanonicalBf16Dot(w, x, n);
+            var actual = GemvMath.DotBf16((ushort*)w.At(0), (ushort*)x.At(0), n);
+            Assert.True(BitConverter.SingleToUInt32Bits(expected) == BitConverter.SingleToUInt32Bits(actual), $"n={n}: {actual} vs {expected}");
+        }
+    }
+
+    [SkippableFact]
+    public void The_native_bf16_products_equal_the_managed_ones_bit_for_bit()
+    {
+        Skip.IfNot(GemvMath.Lanes == 16 && NativeKernels.HasBf16Dot, "no AVX512-BF16 (vdpbf16ps) or no native library here");
+        var rnd = new Random(13);
+        foreach (var n in new[] { 31, 32, 100, 4096, 4097, 4127, 4257, 11008 })
+        foreach (var rows in new[] { 1, 2, 3, 4, 5, 6, 7, 8 })
+        {
+            const int outFeatures = 11; // two groups of four weight rows and three left over
+            using var w = new Buffer(outFeatures * n + 1, bf16: true, rnd);
+            using var x = new Buffer(rows * n + 1, bf16: true, rnd);
+            foreach (var offset in new[] { 0, 1 })
+            {
+                var native = new float[rows * outFeatures];
+                var managed = new float[rows * outFeatures];
+                fixed (float* yn = native)
+                fixed (float* ym = managed)
+                {
+                    GemvMath.RowsBf16((ushort*)w.At(offset), (ushort*)x.At(offset), yn, n, outFeatures, rows, 0, outFeatures, native: true);
+                    GemvMath.RowsBf16((ushort*)w.At(offset), (ushort*)x.At(offset), ym, n, outFeatures, rows, 0, outFeatures, native: false);
+                }
+                for (var i = 0; i < native.Length; i++)
+                    Assert.True(BitConverter.SingleToUInt32Bits(native[i]) == BitConverter.SingleToUInt32Bits(managed[i]),
+                        $"n={n} rows={rows} offset={offset} element {i}: native {native[i]}, managed {managed[i]}");
+            }
+        }
+    }
+
+    /// <summary>
+    /// The canonical bf16 dot written out one value at a time (what <c>vdpbf16ps</c> does per lane): lane i of group g
+    /// adds w·x of element 32g+2i+1, then of 32g+2i, to accumulator a (g even) or b (g odd), each add rounded; then
+    /// the 16 lanes of a + b are summed as (i + i+8), (i + i+4), (0+2) + (1+3), and the rest added one by one.
+    /// </summary>
+    private static float CanonicalBf16Dot(Buffer w, Buffer x, int n)
+    {
+        var a = new float[16];
+        var b = new float[16];
+        var groups = n / 32;
+        for (var g = 0; g < groups; g++)
+        {
+            var acc = g % 2 == 0 ? a : b;
+            for (var i = 0; i < 16; i++)
+            {
+                int odd = 32 * g + 2 * i + 1, even = 32 * g + 2 * i;
+                acc[i] = MathF.FusedMultiplyAdd((float)w.Value(odd), (float)x.Value(odd), acc[i]);
+                acc[i] = MathF.FusedMultiplyAdd((float)w.Value(even), (float)x.Value(even), acc[i]);
+            }
+        }
+        var s = new float[16];
+        for (var i = 0; i < 16; i++) s[i] = a[i] + b[i];
+        var t8 = new float[8];
+        for (var i = 0; i < 8; i++) t8[i] = s[i] + s[i + 8];
+        var t4 = new float[4];
+        for (var i = 0; i < 4; i++) t4[i] = t8[i] + t8[i + 4];
+        var sum = (t4[0] + t4[2]) + (t4[1] + t4[3]);
+        for (var k = 32 * groups; k < n; k++) sum = MathF.FusedMultiplyAdd((float)w.Value(k), (float)x.Value(k), sum);
+        return sum;
+    }
+
     [Fact]
     public void Vector_bf16_rounding_equals_the_scalar_rule_on_every_kind_of_value()
     {

@@ -34,4 +34,13 @@ public class NativeKernelsTests
         Assert.Equal(vnni, NativeKernels.HasVnni512);
         if (vnni) Assert.Equal(QuantIsa.Avx512Vnni, QuantMath.Best);
     }
+
+    [SkippableFact]
+    public void A_cpu_with_avx512_bf16_gets_the_native_bf16_products()
+    {
+        Skip.IfNot(LinuxX64 && NativeKernels.Loaded, "the native library is not loaded here");
+        var flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) ?? "";
+        var bf16 = flags.Split(' ').Contains("avx512_bf16") && System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
+        Assert.Equal(bf16, NativeKernels.HasBf16Dot);
+    }
 }
