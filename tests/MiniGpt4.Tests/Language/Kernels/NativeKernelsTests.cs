@@ -29,8 +29,7 @@ public class NativeKernelsTests
     public void A_cpu_with_avx512_vnni_gets_the_native_quantized_products()
     {
         Skip.IfNot(LinuxX64 && NativeKernels.Loaded, "the native library is not loaded here");
-        var flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) ?? "";
-        var vnni = flags.Split(' ').Contains("avx512_vnni") && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
+        var vnni = CpuFlag("avx512_vnni") && System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
         Assert.Equal(vnni, NativeKernels.HasVnni512);
         if (vnni) Assert.Equal(QuantIsa.Avx512Vnni, QuantMath.Best);
     }
@@ -39,8 +38,11 @@ public class NativeKernelsTests
     public void A_cpu_with_avx512_bf16_gets_the_native_bf16_products()
     {
         Skip.IfNot(LinuxX64 && NativeKernels.Loaded, "the native library is not loaded here");
-        var flags = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) ?? "";
-        var bf16 = flags.Split(' ').Contains("avx512_bf16") && System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
+        var bf16 = CpuFlag("avx512_bf16") && System.Runtime.Intrinsics.X86.Avx512F.IsSupported;
         Assert.Equal(bf16, NativeKernels.HasBf16Dot);
     }
+
+    /// <summary>Whether the kernel lists <paramref name="flag"/> among the CPU's flags (<c>/proc/cpuinfo</c>).</summary>
+    private static bool CpuFlag(string flag) =>
+        (File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("flags", StringComparison.Ordinal)) ?? "").Split(' ').Contains(flag);
 }
