@@ -43,7 +43,11 @@ internal sealed class LlamaForCausalLM : nn.Module
         LinearKernel = DefaultKernel(dtype, device);
         FusedDecode = true;
         DecoderPrefill = dtype == ScalarType.BFloat16 && !Runtime.CpuFeatures.HasBf16MatrixInstructions;
+        if (quantization is not null)
+            foreach (var proj in Projections) proj.Scratch = _dequantizeScratch;
     }
+
+    private readonly Quantization.DequantizeScratch _dequantizeScratch = new();
 
     /// <summary>
     /// The kernel a new model uses: <see cref="Kernels.CpuGemvKernel"/> for bfloat16 on a CPU with AVX2/AVX-512 (decode
@@ -220,6 +224,7 @@ internal sealed class LlamaForCausalLM : nn.Module
         {
             Rotary.Dispose();
             _decoder?.Dispose();
+            _dequantizeScratch.Dispose();
         }
         base.Dispose(disposing);
     }

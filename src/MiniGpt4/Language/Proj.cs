@@ -32,7 +32,7 @@ internal sealed class TorchLinearKernel : ILinearKernel
 /// With a quantized format (<see cref="Quantization.QuantFormat"/>) the layer holds no float weight: its state is the
 /// packed rows and scales (keys <c>…_proj.q8_weight</c>/<c>q8_scales</c> or <c>q4_…</c>, see
 /// <see cref="Quantization.QuantLayout"/>); the decode step reads them directly and other products (prefill) use a
-/// dequantized copy made for the call.
+/// dequantized copy, written into the model's <see cref="Scratch"/> buffer when it has one.
 /// </remarks>
 internal sealed class Proj : nn.Module<Tensor, Tensor>
 {
@@ -66,9 +66,23 @@ internal sealed class Proj : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         if (weight is not null) return Product(Kernel, x, weight);
+        // Not when autograd records the product: it would keep the buffer that the next projection overwrites.
+        if (Scratch is not null && _dtype == ScalarType.BFloat16 && x.device_type == DeviceType.CPU && Quantized!.Packed.device_type == DeviceType.CPU
+            && !(is_grad_enabled() && x.requires_grad))
+        {
+            using var reused = Scratch.For(Quantized.OutFeatures, Quantized.InFeatures);
+            Quantized.DequantizeInto(reused);
+            return Product(Kernel, x, reused);
+        }
         using var dense = Quantized!.Dequantize(_dtype);
         return Product(Kernel, x, dense);
     }
+
+    /// <summary>
+    /// The model's buffer that a quantized weight is dequantized into for a product (null: a new tensor per call). Set
+    /// by the owning <see cref="LlamaForCausalLM"/>, whose products run one at a time.
+    /// </summary>
+    internal Quantization.DequantizeScratch? Scratch { get; set; }
 
     /// <summary>
     /// <c>x · weightᵀ</c> through <paramref name="kernel"/>, except when autograd records the product (grad mode on and

@@ -51,17 +51,26 @@ internal sealed unsafe class QuantizedWeight(QuantFormat format, long inFeatures
     /// <summary>The weight as a new dense tensor <c>[out, in]</c> of <paramref name="dtype"/> (prefill's matrix products use it).</summary>
     public Tensor Dequantize(ScalarType dtype)
     {
+        var dense = empty([OutFeatures, InFeatures], ScalarType.BFloat16);
+        // A fresh buffer of tens of MB: 2 MiB pages fault in hundreds of times faster (see HugePages).
+        HugePages.Advise(TensorMath.Address(dense), OutFeatures * InFeatures * 2);
+        DequantizeInto(dense);
+        if (dtype == ScalarType.BFloat16 && Packed.device_type == DeviceType.CPU) return dense;
+        using (dense) return dense.to(dtype, Packed.device);
+    }
+
+    /// <summary>Writes the weight into <paramref name="dense"/>, a contiguous bf16 CPU tensor <c>[out, in]</c>.</summary>
+    public void DequantizeInto(Tensor dense)
+    {
+        if (dense.dtype != ScalarType.BFloat16 || dense.device_type != DeviceType.CPU || !dense.is_contiguous()
+            || dense.NumberOfElements != OutFeatures * InFeatures)
+            throw new ArgumentException($"Expected a contiguous bf16 CPU tensor of [{OutFeatures}, {InFeatures}].", nameof(dense));
         using var packedCpu = Packed.device_type == DeviceType.CPU ? Packed.alias() : Packed.cpu();
         using var scalesCpu = Scales.device_type == DeviceType.CPU ? Scales.alias() : Scales.cpu();
-        var dense = empty([OutFeatures, InFeatures], ScalarType.BFloat16);
         nint p = TensorMath.Address(packedCpu), s = TensorMath.Address(scalesCpu), d = TensorMath.Address(dense);
-        // A fresh buffer of tens of MB per product: 2 MiB pages fault in hundreds of times faster (see HugePages).
-        HugePages.Advise(d, OutFeatures * InFeatures * 2);
         long n = InFeatures, rowBytes = QuantLayout.RowBytes(Format, n), blocks = QuantLayout.BlocksPerRow(n);
         var format = Format;
         Parallel.For(0, OutFeatures, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, get_num_threads()) },
             r => QuantBlocks.DequantizeRow(format, (byte*)p + r * rowBytes, (ushort*)s + r * blocks, n, (ushort*)d + r * n));
-        if (dtype == ScalarType.BFloat16 && Packed.device_type == DeviceType.CPU) return dense;
-        using (dense) return dense.to(dtype, Packed.device);
     }
 }

@@ -43,6 +43,22 @@ public sealed class QuantizedModelTests
         Assert.Equal(Logits(fromFile), Logits(atLoad)); // same bytes, same kernels: bit-identical
     }
 
+    [SkippableTheory]
+    [InlineData(MiniGptQuantization.Int8)]
+    [InlineData(MiniGptQuantization.Int4)]
+    public void A_prefill_through_libtorch_dequantizes_into_the_models_buffer_with_the_same_results(MiniGptQuantization q)
+    {
+        using var dir = new TempDir();
+        using var lm = LlamaForCausalLM.Load(Convert(dir, q), ScalarType.BFloat16, CPU);
+        lm.DecoderPrefill = false; // the dequantizing path (the default on CPUs with AVX512-BF16)
+        Assert.All(lm.Projections, p => Assert.NotNull(p.Scratch));
+        var reused = Logits(lm);
+        var again = Logits(lm); // the buffer holds the last projection's weight now: each product rewrites it
+        foreach (var p in lm.Projections) p.Scratch = null; // a new dense tensor per product
+        Assert.Equal(reused, again);
+        Assert.Equal(reused, Logits(lm));
+    }
+
     [Theory]
     [InlineData(ScalarType.Float16)]
     [InlineData(ScalarType.BFloat16)]
