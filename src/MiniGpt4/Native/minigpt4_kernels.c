@@ -154,32 +154,8 @@ BF16DOT512 static float bf16_dot(const uint16_t* w, const uint16_t* x, int64_t n
     return bf16_finish(a, b, w, x, k, n);
 }
 
-// Four consecutive weight rows (n apart) with one activation row: y[i] = dot(w_i, x).
-BF16DOT512 static void bf16_dot4(const uint16_t* w, const uint16_t* x, int64_t n, float* y)
-{
-    __m512 a[4], b[4];
-    for (int i = 0; i < 4; i++) a[i] = b[i] = _mm512_setzero_ps();
-    int64_t k = 0;
-    for (; k + 64 <= n; k += 64)
-    {
-        __m512bh x0 = load_bh(x + k), x1 = load_bh(x + k + 32);
-        for (int i = 0; i < 4; i++)
-        {
-            a[i] = _mm512_dpbf16_ps(a[i], load_bh(w + i * n + k), x0);
-            b[i] = _mm512_dpbf16_ps(b[i], load_bh(w + i * n + k + 32), x1);
-        }
-    }
-    int64_t end = k;
-    if (k + 32 <= n)
-    {
-        __m512bh x0 = load_bh(x + k);
-        for (int i = 0; i < 4; i++) a[i] = _mm512_dpbf16_ps(a[i], load_bh(w + i * n + k), x0);
-        end = k + 32;
-    }
-    for (int i = 0; i < 4; i++) y[i] = bf16_finish(a[i], b[i], w + i * n, x, end, n);
-}
-
-// Four consecutive weight rows with MROWS activation rows (n apart): y[j * stride + i] = dot(w_i, x_j).
+// Four consecutive weight rows with MROWS activation rows (n apart): y[j * stride + i] = dot(w_i, x_j). With one
+// activation row it is the four-row dot of wide rows (the activation loaded once for the four).
 #define BF16_TILE(MROWS)                                                                                                \
 BF16DOT512 static void bf16_tile4x##MROWS(const uint16_t* w, const uint16_t* x, int64_t n, float* y, int64_t stride)    \
 {                                                                                                                       \
@@ -215,6 +191,7 @@ BF16DOT512 static void bf16_tile4x##MROWS(const uint16_t* w, const uint16_t* x, 
     for (int j = 0; j < MROWS; j++)                                                                                     \
         for (int i = 0; i < 4; i++) y[j * stride + i] = bf16_finish(a[i][j], b[i][j], w + i * n, x + j * n, end, n);    \
 }
+BF16_TILE(1)
 BF16_TILE(2)
 BF16_TILE(3)
 
@@ -235,7 +212,7 @@ BF16DOT512 void mg_bf16_rows(const uint16_t* w, const uint16_t* x, float* y, int
                 for (; m + 3 <= rows; m += 3) bf16_tile4x3(wr, x + m * n, n, y + m * out_features + r, out_features);
                 for (; m + 2 <= rows; m += 2) bf16_tile4x2(wr, x + m * n, n, y + m * out_features + r, out_features);
             }
-            for (; m < rows; m++) bf16_dot4(wr, x + m * n, n, y + m * out_features + r);
+            for (; m < rows; m++) bf16_tile4x1(wr, x + m * n, n, y + m * out_features + r, out_features);
         }
     for (; r < row_end; r++)
         for (int m = 0; m < rows; m++) y[m * out_features + r] = bf16_dot(w + r * n, x + m * n, n);
