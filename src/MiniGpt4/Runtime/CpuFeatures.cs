@@ -11,6 +11,22 @@ internal static class CpuFeatures
     /// </summary>
     public static bool HasBf16MatrixInstructions { get; } = Detect();
 
+    /// <summary>
+    /// True on an Intel CPU (<c>cpuid</c> vendor "GenuineIntel"). Only a speed choice depends on it
+    /// (<see cref="Language.Kernels.GemvMath.WideRowElements"/>), never a result.
+    /// </summary>
+    public static bool IsIntel { get; } = X86Base.IsSupported && Vendor() == "GenuineIntel";
+
+    private static string Vendor()
+    {
+        var (_, ebx, ecx, edx) = X86Base.CpuId(0, 0);
+        Span<byte> name = stackalloc byte[12];
+        BitConverter.TryWriteBytes(name, ebx);
+        BitConverter.TryWriteBytes(name[4..], edx);
+        BitConverter.TryWriteBytes(name[8..], ecx);
+        return System.Text.Encoding.ASCII.GetString(name);
+    }
+
     private static bool Detect()
     {
         if (!X86Base.IsSupported) return false;
