@@ -154,28 +154,30 @@ BF16DOT512 static float bf16_dot(const uint16_t* w, const uint16_t* x, int64_t n
     return bf16_finish(a, b, w, x, k, n);
 }
 
-// Four consecutive weight rows with MROWS activation rows (n apart): y[j * stride + i] = dot(w_i, x_j). With one
-// activation row it is the four-row dot of wide rows (the activation loaded once for the four).
-#define BF16_TILE(MROWS)                                                                                                \
-BF16DOT512 static void bf16_tile4x##MROWS(const uint16_t* w, const uint16_t* x, int64_t n, float* y, int64_t stride)    \
+// NW consecutive weight rows with MROWS activation rows (n apart): y[j * stride + i] = dot(w_i, x_j). Four weight rows
+// by one activation row is the one-row product of rows read four at a time (the activation loaded once for the four);
+// three weight rows by every activation row (up to eight) is the product of several rows, which then reads each
+// weight row from memory once.
+#define BF16_TILE(NW, MROWS)                                                                                            \
+BF16DOT512 static void bf16_tile##NW##x##MROWS(const uint16_t* w, const uint16_t* x, int64_t n, float* y, int64_t stride) \
 {                                                                                                                       \
-    __m512 a[4][MROWS], b[4][MROWS];                                                                                    \
-    for (int i = 0; i < 4; i++) for (int j = 0; j < MROWS; j++) a[i][j] = b[i][j] = _mm512_setzero_ps();                \
+    __m512 a[NW][MROWS], b[NW][MROWS];                                                                                  \
+    for (int i = 0; i < NW; i++) for (int j = 0; j < MROWS; j++) a[i][j] = b[i][j] = _mm512_setzero_ps();               \
     int64_t k = 0;                                                                                                      \
     for (; k + 64 <= n; k += 64)                                                                                        \
     {                                                                                                                   \
-        __m512bh w0[4];                                                                                                 \
-        for (int i = 0; i < 4; i++) w0[i] = load_bh(w + i * n + k);                                                     \
+        __m512bh w0[NW];                                                                                                \
+        for (int i = 0; i < NW; i++) w0[i] = load_bh(w + i * n + k);                                                    \
         for (int j = 0; j < MROWS; j++)                                                                                 \
         {                                                                                                               \
             __m512bh xv = load_bh(x + j * n + k);                                                                       \
-            for (int i = 0; i < 4; i++) a[i][j] = _mm512_dpbf16_ps(a[i][j], w0[i], xv);                                 \
+            for (int i = 0; i < NW; i++) a[i][j] = _mm512_dpbf16_ps(a[i][j], w0[i], xv);                                \
         }                                                                                                               \
-        for (int i = 0; i < 4; i++) w0[i] = load_bh(w + i * n + k + 32);                                                \
+        for (int i = 0; i < NW; i++) w0[i] = load_bh(w + i * n + k + 32);                                               \
         for (int j = 0; j < MROWS; j++)                                                                                 \
         {                                                                                                               \
             __m512bh xv = load_bh(x + j * n + k + 32);                                                                  \
-            for (int i = 0; i < 4; i++) b[i][j] = _mm512_dpbf16_ps(b[i][j], w0[i], xv);                                 \
+            for (int i = 0; i < NW; i++) b[i][j] = _mm512_dpbf16_ps(b[i][j], w0[i], xv);                                \
         }                                                                                                               \
     }                                                                                                                   \
     int64_t end = k;                                                                                                    \
@@ -184,36 +186,53 @@ BF16DOT512 static void bf16_tile4x##MROWS(const uint16_t* w, const uint16_t* x, 
         for (int j = 0; j < MROWS; j++)                                                                                 \
         {                                                                                                               \
             __m512bh xv = load_bh(x + j * n + k);                                                                       \
-            for (int i = 0; i < 4; i++) a[i][j] = _mm512_dpbf16_ps(a[i][j], load_bh(w + i * n + k), xv);               \
+            for (int i = 0; i < NW; i++) a[i][j] = _mm512_dpbf16_ps(a[i][j], load_bh(w + i * n + k), xv);               \
         }                                                                                                               \
         end = k + 32;                                                                                                   \
     }                                                                                                                   \
     for (int j = 0; j < MROWS; j++)                                                                                     \
-        for (int i = 0; i < 4; i++) y[j * stride + i] = bf16_finish(a[i][j], b[i][j], w + i * n, x + j * n, end, n);    \
+        for (int i = 0; i < NW; i++) y[j * stride + i] = bf16_finish(a[i][j], b[i][j], w + i * n, x + j * n, end, n);   \
 }
-BF16_TILE(1)
-BF16_TILE(2)
-BF16_TILE(3)
+BF16_TILE(4, 1)
+BF16_TILE(3, 1)
+BF16_TILE(3, 2)
+BF16_TILE(3, 3)
+BF16_TILE(3, 4)
+BF16_TILE(3, 5)
+BF16_TILE(3, 6)
+BF16_TILE(3, 7)
+BF16_TILE(3, 8)
+
+// Three weight rows by m activation rows, 1 <= m <= 8.
+BF16DOT512 static void bf16_tile3(const uint16_t* w, const uint16_t* x, int64_t n, float* y, int64_t stride, int m)
+{
+    switch (m)
+    {
+        case 1: bf16_tile3x1(w, x, n, y, stride); break;
+        case 2: bf16_tile3x2(w, x, n, y, stride); break;
+        case 3: bf16_tile3x3(w, x, n, y, stride); break;
+        case 4: bf16_tile3x4(w, x, n, y, stride); break;
+        case 5: bf16_tile3x5(w, x, n, y, stride); break;
+        case 6: bf16_tile3x6(w, x, n, y, stride); break;
+        case 7: bf16_tile3x7(w, x, n, y, stride); break;
+        default: bf16_tile3x8(w, x, n, y, stride); break;
+    }
+}
 
 /// y[m * out_features + r] = dot(w[r], x[m]) for bf16 weight rows r in [row_start, row_end) and bf16 activation rows
-/// m < rows (n elements each), float32 results. Rows wider than wide_row go four at a time; from two activation rows
-/// on, tiles of four weight rows by three (then two) activation rows. Every element is bf16_dot's.
+/// m < rows (n elements each), float32 results. One activation row: rows wider than wide_row four at a time. Two or
+/// more: tiles of three weight rows by all activation rows (eight at a time), so each weight row is read from memory
+/// once. Every element is bf16_dot's.
 BF16DOT512 void mg_bf16_rows(const uint16_t* w, const uint16_t* x, float* y, int64_t n, int64_t out_features, int rows,
     int64_t row_start, int64_t row_end, int64_t wide_row)
 {
     int64_t r = row_start;
-    if (rows >= 2 || n > wide_row)
-        for (; r + 4 <= row_end; r += 4)
-        {
-            const uint16_t* wr = w + r * n;
-            int m = 0;
-            if (rows >= 2)
-            {
-                for (; m + 3 <= rows; m += 3) bf16_tile4x3(wr, x + m * n, n, y + m * out_features + r, out_features);
-                for (; m + 2 <= rows; m += 2) bf16_tile4x2(wr, x + m * n, n, y + m * out_features + r, out_features);
-            }
-            for (; m < rows; m++) bf16_tile4x1(wr, x + m * n, n, y + m * out_features + r, out_features);
-        }
+    if (rows >= 2)
+        for (; r + 3 <= row_end; r += 3)
+            for (int m = 0; m < rows; m += 8)
+                bf16_tile3(w + r * n, x + m * n, n, y + m * out_features + r, out_features, rows - m < 8 ? rows - m : 8);
+    else if (n > wide_row)
+        for (; r + 4 <= row_end; r += 4) bf16_tile4x1(w + r * n, x, n, y + r, out_features);
     for (; r < row_end; r++)
         for (int m = 0; m < rows; m++) y[m * out_features + r] = bf16_dot(w + r * n, x + m * n, n);
 }
