@@ -30,13 +30,20 @@ internal sealed class LlamaLanguageModel : ILanguageModel, IBatchedLanguageModel
     /// </summary>
     public static LlamaTextTokenizer LoadTokenizer(string folder, string? tokenizerPath)
     {
+        var dir = CheckTokenizer(folder, tokenizerPath);
+        return tokenizerPath is null
+            ? LlamaTextTokenizer.FromDirectory(dir, padToken: "$$")
+            : LlamaTextTokenizer.FromFile(tokenizerPath, padToken: "$$");
+    }
+
+    /// <summary>Throws when the tokenizer file <see cref="LoadTokenizer"/> would read does not exist; returns the language model's folder.</summary>
+    public static string CheckTokenizer(string folder, string? tokenizerPath)
+    {
         var dir = Directory.Exists(folder) ? folder : Path.GetDirectoryName(folder)!;
         var tokPath = tokenizerPath ?? Path.Combine(dir, "tokenizer.model");
         if (!File.Exists(tokPath))
             throw new MiniGptConfigurationException($"Tokenizer not found: '{tokPath}' (a SentencePiece tokenizer.model is expected beside the language model).");
-        return tokenizerPath is null
-            ? LlamaTextTokenizer.FromDirectory(dir, padToken: "$$")
-            : LlamaTextTokenizer.FromFile(tokPath, padToken: "$$");
+        return dir;
     }
 
     internal LlamaForCausalLM Model => _model;

@@ -33,7 +33,12 @@ internal sealed class ModelFiles : IDisposable
         LlmConfig = LlamaConfig.FromFile(m.LlmFolder);
         Vision = m.Vision.ToConfig();
         QFormer = vision ? m.ReadQFormerConfig() : null;
-        Tokenizer = LlamaLanguageModel.LoadTokenizer(LlmPath, tokenizerPath);
+        // The tokenizer (about 0.1 s to parse) is read on a worker while the weights are opened and loaded; a missing
+        // file is still reported here, before anything is allocated.
+        LlamaLanguageModel.CheckTokenizer(LlmPath, tokenizerPath);
+        var llmPath = LlmPath;
+        _tokenizer = Task.Run(() => LlamaLanguageModel.LoadTokenizer(llmPath, tokenizerPath));
+        _tokenizer.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously);
         try
         {
             LlmWeights = WeightFiles.Open(LlmPath, mapWeights);
@@ -60,7 +65,10 @@ internal sealed class ModelFiles : IDisposable
     public string? VisionPath { get; }
     public string? StagePath { get; }
     public LlamaConfig LlmConfig { get; }
-    public LlamaTextTokenizer Tokenizer { get; }
+    /// <summary>The language model's tokenizer (waits for it to be read; rethrows what reading it threw).</summary>
+    public LlamaTextTokenizer Tokenizer => _tokenizer.GetAwaiter().GetResult();
+
+    private readonly Task<LlamaTextTokenizer> _tokenizer;
     public VisionConfig Vision { get; }
     public QFormerConfig? QFormer { get; }
     public IWeightSource LlmWeights { get; } = null!;
@@ -145,13 +153,22 @@ internal static class ModelLoader
                 llm.MergeLora(files.StageWeights, m.Lora?.Alpha ?? defaultAlpha);
             }
             ct.ThrowIfCancellationRequested();
-            if (options.PrefaultWeights)
+            // The first answer pays no compilation of the decode path: warmed on a worker while the pages are mapped
+            // (each about 60 ms for a 3 GB bf16 model here).
+            var warmup = Task.Run(() => Language.Kernels.DecoderWarmup.Run(model));
+            try
             {
-                progress?.Report(new MiniGptProgress("prefault", 0.98, files.LlmPath));
-                warm.Add(model);
-                PageWarmer.Touch(warm.SelectMany(module => module.parameters().Concat(module.buffers())), ct); // buffers: packed quantized weights
+                if (options.PrefaultWeights)
+                {
+                    progress?.Report(new MiniGptProgress("prefault", 0.98, files.LlmPath));
+                    warm.Add(model);
+                    PageWarmer.Touch(warm.SelectMany(module => module.parameters().Concat(module.buffers())), ct); // buffers: packed quantized weights
+                }
             }
-            Language.Kernels.DecoderWarmup.Run(model); // the first answer pays no compilation of the decode path
+            finally
+            {
+                warmup.GetAwaiter().GetResult(); // the model is not disposed while the warm-up reads it
+            }
             progress?.Report(new MiniGptProgress("ready", 1.0));
             return new LoadedModel(m.Variant, vision, projector, llm);
 
