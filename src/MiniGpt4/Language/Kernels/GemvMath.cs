@@ -14,12 +14,12 @@ namespace MiniGpt4.Language.Kernels;
 /// same accumulators in the same order whatever the number of activation rows, the rows a thread is given or the
 /// thread count. So a conversation's logits are bit-identical alone or batched with others, at 1 or 2 threads.</para>
 /// <para><b>Streaming.</b> A dot walks one weight row front to back (four vectors per iteration): one sequential
-/// stream per row, which the hardware prefetcher follows at the read bandwidth of a core (measured 0.96–1.06 of a
+/// stream per row, which an AMD core's prefetchers follow at its read bandwidth (measured 0.96–1.06 of a
 /// STREAM-style sum on 7B-shaped bf16 rows, against 0.84–0.89 for four rows interleaved). With several activation
 /// rows the weight row is read from memory once and again from L1. Two exceptions, both with the same per-element
-/// arithmetic: rows too wide for the activation row to stay in L1 beside the stream (<see cref="WideRowElements"/>),
-/// where four rows share each activation load, and <see cref="TileRows"/> or more activation rows, where the step is
-/// bound by arithmetic and tiles of 4 × 2 products share every load and widening.</para>
+/// arithmetic: rows read four at a time, sharing each activation load (<see cref="WideRowElements"/>: rows too wide
+/// for the activation row to stay in L1 beside the stream, and every row on Intel CPUs), and <see cref="TileRows"/>
+/// or more activation rows, where the step is bound by arithmetic and tiles share every load and widening.</para>
 /// <para><b>The bf16 dot (512-bit path)</b> is what <c>vdpbf16ps</c> computes, so that a CPU with AVX512-BF16 runs
 /// it in one instruction per 32 elements (<see cref="NativeKernels"/>) and every other AVX-512 CPU gets the same bits
 /// from two fused multiply-adds: lane i of a group of 32 elements adds the product of elements 2i+1, then of 2i, each
