@@ -165,10 +165,14 @@ internal static class ModelLoader
                     PageWarmer.Touch(warm.SelectMany(module => module.parameters().Concat(module.buffers())), ct); // buffers: packed quantized weights
                 }
             }
-            finally
+            catch
             {
-                warmup.GetAwaiter().GetResult(); // the model is not disposed while the warm-up reads it
+                // The model is not disposed while the warm-up reads it; the prefault's error (a cancellation) is the one thrown.
+                try { warmup.Wait(CancellationToken.None); }
+                catch (AggregateException) { }
+                throw;
             }
+            warmup.GetAwaiter().GetResult();
             progress?.Report(new MiniGptProgress("ready", 1.0));
             return new LoadedModel(m.Variant, vision, projector, llm);
 
