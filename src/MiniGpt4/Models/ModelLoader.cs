@@ -14,7 +14,9 @@ internal sealed record LoadedModel(ModelVariant Variant, IVisionEncoder? Vision,
 
 /// <summary>
 /// A manifest's configurations, tokenizer and weight files, each read or opened once and checked together before
-/// anything large is allocated: every path exists, and (headers only, no tensor data) <c>config.json</c> fits the
+/// anything large is allocated: every path exists (the tokenizer is then parsed on a worker while the weights load;
+/// a malformed one is reported when <see cref="Tokenizer"/> is first read), and (headers only, no tensor data)
+/// <c>config.json</c> fits the
 /// language model's weights, the vision section the ViT checkpoint, the Q-Former configuration the BLIP-2
 /// checkpoint and the projection's width the language model. The owner disposes the weight files.
 /// </summary>
@@ -146,7 +148,14 @@ internal static class ModelLoader
             progress?.Report(new MiniGptProgress(stage, 0.15, files.LlmPath));
             var model = LlamaForCausalLM.Load(files.LlmConfig, llmWeights, languageModelDType ?? dtype, device, Stage(stage, 0.15, 0.8, files.LlmPath),
                 Path.Combine(m.LlmFolder, "config.json"));
-            llm = new LlamaLanguageModel(model, files.Tokenizer, Math.Min(options.ContextLength ?? int.MaxValue, files.LlmConfig.MaxPositionEmbeddings));
+            LlamaTextTokenizer tokenizer;
+            try { tokenizer = files.Tokenizer; }
+            catch
+            {
+                model.Dispose(); // a malformed tokenizer is reported after the weights were read: free them here
+                throw;
+            }
+            llm = new LlamaLanguageModel(model, tokenizer, Math.Min(options.ContextLength ?? int.MaxValue, files.LlmConfig.MaxPositionEmbeddings));
             if (preset.LoraAlpha is { } defaultAlpha && files.StageWeights is not null)
             {
                 progress?.Report(new MiniGptProgress("LoRA merge", 0.96, files.StagePath));

@@ -122,9 +122,9 @@ public sealed unsafe class GemvMathTests
         Skip.IfNot(GemvMath.Lanes == 16 && NativeKernels.HasBf16Dot, "no AVX512-BF16 (vdpbf16ps) or no native library here");
         var rnd = new Random(13);
         foreach (var n in new[] { 31, 32, 100, 4096, 4097, 4127, 4257, 11008 })
-        foreach (var rows in new[] { 1, 2, 3, 4, 5, 6, 7, 8 })
+        foreach (var rows in new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17 }) // past 8: tiles of eight rows, then the rest
         {
-            const int outFeatures = 11; // two groups of four weight rows and three left over
+            const int outFeatures = 11; // tiles of three weight rows (and of four for one row) with rows left over
             using var w = new Buffer(outFeatures * n + 1, bf16: true, rnd);
             using var x = new Buffer(rows * n + 1, bf16: true, rnd);
             foreach (var offset in new[] { 0, 1 })
