@@ -10,7 +10,8 @@ image=samples/toy-model/example.png
 echo "Image: $image (the toy model's sample; samples/toy-model/MODEL.md says what the model knows)"
 for question in "Describe this image." "How many shapes are there?" "What colour is the circle?"; do
   echo "Q: $question"
-  printf 'A: '
-  dotnet run --project samples/MiniGpt4.Cli -c Release --no-build -- generate \
-    --image "$image" --prompt "$question" --temperature 0 --max-new-tokens 40 "$@"
+  # The answer is printed once it is complete, so the load's progress lines (stderr) come before it, not inside it.
+  answer=$(dotnet run --project samples/MiniGpt4.Cli -c Release --no-build -- generate \
+    --image "$image" --prompt "$question" --temperature 0 --max-new-tokens 40 "$@")
+  echo "A: $answer"
 done
