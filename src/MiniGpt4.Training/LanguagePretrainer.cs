@@ -99,7 +99,7 @@ public static class LanguagePretrainer
     private static LanguagePretrainingResult Train(string dir, LanguagePretrainingOptions o, bool resume, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
         NativeRuntime.EnsureLoaded();
-        if (o.Threads is int threads) set_num_threads(threads);
+        TorchThreads.Pin(o.Threads);
         var clock = Stopwatch.StartNew();
         Directory.CreateDirectory(dir);
         var tokenizerPath = Path.Combine(dir, ToyTokenizer.FileName);

@@ -63,7 +63,10 @@ public sealed record LanguagePretrainingOptions
     /// <summary>Save the resumable state every this many steps (and at the end).</summary>
     public int CheckpointEvery { get; init; } = 50;
 
-    /// <summary>Intra-op threads for libtorch (null: libtorch's default). Not part of a run's identity for resuming.</summary>
+    /// <summary>
+    /// Intra-op threads for libtorch (null: the process-wide setting, libtorch's default unless set), pinned on the
+    /// training thread. Not part of a run's identity for resuming; a run resumed with another count rounds differently.
+    /// </summary>
     public int? Threads { get; init; }
 
     /// <summary>Throws <see cref="MiniGptConfigurationException"/> naming the first bad value.</summary>

@@ -148,7 +148,7 @@ public sealed class ProjectionTrainer : IDisposable
 
     private TrainingResult Train(IReadOnlyList<TrainingExample> data, string dir, bool resume, IProgress<TrainingProgress>? progress, CancellationToken ct)
     {
-        if (Options.Threads is int threads) set_num_threads(threads);
+        TorchThreads.Pin(Options.Threads);
         var sequences = data.Select(_layout.Build).ToArray();
         EncodeImages(data, ct);
         Directory.CreateDirectory(dir);

@@ -62,7 +62,10 @@ public sealed record ProjectionTrainingOptions
     /// <summary>Write the checkpoint, optimizer state and step every this many steps (and at the end).</summary>
     public int CheckpointEvery { get; init; } = 50;
 
-    /// <summary>Intra-op threads for libtorch (null: libtorch's default).</summary>
+    /// <summary>
+    /// Intra-op threads for libtorch (null: the process-wide setting, libtorch's default unless set), pinned on the
+    /// training thread so that every run of the same options rounds alike.
+    /// </summary>
     public int? Threads { get; init; }
 
     internal double PeakLearningRate => LearningRate ?? (Stage == TrainingStage.Stage1 ? 1e-4 : 3e-5);

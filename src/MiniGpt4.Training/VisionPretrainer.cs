@@ -120,7 +120,7 @@ public sealed class VisionPretrainer : IDisposable
     public double Train(IProgress<VisionPretrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (Options.Threads is int threads) set_num_threads(threads);
+        TorchThreads.Pin(Options.Threads);
         var o = Options;
         var parameters = Trained();
         using var adam = new AdamW(parameters, 0.9, 0.999, 1e-8);

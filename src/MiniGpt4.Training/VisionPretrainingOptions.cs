@@ -60,7 +60,7 @@ public sealed record VisionPretrainingOptions
     /// <summary>Seed of the weights' initialisation and of the training images (world seed).</summary>
     public int Seed { get; init; } = 1;
 
-    /// <summary>Torch intra-op threads; null leaves TorchSharp's setting.</summary>
+    /// <summary>Intra-op threads for libtorch (null: the process-wide setting, libtorch's default unless set), pinned on the training thread.</summary>
     public int? Threads { get; init; }
 
     /// <summary>Throws <see cref="MiniGptConfigurationException"/> for options that cannot describe a run.</summary>

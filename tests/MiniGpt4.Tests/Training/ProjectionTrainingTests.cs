@@ -2,6 +2,7 @@ using System.Text.Json;
 using MiniGpt4.Abstractions;
 using MiniGpt4.Models;
 using MiniGpt4.Prompting;
+using MiniGpt4.Runtime;
 using MiniGpt4.Tests.Pipeline;
 using MiniGpt4.Tests.Support;
 using MiniGpt4.Training;
@@ -185,6 +186,8 @@ public class ProjectionTrainingTests
         var data = Data(dir, TrainingStage.Stage1);
         var options = new ProjectionTrainingOptions { Steps = 6, BatchSize = 2, CheckpointEvery = 2, LearningRate = 1e-2, WarmupSteps = 2, Seed = 11 };
         using var trainer = await ProjectionTrainer.LoadAsync(Manifest("vicuna0"), options);
+        var processWide = TorchThreads.ProcessWide();
+        PoolThreads.SetTorchThreads(processWide, processWide);
 
         var whole = new List<TrainingProgress>();
         var a = Path.Combine(dir.Path, "a");
@@ -200,8 +203,15 @@ public class ProjectionTrainingTests
             if (p.Step == 3) cts.Cancel();
         }), cancellationToken: cts.Token));
         Assert.Equal(3, first.Count);
+        // The resumed run may land on a pool thread whose libtorch thread count other work changed (its sums would round
+        // differently): the run keeps the process-wide count.
         var resumed = new List<TrainingProgress>();
-        await trainer.TrainAsync(data, b, resume: true, progress: new SyncReports(resumed.Add));
+        PoolThreads.SetTorchThreads(processWide == 1 ? 2 : 1, processWide);
+        try
+        {
+            await trainer.TrainAsync(data, b, resume: true, progress: new SyncReports(resumed.Add));
+        }
+        finally { PoolThreads.SetTorchThreads(processWide, processWide); }
 
         Assert.Equal(new[] { 3, 4, 5, 6 }, resumed.Select(p => p.Step));
         Assert.Equal(whole.Skip(2).Select(p => p.Loss), resumed.Select(p => p.Loss));
