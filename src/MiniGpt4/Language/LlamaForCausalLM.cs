@@ -202,16 +202,21 @@ internal sealed class LlamaForCausalLM : nn.Module
     /// a nested LLM). The configuration is checked against the source's headers (<see cref="LlamaConfig.CheckAgainst"/>,
     /// naming <paramref name="configFile"/>) before anything is allocated, then every key before any data is read. A tied
     /// config ignores a stored <c>lm_head.weight</c>; transformers ≤ 4.30's rotary <c>inv_freq</c> buffers are ignored.
+    /// With <paramref name="keepFloat16"/>, a bfloat16 CPU model keeps float16 projections in the source's memory map
+    /// (<see cref="Language.Quantization.LlamaQuantization.StoredHalf"/>) instead of converting them; pass false when the
+    /// weights will be modified (a LoRA merge).
     /// </summary>
     public static LlamaForCausalLM Load(LlamaConfig config, IWeightSource source, ScalarType dtype, Device device, IProgress<double>? progress = null,
-        string? configFile = null)
+        string? configFile = null, bool keepFloat16 = true)
     {
         config.CheckAgainst(source, configFile);
-        var quantization = Language.Quantization.LlamaQuantization.Detect(source);
+        var quantization = Language.Quantization.LlamaQuantization.Detect(source)
+            ?? (keepFloat16 ? Language.Quantization.LlamaQuantization.StoredHalf(source, config, dtype, device) : null);
         var rules = new LoadRules
         {
             Ignore = config.TieWordEmbeddings ? ["*.rotary_emb.inv_freq", "lm_head.weight"] : ["*.rotary_emb.inv_freq"],
-            DType = dtype,
+            // Built in its dtypes already; a float16 projection kept as stored must not be converted.
+            DType = quantization?.Blocks == Language.Quantization.QuantFormat.F16 ? null : dtype,
             Device = device,
         };
         return ModuleLoader.LoadOrDispose(new LlamaForCausalLM(config, dtype, device, quantization), lm => ModuleLoader.Load(lm, source, rules, progress));

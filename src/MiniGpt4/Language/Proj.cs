@@ -32,7 +32,9 @@ internal sealed class TorchLinearKernel : ILinearKernel
 /// With a quantized format (<see cref="Quantization.QuantFormat"/>) the layer holds no float weight: its state is the
 /// packed rows and scales (keys <c>…_proj.q8_weight</c>/<c>q8_scales</c> or <c>q4_…</c>, see
 /// <see cref="Quantization.QuantLayout"/>); the decode step reads them directly and other products (prefill) use a
-/// dequantized copy, written into the model's <see cref="Scratch"/> buffer when it has one.
+/// dequantized copy, written into the model's <see cref="Scratch"/> buffer when it has one. With
+/// <see cref="Quantization.QuantFormat.F16"/> the weight is the file's float16 matrix (key <c>…_proj.weight</c>), and
+/// products read it rounded to the model's bfloat16 the same ways.
 /// </remarks>
 internal sealed class Proj : nn.Module<Tensor, Tensor>
 {
@@ -44,6 +46,11 @@ internal sealed class Proj : nn.Module<Tensor, Tensor>
     {
         _dtype = dtype;
         if (quant == Quantization.QuantFormat.None) weight = EmptyInit.Parameter([outFeatures, inFeatures], dtype, device);
+        else if (quant == Quantization.QuantFormat.F16)
+        {
+            if (dtype != ScalarType.BFloat16) throw new ArgumentException($"Float16 weights as stored run in a bfloat16 model, not {dtype}.", nameof(dtype));
+            weight = EmptyInit.Parameter([outFeatures, inFeatures], ScalarType.Float16, device);
+        }
         else
         {
             Quantized = Quantization.QuantizedWeight.Empty(quant, inFeatures, outFeatures, device);
@@ -56,7 +63,7 @@ internal sealed class Proj : nn.Module<Tensor, Tensor>
     /// <summary>The packed weight, or null when the weight is a float matrix (<see cref="Weight"/>).</summary>
     public Quantization.QuantizedWeight? Quantized { get; }
 
-    /// <summary>The weight matrix <c>[out, in]</c> (float layers only).</summary>
+    /// <summary>The weight matrix <c>[out, in]</c> (float layers only: the model's dtype, or float16 as stored).</summary>
     public Tensor Weight => weight ?? throw new InvalidOperationException($"{GetName()} holds a {Quantized!.Format} quantized weight, not a float matrix.");
 
     /// <summary>The kernel that computes the product (default: <see cref="TorchLinearKernel"/>).</summary>
@@ -65,16 +72,17 @@ internal sealed class Proj : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor x)
     {
-        if (weight is not null) return Product(Kernel, x, weight);
+        if (weight is not null && weight.dtype == _dtype) return Product(Kernel, x, weight);
         // Not when autograd records the product: it would keep the buffer that the next projection overwrites.
-        if (Scratch is not null && _dtype == ScalarType.BFloat16 && x.device_type == DeviceType.CPU && Quantized!.Packed.device_type == DeviceType.CPU
+        if (Scratch is not null && _dtype == ScalarType.BFloat16 && x.device_type == DeviceType.CPU && (weight ?? Quantized!.Packed).device_type == DeviceType.CPU
             && !(is_grad_enabled() && x.requires_grad))
         {
-            using var reused = Scratch.For(Quantized.OutFeatures, Quantized.InFeatures);
-            Quantized.DequantizeInto(reused);
+            using var reused = weight is not null ? Scratch.For(weight.shape[0], weight.shape[1]) : Scratch.For(Quantized!.OutFeatures, Quantized.InFeatures);
+            if (weight is not null) Kernels.HalfRounding.Round(weight, reused);
+            else Quantized!.DequantizeInto(reused);
             return Product(Kernel, x, reused);
         }
-        using var dense = Quantized!.Dequantize(_dtype);
+        using var dense = weight is not null ? Kernels.HalfRounding.Rounded(weight) : Quantized!.Dequantize(_dtype);
         return Product(Kernel, x, dense);
     }
 

@@ -147,7 +147,7 @@ internal static class ModelLoader
             var stage = quantized is null ? "language model" : $"language model ({Language.Quantization.LlamaQuantization.Name(quantized.Blocks)}, head {Language.Quantization.LlamaQuantization.Name(quantized.Head)})";
             progress?.Report(new MiniGptProgress(stage, 0.15, files.LlmPath));
             var model = LlamaForCausalLM.Load(files.LlmConfig, llmWeights, languageModelDType ?? dtype, device, Stage(stage, 0.15, 0.8, files.LlmPath),
-                Path.Combine(m.LlmFolder, "config.json"));
+                Path.Combine(m.LlmFolder, "config.json"), keepFloat16: preset.LoraAlpha is null);
             LlamaTextTokenizer tokenizer;
             try { tokenizer = files.Tokenizer; }
             catch

@@ -30,6 +30,9 @@ internal static unsafe class FloatConversion
         return true;
     }
 
+    /// <summary>Converts <paramref name="count"/> values on the calling thread (float16 → bfloat16 and the other pairs of <see cref="Handles"/>).</summary>
+    public static void ConvertOnThisThread(nint src, torch.ScalarType from, nint dst, torch.ScalarType to, long count) => Convert(src, from, dst, to, 0, count);
+
     private sealed class Work(nint src, torch.ScalarType from, nint dst, torch.ScalarType to, long n, long per) : PoolWork
     {
         public override void Run(int chunk) => Convert(src, from, dst, to, chunk * per, Math.Min(per, n - chunk * per));

@@ -60,4 +60,7 @@ internal interface IWeightSource : IDisposable
     /// source was opened to share it and the tensor's dtype, device and layout allow a zero-copy view; false otherwise.
     /// </summary>
     bool TryShareInto(string key, torch.Tensor destination) => false;
+
+    /// <summary>Whether <see cref="TryShareInto"/> would share <paramref name="key"/>'s memory with a CPU tensor of its own dtype and shape.</summary>
+    bool CanShare(string key) => false;
 }

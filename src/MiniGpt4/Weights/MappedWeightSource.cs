@@ -72,6 +72,14 @@ internal sealed class MappedWeightSource : IWeightSource
         return true;
     }
 
+    /// <inheritdoc />
+    public bool CanShare(string key)
+    {
+        if (!ShareFileMemory) return false;
+        using var view = MappedView(key);
+        return view is not null;
+    }
+
     /// <summary>
     /// A zero-copy view of <paramref name="key"/> in a private (copy-on-write) map of its file: the caller may modify
     /// it without touching the file or any other tensor; only the pages it reads become resident. Null when the layout

@@ -53,6 +53,8 @@ internal static class WeightSourceExtensions
 
         public bool TryShareInto(string key, torch.Tensor destination) => _inner.TryShareInto(Inner(key), destination);
 
+        public bool CanShare(string key) => _toInner.ContainsKey(key) && _inner.CanShare(Inner(key));
+
         private string Inner(string key) => _toInner.TryGetValue(key, out var k) ? k
             : throw new MiniGptWeightsException($"{Description}: no tensor named '{key}'", Description, key);
 

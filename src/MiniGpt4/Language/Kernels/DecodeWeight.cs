@@ -7,7 +7,8 @@ namespace MiniGpt4.Language.Kernels;
 
 /// <summary>
 /// A weight matrix <c>[out, in]</c> as the CPU decode path reads it: a dense float32/bf16 matrix (<see cref="Data"/>),
-/// or packed <see cref="QuantFormat.Q8"/>/<see cref="QuantFormat.Q4"/> rows plus their bf16 scales.
+/// float16 rows as stored (<see cref="QuantFormat.F16"/>, read by a bf16 model), or packed
+/// <see cref="QuantFormat.Q8"/>/<see cref="QuantFormat.Q4"/> rows plus their bf16 scales.
 /// </summary>
 /// <param name="Format">How the rows are stored (<see cref="QuantFormat.None"/>: dense, in the model's dtype).</param>
 /// <param name="Data">Address of the first row (contiguous CPU memory that outlives the user).</param>
@@ -20,10 +21,15 @@ internal readonly record struct DecodeWeight(QuantFormat Format, nint Data, nint
     /// <summary>The weight of <paramref name="proj"/>, dense or packed (contiguous CPU tensors).</summary>
     public static DecodeWeight Of(Proj proj) => proj.Quantized is { } q
         ? new DecodeWeight(q.Format, Address(q.Packed), Address(q.Scales))
-        : new DecodeWeight(QuantFormat.None, Address(proj.Weight));
+        : new DecodeWeight(proj.Weight.dtype == ScalarType.Float16 ? QuantFormat.F16 : QuantFormat.None, Address(proj.Weight));
 
     /// <summary>Bytes of one row of <paramref name="n"/> inputs (dense: <paramref name="elementBytes"/> each).</summary>
-    public long RowBytes(long n, int elementBytes) => Format == QuantFormat.None ? n * elementBytes : QuantLayout.RowBytesWithScales(Format, n);
+    public long RowBytes(long n, int elementBytes) => Format switch
+    {
+        QuantFormat.None => n * elementBytes,
+        QuantFormat.F16 => n * 2,
+        _ => QuantLayout.RowBytesWithScales(Format, n),
+    };
 
     private static nint Address(Tensor t) => t.is_contiguous() && t.device_type == DeviceType.CPU
         ? TensorMath.Address(t)

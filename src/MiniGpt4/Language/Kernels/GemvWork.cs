@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using System.Runtime.CompilerServices;
 using MiniGpt4.Language.Quantization;
 using MiniGpt4.Runtime;
@@ -10,7 +11,9 @@ namespace MiniGpt4.Language.Kernels;
 /// Reusable: set the products, then <see cref="Run(int, WorkerPool?)"/>. Every element is <see cref="GemvMath"/>'s canonical
 /// dot, so the split never changes a result. Quantized weights (<see cref="DecodeWeight"/>) go through
 /// <see cref="QuantMath"/>: the activation rows are quantized once per region, on the calling thread, and every
-/// product of the region must then share one format.
+/// product of the region must then share one format. Float16 weights (<see cref="QuantFormat.F16"/>) are rounded to bf16
+/// as they are read (natively), or a few rows at a time into a small per-thread buffer that the bf16 product then reads,
+/// so their results are those of the weight converted while loading.
 /// </summary>
 internal sealed unsafe class GemvWork : PoolWork, IDisposable
 {
@@ -31,6 +34,9 @@ internal sealed unsafe class GemvWork : PoolWork, IDisposable
     private nint _x;
     private int _rows;
     private bool _bf16;
+
+    /// <summary>Whether float16 products may run natively (tests turn it off to run the rounding buffer instead).</summary>
+    public bool NativeF16 { get; set; } = true;
 
     /// <summary>The instruction set of quantized products (tests pin one; default the machine's best).</summary>
     public QuantIsa Isa { get; set; } = QuantMath.Best;
@@ -60,7 +66,7 @@ internal sealed unsafe class GemvWork : PoolWork, IDisposable
     {
         long bytes = 0;
         for (var i = 0; i < _count; i++) bytes += _products[i].Out * _products[i].W.RowBytes(_n, ElementBytes);
-        if (_count > 0 && _products[0].W.Format != QuantFormat.None)
+        if (_count > 0 && _products[0].W.Format is QuantFormat.Q8 or QuantFormat.Q4)
         {
             _quantized.Ensure(_rows, _n);
             for (var m = 0; m < _rows; m++) QuantBlocks.QuantizeActivations(_x + (nint)(m * _n * ElementBytes), _bf16, _n, _quantized, m);
@@ -77,10 +83,46 @@ internal sealed unsafe class GemvWork : PoolWork, IDisposable
         var (w, y, outFeatures, first) = _products[p];
         var start = (chunk - first) * _rowsPerChunk;
         var end = Math.Min(outFeatures, start + _rowsPerChunk);
-        if (w.Format != QuantFormat.None)
+        if (w.Format == QuantFormat.F16) RowsF16((ushort*)w.Data, (float*)y, outFeatures, start, end);
+        else if (w.Format != QuantFormat.None)
             QuantMath.Rows(w.Format, (byte*)w.Data, (ushort*)w.Scales, _quantized, (float*)y, _n, outFeatures, _rows, start, end, Isa);
         else if (_bf16) GemvMath.RowsBf16((ushort*)w.Data, (ushort*)_x, (float*)y, _n, outFeatures, _rows, start, end);
         else GemvMath.RowsF32((float*)w.Data, (float*)_x, (float*)y, _n, outFeatures, _rows, start, end);
+    }
+
+    /// <summary>Bytes of bf16 rows a thread rounds at a time: a few rows that stay in its L2 cache while they are read.</summary>
+    private const long HalfGroupBytes = 256 << 10;
+
+    [ThreadStatic] private static ushort* t_rounded;
+    [ThreadStatic] private static long t_roundedElements;
+
+    /// <summary>
+    /// Rows <paramref name="start"/>..<paramref name="end"/> of float16 weights: groups of rows (a multiple of twelve, so
+    /// that the bf16 product's tiles of three and of four rows stay whole) rounded to bf16 into this thread's buffer,
+    /// then the bf16 product over them. A row's result does not depend on its group.
+    /// </summary>
+    private void RowsF16(ushort* w, float* y, long outFeatures, long start, long end)
+    {
+        if (!_bf16) throw new InvalidOperationException("Float16 weights are read by a bf16 model.");
+        if (NativeF16 && NativeKernels.HasF16Dot && GemvMath.Lanes == 16)
+        {
+            NativeKernels.F16Rows(w, (ushort*)_x, y, _n, outFeatures, _rows, start, end, GemvMath.WideRowElements);
+            return;
+        }
+        var group = Math.Max(12, HalfGroupBytes / (2 * _n) / 12 * 12);
+        if (t_roundedElements < group * _n)
+        {
+            NativeMemory.AlignedFree(t_rounded);
+            t_rounded = (ushort*)NativeMemory.AlignedAlloc((nuint)(group * _n * 2), 64);
+            t_roundedElements = group * _n;
+        }
+        for (var r = start; r < end; r += group)
+        {
+            var count = Math.Min(group, end - r);
+            HalfRounding.Round(w + r * _n, t_rounded, count * _n);
+            // The buffer holds rows r..r+count: index it as if it were the whole matrix.
+            GemvMath.RowsBf16(t_rounded - r * _n, (ushort*)_x, y, _n, outFeatures, _rows, r, r + count);
+        }
     }
 
     /// <inheritdoc />

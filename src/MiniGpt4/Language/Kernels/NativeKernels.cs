@@ -15,9 +15,12 @@ internal static unsafe class NativeKernels
 {
     private const int Vnni512Bit = 1;
     private const int Bf16Dot512Bit = 2;
+    private const int Avx512FBit = 4;
 
     private static readonly delegate* unmanaged<int, byte*, ushort*, byte*, long, float*, long, long, int, long, long, void> QuantRowsFn;
     private static readonly delegate* unmanaged<ushort*, ushort*, float*, long, long, int, long, long, long, void> Bf16RowsFn;
+    private static readonly delegate* unmanaged<ushort*, ushort*, long, void> HalfToBf16Fn;
+    private static readonly delegate* unmanaged<ushort*, ushort*, float*, long, long, int, long, long, long, void> F16RowsFn;
 
     static NativeKernels()
     {
@@ -43,6 +46,17 @@ internal static unsafe class NativeKernels
         {
             Bf16RowsFn = (delegate* unmanaged<ushort*, ushort*, float*, long, long, int, long, long, long, void>)bf16Rows;
             HasBf16Dot = true;
+            if (System.Runtime.Intrinsics.X86.Avx512BW.IsSupported && NativeLibrary.TryGetExport(lib, "mg_f16_rows", out var f16Rows))
+            {
+                F16RowsFn = (delegate* unmanaged<ushort*, ushort*, float*, long, long, int, long, long, long, void>)f16Rows;
+                HasF16Dot = true;
+            }
+        }
+        if ((cpu & Avx512FBit) != 0 && System.Runtime.Intrinsics.X86.Avx512F.IsSupported
+            && NativeLibrary.TryGetExport(lib, "mg_f16_to_bf16", out var halfToBf16))
+        {
+            HalfToBf16Fn = (delegate* unmanaged<ushort*, ushort*, long, void>)halfToBf16;
+            HasHalfToBf16 = true;
         }
     }
 
@@ -54,6 +68,32 @@ internal static unsafe class NativeKernels
 
     /// <summary>True when the bf16 products can run on <c>vdpbf16ps</c> (AVX512-BF16) here.</summary>
     public static bool HasBf16Dot { get; }
+
+    /// <summary>True when products of float16 weight rows can run on <c>vcvtph2ps</c>, <c>vcvtne2ps2bf16</c> and <c>vdpbf16ps</c> here.</summary>
+    public static bool HasF16Dot { get; }
+
+    /// <summary>True when float16 → bf16 rounding can run on <c>vcvtph2ps</c> (AVX-512F) here.</summary>
+    public static bool HasHalfToBf16 { get; }
+
+    /// <summary>
+    /// <see cref="Bf16Rows"/> for float16 weight rows, each weight rounded to bf16 as it is read (as <see cref="HalfToBf16"/>
+    /// rounds it): every element equals the bf16 product's over the rounded rows.
+    /// </summary>
+    public static void F16Rows(ushort* w, ushort* x, float* y, long n, long outFeatures, int rows, long rowStart, long rowEnd, long wideRow)
+    {
+        if (!HasF16Dot) throw new PlatformNotSupportedException("The native float16 products are not available on this machine.");
+        F16RowsFn(w, x, y, n, outFeatures, rows, rowStart, rowEnd, wideRow);
+    }
+
+    /// <summary>
+    /// <paramref name="n"/> float16 values rounded to bf16 exactly as <see cref="Runtime.FloatConversion"/> does
+    /// (nearest-even, NaN → 0x7FC0), on the calling thread; .NET 10 has no intrinsic for <c>vcvtph2ps</c>.
+    /// </summary>
+    public static void HalfToBf16(ushort* src, ushort* dst, long n)
+    {
+        if (!HasHalfToBf16) throw new PlatformNotSupportedException("The native float16 conversion is not available on this machine.");
+        HalfToBf16Fn(src, dst, n);
+    }
 
     /// <summary>
     /// <c>y[m, r] = dot(w[r], x[m])</c> for packed rows <c>r ∈ [rowStart, rowEnd)</c> (8 or 4 <paramref name="bits"/>) and the

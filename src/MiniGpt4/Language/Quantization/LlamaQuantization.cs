@@ -1,5 +1,6 @@
 using MiniGpt4.Weights;
 using TorchSharp;
+using static TorchSharp.torch;
 
 namespace MiniGpt4.Language.Quantization;
 
@@ -14,7 +15,26 @@ internal sealed record LlamaQuantization(QuantFormat Blocks, QuantFormat Head)
     public static LlamaQuantization For(QuantFormat blocks) => new(blocks, QuantFormat.Q8);
 
     /// <summary>The name of a format in files and messages (<c>int8</c>, <c>int4</c>).</summary>
-    public static string Name(QuantFormat f) => f switch { QuantFormat.Q8 => "int8", QuantFormat.Q4 => "int4", _ => "none" };
+    public static string Name(QuantFormat f) => f switch { QuantFormat.Q8 => "int8", QuantFormat.Q4 => "int4", QuantFormat.F16 => "float16", _ => "none" };
+
+    /// <summary>
+    /// The plan that keeps a bfloat16 model's float16 projections in the file's memory map (<see cref="QuantFormat.F16"/>)
+    /// instead of converting them into new memory while loading, or null when that does not apply: only for a CPU
+    /// model with the CPU decoder (whose products round each weight as it reads it), a source that shares its file
+    /// memory, and float16 projections. The head follows when it is a layer of its own; a tied head is the embedding
+    /// table, which is converted. Conversion was most of a float16 model's load: new pages fault in slowly on the
+    /// virtual machines we measure on (see docs/language-model.md).
+    /// </summary>
+    public static LlamaQuantization? StoredHalf(IWeightSource source, LlamaConfig config, torch.ScalarType dtype, torch.Device device)
+    {
+        const string probe = "model.layers.0.self_attn.q_proj.weight";
+        if (dtype != torch.ScalarType.BFloat16 || device.type != DeviceType.CPU || !Kernels.CpuGemvKernel.IsSupported
+            || !source.TryGetInfo(probe, out var info) || info.DType != torch.ScalarType.Float16 || !source.CanShare(probe))
+            return null;
+        var head = !config.TieWordEmbeddings && source.TryGetInfo("lm_head.weight", out var h) && h.DType == torch.ScalarType.Float16
+            ? QuantFormat.F16 : QuantFormat.None;
+        return new LlamaQuantization(QuantFormat.F16, head);
+    }
 
     /// <summary>The block projections of a LLaMA layer (key stems under <c>model.layers.N.</c>).</summary>
     public static readonly string[] LayerProjections =
@@ -45,7 +65,7 @@ internal sealed record LlamaQuantization(QuantFormat Blocks, QuantFormat Head)
     /// </summary>
     public static void ExpectLinear(IWeightSource source, string stem, QuantFormat format, long outFeatures, long inFeatures, string because)
     {
-        if (format == QuantFormat.None)
+        if (format is QuantFormat.None or QuantFormat.F16)
         {
             WeightShapes.Expect(source, stem + ".weight", [outFeatures, inFeatures], because);
             return;

@@ -11,6 +11,12 @@ internal enum QuantFormat
 
     /// <summary>4-bit: one nibble per weight (−8..7, stored +8) and one bf16 scale per 32 weights along the input.</summary>
     Q4,
+
+    /// <summary>
+    /// Not quantized: the float16 weight as the file stores it (memory-mapped, never copied), rounded to bfloat16 as
+    /// each product reads it, so every result equals that of the weight converted to bfloat16 while loading.
+    /// </summary>
+    F16,
 }
 
 /// <summary>
@@ -90,7 +96,7 @@ internal static class QuantLayout
     };
 
     /// <summary>Bits per weight read per token for a row of <paramref name="n"/> inputs (padding included).</summary>
-    public static double BitsPerWeight(QuantFormat format, long n) => format == QuantFormat.None
+    public static double BitsPerWeight(QuantFormat format, long n) => format is QuantFormat.None or QuantFormat.F16
         ? 16
         : 8.0 * RowBytesWithScales(format, n) / n;
 }

@@ -1,0 +1,51 @@
+using MiniGpt4.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace MiniGpt4.Language.Kernels;
+
+/// <summary>
+/// Float16 weights kept as stored (<see cref="Quantization.QuantFormat.F16"/>) rounded to bf16 for a product: the
+/// native <c>vcvtph2ps</c> path when it is there, else <see cref="FloatConversion"/>'s (the same bits, as the load-time
+/// conversion gives them).
+/// </summary>
+internal static unsafe class HalfRounding
+{
+    /// <summary><paramref name="n"/> values from <paramref name="src"/> into <paramref name="dst"/> on the calling thread.</summary>
+    public static void Round(ushort* src, ushort* dst, long n)
+    {
+        if (NativeKernels.HasHalfToBf16) NativeKernels.HalfToBf16(src, dst, n);
+        else FloatConversion.ConvertOnThisThread((nint)src, ScalarType.Float16, (nint)dst, ScalarType.BFloat16, n);
+    }
+
+    /// <summary>A contiguous float16 CPU tensor into a contiguous bf16 one of as many elements, on libtorch's thread count.</summary>
+    public static void Round(Tensor half, Tensor bf16)
+    {
+        if (half.dtype != ScalarType.Float16 || bf16.dtype != ScalarType.BFloat16 || !half.is_contiguous() || !bf16.is_contiguous()
+            || half.NumberOfElements != bf16.NumberOfElements || half.device_type != DeviceType.CPU || bf16.device_type != DeviceType.CPU)
+            throw new ArgumentException("Expected contiguous CPU float16 and bf16 tensors of as many elements.");
+        var n = half.NumberOfElements;
+        var chunks = (int)Math.Min(WorkerPool.MaxChunks, Math.Max(1, n / ChunkElements));
+        WorkerPool.Shared.Run(new Work((ushort*)TensorMath.Address(half), (ushort*)TensorMath.Address(bf16), n, (n + chunks - 1) / chunks),
+            chunks, Math.Max(1, get_num_threads()));
+    }
+
+    /// <summary>A new bf16 tensor holding <paramref name="half"/> rounded.</summary>
+    public static Tensor Rounded(Tensor half)
+    {
+        var bf16 = empty(half.shape, ScalarType.BFloat16);
+        Round(half, bf16);
+        return bf16;
+    }
+
+    private const long ChunkElements = 1L << 18;
+
+    private sealed class Work(ushort* src, ushort* dst, long n, long per) : PoolWork
+    {
+        public override void Run(int chunk)
+        {
+            var start = chunk * per;
+            if (start < n) Round(src + start, dst + start, Math.Min(per, n - start));
+        }
+    }
+}
