@@ -47,7 +47,7 @@ internal sealed class LlamaForCausalLM : nn.Module
             foreach (var proj in Projections) proj.Scratch = _dequantizeScratch;
     }
 
-    private readonly Quantization.DequantizeScratch _dequantizeScratch = new();
+    private readonly Runtime.Bf16Scratch _dequantizeScratch = new();
 
     /// <summary>
     /// The kernel a new model uses: <see cref="Kernels.CpuGemvKernel"/> for bfloat16 on a CPU with AVX2/AVX-512 (decode

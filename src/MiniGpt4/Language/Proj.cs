@@ -78,11 +78,11 @@ internal sealed class Proj : nn.Module<Tensor, Tensor>
             && !(is_grad_enabled() && x.requires_grad))
         {
             using var reused = weight is not null ? Scratch.For(weight.shape[0], weight.shape[1]) : Scratch.For(Quantized!.OutFeatures, Quantized.InFeatures);
-            if (weight is not null) Kernels.HalfRounding.Round(weight, reused);
+            if (weight is not null) Runtime.HalfRounding.Round(weight, reused);
             else Quantized!.DequantizeInto(reused);
             return Product(Kernel, x, reused);
         }
-        using var dense = weight is not null ? Kernels.HalfRounding.Rounded(weight) : Quantized!.Dequantize(_dtype);
+        using var dense = weight is not null ? Runtime.HalfRounding.Rounded(weight) : Quantized!.Dequantize(_dtype);
         return Product(Kernel, x, dense);
     }
 
@@ -90,7 +90,7 @@ internal sealed class Proj : nn.Module<Tensor, Tensor>
     /// The model's buffer that a quantized weight is dequantized into for a product (null: a new tensor per call). Set
     /// by the owning <see cref="LlamaForCausalLM"/>, whose products run one at a time.
     /// </summary>
-    internal Quantization.DequantizeScratch? Scratch { get; set; }
+    internal Runtime.Bf16Scratch? Scratch { get; set; }
 
     /// <summary>
     /// <c>x · weightᵀ</c> through <paramref name="kernel"/>, except when autograd records the product (grad mode on and

@@ -17,14 +17,16 @@ internal sealed class EvaAttention : nn.Module<Tensor, Tensor>
     private readonly Parameter v_bias;
     private readonly Linear proj;
     private readonly int _heads;
+    private readonly LinearWeights _weights;
 
-    public EvaAttention(int width, int heads, ScalarType dtype, Device device) : base(nameof(EvaAttention))
+    public EvaAttention(int width, int heads, ScalarType dtype, Device device, LinearWeights weights) : base(nameof(EvaAttention))
     {
         _heads = heads;
-        qkv = EmptyInit.Linear(width, 3L * width, hasBias: false, dtype, device);
+        _weights = weights;
+        qkv = EmptyInit.Linear(width, 3L * width, hasBias: false, dtype, device, weights.WeightDType);
         q_bias = EmptyInit.Parameter([width], dtype, device);
         v_bias = EmptyInit.Parameter([width], dtype, device);
-        proj = EmptyInit.Linear(width, width, true, dtype, device);
+        proj = EmptyInit.Linear(width, width, true, dtype, device, weights.WeightDType);
         RegisterComponents();
     }
 
@@ -33,8 +35,8 @@ internal sealed class EvaAttention : nn.Module<Tensor, Tensor>
         long b = x.shape[0], t = x.shape[1], c = x.shape[2];
         var bias = cat([q_bias, zeros_like(v_bias), v_bias]);
         // [B,T,3C] -> [3,B,H,T,hd]: the 3C outputs are the q, k and v blocks, each head-major.
-        var qkvHeads = F.linear(x, qkv.weight, bias).view(b, t, 3, _heads, c / _heads).permute(2, 0, 3, 1, 4);
+        var qkvHeads = _weights.Linear(x, qkv, bias).view(b, t, 3, _heads, c / _heads).permute(2, 0, 3, 1, 4);
         var o = F.scaled_dot_product_attention(qkvHeads[0], qkvHeads[1], qkvHeads[2]); // softmax(q k^T / sqrt(hd)) v
-        return proj.call(o.transpose(1, 2).reshape(b, t, c));
+        return _weights.Linear(o.transpose(1, 2).reshape(b, t, c), proj);
     }
 }

@@ -20,13 +20,13 @@ internal sealed class EvaBlock : nn.Module<Tensor, Tensor>
 
     private readonly ScalarType _dtype;
 
-    public EvaBlock(VisionConfig cfg, ScalarType dtype, Device device) : base(nameof(EvaBlock))
+    public EvaBlock(VisionConfig cfg, ScalarType dtype, Device device, LinearWeights weights) : base(nameof(EvaBlock))
     {
         _dtype = dtype;
         norm1 = EmptyInit.LayerNorm(cfg.Width, cfg.Eps, ScalarType.Float32, device);
-        attn = new EvaAttention(cfg.Width, cfg.Heads, dtype, device);
+        attn = new EvaAttention(cfg.Width, cfg.Heads, dtype, device, weights);
         norm2 = EmptyInit.LayerNorm(cfg.Width, cfg.Eps, ScalarType.Float32, device);
-        mlp = new EvaMlp(cfg.Width, cfg.MlpHidden, dtype, device);
+        mlp = new EvaMlp(cfg.Width, cfg.MlpHidden, dtype, device, weights);
         RegisterComponents();
     }
 
@@ -43,13 +43,15 @@ internal sealed class EvaMlp : nn.Module<Tensor, Tensor>
 {
     private readonly Linear fc1;
     private readonly Linear fc2;
+    private readonly LinearWeights _weights;
 
-    public EvaMlp(int width, int hidden, ScalarType dtype, Device device) : base(nameof(EvaMlp))
+    public EvaMlp(int width, int hidden, ScalarType dtype, Device device, LinearWeights weights) : base(nameof(EvaMlp))
     {
-        fc1 = EmptyInit.Linear(width, hidden, true, dtype, device);
-        fc2 = EmptyInit.Linear(hidden, width, true, dtype, device);
+        _weights = weights;
+        fc1 = EmptyInit.Linear(width, hidden, true, dtype, device, weights.WeightDType);
+        fc2 = EmptyInit.Linear(hidden, width, true, dtype, device, weights.WeightDType);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => fc2.call(F.gelu(fc1.call(x)));
+    public override Tensor forward(Tensor x) => _weights.Linear(F.gelu(_weights.Linear(x, fc1)), fc2);
 }

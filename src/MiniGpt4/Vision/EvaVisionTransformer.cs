@@ -21,16 +21,36 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
     private readonly Parameter pos_embed;
     private readonly ModuleList<EvaBlock> blocks;
 
-    public EvaVisionTransformer(VisionConfig config, ScalarType dtype, Device device) : base(nameof(EvaVisionTransformer))
+    private readonly LinearWeights _weights;
+
+    /// <summary>
+    /// An uninitialised tower; with <paramref name="storedHalf"/> (bfloat16 on the CPU) the blocks' linear weights are
+    /// float16, to be shared with a memory-mapped file (<see cref="LinearWeights"/>).
+    /// </summary>
+    public EvaVisionTransformer(VisionConfig config, ScalarType dtype, Device device, bool storedHalf = false) : base(nameof(EvaVisionTransformer))
     {
+        if (storedHalf && (dtype != ScalarType.BFloat16 || device.type != TorchSharp.DeviceType.CPU))
+            throw new ArgumentException($"Float16 weights as stored run in a bfloat16 CPU tower, not {dtype} on {device}.", nameof(storedHalf));
         Config = config.Validate();
         DType = dtype;
         Device = device;
+        StoredHalf = storedHalf;
+        _weights = new LinearWeights(dtype, storedHalf);
         patch_embed = new PatchEmbed(config.PatchSize, config.Width, dtype, device);
         cls_token = EmptyInit.Parameter([1, 1, config.Width], ScalarType.Float32, device);
         pos_embed = EmptyInit.Parameter([1, config.Tokens, config.Width], ScalarType.Float32, device);
-        blocks = new ModuleList<EvaBlock>(Enumerable.Range(0, config.Depth).Select(_ => new EvaBlock(config, dtype, device)).ToArray());
+        blocks = new ModuleList<EvaBlock>(Enumerable.Range(0, config.Depth).Select(_ => new EvaBlock(config, dtype, device, _weights)).ToArray());
         RegisterComponents();
+    }
+
+    /// <summary>Whether the blocks' linear weights are float16 as stored (rounded for each product).</summary>
+    public bool StoredHalf { get; }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _weights.Dispose();
+        base.Dispose(disposing);
     }
 
     public VisionConfig Config { get; }
@@ -84,6 +104,10 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
     {
         var view = EvaVitNames.ToLavis(source);
         config.CheckAgainst(view, "the vision configuration");
+        // A bfloat16 CPU tower over float16 files it may share: the linear weights stay in the file (see LinearWeights).
+        const string probe = "blocks.0.mlp.fc1.weight";
+        var storedHalf = dtype == ScalarType.BFloat16 && device.type == TorchSharp.DeviceType.CPU && config.Depth > 0
+            && view.TryGetInfo(probe, out var probeInfo) && probeInfo.DType == ScalarType.Float16 && view.CanShare(probe);
         var laterBlocks = Enumerable.Range(config.Depth, CountIndexed(view.Keys, "blocks.") - config.Depth);
         var fused = Enumerable.Range(0, config.Depth).Where(i => view.TryGetInfo(EvaVitNames.FusedQkvBias(i), out _)).ToList();
         var rules = new LoadRules
@@ -91,7 +115,7 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
             Ignore = [.. laterBlocks.Select(i => $"blocks.{i}.*"), .. fused.Select(EvaVitNames.FusedQkvBias)],
             AllowMissing = ["pos_embed", .. fused.SelectMany(i => new[] { $"blocks.{i}.attn.q_bias", $"blocks.{i}.attn.v_bias" })],
         };
-        return ModuleLoader.LoadOrDispose(new EvaVisionTransformer(config, dtype, device), model =>
+        return ModuleLoader.LoadOrDispose(new EvaVisionTransformer(config, dtype, device, storedHalf), model =>
         {
             // No LoadRules.DType: the module is mixed precision by design; each tensor is cast to its parameter's dtype.
             // pos_embed may have another grid's shape: it is hidden from the loader and resized below.

@@ -27,8 +27,9 @@ internal static class EmptyInit
     }
 
     /// <summary><c>nn.Linear(inFeatures, outFeatures, hasBias)</c>, weight <c>[out, in]</c>, uninitialised.</summary>
-    public static Linear Linear(long inFeatures, long outFeatures, bool hasBias, torch.ScalarType dtype, torch.Device? device = null) =>
-        torch.nn.Linear(Parameter([outFeatures, inFeatures], dtype, device), hasBias ? Parameter([outFeatures], dtype, device) : null);
+    public static Linear Linear(long inFeatures, long outFeatures, bool hasBias, torch.ScalarType dtype, torch.Device? device = null,
+        torch.ScalarType? weightDType = null) =>
+        torch.nn.Linear(Parameter([outFeatures, inFeatures], weightDType ?? dtype, device), hasBias ? Parameter([outFeatures], dtype, device) : null);
 
     /// <summary><c>nn.LayerNorm(dim, eps)</c> in <paramref name="dtype"/> (its ones/zeros init is tiny, so it is kept).</summary>
     public static LayerNorm LayerNorm(long dim, double eps, torch.ScalarType dtype, torch.Device? device = null) =>

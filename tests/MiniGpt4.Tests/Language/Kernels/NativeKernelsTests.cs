@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using System.Runtime.InteropServices;
 using MiniGpt4.Language.Kernels;
 using MiniGpt4.Language.Quantization;

@@ -1,8 +1,10 @@
+using MiniGpt4.Runtime;
 using MiniGpt4.Language;
 using MiniGpt4.Language.Kernels;
 using MiniGpt4.Language.Quantization;
 using MiniGpt4.Tests.Language.Kernels;
 using MiniGpt4.Tests.Support;
+using MiniGpt4.Vision;
 using MiniGpt4.Weights;
 using Xunit;
 using static TorchSharp.torch;
@@ -134,6 +136,37 @@ public sealed class Float16WeightsTests
                 Assert.True(expected.AsSpan().SequenceEqual(y), $"n {n}, {rows} rows, native {native}: differs from the bf16 product of the rounded rows");
             }
         }
+    }
+
+    [Fact]
+    public void A_float16_vision_tower_keeps_its_linear_weights_in_the_file_and_encodes_as_the_converted_one()
+    {
+        using var dir = new TempDir();
+        var config = new VisionConfig(ImageSize: 56, PatchSize: 14, Width: 64, Depth: 2, Heads: 4, MlpHidden: 160);
+        var file = dir.File("eva_vit_g.safetensors");
+        using (var scope = NewDisposeScope())
+        using (var random = new EvaVisionTransformer(config, ScalarType.Float32, CPU))
+        {
+            using var g = new TorchSharp.torch.Generator(3);
+            using (no_grad())
+                foreach (var (_, p) in random.named_parameters()) p.copy_(randn(p.shape, generator: g).mul_(0.05));
+            SafetensorsWriter.Write(file, random.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float16).contiguous()));
+        }
+        using var pixels = randn(2, 3, 56, 56);
+        using var sharedSource = WeightFiles.Open(file, shareFileMemory: true);
+        using var copiedSource = WeightFiles.Open(file, shareFileMemory: false);
+        using var kept = EvaVisionTransformer.Load(sharedSource, config, ScalarType.BFloat16, CPU);
+        using var converted = EvaVisionTransformer.Load(copiedSource, config, ScalarType.BFloat16, CPU);
+
+        Assert.True(kept.StoredHalf);
+        Assert.False(converted.StoredHalf);
+        Assert.Equal(ScalarType.Float16, kept.state_dict()["blocks.1.mlp.fc2.weight"].dtype);
+        Assert.Equal(ScalarType.BFloat16, kept.state_dict()["blocks.1.mlp.fc2.bias"].dtype);
+        using var a = kept.Encode(pixels);
+        using var b = converted.Encode(pixels);
+        Assert.Equal(0, Oracle.MaxAbsDiff(a, b));
+        using var again = kept.Encode(pixels); // the buffer now holds the last layer's weight: each product rewrites it
+        Assert.Equal(0, Oracle.MaxAbsDiff(a, again));
     }
 
     /// <summary>One decode step of <paramref name="tokens"/>, each a row continuing the prompt's cache.</summary>

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace MiniGpt4.Language.Kernels;
+namespace MiniGpt4.Runtime;
 
 /// <summary>
 /// The optional native library <c>libminigpt4kernels</c> (source: <c>src/MiniGpt4/Native</c>): decode products with
@@ -86,7 +86,7 @@ internal static unsafe class NativeKernels
     }
 
     /// <summary>
-    /// <paramref name="n"/> float16 values rounded to bf16 exactly as <see cref="Runtime.FloatConversion"/> does
+    /// <paramref name="n"/> float16 values rounded to bf16 exactly as <see cref="FloatConversion"/> does
     /// (nearest-even, NaN → 0x7FC0), on the calling thread; .NET 10 has no intrinsic for <c>vcvtph2ps</c>.
     /// </summary>
     public static void HalfToBf16(ushort* src, ushort* dst, long n)
@@ -107,8 +107,8 @@ internal static unsafe class NativeKernels
     }
 
     /// <summary>
-    /// <see cref="GemvMath.RowsBf16"/> on <c>vdpbf16ps</c>: <c>y[m, r] = dot(w[r], x[m])</c> for bf16 weight rows
-    /// <c>r ∈ [rowStart, rowEnd)</c> and bf16 activation rows <c>m &lt; rows</c>, every element <see cref="GemvMath.DotBf16"/>'s.
+    /// <c>GemvMath.RowsBf16</c> on <c>vdpbf16ps</c>: <c>y[m, r] = dot(w[r], x[m])</c> for bf16 weight rows
+    /// <c>r ∈ [rowStart, rowEnd)</c> and bf16 activation rows <c>m &lt; rows</c>, every element <c>GemvMath.DotBf16</c>'s.
     /// </summary>
     public static void Bf16Rows(ushort* w, ushort* x, float* y, long n, long outFeatures, int rows, long rowStart, long rowEnd, long wideRow)
     {

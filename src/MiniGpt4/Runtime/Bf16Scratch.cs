@@ -1,17 +1,17 @@
-using MiniGpt4.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace MiniGpt4.Language.Quantization;
+namespace MiniGpt4.Runtime;
 
 /// <summary>
-/// One bf16 buffer, grown to the largest quantized weight a model has dequantized, that every projection of that
-/// model dequantizes into for a prefill product (<see cref="Proj"/>): a fresh buffer per product meant tens of MB of
-/// new pages per projection, and new pages are what the virtual machines we measure on fault in slowest (see
-/// <see cref="HugePages"/>). Owned by its <see cref="LlamaForCausalLM"/>, whose products run one at a time (the model's
-/// compute gate), so one buffer serves all of them; disposed with the model.
+/// One bf16 buffer, grown to the largest weight a model has needed, that the model's stored weights are written into
+/// for a product: the language model's int8/int4 weights dequantized, and float16 weights kept as stored (the language
+/// model's projections, the vision tower's linear layers) rounded. A fresh buffer per product meant tens of MB of new
+/// pages per product, and new pages are what the virtual machines we measure on fault in slowest (see
+/// <see cref="HugePages"/>). Owned by its model, whose products run one at a time (the model's compute gate), so one
+/// buffer serves all of them; disposed with the model.
 /// </summary>
-internal sealed class DequantizeScratch : IDisposable
+internal sealed class Bf16Scratch : IDisposable
 {
     private Tensor? _buffer;
 

@@ -1,0 +1,35 @@
+using MiniGpt4.Runtime;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace MiniGpt4.Vision;
+
+/// <summary>
+/// How the vision tower's linear layers hold their weights: in the compute dtype, or (a bfloat16 tower over float16
+/// files that are memory-mapped) as the file's float16 matrices, rounded to bfloat16 into one buffer for each product.
+/// The rounding is the one converting while loading does, so the products are the same; the load then copies nothing.
+/// Owned by its <see cref="EvaVisionTransformer"/>, whose products run one at a time.
+/// </summary>
+internal sealed class LinearWeights(ScalarType dtype, bool storedHalf) : IDisposable
+{
+    private readonly Bf16Scratch _scratch = new();
+
+    /// <summary>The dtype the linear layers' weights are created in.</summary>
+    public ScalarType WeightDType { get; } = storedHalf ? ScalarType.Float16 : dtype;
+
+    /// <summary><c>x · Wᵀ + b</c> with <paramref name="bias"/> (default: the layer's own).</summary>
+    public Tensor Linear(Tensor x, Linear layer, Tensor? bias = null) => F.linear(x, Weight(layer), bias ?? layer.bias);
+
+    private Tensor Weight(Linear layer)
+    {
+        var w = layer.weight!;
+        if (w.dtype == dtype) return w;
+        var rounded = _scratch.For(w.shape[0], w.shape[1]);
+        HalfRounding.Round(w, rounded);
+        return rounded;
+    }
+
+    /// <inheritdoc />
+    public void Dispose() => _scratch.Dispose();
+}
