@@ -1,11 +1,10 @@
-using MiniGpt4.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace MiniGpt4.Language.Kernels;
+namespace MiniGpt4.Runtime;
 
 /// <summary>
-/// Float16 weights kept as stored (<see cref="Quantization.QuantFormat.F16"/>) rounded to bf16 for a product: the
+/// Float16 weights kept as stored (the language model's <c>QuantFormat.F16</c>, the vision tower's linear layers) rounded to bf16 for a product: the
 /// native <c>vcvtph2ps</c> path when it is there, else <see cref="FloatConversion"/>'s (the same bits, as the load-time
 /// conversion gives them).
 /// </summary>
