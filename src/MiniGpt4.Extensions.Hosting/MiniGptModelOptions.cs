@@ -38,6 +38,9 @@ public sealed class MiniGptModelOptions
     /// <summary>Map weight files instead of copying them (default true).</summary>
     public bool MemoryMapWeights { get; set; } = true;
 
+    /// <summary>Keep float16 weights as stored instead of converting them to bfloat16 while loading (default true; see <see cref="MiniGptLoadOptions.KeepFloat16Weights"/>).</summary>
+    public bool KeepFloat16Weights { get; set; } = true;
+
     /// <summary>Conversations the chat client keeps for cache reuse between requests (default 4).</summary>
     public int MaxCachedConversations { get; set; } = 4;
 
@@ -52,5 +55,6 @@ public sealed class MiniGptModelOptions
         MaxQueuedRequests = MaxQueuedRequests,
         MemoryBudgetBytes = MemoryBudgetBytes,
         MemoryMapWeights = MemoryMapWeights,
+        KeepFloat16Weights = KeepFloat16Weights,
     };
 }

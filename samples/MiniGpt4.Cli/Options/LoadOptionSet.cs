@@ -2,7 +2,7 @@ using System.CommandLine;
 
 namespace MiniGpt4.Cli.Options;
 
-/// <summary>How a model is loaded (--dtype, --device, --threads, --decoder), mapped to <see cref="MiniGptLoadOptions"/>.</summary>
+/// <summary>How a model is loaded (--dtype, --device, --threads, --decoder, --quantize, --convert-float16), mapped to <see cref="MiniGptLoadOptions"/>.</summary>
 internal sealed class LoadOptionSet
 {
     public Option<MiniGptDType?> DType { get; } = DTypeOption();
@@ -16,8 +16,11 @@ internal sealed class LoadOptionSet
         "Quantize the language model's float weights while loading (docs/quantization.md) [default: as stored]",
         new Dictionary<string, MiniGptQuantization> { ["int8"] = MiniGptQuantization.Int8, ["int4"] = MiniGptQuantization.Int4 });
 
+    public Option<bool> ConvertFloat16 { get; } = CliOption.Flag("--convert-float16",
+        "Convert float16 weight files to bfloat16 while loading (slower load, faster decode) instead of keeping them as stored");
+
     /// <summary>Every option, in help order.</summary>
-    public IReadOnlyList<Option> All => [DType, Device, Threads, Decoder, Quantize];
+    public IReadOnlyList<Option> All => [DType, Device, Threads, Decoder, Quantize, ConvertFloat16];
 
     /// <summary>Adds the options to <paramref name="command"/>.</summary>
     public void AddTo(Command command)
@@ -37,6 +40,7 @@ internal sealed class LoadOptionSet
         Device = r.GetValue(Device) ?? "cpu",
         Threads = r.GetValue(Threads),
         Quantization = r.GetValue(Quantize) ?? MiniGptQuantization.None,
+        KeepFloat16Weights = !r.GetValue(ConvertFloat16),
         Images = new ImageDecodingOptions
         {
             Decoder = r.GetValue(Decoder) switch

@@ -129,7 +129,8 @@ internal static class ModelLoader
             if (!m.IsLanguageModelOnly)
             {
                 progress?.Report(new MiniGptProgress("vision encoder", 0.0, files.VisionPath));
-                var vit = EvaVisionTransformer.Load(files.VisionWeights!, files.Vision, dtype, device, Stage("vision encoder", 0.0, 0.1, files.VisionPath!));
+                var vit = EvaVisionTransformer.Load(files.VisionWeights!, files.Vision, dtype, device, Stage("vision encoder", 0.0, 0.1, files.VisionPath!),
+                    keepFloat16: options.KeepFloat16Weights);
                 vision = new EvaVisionEncoder(vit, options.Images);
                 warm.Add(vit);
                 ct.ThrowIfCancellationRequested();
@@ -147,7 +148,7 @@ internal static class ModelLoader
             var stage = quantized is null ? "language model" : $"language model ({Language.Quantization.LlamaQuantization.Name(quantized.Blocks)}, head {Language.Quantization.LlamaQuantization.Name(quantized.Head)})";
             progress?.Report(new MiniGptProgress(stage, 0.15, files.LlmPath));
             var model = LlamaForCausalLM.Load(files.LlmConfig, llmWeights, languageModelDType ?? dtype, device, Stage(stage, 0.15, 0.8, files.LlmPath),
-                Path.Combine(m.LlmFolder, "config.json"), keepFloat16: preset.LoraAlpha is null);
+                Path.Combine(m.LlmFolder, "config.json"), keepFloat16: options.KeepFloat16Weights && preset.LoraAlpha is null);
             LlamaTextTokenizer tokenizer;
             try { tokenizer = files.Tokenizer; }
             catch

@@ -99,14 +99,17 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
     /// opens, in LAVIS / MiniGPT (<c>visual_encoder.</c>) or Hugging Face Blip2VisionModel naming) after checking its
     /// shapes (<see cref="VisionConfig.CheckAgainst"/>). Blocks at or after <see cref="VisionConfig.Depth"/> are
     /// ignored; the position embedding is resized (bicubic) when the checkpoint's grid differs from the configured image size.
+    /// With <paramref name="keepFloat16"/>, a bfloat16 CPU tower over float16 linear weights it may share keeps them as
+    /// stored (<see cref="LinearWeights"/>).
     /// </summary>
-    public static EvaVisionTransformer Load(IWeightSource source, VisionConfig config, ScalarType dtype, Device device, IProgress<double>? progress = null)
+    public static EvaVisionTransformer Load(IWeightSource source, VisionConfig config, ScalarType dtype, Device device, IProgress<double>? progress = null,
+        bool keepFloat16 = true)
     {
         var view = EvaVitNames.ToLavis(source);
         config.CheckAgainst(view, "the vision configuration");
         // A bfloat16 CPU tower over float16 files it may share: the linear weights stay in the file (see LinearWeights).
         const string probe = "blocks.0.mlp.fc1.weight";
-        var storedHalf = dtype == ScalarType.BFloat16 && device.type == TorchSharp.DeviceType.CPU && config.Depth > 0
+        var storedHalf = keepFloat16 && dtype == ScalarType.BFloat16 && device.type == TorchSharp.DeviceType.CPU && config.Depth > 0
             && view.TryGetInfo(probe, out var probeInfo) && probeInfo.DType == ScalarType.Float16 && view.CanShare(probe);
         var laterBlocks = Enumerable.Range(config.Depth, CountIndexed(view.Keys, "blocks.") - config.Depth);
         var fused = Enumerable.Range(0, config.Depth).Where(i => view.TryGetInfo(EvaVitNames.FusedQkvBias(i), out _)).ToList();

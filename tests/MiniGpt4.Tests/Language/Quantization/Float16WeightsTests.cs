@@ -38,10 +38,10 @@ public sealed class Float16WeightsTests
         return dir.Path;
     }
 
-    private static LlamaForCausalLM Load(string folder, bool shareFileMemory)
+    private static LlamaForCausalLM Load(string folder, bool shareFileMemory, bool keepFloat16 = true)
     {
         using var source = WeightFiles.Open(folder, shareFileMemory);
-        return LlamaForCausalLM.Load(LlamaConfig.FromFile(folder), source, ScalarType.BFloat16, CPU);
+        return LlamaForCausalLM.Load(LlamaConfig.FromFile(folder), source, ScalarType.BFloat16, CPU, keepFloat16: keepFloat16);
     }
 
     [SkippableTheory]
@@ -59,6 +59,11 @@ public sealed class Float16WeightsTests
         Assert.All(kept.Projections, p => Assert.Equal(ScalarType.Float16, p.Weight.dtype));
         Assert.Null(converted.Quantization); // not shared: converted while loading, as before
         Assert.All(converted.Projections, p => Assert.Equal(ScalarType.BFloat16, p.Weight.dtype));
+        using (var asked = Load(folder, shareFileMemory: true, keepFloat16: false)) // MiniGptLoadOptions.KeepFloat16Weights = false
+        {
+            Assert.Null(asked.Quantization);
+            Assert.Equal(Logits(converted), Logits(asked));
+        }
 
         foreach (var decoderPrefill in new[] { false, true })
         {
