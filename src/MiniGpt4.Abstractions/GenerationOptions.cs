@@ -238,9 +238,10 @@ public sealed record MiniGptLoadOptions
     /// (the language model's projections, the vision tower's linear layers) in the files instead of converting them
     /// (default true): the model is ready in about the time the files take to map rather than the seconds that writing
     /// every byte into new memory takes, and each product rounds the weights to bfloat16 exactly as the conversion
-    /// would have, so every result is the same. The price: decoding reads and rounds float16 (measured 0.8-0.85 times
-    /// the converted model's speed) and each prompt rounds the weights again (about 0.1 s per GB at two threads).
-    /// False converts while loading. Ignored for MiniGPT-v2, whose LoRA adapters are merged into the weights.
+    /// would have, so every result is the same. The price: decoding reads and rounds float16 (measured from level with
+    /// the converted model to 0.8 of its speed) and each prompt rounds the weights again (about 0.1 s per GB at two
+    /// threads). False converts while loading. MiniGPT-v2's language model is always converted (its LoRA adapters are
+    /// merged into the weights); its vision tower follows this option.
     /// </summary>
     public bool KeepFloat16Weights { get; init; } = true;
 

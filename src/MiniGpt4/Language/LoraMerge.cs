@@ -38,6 +38,8 @@ internal static partial class LoraMerge
             if (!isA) continue;
             if (!projections.TryGetValue(module, out var target))
                 throw new MiniGptWeightsException($"{source.Description}: LoRA adapter '{key}' targets '{module}', which is not a projection of the LLaMA model.", source.Description, key);
+            if (target.Weight.dtype != lm.DType)
+                throw new InvalidOperationException($"'{module}' keeps its {target.Weight.dtype} weight as stored; LoRA adapters merge into a model loaded with keepFloat16: false.");
             long rows = target.Weight.shape[0], cols = target.Weight.shape[1];
             if (infoA.Shape.Length != 2 || infoB.Shape.Length != 2 || infoA.Shape[1] != cols || infoB.Shape[0] != rows || infoB.Shape[1] != infoA.Shape[0])
                 throw new MiniGptWeightsException(

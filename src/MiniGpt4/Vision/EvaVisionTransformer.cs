@@ -108,9 +108,10 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
         var view = EvaVitNames.ToLavis(source);
         config.CheckAgainst(view, "the vision configuration");
         // A bfloat16 CPU tower over float16 files it may share: the linear weights stay in the file (see LinearWeights).
-        const string probe = "blocks.0.mlp.fc1.weight";
+        // Every linear weight, not one: a file mixing dtypes is converted as before (a float16 parameter would narrow the rest).
+        var linears = Enumerable.Range(0, config.Depth).SelectMany(i => new[] { "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2" }.Select(l => $"blocks.{i}.{l}.weight"));
         var storedHalf = keepFloat16 && dtype == ScalarType.BFloat16 && device.type == TorchSharp.DeviceType.CPU && config.Depth > 0
-            && view.TryGetInfo(probe, out var probeInfo) && probeInfo.DType == ScalarType.Float16 && view.CanShare(probe);
+            && linears.All(k => view.TryGetInfo(k, out var info) && info.DType == ScalarType.Float16 && view.CanShare(k));
         var laterBlocks = Enumerable.Range(config.Depth, CountIndexed(view.Keys, "blocks.") - config.Depth);
         var fused = Enumerable.Range(0, config.Depth).Where(i => view.TryGetInfo(EvaVitNames.FusedQkvBias(i), out _)).ToList();
         var rules = new LoadRules

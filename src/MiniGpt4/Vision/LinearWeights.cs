@@ -24,7 +24,9 @@ internal sealed class LinearWeights(ScalarType dtype, bool storedHalf) : IDispos
     private Tensor Weight(Linear layer)
     {
         var w = layer.weight!;
-        if (w.dtype == dtype) return w;
+        if (!storedHalf) return w;
+        // Not the shared buffer when autograd records the product: it would keep a buffer the next layer overwrites.
+        if (is_grad_enabled()) return HalfRounding.Rounded(w);
         var rounded = _scratch.For(w.shape[0], w.shape[1]);
         HalfRounding.Round(w, rounded);
         return rounded;

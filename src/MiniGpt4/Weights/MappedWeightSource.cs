@@ -73,11 +73,13 @@ internal sealed class MappedWeightSource : IWeightSource
     }
 
     /// <inheritdoc />
-    public bool CanShare(string key)
+    /// <remarks>From the layout alone (no mapping is made): a map the system refuses later means a copy instead.</remarks>
+    public bool CanShare(string key) => ShareFileMemory && LaysOutForMapping(key);
+
+    private bool LaysOutForMapping(string key)
     {
-        if (!ShareFileMemory) return false;
-        using var view = MappedView(key);
-        return view is not null;
+        var (info, loc) = Entry(key);
+        return loc.Strides is null && info.NumElements > 0 && loc.Offset % DTypes.ElementSize(info.DType) == 0;
     }
 
     /// <summary>
@@ -89,7 +91,7 @@ internal sealed class MappedWeightSource : IWeightSource
     {
         var (info, loc) = Entry(key);
         var elem = DTypes.ElementSize(info.DType);
-        if (loc.Strides is not null || info.NumElements == 0 || loc.Offset % elem != 0) return null;
+        if (!LaysOutForMapping(key)) return null;
         using var map = TryMapFile(loc.File, info.DType);
         if (map is null || map.NumberOfElements < loc.Offset / elem + info.NumElements) return null;
         using var flat = map.narrow(0, loc.Offset / elem, info.NumElements);

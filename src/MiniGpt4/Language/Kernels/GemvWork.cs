@@ -93,8 +93,8 @@ internal sealed unsafe class GemvWork : PoolWork, IDisposable
     /// <summary>Bytes of bf16 rows a thread rounds at a time: a few rows that stay in its L2 cache while they are read.</summary>
     private const long HalfGroupBytes = 256 << 10;
 
-    [ThreadStatic] private static ushort* t_rounded;
-    [ThreadStatic] private static long t_roundedElements;
+    /// <summary>This thread's rounded rows: a managed array, so that a pool thread that retires takes it with it.</summary>
+    [ThreadStatic] private static ushort[]? t_rounded;
 
     /// <summary>
     /// Rows <paramref name="start"/>..<paramref name="end"/> of float16 weights: groups of rows (a multiple of twelve, so
@@ -110,18 +110,14 @@ internal sealed unsafe class GemvWork : PoolWork, IDisposable
             return;
         }
         var group = Math.Max(12, HalfGroupBytes / (2 * _n) / 12 * 12);
-        if (t_roundedElements < group * _n)
-        {
-            NativeMemory.AlignedFree(t_rounded);
-            t_rounded = (ushort*)NativeMemory.AlignedAlloc((nuint)(group * _n * 2), 64);
-            t_roundedElements = group * _n;
-        }
+        if (t_rounded is null || t_rounded.LongLength < group * _n) t_rounded = GC.AllocateUninitializedArray<ushort>((int)(group * _n), pinned: true);
+        var rounded = (ushort*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(t_rounded)); // pinned: it never moves
         for (var r = start; r < end; r += group)
         {
             var count = Math.Min(group, end - r);
-            HalfRounding.Round(w + r * _n, t_rounded, count * _n);
+            HalfRounding.Round(w + r * _n, rounded, count * _n);
             // The buffer holds rows r..r+count: index it as if it were the whole matrix.
-            GemvMath.RowsBf16(t_rounded - r * _n, (ushort*)_x, y, _n, outFeatures, _rows, r, r + count);
+            GemvMath.RowsBf16(rounded - r * _n, (ushort*)_x, y, _n, outFeatures, _rows, r, r + count);
         }
     }
 

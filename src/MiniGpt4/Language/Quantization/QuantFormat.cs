@@ -13,8 +13,9 @@ internal enum QuantFormat
     Q4,
 
     /// <summary>
-    /// Not quantized: the float16 weight as the file stores it (memory-mapped, never copied), rounded to bfloat16 as
-    /// each product reads it, so every result equals that of the weight converted to bfloat16 while loading.
+    /// Not quantized: the float16 weight as the file stores it (memory-mapped; a copy only if the system refuses the
+    /// map), rounded to bfloat16 as each product reads it, so every result equals that of the weight converted to
+    /// bfloat16 while loading.
     /// </summary>
     F16,
 }

@@ -21,14 +21,14 @@ public sealed class Float16WeightsTests
     private static readonly int[] Prompt = [1, 15, 200, 33, 7, 412];
 
     /// <summary>A seeded random model written as a Hugging Face folder of float16 weights.</summary>
-    private static string WriteFloat16Folder(TempDir dir, bool tied)
+    private static string WriteFloat16Folder(TempDir dir, bool tied, string? bf16Key = null)
     {
         var config = new LlamaConfig(HiddenSize: 256, IntermediateSize: 768, NumHiddenLayers: 2, NumAttentionHeads: 8, NumKeyValueHeads: 2,
             RmsNormEps: 1e-5, RopeTheta: 10000, MaxPositionEmbeddings: 512, VocabSize: 8192, TieWordEmbeddings: tied);
         using var scope = NewDisposeScope();
         using var lm = CpuDecoderTests.RandomModel(config, ScalarType.Float32, seed: 21);
         var tensors = lm.state_dict().Where(kv => !kv.Key.Contains("rotary", StringComparison.Ordinal))
-            .ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float16).contiguous());
+            .ToDictionary(kv => kv.Key, kv => kv.Value.to(kv.Key == bf16Key ? ScalarType.BFloat16 : ScalarType.Float16).contiguous());
         SafetensorsWriter.Write(dir.File("model.safetensors"), tensors);
         File.WriteAllText(dir.File("config.json"), $$"""
             {"architectures":["LlamaForCausalLM"],"model_type":"llama","hidden_size":256,"intermediate_size":768,"num_hidden_layers":2,
@@ -73,6 +73,17 @@ public sealed class Float16WeightsTests
         foreach (var p in kept.Projections) p.Scratch = null; // a new bf16 tensor per product instead of the model's buffer
         kept.DecoderPrefill = converted.DecoderPrefill = false;
         Assert.Equal(Logits(converted), Logits(kept));
+    }
+
+    [SkippableFact]
+    public void A_file_that_mixes_dtypes_is_converted_as_before()
+    {
+        Skip.IfNot(CpuGemvKernel.IsSupported, "the float16 path needs the CPU decoder (AVX-512F or AVX2 + FMA)");
+        using var dir = new TempDir();
+        var folder = WriteFloat16Folder(dir, tied: false, bf16Key: "model.layers.1.mlp.down_proj.weight");
+        using var lm = Load(folder, shareFileMemory: true);
+        Assert.Null(lm.Quantization);
+        Assert.All(lm.Projections, p => Assert.Equal(ScalarType.BFloat16, p.Weight.dtype));
     }
 
     [SkippableFact]
@@ -172,6 +183,17 @@ public sealed class Float16WeightsTests
         Assert.Equal(0, Oracle.MaxAbsDiff(a, b));
         using var again = kept.Encode(pixels); // the buffer now holds the last layer's weight: each product rewrites it
         Assert.Equal(0, Oracle.MaxAbsDiff(a, again));
+
+        // Differentiated (autograd records the products): each product rounds into its own tensor, not the shared buffer.
+        Tensor Gradient(EvaVisionTransformer vit)
+        {
+            using var input = pixels.detach().clone().requires_grad_(true);
+            using (var sum = vit.forward(input).sum()) sum.backward();
+            return input.grad!.clone();
+        }
+        using var keptGrad = Gradient(kept);
+        using var convertedGrad = Gradient(converted);
+        Assert.Equal(0, Oracle.MaxAbsDiff(keptGrad, convertedGrad));
     }
 
     /// <summary>One decode step of <paramref name="tokens"/>, each a row continuing the prompt's cache.</summary>
