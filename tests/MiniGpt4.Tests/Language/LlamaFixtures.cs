@@ -10,6 +10,23 @@ internal static class LlamaFixtures
     public const string TinyFolder = "oracle/tiny/llama";
     public const string StoriesFolder = "assets/stories260K";
 
+    /// <summary>The logits of a prefill of <paramref name="prompt"/> and <paramref name="steps"/> greedy decode steps, flattened (float32).</summary>
+    public static float[] PrefillAndGreedyLogits(LlamaForCausalLM lm, int[] prompt, int steps)
+    {
+        using var session = lm.CreateSession(64);
+        var all = new List<float>();
+        var logits = session.PrefillTokens(prompt);
+        for (var i = 0; i < steps; i++)
+        {
+            using (var f = logits.to(ScalarType.Float32)) all.AddRange(f.data<float>().ToArray());
+            var token = Argmax(logits[0]);
+            logits.Dispose();
+            logits = session.Step([token]);
+        }
+        logits.Dispose();
+        return [.. all];
+    }
+
     public static LlamaForCausalLM Load(string relativeFolder, string? file = null, ScalarType dtype = ScalarType.Float32)
     {
         var folder = Fixtures.Require(relativeFolder);

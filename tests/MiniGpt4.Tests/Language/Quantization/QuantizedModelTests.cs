@@ -170,20 +170,6 @@ public sealed class QuantizedModelTests
         return target;
     }
 
-    /// <summary>The logits of a prefill and eight greedy CPU decode steps, flattened.</summary>
-    private static float[] Logits(LlamaForCausalLM lm)
-    {
-        using var session = lm.CreateSession(64);
-        var all = new List<float>();
-        var logits = session.PrefillTokens(Prompt);
-        for (var i = 0; i < 8; i++)
-        {
-            using (var f = logits.to(ScalarType.Float32)) all.AddRange(f.data<float>().ToArray());
-            var token = LlamaFixtures.Argmax(logits[0]);
-            logits.Dispose();
-            logits = session.Step([token]);
-        }
-        logits.Dispose();
-        return [.. all];
-    }
+    /// <summary>The logits of a prefill and eight greedy decode steps, flattened.</summary>
+    private static float[] Logits(LlamaForCausalLM lm) => LlamaFixtures.PrefillAndGreedyLogits(lm, Prompt, 8);
 }
