@@ -41,7 +41,7 @@ int mg_features(void)
 // ahead lets one stream read at the bf16 products' rate: without it the loop's conversions left too few reads in
 // flight (one thread over a 2.95 GB mapped file on an Intel Xeon: 7.5-8.9 GB/s without, 11.8-12.7 with; 8 KiB the
 // same, 16-32 KiB less).
-__attribute__((target("avx512f,avx512bw,avx512bf16,f16c"))) static void f16_to_bf16_bf16(const uint16_t* src, uint16_t* dst, int64_t n)
+__attribute__((target("avx512f,avx512bw,avx512bf16,f16c"))) static void f16_to_bf16_bf16(const uint16_t* src, uint16_t* dst, int64_t n, int stream)
 {
     const __m512i magnitude = _mm512_set1_epi16(0x7FFF), inf = _mm512_set1_epi16(0x7C00), nan = _mm512_set1_epi16(0x7FC0);
     for (int64_t i = 0; i < n; i += 32)
@@ -52,11 +52,12 @@ __attribute__((target("avx512f,avx512bw,avx512bf16,f16c"))) static void f16_to_b
         __m512 hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
         __m512i b = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
         b = _mm512_mask_mov_epi16(b, _mm512_cmpgt_epu16_mask(_mm512_and_si512(h, magnitude), inf), nan);
-        _mm512_storeu_si512(dst + i, b);
+        if (stream) _mm512_stream_si512((__m512i*)(dst + i), b);
+        else _mm512_storeu_si512(dst + i, b);
     }
 }
 
-__attribute__((target("avx512f,f16c"))) static void f16_to_bf16_avx512(const uint16_t* src, uint16_t* dst, int64_t n)
+__attribute__((target("avx512f,f16c"))) static void f16_to_bf16_avx512(const uint16_t* src, uint16_t* dst, int64_t n, int stream)
 {
     const __m512i bias = _mm512_set1_epi32(0x7FFF), one = _mm512_set1_epi32(1), nan = _mm512_set1_epi32(0x7FC0);
     for (int64_t i = 0; i < n; i += 16)
@@ -66,15 +67,21 @@ __attribute__((target("avx512f,f16c"))) static void f16_to_bf16_avx512(const uin
         __m512i u = _mm512_castps_si512(f);
         __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, bias), _mm512_and_si512(_mm512_srli_epi32(u, 16), one)), 16);
         r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q), nan);
-        _mm256_storeu_si256((__m256i*)(dst + i), _mm512_cvtepi32_epi16(r));
+        if (stream) _mm256_stream_si256((__m256i*)(dst + i), _mm512_cvtepi32_epi16(r));
+        else _mm256_storeu_si256((__m256i*)(dst + i), _mm512_cvtepi32_epi16(r));
     }
 }
 
-__attribute__((target("f16c"))) void mg_f16_to_bf16(const uint16_t* src, uint16_t* dst, int64_t n)
+// With stream (and dst 64-byte aligned), the stores bypass the caches: for a destination much larger than them (a
+// whole weight matrix for a prefill's product, tens of MB) they save reading each line before it is written
+// (one thread, 2.95 GB into a 90 MB buffer: 6.8-7.0 GB/s cached, 9.9-10.2 GB/s streamed).
+__attribute__((target("f16c,sse2"))) void mg_f16_to_bf16(const uint16_t* src, uint16_t* dst, int64_t n, int stream)
 {
     int64_t whole = n / 32 * 32;
-    if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw")) f16_to_bf16_bf16(src, dst, whole);
-    else f16_to_bf16_avx512(src, dst, whole);
+    stream = stream && ((uintptr_t)dst & 63) == 0;
+    if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw")) f16_to_bf16_bf16(src, dst, whole, stream);
+    else f16_to_bf16_avx512(src, dst, whole, stream);
+    if (stream) _mm_sfence();
     for (int64_t i = whole; i < n; i++)
     {
         __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(src[i]));

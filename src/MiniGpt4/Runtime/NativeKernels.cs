@@ -19,7 +19,7 @@ internal static unsafe class NativeKernels
 
     private static readonly delegate* unmanaged<int, byte*, ushort*, byte*, long, float*, long, long, int, long, long, void> QuantRowsFn;
     private static readonly delegate* unmanaged<ushort*, ushort*, float*, long, long, int, long, long, long, void> Bf16RowsFn;
-    private static readonly delegate* unmanaged<ushort*, ushort*, long, void> HalfToBf16Fn;
+    private static readonly delegate* unmanaged<ushort*, ushort*, long, int, void> HalfToBf16Fn;
     private static readonly delegate* unmanaged<ushort*, ushort*, float*, long, long, int, long, long, long, void> F16RowsFn;
 
     static NativeKernels()
@@ -55,7 +55,7 @@ internal static unsafe class NativeKernels
         if ((cpu & Avx512FBit) != 0 && System.Runtime.Intrinsics.X86.Avx512F.IsSupported
             && NativeLibrary.TryGetExport(lib, "mg_f16_to_bf16", out var halfToBf16))
         {
-            HalfToBf16Fn = (delegate* unmanaged<ushort*, ushort*, long, void>)halfToBf16;
+            HalfToBf16Fn = (delegate* unmanaged<ushort*, ushort*, long, int, void>)halfToBf16;
             HasHalfToBf16 = true;
         }
     }
@@ -87,12 +87,14 @@ internal static unsafe class NativeKernels
 
     /// <summary>
     /// <paramref name="n"/> float16 values rounded to bf16 exactly as <see cref="FloatConversion"/> does
-    /// (nearest-even, NaN → 0x7FC0), on the calling thread; .NET 10 has no intrinsic for <c>vcvtph2ps</c>.
+    /// (nearest-even, NaN → 0x7FC0), on the calling thread; .NET 10 has no intrinsic for <c>vcvtph2ps</c>. With
+    /// <paramref name="bypassCaches"/> (for a destination much larger than the caches, read only later) the stores
+    /// go straight to memory when <paramref name="dst"/> is 64-byte aligned.
     /// </summary>
-    public static void HalfToBf16(ushort* src, ushort* dst, long n)
+    public static void HalfToBf16(ushort* src, ushort* dst, long n, bool bypassCaches = false)
     {
         if (!HasHalfToBf16) throw new PlatformNotSupportedException("The native float16 conversion is not available on this machine.");
-        HalfToBf16Fn(src, dst, n);
+        HalfToBf16Fn(src, dst, n, bypassCaches ? 1 : 0);
     }
 
     /// <summary>

@@ -121,6 +121,28 @@ public sealed class Float16WeightsTests
         Assert.Equal(managed, native);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public unsafe void Rounding_a_matrix_larger_than_the_caches_gives_the_managed_values_whatever_the_alignment(int offset)
+    {
+        // Above HalfRounding.BypassCachesBytes the stores bypass the caches when the destination is 64-byte aligned.
+        const int n = 5_000_017;
+        using var scope = NewDisposeScope();
+        using var g = new TorchSharp.torch.Generator(8);
+        using var half = randn([n], generator: g).to(ScalarType.Float16);
+        using var buffer = empty([n + 1], ScalarType.BFloat16);
+        using var dst = buffer.narrow(0, offset, n);
+        Assert.True(n * 2L > HalfRounding.BypassCachesBytes);
+        HalfRounding.Round(half, dst);
+        var expected = new ushort[n];
+        fixed (ushort* e = expected)
+            FloatConversion.ConvertOnThisThread(TensorMath.Address(half), ScalarType.Float16, (nint)e, ScalarType.BFloat16, n);
+        var actual = new ushort[n];
+        fixed (ushort* a = actual) Buffer.MemoryCopy((void*)TensorMath.Address(dst), a, n * 2L, n * 2L);
+        Assert.Equal(expected, actual);
+    }
+
     [SkippableTheory]
     [InlineData(31, 1)]
     [InlineData(101, 2)]
