@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,9 +14,9 @@ internal sealed class QFormer : nn.Module<Tensor, Tensor, Tensor>
 {
     private readonly QFormerBert bert;
 
-    public QFormer(QFormerConfig cfg, ScalarType dtype, Device device) : base(nameof(QFormer))
+    public QFormer(QFormerConfig cfg, ScalarType dtype, Device device, LinearWeights weights) : base(nameof(QFormer))
     {
-        bert = new QFormerBert(cfg, dtype, device);
+        bert = new QFormerBert(cfg, dtype, device, weights);
         RegisterComponents();
     }
 
@@ -32,10 +33,10 @@ internal sealed class QFormerBert : nn.Module<Tensor, Tensor, Tensor>
     private readonly Sequential embeddings;
     private readonly QFormerEncoder encoder;
 
-    public QFormerBert(QFormerConfig cfg, ScalarType dtype, Device device) : base(nameof(QFormerBert))
+    public QFormerBert(QFormerConfig cfg, ScalarType dtype, Device device, LinearWeights weights) : base(nameof(QFormerBert))
     {
         embeddings = nn.Sequential(("LayerNorm", EmptyInit.LayerNorm(cfg.Hidden, cfg.Eps, dtype, device)));
-        encoder = new QFormerEncoder(cfg, dtype, device);
+        encoder = new QFormerEncoder(cfg, dtype, device, weights);
         RegisterComponents();
     }
 
@@ -47,9 +48,9 @@ internal sealed class QFormerEncoder : nn.Module<Tensor, Tensor, Tensor>
 {
     private readonly ModuleList<QFormerLayer> layer;
 
-    public QFormerEncoder(QFormerConfig cfg, ScalarType dtype, Device device) : base(nameof(QFormerEncoder))
+    public QFormerEncoder(QFormerConfig cfg, ScalarType dtype, Device device, LinearWeights weights) : base(nameof(QFormerEncoder))
     {
-        layer = new ModuleList<QFormerLayer>(Enumerable.Range(0, cfg.Layers).Select(i => new QFormerLayer(cfg, i, dtype, device)).ToArray());
+        layer = new ModuleList<QFormerLayer>(Enumerable.Range(0, cfg.Layers).Select(i => new QFormerLayer(cfg, i, dtype, device, weights)).ToArray());
         RegisterComponents();
     }
 

@@ -16,10 +16,10 @@ internal sealed class QFormerAttention : nn.Module<Tensor, Tensor, Tensor>
     private readonly QFormerSelfAttention self;
     private readonly QFormerSelfOutput output;
 
-    public QFormerAttention(QFormerConfig cfg, int contextWidth, ScalarType dtype, Device device) : base(nameof(QFormerAttention))
+    public QFormerAttention(QFormerConfig cfg, int contextWidth, ScalarType dtype, Device device, LinearWeights weights) : base(nameof(QFormerAttention))
     {
-        self = new QFormerSelfAttention(cfg.Hidden, contextWidth, cfg.Heads, dtype, device);
-        output = new QFormerSelfOutput(cfg.Hidden, cfg.Eps, dtype, device);
+        self = new QFormerSelfAttention(cfg.Hidden, contextWidth, cfg.Heads, dtype, device, weights);
+        output = new QFormerSelfOutput(cfg.Hidden, cfg.Eps, dtype, device, weights);
         RegisterComponents();
     }
 
@@ -33,21 +33,23 @@ internal sealed class QFormerSelfAttention : nn.Module<Tensor, Tensor, Tensor>
     private readonly Linear key;
     private readonly Linear value;
     private readonly int _heads;
+    private readonly LinearWeights _weights;
 
-    public QFormerSelfAttention(int hidden, int contextWidth, int heads, ScalarType dtype, Device device) : base(nameof(QFormerSelfAttention))
+    public QFormerSelfAttention(int hidden, int contextWidth, int heads, ScalarType dtype, Device device, LinearWeights weights) : base(nameof(QFormerSelfAttention))
     {
         _heads = heads;
-        query = EmptyInit.Linear(hidden, hidden, true, dtype, device);
-        key = EmptyInit.Linear(contextWidth, hidden, true, dtype, device);
-        value = EmptyInit.Linear(contextWidth, hidden, true, dtype, device);
+        _weights = weights;
+        query = EmptyInit.Linear(hidden, hidden, true, dtype, device, weights.WeightDType);
+        key = EmptyInit.Linear(contextWidth, hidden, true, dtype, device, weights.WeightDType);
+        value = EmptyInit.Linear(contextWidth, hidden, true, dtype, device, weights.WeightDType);
         RegisterComponents();
     }
 
     public override Tensor forward(Tensor hidden, Tensor context)
     {
-        var q = SplitHeads(query.call(hidden));
-        var k = SplitHeads(key.call(context));
-        var v = SplitHeads(value.call(context));
+        var q = SplitHeads(_weights.Linear(hidden, query));
+        var k = SplitHeads(_weights.Linear(context, key));
+        var v = SplitHeads(_weights.Linear(context, value));
         var o = F.scaled_dot_product_attention(q, k, v);
         return o.transpose(1, 2).flatten(2);
     }
@@ -60,13 +62,15 @@ internal sealed class QFormerSelfOutput : nn.Module<Tensor, Tensor, Tensor>
 {
     private readonly Linear dense;
     private readonly LayerNorm LayerNorm;
+    private readonly LinearWeights _weights;
 
-    public QFormerSelfOutput(int hidden, double eps, ScalarType dtype, Device device, int inFeatures = 0) : base(nameof(QFormerSelfOutput))
+    public QFormerSelfOutput(int hidden, double eps, ScalarType dtype, Device device, LinearWeights weights, int inFeatures = 0) : base(nameof(QFormerSelfOutput))
     {
-        dense = EmptyInit.Linear(inFeatures > 0 ? inFeatures : hidden, hidden, true, dtype, device);
+        _weights = weights;
+        dense = EmptyInit.Linear(inFeatures > 0 ? inFeatures : hidden, hidden, true, dtype, device, weights.WeightDType);
         LayerNorm = EmptyInit.LayerNorm(hidden, eps, dtype, device);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x, Tensor residual) => LayerNorm.call(dense.call(x).Plus(residual));
+    public override Tensor forward(Tensor x, Tensor residual) => LayerNorm.call(_weights.Linear(x, dense).Plus(residual));
 }

@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -18,12 +19,12 @@ internal sealed class QFormerLayer : nn.Module<Tensor, Tensor, Tensor>
     private readonly QFormerIntermediate intermediate_query;
     private readonly QFormerSelfOutput output_query;
 
-    public QFormerLayer(QFormerConfig cfg, int index, ScalarType dtype, Device device) : base(nameof(QFormerLayer))
+    public QFormerLayer(QFormerConfig cfg, int index, ScalarType dtype, Device device, LinearWeights weights) : base(nameof(QFormerLayer))
     {
-        attention = new QFormerAttention(cfg, cfg.Hidden, dtype, device);
-        if (cfg.HasCrossAttention(index)) crossattention = new QFormerAttention(cfg, cfg.EncoderWidth, dtype, device);
-        intermediate_query = new QFormerIntermediate(cfg.Hidden, cfg.Intermediate, dtype, device);
-        output_query = new QFormerSelfOutput(cfg.Hidden, cfg.Eps, dtype, device, inFeatures: cfg.Intermediate);
+        attention = new QFormerAttention(cfg, cfg.Hidden, dtype, device, weights);
+        if (cfg.HasCrossAttention(index)) crossattention = new QFormerAttention(cfg, cfg.EncoderWidth, dtype, device, weights);
+        intermediate_query = new QFormerIntermediate(cfg.Hidden, cfg.Intermediate, dtype, device, weights);
+        output_query = new QFormerSelfOutput(cfg.Hidden, cfg.Eps, dtype, device, weights, inFeatures: cfg.Intermediate);
         RegisterComponents();
     }
 
@@ -39,12 +40,14 @@ internal sealed class QFormerLayer : nn.Module<Tensor, Tensor, Tensor>
 internal sealed class QFormerIntermediate : nn.Module<Tensor, Tensor>
 {
     private readonly Linear dense;
+    private readonly LinearWeights _weights;
 
-    public QFormerIntermediate(int hidden, int intermediate, ScalarType dtype, Device device) : base(nameof(QFormerIntermediate))
+    public QFormerIntermediate(int hidden, int intermediate, ScalarType dtype, Device device, LinearWeights weights) : base(nameof(QFormerIntermediate))
     {
-        dense = EmptyInit.Linear(hidden, intermediate, true, dtype, device);
+        _weights = weights;
+        dense = EmptyInit.Linear(hidden, intermediate, true, dtype, device, weights.WeightDType);
         RegisterComponents();
     }
 
-    public override Tensor forward(Tensor x) => F.gelu(dense.call(x));
+    public override Tensor forward(Tensor x) => F.gelu(_weights.Linear(x, dense));
 }

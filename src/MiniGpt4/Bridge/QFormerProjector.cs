@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,14 +14,33 @@ internal sealed class QFormerProjector : ProjectorModule
 {
     private readonly Parameter query_tokens;
     private readonly QFormer Qformer;
+    private readonly LinearWeights _weights;
 
-    public QFormerProjector(QFormerConfig config, int outputDim, ScalarType dtype, Device device)
+    /// <summary>
+    /// An uninitialised bridge; with <paramref name="storedHalf"/> (bfloat16 on the CPU) the Q-Former's linear weights
+    /// are float16, to be shared with a memory-mapped file (<see cref="LinearWeights"/>).
+    /// </summary>
+    public QFormerProjector(QFormerConfig config, int outputDim, ScalarType dtype, Device device, bool storedHalf = false)
         : base(nameof(QFormerProjector), config.EncoderWidth, config.Hidden, outputDim, dtype, device)
     {
+        if (storedHalf && (dtype != ScalarType.BFloat16 || device.type != TorchSharp.DeviceType.CPU))
+            throw new ArgumentException($"Float16 weights as stored run in a bfloat16 CPU Q-Former, not {dtype} on {device}.", nameof(storedHalf));
         TokensPerImage = config.NumQueryTokens;
+        StoredHalf = storedHalf;
+        _weights = new LinearWeights(dtype, storedHalf);
         query_tokens = EmptyInit.Parameter([1, config.NumQueryTokens, config.Hidden], dtype, device);
-        Qformer = new QFormer(config, dtype, device);
+        Qformer = new QFormer(config, dtype, device, _weights);
         RegisterComponents();
+    }
+
+    /// <summary>Whether the Q-Former's linear weights are float16 as stored (rounded for each product).</summary>
+    public bool StoredHalf { get; }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _weights.Dispose();
+        base.Dispose(disposing);
     }
 
     /// <inheritdoc/>
@@ -39,13 +59,28 @@ internal sealed class QFormerProjector : ProjectorModule
     /// <c>llama_proj</c> from the MiniGPT-4 stage-2 checkpoint (<c>pretrained_minigpt4.pth</c>); the output width
     /// comes from <c>llama_proj.weight</c>'s shape.
     /// </summary>
-    public static QFormerProjector Load(IWeightSource blip2, IWeightSource stage2, QFormerConfig config, ScalarType dtype, Device device)
+    public static QFormerProjector Load(IWeightSource blip2, IWeightSource stage2, QFormerConfig config, ScalarType dtype, Device device,
+        bool keepFloat16 = true)
     {
         config.Validate();
-        return Loaded(new QFormerProjector(config, LlamaProjShape(stage2).Out, dtype, device),
-            (QFormerNames.ToLavis(blip2), new LoadRules { Ignore = Blip2Ignores(config), AllowMissing = ["llama_proj.*"] }),
+        var view = QFormerNames.ToLavis(blip2);
+        // Every linear weight of the layers float16 and shareable, or none kept (a mixed file is converted).
+        var storedHalf = keepFloat16 && dtype == ScalarType.BFloat16 && device.type == TorchSharp.DeviceType.CPU && config.Layers > 0
+            && LinearWeightKeys(config).All(k => view.TryGetInfo(k, out var info) && info.DType == ScalarType.Float16 && view.CanShare(k));
+        return Loaded(new QFormerProjector(config, LlamaProjShape(stage2).Out, dtype, device, storedHalf),
+            (view, new LoadRules { Ignore = Blip2Ignores(config), AllowMissing = ["llama_proj.*"] }),
             (stage2, new LoadRules { Ignore = Stage2Ignores, AllowMissing = ["ln_vision.*", "query_tokens", "Qformer.*"] }));
     }
+
+    /// <summary>The Q-Former layers' linear weights (LAVIS names).</summary>
+    private static IEnumerable<string> LinearWeightKeys(QFormerConfig config) => Enumerable.Range(0, config.Layers).SelectMany(i =>
+    {
+        var layer = $"Qformer.bert.encoder.layer.{i}";
+        var attentions = config.HasCrossAttention(i) ? new[] { "attention", "crossattention" } : ["attention"];
+        return attentions.SelectMany(a => new[] { $"{layer}.{a}.self.query", $"{layer}.{a}.self.key", $"{layer}.{a}.self.value", $"{layer}.{a}.output.dense" })
+            .Concat([$"{layer}.intermediate_query.dense", $"{layer}.output_query.dense"])
+            .Select(k => k + ".weight");
+    });
 
     /// <summary>
     /// Keys of a LAVIS BLIP-2 checkpoint that MiniGPT-4 does not use: the Flan-T5

@@ -137,7 +137,7 @@ internal static class ModelLoader
 
                 progress?.Report(new MiniGptProgress("projector", 0.1, files.StagePath));
                 projector = new VisionProjector(preset.Projector == ProjectorKind.QFormer
-                    ? QFormerProjector.Load(files.Blip2Weights!, files.StageWeights!, files.QFormer!, dtype, device)
+                    ? QFormerProjector.Load(files.Blip2Weights!, files.StageWeights!, files.QFormer!, dtype, device, options.KeepFloat16Weights)
                     : ConcatProjector.Load(files.StageWeights!, files.Vision, dtype, device));
                 ct.ThrowIfCancellationRequested();
             }

@@ -1,3 +1,4 @@
+using MiniGpt4.Runtime;
 using MiniGpt4.Weights;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

@@ -1,3 +1,4 @@
+using MiniGpt4.Bridge;
 using MiniGpt4.Runtime;
 using MiniGpt4.Language;
 using MiniGpt4.Language.Kernels;
@@ -119,6 +120,39 @@ public sealed class Float16WeightsTests
             Runtime.FloatConversion.ConvertOnThisThread((nint)h, ScalarType.Float16, (nint)m, ScalarType.BFloat16, n);
         }
         Assert.Equal(managed, native);
+    }
+
+    [Fact]
+    public void A_float16_Q_Former_keeps_its_linear_weights_in_the_file_and_projects_as_the_converted_one()
+    {
+        using var dir = new TempDir();
+        var config = new QFormerConfig(Hidden: 64, Layers: 3, Heads: 4, Intermediate: 96, NumQueryTokens: 8, EncoderWidth: 48);
+        string blip2 = dir.File("blip2.safetensors"), stage2 = dir.File("stage2.safetensors");
+        using (var scope = NewDisposeScope())
+        using (var random = new QFormerProjector(config, 80, ScalarType.Float32, CPU))
+        {
+            using var g = new TorchSharp.torch.Generator(5);
+            using (no_grad())
+                foreach (var (_, p) in random.named_parameters()) p.copy_(randn(p.shape, generator: g).mul_(0.05));
+            var all = random.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float16).contiguous());
+            SafetensorsWriter.Write(blip2, all.Where(kv => !kv.Key.StartsWith("llama_proj", StringComparison.Ordinal)).ToDictionary());
+            SafetensorsWriter.Write(stage2, all.Where(kv => kv.Key.StartsWith("llama_proj", StringComparison.Ordinal)).ToDictionary());
+        }
+        using var tokens = randn(2, 17, 48);
+        QFormerProjector Load(bool share)
+        {
+            using var b = WeightFiles.Open(blip2, share);
+            using var s = WeightFiles.Open(stage2, share);
+            return QFormerProjector.Load(b, s, config, ScalarType.BFloat16, CPU);
+        }
+        using var kept = Load(share: true);
+        using var converted = Load(share: false);
+        Assert.True(kept.StoredHalf);
+        Assert.False(converted.StoredHalf);
+        Assert.Equal(ScalarType.Float16, kept.state_dict()["Qformer.bert.encoder.layer.0.crossattention.self.key.weight"].dtype);
+        using var a = kept.Project(tokens);
+        using var b = converted.Project(tokens);
+        Assert.Equal(0, Oracle.MaxAbsDiff(a, b));
     }
 
     [Theory]

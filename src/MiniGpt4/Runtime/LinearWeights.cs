@@ -1,15 +1,14 @@
-using MiniGpt4.Runtime;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
-namespace MiniGpt4.Vision;
+namespace MiniGpt4.Runtime;
 
 /// <summary>
-/// How the vision tower's linear layers hold their weights: in the compute dtype, or (a bfloat16 tower over float16
-/// files that are memory-mapped) as the file's float16 matrices, rounded to bfloat16 into one buffer for each product.
-/// The rounding is the one converting while loading does, so the products are the same; the load then copies nothing.
-/// Owned by its <see cref="EvaVisionTransformer"/>, whose products run one at a time.
+/// How a model's linear layers (the vision tower's, the Q-Former's) hold their weights: in the compute dtype, or (a
+/// bfloat16 model over float16 files that are memory-mapped) as the file's float16 matrices, rounded to bfloat16 into
+/// one buffer for each product. The rounding is the one converting while loading does, so the products are the same;
+/// the load then copies nothing. Owned by its model, whose products run one at a time.
 /// </summary>
 internal sealed class LinearWeights(ScalarType dtype, bool storedHalf) : IDisposable
 {
