@@ -61,6 +61,11 @@ public class ChatPageBrowserTests(ITestOutputHelper output)
         using var playwright = await Playwright.CreateAsync();
         await using var browser = await playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions { ExecutablePath = chromium, Headless = true });
         var page = await browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 390, Height = 844 } });
+        // Listening for the file chooser from the start: Playwright asks the browser to intercept file choosers when the
+        // first listener is added, without waiting for it, so a listener added just before the key press (as
+        // RunAndWaitForFileChooserAsync does) raced the press, and about one run in five timed out with no chooser.
+        var chooserShown = new TaskCompletionSource<IFileChooser>(TaskCreationOptions.RunContinuationsAsynchronously);
+        page.FileChooser += (_, c) => chooserShown.TrySetResult(c);
         await page.GotoAsync(host.BaseAddress.ToString());
         await page.WaitForFunctionAsync("() => document.getElementById('model').textContent.includes('ready')");
         // Counts the updates of answer text (one mutation record per streamed delta the page applies, however the
@@ -78,7 +83,8 @@ public class ChatPageBrowserTests(ITestOutputHelper output)
         // The image, through the file chooser opened from the keyboard.
         await page.Keyboard.PressAsync("Shift+Tab"); // leave the settings, then tab round to the file input
         await TabToAsync(page, "#images");
-        var chooser = await page.RunAndWaitForFileChooserAsync(() => page.Keyboard.PressAsync("Space"));
+        await page.Keyboard.PressAsync("Space");
+        var chooser = await chooserShown.Task.WaitAsync(TimeSpan.FromSeconds(30));
         await chooser.SetFilesAsync(image);
         await page.WaitForSelectorAsync("#attachments img");
 
