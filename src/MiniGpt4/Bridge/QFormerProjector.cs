@@ -23,18 +23,15 @@ internal sealed class QFormerProjector : ProjectorModule
     public QFormerProjector(QFormerConfig config, int outputDim, ScalarType dtype, Device device, bool storedHalf = false)
         : base(nameof(QFormerProjector), config.EncoderWidth, config.Hidden, outputDim, dtype, device)
     {
-        if (storedHalf && (dtype != ScalarType.BFloat16 || device.type != TorchSharp.DeviceType.CPU))
-            throw new ArgumentException($"Float16 weights as stored run in a bfloat16 CPU Q-Former, not {dtype} on {device}.", nameof(storedHalf));
         TokensPerImage = config.NumQueryTokens;
-        StoredHalf = storedHalf;
-        _weights = new LinearWeights(dtype, storedHalf);
+        _weights = new LinearWeights(dtype, device, storedHalf);
         query_tokens = EmptyInit.Parameter([1, config.NumQueryTokens, config.Hidden], dtype, device);
         Qformer = new QFormer(config, dtype, device, _weights);
         RegisterComponents();
     }
 
     /// <summary>Whether the Q-Former's linear weights are float16 as stored (rounded for each product).</summary>
-    public bool StoredHalf { get; }
+    public bool StoredHalf => _weights.StoredHalf;
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
@@ -64,9 +61,7 @@ internal sealed class QFormerProjector : ProjectorModule
     {
         config.Validate();
         var view = QFormerNames.ToLavis(blip2);
-        // Every linear weight of the layers float16 and shareable, or none kept (a mixed file is converted).
-        var storedHalf = keepFloat16 && dtype == ScalarType.BFloat16 && device.type == TorchSharp.DeviceType.CPU && config.Layers > 0
-            && LinearWeightKeys(config).All(k => view.TryGetInfo(k, out var info) && info.DType == ScalarType.Float16 && view.CanShare(k));
+        var storedHalf = keepFloat16 && view.KeepsFloat16(LinearWeightKeys(config), dtype, device);
         return Loaded(new QFormerProjector(config, LlamaProjShape(stage2).Out, dtype, device, storedHalf),
             (view, new LoadRules { Ignore = Blip2Ignores(config), AllowMissing = ["llama_proj.*"] }),
             (stage2, new LoadRules { Ignore = Stage2Ignores, AllowMissing = ["ln_vision.*", "query_tokens", "Qformer.*"] }));

@@ -34,6 +34,15 @@ int mg_features(void)
     return f;
 }
 
+// One float16 value rounded to bfloat16 bits as FloatConversion does (widened exactly, nearest-even, NaN -> 0x7FC0).
+__attribute__((target("f16c"))) static inline uint16_t f16_round(uint16_t h)
+{
+    __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(h));
+    uint32_t u = (uint32_t)_mm_cvtsi128_si32(_mm_castps_si128(f));
+    int is_nan = (u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0;
+    return is_nan ? 0x7FC0 : (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
 // float16 -> bfloat16 as src/MiniGpt4/Runtime/FloatConversion.cs defines it: widened exactly (vcvtph2ps), rounded to
 // nearest-even, NaN -> 0x7FC0. A bf16 model reads float16 weights kept as stored through this, a few rows at a time.
 // With AVX512-BF16, vcvtne2ps2bf16 rounds 32 values in one instruction (the same rounding for every value a float16
@@ -82,13 +91,7 @@ __attribute__((target("f16c,sse2"))) void mg_f16_to_bf16(const uint16_t* src, ui
     if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw")) f16_to_bf16_bf16(src, dst, whole, stream);
     else f16_to_bf16_avx512(src, dst, whole, stream);
     if (stream) _mm_sfence();
-    for (int64_t i = whole; i < n; i++)
-    {
-        __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(src[i]));
-        uint32_t u = (uint32_t)_mm_cvtsi128_si32(_mm_castps_si128(f));
-        int is_nan = (u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0;
-        dst[i] = is_nan ? 0x7FC0 : (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-    }
+    for (int64_t i = whole; i < n; i++) dst[i] = f16_round(src[i]);
 }
 
 #define VNNI512 __attribute__((target("avx512f,avx512bw,avx512vnni")))
@@ -210,14 +213,6 @@ F16DOT512 static inline __m512bh wload_f16(const uint16_t* p)
     __m512 lo = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p));
     __m512 hi = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)(p + 16)));
     return _mm512_cvtne2ps_pbh(hi, lo);
-}
-
-__attribute__((target("f16c"))) static inline uint16_t f16_round(uint16_t h)
-{
-    __m128 f = _mm_cvtph_ps(_mm_cvtsi32_si128(h));
-    uint32_t u = (uint32_t)_mm_cvtsi128_si32(_mm_castps_si128(f));
-    int is_nan = (u & 0x7F800000u) == 0x7F800000u && (u & 0x007FFFFFu) != 0;
-    return is_nan ? 0x7FC0 : (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
 }
 
 F16DOT512 static inline float wvalue_f16(uint16_t v) { return bf16_value(f16_round(v)); }

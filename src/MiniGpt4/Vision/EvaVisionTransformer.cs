@@ -29,13 +29,10 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
     /// </summary>
     public EvaVisionTransformer(VisionConfig config, ScalarType dtype, Device device, bool storedHalf = false) : base(nameof(EvaVisionTransformer))
     {
-        if (storedHalf && (dtype != ScalarType.BFloat16 || device.type != TorchSharp.DeviceType.CPU))
-            throw new ArgumentException($"Float16 weights as stored run in a bfloat16 CPU tower, not {dtype} on {device}.", nameof(storedHalf));
         Config = config.Validate();
         DType = dtype;
         Device = device;
-        StoredHalf = storedHalf;
-        _weights = new LinearWeights(dtype, storedHalf);
+        _weights = new LinearWeights(dtype, device, storedHalf);
         patch_embed = new PatchEmbed(config.PatchSize, config.Width, dtype, device);
         cls_token = EmptyInit.Parameter([1, 1, config.Width], ScalarType.Float32, device);
         pos_embed = EmptyInit.Parameter([1, config.Tokens, config.Width], ScalarType.Float32, device);
@@ -44,7 +41,7 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Whether the blocks' linear weights are float16 as stored (rounded for each product).</summary>
-    public bool StoredHalf { get; }
+    public bool StoredHalf => _weights.StoredHalf;
 
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
@@ -108,10 +105,8 @@ internal sealed class EvaVisionTransformer : nn.Module<Tensor, Tensor>
         var view = EvaVitNames.ToLavis(source);
         config.CheckAgainst(view, "the vision configuration");
         // A bfloat16 CPU tower over float16 files it may share: the linear weights stay in the file (see LinearWeights).
-        // Every linear weight, not one: a file mixing dtypes is converted as before (a float16 parameter would narrow the rest).
         var linears = Enumerable.Range(0, config.Depth).SelectMany(i => new[] { "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2" }.Select(l => $"blocks.{i}.{l}.weight"));
-        var storedHalf = keepFloat16 && dtype == ScalarType.BFloat16 && device.type == TorchSharp.DeviceType.CPU && config.Depth > 0
-            && linears.All(k => view.TryGetInfo(k, out var info) && info.DType == ScalarType.Float16 && view.CanShare(k));
+        var storedHalf = keepFloat16 && view.KeepsFloat16(linears, dtype, device);
         var laterBlocks = Enumerable.Range(config.Depth, CountIndexed(view.Keys, "blocks.") - config.Depth);
         var fused = Enumerable.Range(0, config.Depth).Where(i => view.TryGetInfo(EvaVitNames.FusedQkvBias(i), out _)).ToList();
         var rules = new LoadRules

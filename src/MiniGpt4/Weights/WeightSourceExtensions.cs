@@ -9,6 +9,23 @@ internal static class WeightSourceExtensions
     public static IWeightSource WithPrefix(this IWeightSource s, string prefix) =>
         new RenamedSource(s, k => k.StartsWith(prefix, StringComparison.Ordinal) ? k[prefix.Length..] : null, $"{s.Description} [prefix '{prefix}']");
 
+    /// <summary>
+    /// Whether a <paramref name="dtype"/> model on <paramref name="device"/> can keep <paramref name="keys"/> as the
+    /// file stores them: a bfloat16 CPU model, and every one of them (at least one) float16 and shareable with the
+    /// file's memory map. A file mixing dtypes is converted instead: a float16 parameter would narrow the rest.
+    /// </summary>
+    public static bool KeepsFloat16(this IWeightSource s, IEnumerable<string> keys, torch.ScalarType dtype, torch.Device device)
+    {
+        if (dtype != torch.ScalarType.BFloat16 || device.type != DeviceType.CPU) return false;
+        var any = false;
+        foreach (var k in keys)
+        {
+            if (!s.TryGetInfo(k, out var info) || info.DType != torch.ScalarType.Float16 || !s.CanShare(k)) return false;
+            any = true;
+        }
+        return any;
+    }
+
     /// <summary>Keys renamed by <paramref name="map"/> (file key -> new key); a null result drops the key.</summary>
     public static IWeightSource Renamed(this IWeightSource s, Func<string, string?> map) =>
         new RenamedSource(s, map, s.Description);

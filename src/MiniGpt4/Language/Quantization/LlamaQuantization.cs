@@ -27,12 +27,9 @@ internal sealed record LlamaQuantization(QuantFormat Blocks, QuantFormat Head)
     /// </summary>
     public static LlamaQuantization? StoredHalf(IWeightSource source, LlamaConfig config, torch.ScalarType dtype, torch.Device device)
     {
-        if (dtype != torch.ScalarType.BFloat16 || device.type != DeviceType.CPU || !Kernels.CpuGemvKernel.IsSupported) return null;
-        // Every projection, not one: a file mixing dtypes is converted as before (a float16 parameter would narrow the rest).
         var keys = Enumerable.Range(0, config.NumHiddenLayers).SelectMany(l => LayerProjections.Select(p => $"model.layers.{l}.{p}.weight"));
-        if (!keys.All(k => source.TryGetInfo(k, out var info) && info.DType == torch.ScalarType.Float16 && source.CanShare(k))) return null;
-        var head = !config.TieWordEmbeddings && source.TryGetInfo("lm_head.weight", out var h) && h.DType == torch.ScalarType.Float16
-            && source.CanShare("lm_head.weight") ? QuantFormat.F16 : QuantFormat.None;
+        if (!Kernels.CpuGemvKernel.IsSupported || !source.KeepsFloat16(keys, dtype, device)) return null;
+        var head = !config.TieWordEmbeddings && source.KeepsFloat16(["lm_head.weight"], dtype, device) ? QuantFormat.F16 : QuantFormat.None;
         return new LlamaQuantization(QuantFormat.F16, head);
     }
 
